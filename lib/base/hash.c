@@ -1,0 +1,140 @@
+#include "hash.h"
+
+#include "err.h"
+
+#include <stdlib.h>
+
+static size_t cap_for(size_t n)
+{
+    size_t cap = 8;
+    while (cap - cap / 4 < n) /* keep load <= 0.75 */
+        cap *= 2;
+    return cap;
+}
+
+static int resize(struct lw_hmap *m, size_t cap)
+{
+    struct lw_hmap_slot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return LW_ENOMEM;
+    size_t mask = cap - 1;
+    if (m->slots) {
+        for (size_t i = 0; i <= m->mask; i++) {
+            struct lw_hmap_slot s = m->slots[i];
+            if (!s.item)
+                continue;
+            size_t j = s.hash & mask;
+            while (slots[j].item)
+                j = (j + 1) & mask;
+            slots[j] = s;
+        }
+        free(m->slots);
+    }
+    m->slots = slots;
+    m->mask = mask;
+    return 0;
+}
+
+int lw_hmap_init(struct lw_hmap *m, size_t expected)
+{
+    *m = (struct lw_hmap){0};
+    return expected ? resize(m, cap_for(expected)) : 0;
+}
+
+void lw_hmap_deinit(struct lw_hmap *m)
+{
+    free(m->slots);
+    *m = (struct lw_hmap){0};
+}
+
+void *lw_hmap_get(const struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
+{
+    if (!m->slots)
+        return NULL;
+    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
+        const struct lw_hmap_slot *s = &m->slots[i];
+        if (!s->item)
+            return NULL;
+        if (s->hash == hash && eq(s->item, key))
+            return s->item;
+    }
+}
+
+int lw_hmap_put(struct lw_hmap *m, uint64_t hash, void *item)
+{
+    if (!m->slots || m->count + 1 > (m->mask + 1) - (m->mask + 1) / 4) {
+        int rc = resize(m, m->slots ? (m->mask + 1) * 2 : 8);
+        if (rc)
+            return rc;
+    }
+    size_t i = hash & m->mask;
+    while (m->slots[i].item)
+        i = (i + 1) & m->mask;
+    m->slots[i] = (struct lw_hmap_slot){hash, item};
+    m->count++;
+    return 0;
+}
+
+/* Backward-shift deletion: move later members of the probe run into the hole when their home
+ * slot is not between the hole and their position, so no tombstones are needed. */
+static void remove_at(struct lw_hmap *m, size_t hole)
+{
+    size_t i = hole;
+    for (;;) {
+        i = (i + 1) & m->mask;
+        struct lw_hmap_slot *s = &m->slots[i];
+        if (!s->item)
+            break;
+        size_t home = s->hash & m->mask;
+        /* distance from home to i vs from home to hole (cyclic) */
+        if (((i - home) & m->mask) >= ((i - hole) & m->mask)) {
+            m->slots[hole] = *s;
+            hole = i;
+        }
+    }
+    m->slots[hole] = (struct lw_hmap_slot){0};
+    m->count--;
+}
+
+void *lw_hmap_del(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
+{
+    if (!m->slots)
+        return NULL;
+    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
+        struct lw_hmap_slot *s = &m->slots[i];
+        if (!s->item)
+            return NULL;
+        if (s->hash == hash && eq(s->item, key)) {
+            void *item = s->item;
+            remove_at(m, i);
+            return item;
+        }
+    }
+}
+
+bool lw_hmap_del_item(struct lw_hmap *m, uint64_t hash, const void *item)
+{
+    if (!m->slots)
+        return false;
+    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
+        struct lw_hmap_slot *s = &m->slots[i];
+        if (!s->item)
+            return false;
+        if (s->item == item) {
+            remove_at(m, i);
+            return true;
+        }
+    }
+}
+
+void *lw_hmap_next(const struct lw_hmap *m, size_t *pos)
+{
+    if (!m->slots)
+        return NULL;
+    while (*pos <= m->mask) {
+        void *it = m->slots[(*pos)++].item;
+        if (it)
+            return it;
+    }
+    return NULL;
+}

@@ -1,0 +1,226 @@
+/* Unit tests for lib/base: errors, buffers, arena, list, hash table, utilities. */
+#include "base/base.h"
+
+#include <check.h>
+#include <stdlib.h>
+
+START_TEST(test_strerror)
+{
+    ck_assert_str_eq(lw_strerror(LW_EMALFORMED), "malformed input");
+    ck_assert_str_eq(lw_strerror(LW_ENOMEM), "Cannot allocate memory");
+    ck_assert_str_eq(lw_strerror(0), "success");
+    ck_assert_str_eq(lw_strerror(-99999), "unknown error");
+}
+END_TEST
+
+START_TEST(test_buf_fixed_overflow)
+{
+    uint8_t mem[4];
+    struct lw_buf b;
+    lw_buf_init_fixed(&b, mem, sizeof(mem));
+    lw_buf_put_be16(&b, 0x1234);
+    ck_assert_int_eq(lw_buf_status(&b), 0);
+    lw_buf_put_be32(&b, 0xdeadbeef); /* does not fit: dropped whole, overflow latched */
+    ck_assert_int_eq(b.len, 2);
+    ck_assert_int_eq(lw_buf_status(&b), LW_ENOSPC);
+    lw_buf_put_u8(&b, 1); /* still refused after overflow */
+    ck_assert_int_eq(b.len, 2);
+    ck_assert_int_eq(mem[0], 0x12);
+    ck_assert_int_eq(mem[1], 0x34);
+}
+END_TEST
+
+START_TEST(test_buf_growable)
+{
+    struct lw_buf b;
+    lw_buf_init(&b, 0);
+    for (int i = 0; i < 1000; i++)
+        lw_buf_printf(&b, "%d,", i);
+    ck_assert_int_eq(lw_buf_status(&b), 0);
+    ck_assert_int_eq(b.len, 10 * 2 + 90 * 3 + 900 * 4);
+    ck_assert(memcmp(b.data, "0,1,2,", 6) == 0);
+    lw_buf_put_be64(&b, 0x0102030405060708ull);
+    ck_assert_uint_eq(lw_load_be64(b.data + b.len - 8), 0x0102030405060708ull);
+    lw_buf_deinit(&b);
+}
+END_TEST
+
+START_TEST(test_arena)
+{
+    struct lw_arena a;
+    lw_arena_init(&a, 128, 1024);
+    char *s = lw_arena_strndup(&a, "hello world", 5);
+    ck_assert_str_eq(s, "hello");
+    void *big = lw_arena_alloc(&a, 500); /* larger than a block: own block */
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq((uintptr_t)big % _Alignof(max_align_t), 0);
+    ck_assert_ptr_null(lw_arena_alloc(&a, 2000)); /* over the limit */
+    lw_arena_reset(&a);
+    ck_assert_uint_le(a.used, 512);
+    /* 16-byte granules: 1024 bytes of blocks hold exactly 64 allocations, then the limit */
+    for (int i = 0; i < 64; i++)
+        ck_assert_ptr_nonnull(lw_arena_zalloc(&a, 8));
+    ck_assert_ptr_null(lw_arena_alloc(&a, 8));
+    lw_arena_deinit(&a);
+}
+END_TEST
+
+struct item {
+    struct lw_list link;
+    int v;
+};
+
+START_TEST(test_list)
+{
+    struct lw_list h, other;
+    lw_list_init(&h);
+    lw_list_init(&other);
+    struct item it[5];
+    for (int i = 0; i < 5; i++) {
+        it[i].v = i;
+        lw_list_push_back(i < 3 ? &h : &other, &it[i].link);
+    }
+    lw_list_remove(&it[1].link);
+    ck_assert(!lw_list_linked(&it[1].link));
+    lw_list_splice_back(&h, &other);
+    ck_assert(lw_list_empty(&other));
+    int want[] = {0, 2, 3, 4}, n = 0;
+    lw_list_foreach_safe (x, &h) {
+        ck_assert_int_eq(lw_container_of(x, struct item, link)->v, want[n++]);
+        lw_list_remove(x);
+    }
+    ck_assert_int_eq(n, 4);
+    ck_assert(lw_list_empty(&h));
+}
+END_TEST
+
+struct kv {
+    uint64_t key;
+    int val;
+};
+static bool kv_eq(const void *item, const void *key)
+{
+    return ((const struct kv *)item)->key == *(const uint64_t *)key;
+}
+/* A deliberately weak hash so that probe runs and wrap-around are exercised. */
+static uint64_t weak(uint64_t k)
+{
+    return k % 37;
+}
+
+START_TEST(test_hmap_against_reference)
+{
+    enum { N = 20000 };
+    struct lw_hmap m;
+    ck_assert_int_eq(lw_hmap_init(&m, 0), 0);
+    struct kv *items = calloc(N, sizeof(*items));
+    bool *present = calloc(N, sizeof(bool));
+    srand(7);
+    for (int round = 0; round < 200000; round++) {
+        uint64_t k = (uint64_t)(rand() % N);
+        uint64_t h = (round & 1) ? weak(k) : k * 0x9e3779b97f4a7c15ull;
+        /* each key always uses one hash function */
+        h = (k & 1) ? weak(k) : k * 0x9e3779b97f4a7c15ull;
+        struct kv *got = lw_hmap_get(&m, h, &k, kv_eq);
+        ck_assert(present[k] == (got != NULL));
+        if (present[k] && rand() % 2) {
+            ck_assert_ptr_eq(lw_hmap_del(&m, h, &k, kv_eq), &items[k]);
+            present[k] = false;
+        } else if (!present[k]) {
+            items[k] = (struct kv){k, (int)k};
+            ck_assert_int_eq(lw_hmap_put(&m, h, &items[k]), 0);
+            present[k] = true;
+        }
+    }
+    size_t count = 0, pos = 0;
+    struct kv *it;
+    while ((it = lw_hmap_next(&m, &pos))) {
+        ck_assert(present[it->key]);
+        count++;
+    }
+    ck_assert_uint_eq(count, lw_hmap_count(&m));
+    for (uint64_t k = 0; k < N; k++)
+        if (present[k]) {
+            uint64_t h = (k & 1) ? weak(k) : k * 0x9e3779b97f4a7c15ull;
+            ck_assert(lw_hmap_del_item(&m, h, &items[k]));
+        }
+    ck_assert_uint_eq(lw_hmap_count(&m), 0);
+    lw_hmap_deinit(&m);
+    free(items);
+    free(present);
+}
+END_TEST
+
+START_TEST(test_siphash_vector)
+{
+    /* SipHash-2-4 paper, Appendix A: key 00..0f, message 00..0e (15 bytes) ->
+     * a129ca6149be45e5 */
+    uint8_t key[16], msg[15];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    ck_assert_uint_eq(lw_siphash(key, msg, 15), 0xa129ca6149be45e5ull);
+    /* empty message, from the reference implementation's vector table: 726fdb47dd0e0e31 */
+    ck_assert_uint_eq(lw_siphash(key, msg, 0), 0x726fdb47dd0e0e31ull);
+}
+END_TEST
+
+START_TEST(test_hex_and_parse)
+{
+    uint8_t out[4];
+    char s[9];
+    ck_assert_int_eq(lw_hex_decode(out, sizeof(out), "DeadBeef", 8), 4);
+    lw_hex_encode(s, out, 4);
+    ck_assert_str_eq(s, "deadbeef");
+    ck_assert_int_eq(lw_hex_decode(out, sizeof(out), "abc", 3), LW_EMALFORMED);
+    ck_assert_int_eq(lw_hex_decode(out, sizeof(out), "zz", 2), LW_EMALFORMED);
+    ck_assert_int_eq(lw_hex_decode(out, 1, "abcd", 4), LW_ENOSPC);
+    uint64_t u;
+    int64_t i;
+    ck_assert_int_eq(lw_parse_u64("18446744073709551615", 20, &u), 0);
+    ck_assert_uint_eq(u, UINT64_MAX);
+    ck_assert_int_eq(lw_parse_u64("18446744073709551616", 20, &u), LW_ERANGE);
+    ck_assert_int_eq(lw_parse_u64("", 0, &u), LW_EMALFORMED);
+    ck_assert_int_eq(lw_parse_u64("12a", 3, &u), LW_EMALFORMED);
+    ck_assert_int_eq(lw_parse_i64("-9223372036854775808", 20, &i), 0);
+    ck_assert(i == INT64_MIN);
+    ck_assert_int_eq(lw_parse_i64("9223372036854775808", 19, &i), LW_ERANGE);
+    ck_assert_int_eq(lw_parse_i64("-", 1, &i), LW_EMALFORMED);
+    ck_assert(lw_ct_equal("abc", "abc", 3));
+    ck_assert(!lw_ct_equal("abc", "abd", 3));
+    uint8_t r1[16] = {0}, r2[16] = {0};
+    ck_assert_int_eq(lw_random(r1, 16), 0);
+    ck_assert_int_eq(lw_random(r2, 16), 0);
+    ck_assert(memcmp(r1, r2, 16) != 0);
+}
+END_TEST
+
+START_TEST(test_fails_assert_counts)
+{
+    uint64_t before = lw_assert_failures();
+    int x = 1;
+    ck_assert(!lw_fails_assert(x == 1));
+    ck_assert(lw_fails_assert(x == 2));
+    ck_assert_uint_eq(lw_assert_failures(), before + 1);
+}
+END_TEST
+
+Suite *suite_base(void);
+Suite *suite_base(void)
+{
+    Suite *s = suite_create("base");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_strerror);
+    tcase_add_test(tc, test_buf_fixed_overflow);
+    tcase_add_test(tc, test_buf_growable);
+    tcase_add_test(tc, test_arena);
+    tcase_add_test(tc, test_list);
+    tcase_add_test(tc, test_hmap_against_reference);
+    tcase_add_test(tc, test_siphash_vector);
+    tcase_add_test(tc, test_hex_and_parse);
+    tcase_add_test(tc, test_fails_assert_counts);
+    suite_add_tcase(s, tc);
+    return s;
+}
