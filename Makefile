@@ -34,7 +34,9 @@ comma := ,
 PKGS := libuv libcbor libpq jansson inih expat libcurl wolfssl
 once = $(eval $1 := $$(shell $2))$($1)
 PKG_CFLAGS = $(call once,PKG_CFLAGS,$(PKGCONF) --cflags $(PKGS))
-PKG_LIBS = $(call once,PKG_LIBS,$(PKGCONF) --libs $(filter-out wolfssl,$(PKGS))) $(WOLF_PREFIX)/lib/libwolfssl.a $(call once,WOLF_LIBS,$(PKGCONF) --static --libs-only-l wolfssl | sed 's/-lwolfssl//')
+PKG_LIBS = $(call once,PKG_LIBS,$(PKGCONF) --libs $(filter-out wolfssl,$(PKGS)))
+# wolfSSL is linked statically from the project's own build (.deps/wolfssl, see tools/deps.sh).
+WOLF_LIBS = $(WOLF_PREFIX)/lib/libwolfssl.a $(call once,WOLF_DEP_LIBS,$(PKGCONF) --static --libs-only-l wolfssl | sed 's/-lwolfssl//')
 HAVE_SYSTEMD = $(call once,HAVE_SYSTEMD,$(PKGCONF) --exists libsystemd && echo 1)
 SD_CFLAGS = $(if $(HAVE_SYSTEMD),-DLW_HAVE_SYSTEMD $(shell $(PKGCONF) --cflags libsystemd))
 SD_LIBS = $(if $(HAVE_SYSTEMD),$(shell $(PKGCONF) --libs libsystemd))
@@ -53,7 +55,7 @@ CPPFLAGS_ALL = -D_GNU_SOURCE -DLW_VERSION='"$(VERSION)"' -DLW_GIT_REV='"$(GIT_RE
                -I$(LLHTTP_INC) $(PKG_CFLAGS) $(SD_CFLAGS)
 CFLAGS_ALL = -std=c17 -g $(OPT) -pthread -fno-common $(WARN) $(SAN_FLAGS) $(FUZZ_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread $(SAN_FLAGS) $(EXTRA_LDFLAGS)
-LIBS_ALL = $(PKG_LIBS) $(SD_LIBS) -lm
+LIBS_ALL = $(PKG_LIBS) $(WOLF_LIBS) $(SD_LIBS) -lm
 
 # ---- modules ------------------------------------------------------------------------------------
 # Link order: a module before the modules it uses. A module calling one it may not use fails to

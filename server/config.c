@@ -1,0 +1,490 @@
+#include "config.h"
+
+#include "base/err.h"
+#include "base/util.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <ini.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_UINT, K_STR, K_ENUM, K_LISTEN };
+
+struct key {
+    const char *section, *name;
+    enum kind kind;
+    size_t off;     /* offsetof in struct lw_config */
+    size_t cnt_off; /* K_LISTEN: offsetof of the count */
+    const char *def;
+    unsigned min, max;          /* K_UINT */
+    const char *const *choices; /* K_ENUM, index = enum value */
+    bool reloadable;
+    bool secret;
+    bool path; /* K_STR naming a file or directory */
+};
+
+static const char *const logfmt_names[] = {"auto", "logfmt", "json", "journal", NULL};
+static const char *const migrate_names[] = {"auto", "off", NULL};
+
+#define OFF(f) offsetof(struct lw_config, f)
+/* The documentation of every key lives in config/lwm2md.conf.example and docs/configuration.md;
+ * tests/lint.sh checks that both name exactly the keys declared here. */
+static const struct key keys[] = {
+    {"server", "shards", K_UINT, OFF(shards), 0, "0", 0, 256, NULL, false, false, false},
+    {"server", "state_dir", K_STR, OFF(state_dir), 0, "/var/lib/lwm2md", 0, 0, NULL, false, false,
+     true},
+    {"server", "node_id", K_UINT, OFF(node_id), 0, "0", 0, 255, NULL, false, false, false},
+    {"coap", "listen", K_LISTEN, OFF(coap_listen), OFF(coap_listen_n), "0.0.0.0:5683, [::]:5683", 0,
+     0, NULL, false, false, false},
+    {"coaps", "listen", K_LISTEN, OFF(coaps_listen), OFF(coaps_listen_n), "0.0.0.0:5684, [::]:5684",
+     0, 0, NULL, false, false, false},
+    {"api", "listen", K_LISTEN, OFF(api_listen), OFF(api_listen_n), "127.0.0.1:8080", 0, 0, NULL,
+     false, false, false},
+    {"api", "bootstrap_token_file", K_STR, OFF(api_bootstrap_token_file), 0, "", 0, 0, NULL, false,
+     false, true},
+    {"database", "url", K_STR, OFF(db_url), 0, "", 0, 0, NULL, false, true, false},
+    {"database", "migrate", K_ENUM, OFF(db_migrate), 0, "auto", 0, 0, migrate_names, false, false,
+     false},
+    {"log", "level", K_STR, OFF(log_level), 0, "info", 0, 0, NULL, true, false, false},
+    {"log", "groups", K_STR, OFF(log_groups), 0, "", 0, 0, NULL, true, false, false},
+    {"log", "format", K_ENUM, OFF(log_format), 0, "auto", 0, 0, logfmt_names, false, false, false},
+    {"log", "rate_limit", K_UINT, OFF(log_rate_limit), 0, "20", 1, 100000, NULL, true, false,
+     false},
+    {"objects", "dir", K_STR, OFF(objects_dir), 0, "", 0, 0, NULL, false, false, true},
+};
+#define NKEYS LW_ARRAY_SIZE(keys)
+
+struct lw_cfg_state {
+    struct lw_config cfg;
+    char *raw[NKEYS];
+    struct lw_cfg_origin origin[NKEYS];
+    int errors;
+    FILE *errout;
+    /* parse context */
+    const char *cur_file;
+    int cur_line;
+};
+
+size_t lw_cfg_key_count(void)
+{
+    return NKEYS;
+}
+
+const char *lw_cfg_key_name(size_t i)
+{
+    static _Thread_local char buf[96];
+    snprintf(buf, sizeof(buf), "%s.%s", keys[i].section, keys[i].name);
+    return buf;
+}
+
+bool lw_cfg_key_reloadable(size_t i)
+{
+    return keys[i].reloadable;
+}
+
+static void cfg_error(struct lw_cfg_state *st, const char *origin, const char *key, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
+static void cfg_error(struct lw_cfg_state *st, const char *origin, const char *key, const char *fmt,
+                      ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (key)
+        fprintf(st->errout, "%s: key '%s': ", origin, key);
+    else
+        fprintf(st->errout, "%s: ", origin);
+    vfprintf(st->errout, fmt, ap);
+    fputc('\n', st->errout);
+    va_end(ap);
+    st->errors++;
+}
+
+static int find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+static void set_raw(struct lw_cfg_state *st, const char *section, const char *name,
+                    const char *value, const char *origin)
+{
+    int k = find_key(section, name);
+    if (k < 0) {
+        char full[192];
+        snprintf(full, sizeof(full), "%s.%s", section, name);
+        if (!section_known(section))
+            cfg_error(st, origin, full, "unknown section [%s]", section);
+        else
+            cfg_error(st, origin, full, "unknown key");
+        return;
+    }
+    char *v = strdup(value);
+    if (!v) {
+        cfg_error(st, origin, NULL, "out of memory");
+        return;
+    }
+    free(st->raw[k]);
+    st->raw[k] = v;
+    snprintf(st->origin[k].where, sizeof(st->origin[k].where), "%s", origin);
+}
+
+/* ---- INI files ------------------------------------------------------------------------------ */
+
+struct line_reader {
+    FILE *f;
+    struct lw_cfg_state *st;
+};
+
+/* libinih calls the reader once per line; counting here gives each handler call its line. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct line_reader *r = stream;
+    char *s = fgets(str, num, r->f);
+    if (s)
+        r->st->cur_line++;
+    return s;
+}
+
+static int on_ini_kv(void *user, const char *section, const char *name, const char *value)
+{
+    struct lw_cfg_state *st = user;
+    char origin[256];
+    snprintf(origin, sizeof(origin), "%s:%d", st->cur_file, st->cur_line);
+    if (!name) /* section start (INI_CALL_HANDLER_ON_NEW_SECTION builds) */
+        return 1;
+    if (!*section) {
+        cfg_error(st, origin, name, "key outside of any [section]");
+        return 1;
+    }
+    set_raw(st, section, name, value, origin);
+    return 1; /* keep going: report every problem in one run */
+}
+
+static void load_file(struct lw_cfg_state *st, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cfg_error(st, path, NULL, "cannot open: %s", strerror(errno));
+        return;
+    }
+    struct line_reader r = {f, st};
+    st->cur_file = path;
+    st->cur_line = 0;
+    int rc = ini_parse_stream(read_line, &r, on_ini_kv, st);
+    if (rc > 0) {
+        char origin[300];
+        snprintf(origin, sizeof(origin), "%s:%d", path, rc);
+        cfg_error(st, origin, NULL, "syntax error (expected '[section]' or 'key = value')");
+    } else if (rc < 0) {
+        cfg_error(st, path, NULL, "read error");
+    }
+    fclose(f);
+}
+
+static int conf_filter(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return d->d_name[0] != '.' && n > 5 && strcmp(d->d_name + n - 5, ".conf") == 0;
+}
+
+static void load_conf_d(struct lw_cfg_state *st, const char *main_file)
+{
+    char *copy = strdup(main_file);
+    if (!copy)
+        return;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/conf.d", dirname(copy));
+    free(copy);
+    struct dirent **list;
+    int n = scandir(dir, &list, conf_filter, alphasort);
+    if (n < 0)
+        return; /* no conf.d: fine */
+    for (int i = 0; i < n; i++) {
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+        load_file(st, path);
+        free(list[i]);
+    }
+    free(list);
+}
+
+/* ---- environment and --set ------------------------------------------------------------------ */
+
+static void env_name(size_t k, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "LWM2MD_%s_%s", keys[k].section, keys[k].name);
+    for (int i = 0; i < n && (size_t)i < cap; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+static void load_env(struct lw_cfg_state *st, char *const *env)
+{
+    for (; env && *env; env++) {
+        const char *e = *env;
+        if (strncmp(e, "LWM2MD_", 7) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        if (!eq)
+            continue;
+        size_t nlen = (size_t)(eq - e);
+        if (nlen == 13 && strncmp(e, "LWM2MD_CONFIG", 13) == 0)
+            continue; /* the config file path, read by main */
+        bool found = false;
+        for (size_t k = 0; k < NKEYS; k++) {
+            char name[128];
+            env_name(k, name, sizeof(name));
+            if (strlen(name) == nlen && strncmp(name, e, nlen) == 0) {
+                char origin[160];
+                snprintf(origin, sizeof(origin), "env %.*s", (int)nlen, e);
+                set_raw(st, keys[k].section, keys[k].name, eq + 1, origin);
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            char origin[160];
+            snprintf(origin, sizeof(origin), "env %.*s", (int)LW_MIN(nlen, 100u), e);
+            cfg_error(st, origin, NULL, "no such configuration key");
+        }
+    }
+}
+
+static void load_sets(struct lw_cfg_state *st, const struct lw_cfg_set *sets, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *dot = strchr(sets[i].key, '.');
+        if (!dot || dot == sets[i].key || !dot[1]) {
+            cfg_error(st, "--set", sets[i].key, "expected section.key=value");
+            continue;
+        }
+        char section[64];
+        snprintf(section, sizeof(section), "%.*s", (int)(dot - sets[i].key), sets[i].key);
+        set_raw(st, section, dot + 1, sets[i].value, "--set");
+    }
+}
+
+/* ---- conversion ----------------------------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static int parse_listen_one(const char *item, struct lw_listen *out, const char **why)
+{
+    const char *host_start, *host_end, *port;
+    if (item[0] == '[') {
+        host_start = item + 1;
+        host_end = strchr(item, ']');
+        if (!host_end || host_end[1] != ':') {
+            *why = "IPv6 addresses are written [addr]:port";
+            return -1;
+        }
+        port = host_end + 2;
+    } else {
+        host_start = item;
+        host_end = strrchr(item, ':');
+        if (!host_end) {
+            *why = "expected host:port";
+            return -1;
+        }
+        port = host_end + 1;
+    }
+    size_t hlen = (size_t)(host_end - host_start);
+    if (hlen == 0 || hlen >= sizeof(out->host)) {
+        *why = "bad host";
+        return -1;
+    }
+    memcpy(out->host, host_start, hlen);
+    out->host[hlen] = '\0';
+    unsigned char tmp[16];
+    if (inet_pton(AF_INET, out->host, tmp) != 1 && inet_pton(AF_INET6, out->host, tmp) != 1) {
+        *why = "host must be a numeric IPv4 or IPv6 address";
+        return -1;
+    }
+    uint64_t p;
+    if (lw_parse_u64(port, strlen(port), &p) || p == 0 || p > 65535) {
+        *why = "port must be 1..65535";
+        return -1;
+    }
+    out->port = (uint16_t)p;
+    return 0;
+}
+
+static void convert(struct lw_cfg_state *st)
+{
+    for (size_t k = 0; k < NKEYS; k++) {
+        const struct key *ky = &keys[k];
+        char *raw = strdup(st->raw[k]);
+        const char *origin = st->origin[k].where;
+        char name[96];
+        snprintf(name, sizeof(name), "%s.%s", ky->section, ky->name);
+        if (!raw) {
+            cfg_error(st, origin, name, "out of memory");
+            continue;
+        }
+        char *v = trim(raw);
+        void *field = (char *)&st->cfg + ky->off;
+        switch (ky->kind) {
+        case K_UINT: {
+            uint64_t u;
+            if (lw_parse_u64(v, strlen(v), &u) || u < ky->min || u > ky->max)
+                cfg_error(st, origin, name, "expected an integer from %u to %u, got '%s'", ky->min,
+                          ky->max, v);
+            else
+                *(unsigned *)field = (unsigned)u;
+            break;
+        }
+        case K_STR: {
+            char *s = strdup(v);
+            if (!s) {
+                cfg_error(st, origin, name, "out of memory");
+                break;
+            }
+            *(char **)field = s;
+            break;
+        }
+        case K_ENUM: {
+            int found = -1;
+            for (int c = 0; ky->choices[c]; c++)
+                if (strcmp(ky->choices[c], v) == 0)
+                    found = c;
+            if (found < 0) {
+                char list[256] = "";
+                for (int c = 0; ky->choices[c]; c++)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                             c ? ", " : "", ky->choices[c]);
+                cfg_error(st, origin, name, "expected one of %s, got '%s'", list, v);
+            } else {
+                *(int *)field = found;
+            }
+            break;
+        }
+        case K_LISTEN: {
+            struct lw_listen *arr = field;
+            unsigned *cnt = (unsigned *)((char *)&st->cfg + ky->cnt_off);
+            *cnt = 0;
+            char *save = NULL;
+            for (char *item = strtok_r(v, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                item = trim(item);
+                if (!*item)
+                    continue;
+                const char *why = NULL;
+                if (*cnt == LW_CFG_MAX_LISTEN) {
+                    cfg_error(st, origin, name, "at most %d addresses", LW_CFG_MAX_LISTEN);
+                    break;
+                }
+                if (parse_listen_one(item, &arr[*cnt], &why) != 0) {
+                    cfg_error(st, origin, name, "'%s': %s", item, why);
+                    break;
+                }
+                ++*cnt;
+            }
+            break;
+        }
+        }
+        free(raw);
+    }
+    int levels[LW_LG__COUNT];
+    if (st->cfg.log_level && st->cfg.log_groups) {
+        const char *why = lw_log_parse_spec(st->cfg.log_level, st->cfg.log_groups, levels);
+        if (why) {
+            int k = find_key("log", strstr(why, "group") ? "groups" : "level");
+            cfg_error(st, st->origin[k].where, lw_cfg_key_name((size_t)k), "%s", why);
+        }
+    }
+}
+
+int lw_cfg_load(const struct lw_cfg_load *req, struct lw_cfg_state **out, FILE *errout)
+{
+    struct lw_cfg_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        fprintf(errout, "out of memory\n");
+        return LW_ENOMEM;
+    }
+    st->errout = errout;
+    for (size_t k = 0; k < NKEYS; k++) {
+        st->raw[k] = strdup(keys[k].def);
+        snprintf(st->origin[k].where, sizeof(st->origin[k].where), "default");
+    }
+    if (req->main_file) {
+        load_file(st, req->main_file);
+        load_conf_d(st, req->main_file);
+    }
+    load_env(st, req->environ);
+    load_sets(st, req->sets, req->nsets);
+    convert(st); /* even after errors: report every problem in one run */
+    if (st->errors) {
+        lw_cfg_free(st);
+        return LW_ECONFIG;
+    }
+    *out = st;
+    return 0;
+}
+
+void lw_cfg_free(struct lw_cfg_state *st)
+{
+    if (!st)
+        return;
+    for (size_t k = 0; k < NKEYS; k++) {
+        free(st->raw[k]);
+        if (keys[k].kind == K_STR)
+            free(*(char **)((char *)&st->cfg + keys[k].off));
+    }
+    free(st);
+}
+
+const struct lw_config *lw_cfg_get(const struct lw_cfg_state *st)
+{
+    return &st->cfg;
+}
+
+void lw_cfg_print(const struct lw_cfg_state *st, FILE *out)
+{
+    const char *section = "";
+    for (size_t k = 0; k < NKEYS; k++) {
+        if (strcmp(section, keys[k].section) != 0) {
+            section = keys[k].section;
+            fprintf(out, "%s[%s]\n", k ? "\n" : "", section);
+        }
+        const char *v = st->raw[k];
+        if (keys[k].secret && *v)
+            v = "********";
+        fprintf(out, "%s = %s  # %s%s\n", keys[k].name, v, st->origin[k].where,
+                keys[k].reloadable ? ", reloadable" : "");
+    }
+}
+
+int lw_cfg_diff_restart(const struct lw_cfg_state *old_st, const struct lw_cfg_state *new_st,
+                        FILE *out)
+{
+    int n = 0;
+    for (size_t k = 0; k < NKEYS; k++) {
+        if (keys[k].reloadable || strcmp(old_st->raw[k], new_st->raw[k]) == 0)
+            continue;
+        if (out)
+            fprintf(out, "%s.%s", keys[k].section, keys[k].name);
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,93 @@
+/* server/config.h - layered configuration.
+ *
+ * Layers, lowest first: built-in defaults < main file (INI, via libinih) < <dir of main
+ * file>/conf.d/
+ * *.conf in name order < environment LWM2MD_<SECTION>_<KEY> < --set section.key=value. Every key is
+ * declared once in the table in config.c (type, default, limits, reloadability, secret flag, doc);
+ * unknown sections or keys are errors. Errors name the origin ("FILE:LINE", "env LWM2MD_X_Y",
+ * "--set") and the key. Values are validated and converted into struct lw_config.
+ *
+ * Threads: the control thread loads and reloads; shards receive immutable snapshots by message.
+ */
+#ifndef LW_SERVER_CONFIG_H
+#define LW_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LW_CFG_MAX_LISTEN 8
+
+enum lw_log_format { LW_LOGFMT_AUTO, LW_LOGFMT_LOGFMT, LW_LOGFMT_JSON, LW_LOGFMT_JOURNAL };
+enum lw_db_migrate { LW_MIGRATE_AUTO, LW_MIGRATE_OFF };
+
+struct lw_listen {
+    char host[64]; /* numeric IPv4/IPv6 address, brackets removed */
+    uint16_t port;
+};
+
+struct lw_config {
+    /* [server] */
+    unsigned shards; /* 0 = one per CPU */
+    char *state_dir;
+    unsigned node_id;
+    /* [coap] */
+    struct lw_listen coap_listen[LW_CFG_MAX_LISTEN];
+    unsigned coap_listen_n;
+    struct lw_listen coaps_listen[LW_CFG_MAX_LISTEN];
+    unsigned coaps_listen_n;
+    /* [api] */
+    struct lw_listen api_listen[LW_CFG_MAX_LISTEN];
+    unsigned api_listen_n;
+    char *api_bootstrap_token_file;
+    /* [database] */
+    char *db_url; /* secret: may carry a password */
+    enum lw_db_migrate db_migrate;
+    /* [log] */
+    char *log_level;  /* default level: err warning notice info debug */
+    char *log_groups; /* per-group overrides: "net=debug,coap=warning" */
+    enum lw_log_format log_format;
+    unsigned log_rate_limit; /* messages per second per call site on hot paths */
+    /* [objects] */
+    char *objects_dir; /* DDF XML files loaded at start, "" = built-in core objects only */
+};
+
+/* Origin of a value, for --print-config and error messages. */
+struct lw_cfg_origin {
+    char where[256]; /* "default", "FILE:LINE", "env LWM2MD_X_Y", "--set" */
+};
+
+struct lw_cfg_set {
+    const char *key; /* "section.key" */
+    const char *value;
+};
+
+struct lw_cfg_load {
+    const char *main_file;         /* NULL: defaults + env + --set only */
+    const struct lw_cfg_set *sets; /* --set values, in order */
+    size_t nsets;
+    char *const *environ; /* environment to read (NULL: none) */
+};
+
+struct lw_cfg_state; /* loaded config + origins; opaque */
+
+/* Loads every layer. On success returns 0 and *out (owned; free with lw_cfg_free). On failure
+ * returns LW_ECONFIG and writes one line per problem to errout, each "ORIGIN: key 'k': reason"
+ * (the caller exits with status 2). */
+int lw_cfg_load(const struct lw_cfg_load *req, struct lw_cfg_state **out, FILE *errout);
+void lw_cfg_free(struct lw_cfg_state *st);
+/* The typed values (borrowed; valid while st is). */
+const struct lw_config *lw_cfg_get(const struct lw_cfg_state *st);
+/* Writes every key with its effective value and origin, secrets masked. */
+void lw_cfg_print(const struct lw_cfg_state *st, FILE *out);
+/* Compares two loads; writes the names of changed keys that need a restart into errout-style
+ * lines on `out` and returns their count (0: the new config can be applied live). */
+int lw_cfg_diff_restart(const struct lw_cfg_state *old_st, const struct lw_cfg_state *new_st,
+                        FILE *out);
+/* Number of declared keys, and the name of key i ("section.key"), for docs consistency tests. */
+size_t lw_cfg_key_count(void);
+const char *lw_cfg_key_name(size_t i);
+bool lw_cfg_key_reloadable(size_t i);
+
+#endif

@@ -1,0 +1,268 @@
+/* server/main.c - lwm2md entry point: command line, configuration, start-up and shutdown of the
+ * control loop and the shards, signals (SIGTERM/SIGINT stop, SIGHUP reload) and systemd
+ * notifications. */
+#include "auth.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "config.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "shard.h"
+
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+extern char **environ;
+
+#define EXIT_CONFIG 2
+
+struct daemon {
+    uv_loop_t *loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watchdog;
+    struct lw_cfg_load req;
+    struct lw_cfg_state *cfg_state;
+    bool stopping;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: lwm2md [--config FILE] [--set section.key=value]... [options]\n"
+        "\n"
+        "OMA LwM2M server daemon.\n"
+        "\n"
+        "options:\n"
+        "  -c, --config FILE      main configuration file (default: $LWM2MD_CONFIG, else none:\n"
+        "                         built-in defaults); FILE's conf.d/*.conf are read after it\n"
+        "  -s, --set KEY=VALUE    override one key (repeatable; highest precedence)\n"
+        "      --check-config     validate the configuration and exit (status 2 on error)\n"
+        "      --print-config     print the effective configuration with origins and exit\n"
+        "  -V, --version          print the version and exit\n"
+        "  -h, --help             this text\n"
+        "\n"
+        "Configuration precedence: defaults < FILE < conf.d/*.conf < LWM2MD_SECTION_KEY < --set.\n"
+        "See docs/configuration.md.\n");
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_notice(SYS, "received %s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    lw_sd_notify("STOPPING=1");
+    uv_signal_stop(&d->sig_term);
+    uv_signal_stop(&d->sig_int);
+    uv_signal_stop(&d->sig_hup);
+    uv_timer_stop(&d->watchdog);
+    uv_stop(d->loop);
+}
+
+static void on_reload(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct daemon *d = h->data;
+    lw_sd_notify("RELOADING=1");
+    char *errs = NULL;
+    size_t errlen = 0;
+    FILE *ef = open_memstream(&errs, &errlen);
+    struct lw_cfg_state *next = NULL;
+    int rc = ef ? lw_cfg_load(&d->req, &next, ef) : LW_ENOMEM;
+    if (ef)
+        fclose(ef);
+    if (rc) {
+        log_err(SYS, "reload refused, keeping the running configuration: %s",
+                errs && *errs ? errs : lw_strerror(rc));
+    } else {
+        char *names = NULL;
+        size_t nlen = 0;
+        FILE *nf = open_memstream(&names, &nlen);
+        int restart = nf ? lw_cfg_diff_restart(d->cfg_state, next, nf) : 0;
+        if (nf)
+            fclose(nf);
+        if (restart)
+            log_warn(SYS, "reload: %d changed key(s) take effect only after a restart: %s", restart,
+                     names ? names : "");
+        free(names);
+        lw_log_configure(lw_cfg_get(next));
+        lw_cfg_free(d->cfg_state);
+        d->cfg_state = next;
+        log_notice(SYS, "configuration reloaded");
+    }
+    free(errs);
+    lw_sd_notify("READY=1");
+}
+
+/* Pings systemd's watchdog only while every shard loop answers its mailbox. */
+static void on_watchdog(uv_timer_t *t)
+{
+    if (shards_all_answered())
+        lw_sd_notify("WATCHDOG=1");
+    else
+        log_warn_rl(SYS, "watchdog: a shard did not answer within %llu ms; not pinging systemd",
+                    (unsigned long long)uv_timer_get_repeat(t));
+    shards_ping();
+}
+
+static void check_database(const struct lw_config *cfg)
+{
+    if (!*cfg->db_url) {
+        log_notice(STORE, "no database.url configured: running without persistence");
+        return;
+    }
+    /* Start-up only, before any loop runs: a blocking ping is acceptable here. */
+    switch (PQping(cfg->db_url)) {
+    case PQPING_OK: log_info(STORE, "database reachable"); break;
+    case PQPING_REJECT: log_warn(STORE, "database is up but refuses connections"); break;
+    case PQPING_NO_RESPONSE: log_warn(STORE, "database did not answer"); break;
+    default: log_err(STORE, "database.url is not a valid connection string"); break;
+    }
+}
+
+static int run_daemon(struct daemon *d)
+{
+    const struct lw_config *cfg = lw_cfg_get(d->cfg_state);
+    lw_log_configure(cfg);
+    log_notice(SYS, "lwm2md %s (%s) starting: pid=%d", LW_VERSION, LW_GIT_REV, (int)getpid());
+
+    if (*cfg->api_bootstrap_token_file) {
+        char why[256];
+        if (lw_auth_load_bootstrap(cfg->api_bootstrap_token_file, why, sizeof(why)) == 0)
+            log_info(API, "bootstrap admin token loaded from %s", cfg->api_bootstrap_token_file);
+        else
+            log_err(API, "bootstrap admin token not loaded: %s", why);
+    }
+    check_database(cfg);
+
+    unsigned n = cfg->shards;
+    if (n == 0) {
+        uv_cpu_info_t *cpus;
+        int count;
+        n = uv_cpu_info(&cpus, &count) == 0 ? (unsigned)count : 1;
+        if (n >= 1)
+            uv_free_cpu_info(cpus, count);
+        if (n == 0)
+            n = 1;
+    }
+    d->loop = uv_default_loop();
+    if (shards_start(n, cfg) != 0)
+        return EXIT_FAILURE;
+
+    uv_signal_init(d->loop, &d->sig_term);
+    uv_signal_init(d->loop, &d->sig_int);
+    uv_signal_init(d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&d->sig_hup, on_reload, SIGHUP);
+    uv_timer_init(d->loop, &d->watchdog);
+    uint64_t wd = lw_sd_watchdog_usec();
+    if (wd) {
+        uint64_t every = LW_MAX(wd / 2000, 100); /* ms, half the interval */
+        shards_ping();
+        uv_timer_start(&d->watchdog, on_watchdog, every, every);
+        log_info(SYS, "systemd watchdog every %llu ms", (unsigned long long)every);
+    }
+
+    log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
+    lw_sd_notify("READY=1\nSTATUS=serving");
+    uv_run(d->loop, UV_RUN_DEFAULT);
+
+    /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
+    shards_stop();
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->watchdog, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(d->loop);
+    if (rc)
+        log_warn(SYS, "control loop closed with handles still open: %s", uv_strerror(rc));
+    lw_auth_clear();
+    log_notice(SYS, "stopped");
+    return EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"check-config", no_argument, NULL, 1},
+        {"print-config", no_argument, NULL, 2},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct daemon d = {0};
+    struct lw_cfg_set *sets = calloc((size_t)argc, sizeof(*sets));
+    size_t nsets = 0;
+    bool check = false, print = false;
+    const char *config = getenv("LWM2MD_CONFIG");
+    int c, status = EXIT_FAILURE;
+    if (!sets)
+        return EXIT_FAILURE;
+    while ((c = getopt_long(argc, argv, "c:s:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq) {
+                fprintf(stderr, "lwm2md: --set %s: expected section.key=value\n", optarg);
+                status = EXIT_CONFIG;
+                goto out;
+            }
+            *eq = '\0';
+            sets[nsets++] = (struct lw_cfg_set){optarg, eq + 1};
+            break;
+        }
+        case 1: check = true; break;
+        case 2: print = true; break;
+        case 'V':
+            printf("lwm2md %s (%s)\n", LW_VERSION, LW_GIT_REV);
+            status = EXIT_SUCCESS;
+            goto out;
+        case 'h':
+            usage(stdout);
+            status = EXIT_SUCCESS;
+            goto out;
+        default:
+            usage(stderr);
+            status = EXIT_CONFIG;
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "lwm2md: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        status = EXIT_CONFIG;
+        goto out;
+    }
+    d.req = (struct lw_cfg_load){config && *config ? config : NULL, sets, nsets, environ};
+    if (lw_cfg_load(&d.req, &d.cfg_state, stderr) != 0) {
+        status = EXIT_CONFIG;
+        goto out;
+    }
+    if (print) {
+        lw_cfg_print(d.cfg_state, stdout);
+        status = EXIT_SUCCESS;
+    } else if (check) {
+        printf("configuration ok%s%s\n", d.req.main_file ? ": " : "",
+               d.req.main_file ? d.req.main_file : "");
+        status = EXIT_SUCCESS;
+    } else {
+        status = run_daemon(&d);
+    }
+out:
+    lw_cfg_free(d.cfg_state);
+    free(sets);
+    return status;
+}
