@@ -1,0 +1,72 @@
+# tests/e2e/lib.sh - helpers for end-to-end tests (sourced by run.sh and each test_*.sh).
+# Each test file runs in its own bash process with these variables set by run.sh:
+#   LW_BIN (daemon), LW_TOP (repo), LW_PG_URL (private PostgreSQL), LW_TMP (scratch dir)
+# and reports with pass/fail; run.sh prints the totals.
+
+LW_PASS=0
+LW_FAIL=0
+LW_DAEMON_PID=""
+
+pass() { LW_PASS=$((LW_PASS + 1)); echo "  ok   - $*"; }
+fail() { LW_FAIL=$((LW_FAIL + 1)); echo "  FAIL - $*"; }
+check() { # check "description" command...
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+finish() { echo "$LW_PASS $LW_FAIL" > "$LW_TMP/result.$(basename "$0")"; }
+
+# free_udp_port / free_tcp_port: a port nothing listens on (loopback tests only).
+free_port() {
+  local proto=$1 p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 30000))
+    if ! ss -Hln"${proto}" "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# start_daemon LOGFILE [extra args...]: starts the daemon with config/test.conf on free ports.
+start_daemon() {
+  local log=$1; shift
+  LW_COAP_PORT=$(free_port u)
+  LW_COAPS_PORT=$(free_port u)
+  LW_API_PORT=$(free_port t)
+  ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
+    --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
+    --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
+    --set "server.state_dir=$LW_TMP/state" "$@" >"$log" 2>&1 &
+  LW_DAEMON_PID=$!
+  wait_for "$log" '"msg":"ready' 30
+}
+
+# wait_for FILE PATTERN SECONDS: true once FILE contains PATTERN (fixed string).
+wait_for() {
+  local file=$1 pat=$2 secs=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    grep -qF -- "$pat" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "    (timed out after ${secs}s waiting for '$pat' in $file)"
+  tail -n 20 "$file" | sed 's/^/    | /'
+  return 1
+}
+
+# stop_daemon [SIGNAL]: signals the daemon and waits (at most 30 s); sets LW_DAEMON_RC.
+stop_daemon() {
+  local sig=${1:-TERM} i
+  [ -n "$LW_DAEMON_PID" ] || return 0
+  kill "-$sig" "$LW_DAEMON_PID" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$LW_DAEMON_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$LW_DAEMON_PID" 2>/dev/null; then
+    echo "    (daemon did not stop; killing)"
+    kill -KILL "$LW_DAEMON_PID" 2>/dev/null || true
+  fi
+  wait "$LW_DAEMON_PID" 2>/dev/null
+  LW_DAEMON_RC=$?
+  LW_DAEMON_PID=""
+}
+
+trap 'stop_daemon KILL >/dev/null 2>&1; finish' EXIT

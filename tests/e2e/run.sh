@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# End-to-end test runner: starts a private PostgreSQL (tools/pg.sh, as `make run` does), then runs
+# every tests/e2e/test_*.sh against the real daemon. Prints "N passed, N failed" and exits non-zero
+# on any failure. E2E_ONLY=name runs one file.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BUILD:-build}
+export LW_TOP=$top
+export LW_BIN=$top/$build/bin/lwm2md
+export LW_FLEET=$top/$build/bin/lwm2m-fleet
+export LW_TMP
+LW_TMP=$(mktemp -d /tmp/lwm2md-e2e.XXXXXX)
+chmod 755 "$LW_TMP"
+pgdir=$top/$build/e2e/pg
+
+cleanup() {
+  bash "$top/tools/pg.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  rm -rf "$LW_TMP"
+}
+trap cleanup EXIT
+
+[ -x "$LW_BIN" ] || { echo "e2e: $LW_BIN missing (make all)"; exit 1; }
+mkdir -p "$top/$build/e2e"
+LW_PG_URL=$(bash "$top/tools/pg.sh" start "$pgdir") || { echo "e2e: cannot start PostgreSQL"; exit 1; }
+export LW_PG_URL
+echo "e2e: PostgreSQL at ${LW_PG_URL%%@*}@...; scratch $LW_TMP"
+
+passed=0 failed=0
+for t in "$top"/tests/e2e/test_*.sh; do
+  name=$(basename "$t" .sh)
+  if [ -n "${E2E_ONLY:-}" ] && [ "$name" != "$E2E_ONLY" ] && [ "$name" != "test_$E2E_ONLY" ]; then continue; fi
+  echo "e2e: $name"
+  start=$(date +%s)
+  bash "$t"
+  rc=$?
+  res=$LW_TMP/result.$name.sh
+  if [ -f "$res" ]; then
+    read -r p f < "$res"
+  else
+    p=0 f=1; echo "  FAIL - $name did not finish (exit $rc)"
+  fi
+  [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || { f=$((f + 1)); echo "  FAIL - $name exited $rc"; }
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "e2e: $name: $p passed, $f failed ($(( $(date +%s) - start ))s)"
+done
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
