@@ -5,6 +5,8 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "config.h"
+#include "control.h"
+#include "events.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "shard.h"
@@ -153,8 +155,17 @@ static int run_daemon(struct daemon *d)
             n = 1;
     }
     d->loop = uv_default_loop();
-    if (shards_start(n, cfg) != 0)
+    if (lw_control_start(d->loop) != 0) {
+        log_err(SYS, "cannot start the control loop");
         return EXIT_FAILURE;
+    }
+    lw_events_init(1);
+    if (shards_start(n, cfg) != 0) {
+        lw_control_stop();
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(d->loop);
+        return EXIT_FAILURE;
+    }
 
     uv_signal_init(d->loop, &d->sig_term);
     uv_signal_init(d->loop, &d->sig_int);
@@ -178,6 +189,7 @@ static int run_daemon(struct daemon *d)
 
     /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
     shards_stop();
+    lw_control_stop(); /* runs replies and events the shards posted while stopping */
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
