@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_UINT, K_STR, K_ENUM, K_LISTEN };
+/* K_UINT: unsigned; K_DURATION: unsigned ms written "250ms", "2s", "5m", "1h", "1d" (a bare number
+ * is seconds); K_BOOL: true/false/yes/no/on/off/1/0; K_DOUBLE: decimal; K_SIZE: bytes, with an
+ * optional k/M/G (1024-based) suffix. min/max bound the converted value (ms for durations). */
+enum kind { K_UINT, K_STR, K_ENUM, K_LISTEN, K_DURATION, K_BOOL, K_DOUBLE, K_SIZE };
 
 struct key {
     const char *section, *name;
@@ -21,7 +24,7 @@ struct key {
     size_t off;     /* offsetof in struct lw_config */
     size_t cnt_off; /* K_LISTEN: offsetof of the count */
     const char *def;
-    unsigned min, max;          /* K_UINT */
+    double min, max;            /* K_UINT, K_DURATION (ms), K_DOUBLE, K_SIZE */
     const char *const *choices; /* K_ENUM, index = enum value */
     bool reloadable;
     bool secret;
@@ -348,11 +351,91 @@ static void convert(struct lw_cfg_state *st)
         switch (ky->kind) {
         case K_UINT: {
             uint64_t u;
-            if (lw_parse_u64(v, strlen(v), &u) || u < ky->min || u > ky->max)
-                cfg_error(st, origin, name, "expected an integer from %u to %u, got '%s'", ky->min,
-                          ky->max, v);
+            if (lw_parse_u64(v, strlen(v), &u) || (double)u < ky->min || (double)u > ky->max)
+                cfg_error(st, origin, name, "expected an integer from %.0f to %.0f, got '%s'",
+                          ky->min, ky->max, v);
             else
                 *(unsigned *)field = (unsigned)u;
+            break;
+        }
+        case K_DURATION: {
+            uint64_t n = 0, mult = 1000;
+            size_t len = strlen(v), d = 0;
+            while (d < len && v[d] >= '0' && v[d] <= '9')
+                d++;
+            const char *unit = v + d;
+            if (strcmp(unit, "ms") == 0)
+                mult = 1;
+            else if (strcmp(unit, "s") == 0 || *unit == '\0')
+                mult = 1000;
+            else if (strcmp(unit, "m") == 0)
+                mult = 60000;
+            else if (strcmp(unit, "h") == 0)
+                mult = 3600000;
+            else if (strcmp(unit, "d") == 0)
+                mult = 86400000;
+            else
+                mult = 0;
+            if (d == 0 || mult == 0 || lw_parse_u64(v, d, &n) || n > UINT32_MAX / mult ||
+                (double)(n * mult) < ky->min || (double)(n * mult) > ky->max)
+                cfg_error(
+                    st, origin, name,
+                    "expected a duration from %.0fms to %.0fms (e.g. 500ms, 30s, 5m, 1h, 1d), "
+                    "got '%s'",
+                    ky->min, ky->max, v);
+            else
+                *(unsigned *)field = (unsigned)(n * mult);
+            break;
+        }
+        case K_BOOL: {
+            static const char *const yes[] = {"true", "yes", "on", "1"};
+            static const char *const no[] = {"false", "no", "off", "0"};
+            int val = -1;
+            for (size_t i = 0; i < 4; i++) {
+                if (strcmp(v, yes[i]) == 0)
+                    val = 1;
+                if (strcmp(v, no[i]) == 0)
+                    val = 0;
+            }
+            if (val < 0)
+                cfg_error(st, origin, name, "expected true or false, got '%s'", v);
+            else
+                *(bool *)field = val;
+            break;
+        }
+        case K_DOUBLE: {
+            char *end;
+            double dv = strtod(v, &end);
+            if (!*v || *end || dv != dv || dv < ky->min || dv > ky->max)
+                cfg_error(st, origin, name, "expected a number from %g to %g, got '%s'", ky->min,
+                          ky->max, v);
+            else
+                *(double *)field = dv;
+            break;
+        }
+        case K_SIZE: {
+            size_t len = strlen(v), d = 0;
+            uint64_t n = 0, mult = 1;
+            while (d < len && v[d] >= '0' && v[d] <= '9')
+                d++;
+            const char *unit = v + d;
+            if (*unit == 'k' || *unit == 'K')
+                mult = 1024;
+            else if (*unit == 'M')
+                mult = 1024 * 1024;
+            else if (*unit == 'G')
+                mult = 1024ull * 1024 * 1024;
+            else if (*unit)
+                mult = 0;
+            if (mult > 1 && unit[1])
+                mult = 0;
+            if (d == 0 || mult == 0 || lw_parse_u64(v, d, &n) || n > SIZE_MAX / mult ||
+                (double)(n * mult) < ky->min || (double)(n * mult) > ky->max)
+                cfg_error(st, origin, name,
+                          "expected a size from %.0f to %.0f bytes (k/M/G suffix), got '%s'",
+                          ky->min, ky->max, v);
+            else
+                *(size_t *)field = (size_t)(n * mult);
             break;
         }
         case K_STR: {
