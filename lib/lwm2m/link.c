@@ -1,0 +1,744 @@
+/* lib/lwm2m/link.c - CoRE Link Format (RFC 6690) parser and writers for LwM2M (see link.h).
+ *
+ * The generic parser runs twice over the input: a counting pass that validates the grammar and
+ * sizes the output, then a filling pass, so the arena receives exactly two arrays whose sizes are
+ * bounded by the input length and the cfg limits. Both passes are O(n). Written here rather than
+ * taken from a library: Debian has no RFC 6690 parser in C (libcoap's is tied to its resource
+ * tree and I/O model).
+ */
+#include "link.h"
+
+#include "base/err.h"
+#include "base/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct limits {
+    size_t max_len, max_links, max_attrs, max_cts;
+};
+
+static struct limits get_limits(const struct lw_m2m_link_cfg *cfg)
+{
+    struct limits l = {65536, 4096, 32, 16};
+    if (cfg && cfg->max_len)
+        l.max_len = cfg->max_len;
+    if (cfg && cfg->max_links)
+        l.max_links = cfg->max_links;
+    if (cfg && cfg->max_attrs)
+        l.max_attrs = cfg->max_attrs;
+    if (cfg && cfg->max_cts)
+        l.max_cts = cfg->max_cts;
+    return l;
+}
+
+static bool is_alpha(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_hex(uint8_t c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 URI-Reference characters (pct-encoding checked separately). */
+static bool is_uri_char(uint8_t c)
+{
+    return is_alpha(c) || is_digit(c) || (c && strchr("-._~:/?#[]@!$&'()*+,;=", c));
+}
+
+/* RFC 5988 parmname = 1*( ALPHA / DIGIT / "!" / "#" / "$" / "&" / "+" / "-" / "." / "^" / "_" /
+ * "`" / "|" / "~" ) */
+static bool is_parm_char(uint8_t c)
+{
+    return is_alpha(c) || is_digit(c) || (c && strchr("!#$&+-.^_`|~", c));
+}
+
+/* RFC 6690 ptokenchar */
+static bool is_ptoken_char(uint8_t c)
+{
+    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'()*+-./:<=>?@[]^_`{|}~", c));
+}
+
+/* quoted-string content: qdtext (HTAB, SP, VCHAR except '"' and '\', obs-text) */
+static bool is_qd_char(uint8_t c)
+{
+    return c == '\t' || (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f);
+}
+
+/* One pass over the input. With links == NULL only validates and counts. */
+static int scan(const uint8_t *in, size_t len, const struct limits *lim, struct lw_m2m_link *links,
+                struct lw_m2m_link_attr *attrs, size_t *nl, size_t *na, size_t *off)
+{
+    size_t i = 0, nlinks = 0, nattrs = 0;
+    int rc = 0;
+    if (len == 0)
+        goto out;
+    for (;;) {
+        if (i == len || in[i] != '<') {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        if (nlinks == lim->max_links) {
+            rc = LW_ELIMIT;
+            goto out;
+        }
+        i++;
+        size_t us = i;
+        while (i < len && in[i] != '>') {
+            if (in[i] == '%') {
+                if (len - i < 3 || !is_hex(in[i + 1]) || !is_hex(in[i + 2])) {
+                    rc = LW_EMALFORMED;
+                    goto out;
+                }
+                i += 3;
+                continue;
+            }
+            if (!is_uri_char(in[i])) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            i++;
+        }
+        if (i == len) {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        struct lw_m2m_link *l = links ? &links[nlinks] : NULL;
+        if (l) {
+            l->uri = LW_BYTES(in + us, i - us);
+            l->attrs = &attrs[nattrs];
+            l->nattrs = 0;
+            l->is_path = lw_m2m_path_parse((const char *)in + us, i - us, &l->path) == 0;
+        }
+        i++; /* '>' */
+        size_t link_attrs = 0;
+        while (i < len && in[i] == ';') {
+            i++;
+            size_t ns = i;
+            while (i < len && is_parm_char(in[i]))
+                i++;
+            if (i == ns) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            if (i < len && in[i] == '*') /* ext-name-star (RFC 5988 §5) */
+                i++;
+            if (link_attrs == lim->max_attrs) {
+                i = ns;
+                rc = LW_ELIMIT;
+                goto out;
+            }
+            struct lw_m2m_link_attr at = {.name = LW_BYTES(in + ns, i - ns)};
+            if (i < len && in[i] == '=') {
+                i++;
+                at.has_value = true;
+                if (i < len && in[i] == '"') {
+                    i++;
+                    size_t vs = i;
+                    while (i < len && in[i] != '"') {
+                        if (in[i] == '\\') {
+                            /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+                            if (i + 1 == len || (in[i + 1] < 0x20 && in[i + 1] != '\t') ||
+                                in[i + 1] == 0x7f) {
+                                i++;
+                                rc = LW_EMALFORMED;
+                                goto out;
+                            }
+                            i += 2;
+                            continue;
+                        }
+                        if (!is_qd_char(in[i])) {
+                            rc = LW_EMALFORMED;
+                            goto out;
+                        }
+                        i++;
+                    }
+                    if (i == len) {
+                        rc = LW_EMALFORMED;
+                        goto out;
+                    }
+                    at.value = LW_BYTES(in + vs, i - vs);
+                    at.quoted = true;
+                    i++;
+                } else {
+                    size_t vs = i;
+                    while (i < len && is_ptoken_char(in[i]))
+                        i++;
+                    if (i == vs) {
+                        rc = LW_EMALFORMED;
+                        goto out;
+                    }
+                    at.value = LW_BYTES(in + vs, i - vs);
+                }
+            }
+            if (l) {
+                attrs[nattrs] = at;
+                l->nattrs++;
+            }
+            nattrs++;
+            link_attrs++;
+        }
+        nlinks++;
+        if (i == len)
+            break;
+        if (in[i] != ',') {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        i++;
+        if (i == len) { /* trailing comma */
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+    }
+out:
+    *off = i;
+    *nl = nlinks;
+    *na = nattrs;
+    return rc;
+}
+
+int lw_m2m_link_parse(const uint8_t *in, size_t len, struct lw_arena *a,
+                      const struct lw_m2m_link_cfg *cfg, struct lw_m2m_links *out, size_t *err_off)
+{
+    struct limits lim = get_limits(cfg);
+    size_t nl = 0, na = 0, off = 0;
+    int rc;
+    out->v = NULL;
+    out->n = 0;
+    if (len > lim.max_len) {
+        off = lim.max_len;
+        rc = LW_ELIMIT;
+        goto out;
+    }
+    if ((rc = scan(in, len, &lim, NULL, NULL, &nl, &na, &off)))
+        goto out;
+    if (nl == 0)
+        goto out;
+    struct lw_m2m_link *links = lw_arena_alloc(a, nl * sizeof(*links));
+    struct lw_m2m_link_attr *attrs = lw_arena_alloc(a, (na ? na : 1) * sizeof(*attrs));
+    if (!links || !attrs) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    if ((rc = scan(in, len, &lim, links, attrs, &nl, &na, &off)))
+        goto out; /* cannot happen: same input as the counting pass */
+    out->v = links;
+    out->n = nl;
+out:
+    if (err_off)
+        *err_off = rc ? off : 0;
+    return rc;
+}
+
+const struct lw_m2m_link_attr *lw_m2m_link_attr_find(const struct lw_m2m_link *l, const char *name)
+{
+    for (size_t i = 0; i < l->nattrs; i++)
+        if (lw_bytes_eq_str(l->attrs[i].name, name))
+            return &l->attrs[i];
+    return NULL;
+}
+
+int lw_m2m_link_attr_u64(const struct lw_m2m_link *l, const char *name, uint64_t *out)
+{
+    const struct lw_m2m_link_attr *at = lw_m2m_link_attr_find(l, name);
+    if (!at || !at->has_value)
+        return LW_ENOENT;
+    return lw_parse_u64((const char *)at->value.ptr, at->value.len, out);
+}
+
+static void write_attrs(struct lw_buf *b, const struct lw_m2m_link *l)
+{
+    for (size_t k = 0; k < l->nattrs; k++) {
+        const struct lw_m2m_link_attr *at = &l->attrs[k];
+        lw_buf_put_u8(b, ';');
+        lw_buf_put(b, at->name.ptr, at->name.len);
+        if (!at->has_value)
+            continue;
+        lw_buf_put_u8(b, '=');
+        if (at->quoted)
+            lw_buf_put_u8(b, '"');
+        lw_buf_put(b, at->value.ptr, at->value.len);
+        if (at->quoted)
+            lw_buf_put_u8(b, '"');
+    }
+}
+
+void lw_m2m_link_write(const struct lw_m2m_links *links, struct lw_buf *b)
+{
+    for (size_t i = 0; i < links->n; i++) {
+        const struct lw_m2m_link *l = &links->v[i];
+        if (i)
+            lw_buf_put_u8(b, ',');
+        lw_buf_put_u8(b, '<');
+        lw_buf_put(b, l->uri.ptr, l->uri.len);
+        lw_buf_put_u8(b, '>');
+        write_attrs(b, l);
+    }
+}
+
+void lw_m2m_link_write_path(struct lw_buf *b, const char *prefix, const struct lw_m2m_path *p,
+                            const char *const *params, size_t nparams)
+{
+    char tmp[32];
+    if (b->len)
+        lw_buf_put_u8(b, ',');
+    lw_buf_put_u8(b, '<');
+    if (prefix && *prefix)
+        lw_buf_put_str(b, prefix);
+    if (p->len || !prefix || !*prefix) {
+        int n = lw_m2m_path_format(p, tmp, sizeof(tmp));
+        if (n > 0)
+            lw_buf_put(b, tmp, (size_t)n);
+    }
+    lw_buf_put_u8(b, '>');
+    for (size_t i = 0; i < nparams; i++) {
+        lw_buf_put_u8(b, ';');
+        lw_buf_put_str(b, params[i]);
+    }
+}
+
+/* ---- registration object lists ---- */
+
+static size_t link_off(const uint8_t *in, const struct lw_m2m_link *l)
+{
+    return (size_t)(l->uri.ptr - in) - 1; /* the '<' */
+}
+
+static size_t attr_off(const uint8_t *in, const struct lw_m2m_link_attr *at)
+{
+    return (size_t)(at->name.ptr - in);
+}
+
+/* true when the space-separated list `v` contains token `t`. */
+static bool has_token(struct lw_bytes v, const char *t)
+{
+    size_t tl = strlen(t), i = 0;
+    while (i < v.len) {
+        size_t s = i;
+        while (i < v.len && v.ptr[i] != ' ')
+            i++;
+        if (i - s == tl && !memcmp(v.ptr + s, t, tl))
+            return true;
+        i++;
+    }
+    return false;
+}
+
+static bool is_root_link(const struct lw_m2m_link *l)
+{
+    const struct lw_m2m_link_attr *rt = lw_m2m_link_attr_find(l, "rt");
+    return rt && rt->has_value && has_token(rt->value, "oma.lwm2m");
+}
+
+/* "/" or "/seg(/seg)*" with non-empty segments and no query or fragment. */
+static bool valid_root(struct lw_bytes u)
+{
+    if (u.len == 0 || u.ptr[0] != '/')
+        return false;
+    if (u.len == 1)
+        return true;
+    for (size_t i = 0; i < u.len; i++) {
+        if (u.ptr[i] == '?' || u.ptr[i] == '#')
+            return false;
+        if (u.ptr[i] == '/' && (i + 1 == u.len || u.ptr[i + 1] == '/'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_u16_strict(const uint8_t *s, size_t len, uint16_t *out)
+{
+    uint64_t v;
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0') || lw_parse_u64((const char *)s, len, &v) ||
+        v > 65535)
+        return LW_EMALFORMED;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static int parse_cts(const uint8_t *in, const struct lw_m2m_link_attr *ct, struct lw_arena *a,
+                     const struct limits *lim, struct lw_m2m_reg_links *out, size_t *off)
+{
+    struct lw_bytes v = ct->value;
+    size_t n = 1;
+    *off = attr_off(in, ct);
+    if (!ct->has_value || v.len == 0)
+        return LW_EMALFORMED;
+    for (size_t i = 0; i < v.len; i++)
+        n += v.ptr[i] == ' ';
+    if (n > 1 && !ct->quoted) /* cannot happen: ptoken has no spaces */
+        return LW_EMALFORMED;
+    if (n > lim->max_cts)
+        return LW_ELIMIT;
+    out->cts = lw_arena_alloc(a, n * sizeof(*out->cts));
+    if (!out->cts)
+        return LW_ENOMEM;
+    size_t i = 0;
+    out->ncts = 0;
+    while (out->ncts < n) {
+        size_t s = i;
+        while (i < v.len && v.ptr[i] != ' ')
+            i++;
+        if (parse_u16_strict(v.ptr + s, i - s, &out->cts[out->ncts])) {
+            *off = (size_t)(v.ptr + s - in);
+            return LW_EMALFORMED;
+        }
+        out->ncts++;
+        i++;
+    }
+    return 0;
+}
+
+struct ent {
+    uint16_t id, inst; /* inst LW_M2M_ID_NONE for an object link */
+    bool has_ver;
+    struct lw_m2m_ver ver;
+    size_t off;
+};
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const struct ent *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    if (x->inst != y->inst)
+        return x->inst < y->inst ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
+                          const struct lw_m2m_link_cfg *cfg, struct lw_m2m_reg_links *out,
+                          size_t *err_off)
+{
+    struct limits lim = get_limits(cfg);
+    struct lw_m2m_links links;
+    struct ent *ents = NULL;
+    size_t off = 0, root_idx = SIZE_MAX, nents = 0;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if ((rc = lw_m2m_link_parse(in, len, a, cfg, &links, &off)))
+        goto out;
+    /* the root link: rt="oma.lwm2m", else a plain </> */
+    for (size_t i = 0; i < links.n; i++) {
+        if (!is_root_link(&links.v[i]))
+            continue;
+        if (root_idx != SIZE_MAX) {
+            off = link_off(in, &links.v[i]);
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        root_idx = i;
+    }
+    if (root_idx == SIZE_MAX)
+        for (size_t i = 0; i < links.n && root_idx == SIZE_MAX; i++)
+            if (links.v[i].is_path && links.v[i].path.len == 0)
+                root_idx = i;
+    if (root_idx != SIZE_MAX) {
+        const struct lw_m2m_link *r = &links.v[root_idx];
+        out->has_root_link = true;
+        if (!valid_root(r->uri)) {
+            off = link_off(in, r);
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        out->root = r->uri.len == 1 ? LW_BYTES(r->uri.ptr, 0) : r->uri;
+        const struct lw_m2m_link_attr *ct = NULL;
+        for (size_t k = 0; k < r->nattrs; k++) {
+            if (!lw_bytes_eq_str(r->attrs[k].name, "ct"))
+                continue;
+            if (ct) {
+                off = attr_off(in, &r->attrs[k]);
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            ct = &r->attrs[k];
+        }
+        if (ct && (rc = parse_cts(in, ct, a, &lim, out, &off)))
+            goto out;
+    }
+    ents = links.n ? malloc(links.n * sizeof(*ents)) : NULL;
+    if (links.n && !ents) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < links.n; i++) {
+        const struct lw_m2m_link *l = &links.v[i];
+        struct lw_m2m_path p;
+        if (i == root_idx)
+            continue;
+        off = link_off(in, l);
+        struct lw_bytes u = l->uri;
+        if (out->root.len) {
+            if (u.len <= out->root.len || memcmp(u.ptr, out->root.ptr, out->root.len) ||
+                u.ptr[out->root.len] != '/') {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            u.ptr += out->root.len;
+            u.len -= out->root.len;
+        }
+        if (lw_m2m_path_parse((const char *)u.ptr, u.len, &p) || p.len < 1 || p.len > 2) {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        struct ent *e = &ents[nents++];
+        *e = (struct ent){.id = p.id[0], .inst = p.len == 2 ? p.id[1] : LW_M2M_ID_NONE, .off = off};
+        const struct lw_m2m_link_attr *ver = lw_m2m_link_attr_find(l, "ver");
+        if (ver) {
+            off = attr_off(in, ver);
+            if (!ver->has_value ||
+                lw_m2m_ver_parse((const char *)ver->value.ptr, ver->value.len, &e->ver)) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            e->has_ver = true;
+        }
+    }
+    if (nents)
+        qsort(ents, nents, sizeof(*ents), ent_cmp);
+    size_t nobj = 0, ninst = 0;
+    for (size_t i = 0; i < nents; i++) {
+        if (i == 0 || ents[i].id != ents[i - 1].id)
+            nobj++;
+        if (ents[i].inst != LW_M2M_ID_NONE &&
+            (i == 0 || ents[i].id != ents[i - 1].id || ents[i].inst != ents[i - 1].inst))
+            ninst++;
+    }
+    out->objs = nobj ? lw_arena_zalloc(a, nobj * sizeof(*out->objs)) : NULL;
+    uint16_t *inst = ninst ? lw_arena_alloc(a, ninst * sizeof(*inst)) : NULL;
+    if ((nobj && !out->objs) || (ninst && !inst)) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    struct lw_m2m_reg_obj *o = NULL;
+    size_t ver_off = 0; /* where the current object's version was announced */
+    for (size_t i = 0; i < nents; i++) {
+        const struct ent *e = &ents[i];
+        if (!o || o->id != e->id) {
+            o = &out->objs[out->nobjs++];
+            o->id = e->id;
+            o->ver = LW_M2M_VER(1, 0);
+            o->inst = inst;
+        }
+        if (e->has_ver) {
+            if (o->has_ver && lw_m2m_ver_cmp(o->ver, e->ver)) {
+                off = LW_MAX(e->off, ver_off); /* the later of the two announcements */
+                rc = LW_EMALFORMED;            /* two different versions announced for one object */
+                goto out;
+            }
+            o->has_ver = true;
+            o->ver = e->ver;
+            ver_off = e->off;
+        }
+        if (e->inst != LW_M2M_ID_NONE && (o->ninst == 0 || o->inst[o->ninst - 1] != e->inst)) {
+            o->inst[o->ninst++] = e->inst;
+            inst++;
+        }
+    }
+out:
+    free(ents);
+    if (err_off)
+        *err_off = rc ? off : 0;
+    return rc;
+}
+
+static bool ver_is_default(struct lw_m2m_ver v)
+{
+    return v.major == 1 && v.minor == 0;
+}
+
+void lw_m2m_link_reg_write(const struct lw_m2m_reg_links *r, struct lw_buf *b)
+{
+    bool first = true;
+    if (r->has_root_link) {
+        lw_buf_put_u8(b, '<');
+        if (r->root.len)
+            lw_buf_put(b, r->root.ptr, r->root.len);
+        else
+            lw_buf_put_u8(b, '/');
+        lw_buf_put_str(b, ">;rt=\"oma.lwm2m\"");
+        if (r->ncts == 1)
+            lw_buf_printf(b, ";ct=%u", (unsigned)r->cts[0]);
+        else if (r->ncts > 1) {
+            lw_buf_put_str(b, ";ct=\"");
+            for (size_t i = 0; i < r->ncts; i++)
+                lw_buf_printf(b, i ? " %u" : "%u", (unsigned)r->cts[i]);
+            lw_buf_put_u8(b, '"');
+        }
+        first = false;
+    }
+    for (size_t i = 0; i < r->nobjs; i++) {
+        const struct lw_m2m_reg_obj *o = &r->objs[i];
+        bool dflt = ver_is_default(o->ver);
+        if (!dflt || o->ninst == 0) {
+            if (!first)
+                lw_buf_put_u8(b, ',');
+            first = false;
+            lw_buf_put_u8(b, '<');
+            lw_buf_put(b, r->root.ptr, r->root.len);
+            lw_buf_printf(b, "/%u>", (unsigned)o->id);
+            if (!dflt)
+                lw_buf_printf(b, ";ver=%u.%u", (unsigned)o->ver.major, (unsigned)o->ver.minor);
+        }
+        for (size_t k = 0; k < o->ninst; k++) {
+            if (!first)
+                lw_buf_put_u8(b, ',');
+            first = false;
+            lw_buf_put_u8(b, '<');
+            lw_buf_put(b, r->root.ptr, r->root.len);
+            lw_buf_printf(b, "/%u/%u>", (unsigned)o->id, (unsigned)o->inst[k]);
+        }
+    }
+}
+
+bool lw_m2m_link_reg_eq(const struct lw_m2m_reg_links *a, const struct lw_m2m_reg_links *b)
+{
+    if (a->has_root_link != b->has_root_link || !lw_bytes_eq(a->root, b->root) ||
+        a->ncts != b->ncts || a->nobjs != b->nobjs)
+        return false;
+    if (a->ncts && memcmp(a->cts, b->cts, a->ncts * sizeof(*a->cts)))
+        return false;
+    for (size_t i = 0; i < a->nobjs; i++) {
+        const struct lw_m2m_reg_obj *x = &a->objs[i], *y = &b->objs[i];
+        if (x->id != y->id || lw_m2m_ver_cmp(x->ver, y->ver) || x->ninst != y->ninst)
+            return false;
+        if (x->ninst && memcmp(x->inst, y->inst, x->ninst * sizeof(*x->inst)))
+            return false;
+    }
+    return true;
+}
+
+/* Chained SipHash over 64-byte blocks: each block is hashed together with the previous state. */
+struct hasher {
+    const uint8_t *key;
+    uint64_t h;
+    uint8_t blk[8 + 64];
+    size_t n;
+};
+
+static void h_flush(struct hasher *hs)
+{
+    memcpy(hs->blk, &hs->h, 8);
+    hs->h = lw_siphash(hs->key, hs->blk, 8 + hs->n);
+    hs->n = 0;
+}
+
+static void h_put(struct hasher *hs, const void *p, size_t len)
+{
+    const uint8_t *s = p;
+    while (len) {
+        size_t k = LW_MIN(len, 64 - hs->n);
+        memcpy(hs->blk + 8 + hs->n, s, k);
+        hs->n += k;
+        s += k;
+        len -= k;
+        if (hs->n == 64)
+            h_flush(hs);
+    }
+}
+
+static void h_u16(struct hasher *hs, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    h_put(hs, b, 2);
+}
+
+static void h_u64(struct hasher *hs, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    h_put(hs, b, 8);
+}
+
+uint64_t lw_m2m_link_reg_hash(const struct lw_m2m_reg_links *r, const uint8_t key[16])
+{
+    struct hasher hs = {.key = key, .h = 0x6c776d326d6c6e6bull};
+    h_u64(&hs, r->has_root_link);
+    h_u64(&hs, r->root.len);
+    h_put(&hs, r->root.ptr, r->root.len);
+    h_u64(&hs, r->ncts);
+    for (size_t i = 0; i < r->ncts; i++)
+        h_u16(&hs, r->cts[i]);
+    h_u64(&hs, r->nobjs);
+    for (size_t i = 0; i < r->nobjs; i++) {
+        const struct lw_m2m_reg_obj *o = &r->objs[i];
+        h_u16(&hs, o->id);
+        h_u16(&hs, (uint16_t)(o->ver.major << 8 | o->ver.minor));
+        h_u64(&hs, o->ninst);
+        for (size_t k = 0; k < o->ninst; k++)
+            h_u16(&hs, o->inst[k]);
+    }
+    h_flush(&hs);
+    return hs.h;
+}
+
+const struct lw_m2m_reg_obj *lw_m2m_link_reg_find(const struct lw_m2m_reg_links *r, uint16_t id)
+{
+    size_t lo = 0, hi = r->nobjs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->objs[mid].id == id)
+            return &r->objs[mid];
+        if (r->objs[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+int lw_m2m_link_reg_check(struct lw_m2m_reg_links *r, const struct lw_m2m_registry *reg,
+                          size_t *nunknown)
+{
+    size_t unknown = 0;
+    int rc = 0;
+    for (size_t i = 0; i < r->nobjs; i++) {
+        struct lw_m2m_reg_obj *o = &r->objs[i];
+        o->flags = 0;
+        if (o->id == 0 || o->id == 21)
+            o->flags |= LW_M2M_REGOBJ_NOT_LISTED;
+        const struct lw_m2m_obj_def *def = lw_m2m_registry_find(reg, o->id, &o->ver);
+        if (!def) {
+            def = lw_m2m_registry_find(reg, o->id, NULL);
+            o->flags |= def ? LW_M2M_REGOBJ_OTHER_VER : LW_M2M_REGOBJ_UNKNOWN;
+        }
+        if (!def)
+            unknown++;
+        if (def && !def->multiple && (o->ninst > 1 || (o->ninst == 1 && o->inst[0] != 0))) {
+            o->flags |= LW_M2M_REGOBJ_BAD_INST;
+            rc = LW_EMALFORMED;
+        }
+    }
+    if (nunknown)
+        *nunknown = unknown;
+    return rc;
+}
+
+static enum lw_m2m_type reg_type_of(void *ctx, const struct lw_m2m_path *p)
+{
+    const struct lw_m2m_reg_types_ctx *c = ctx;
+    if (p->len < 3 || p->len > 4)
+        return LW_M2M_T_NONE;
+    const struct lw_m2m_reg_obj *o =
+        c->reg_links ? lw_m2m_link_reg_find(c->reg_links, p->id[0]) : NULL;
+    const struct lw_m2m_obj_def *def =
+        lw_m2m_registry_resolve(c->registry, p->id[0], o ? &o->ver : NULL);
+    const struct lw_m2m_res_def *r = def ? lw_m2m_obj_res(def, p->id[2]) : NULL;
+    if (!r || (p->len == 4 && !r->multiple))
+        return LW_M2M_T_NONE;
+    return r->type;
+}
+
+struct lw_m2m_types lw_m2m_link_reg_types(const struct lw_m2m_reg_types_ctx *ctx)
+{
+    return (struct lw_m2m_types){reg_type_of, (void *)(uintptr_t)ctx};
+}
