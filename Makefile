@@ -80,7 +80,8 @@ FLEET := $(if $(FLEET_SRCS),$(BUILD)/bin/lwm2m-fleet)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all deps run test check e2e fuzz fuzz-bins fuzz-replay bench format format-check clean install help lint
+
+.PHONY: all deps run test test-san check e2e fuzz fuzz-bins fuzz-replay bench format format-check clean install help lint
 all: $(DAEMON) $(FLEET)
 
 deps:
@@ -180,16 +181,24 @@ bench: deps all $(foreach b,$(BENCHES),$(BUILD)/bench/$(b))
 
 # ---- end-to-end and the whole suite -------------------------------------------------------------
 e2e: all
-	$(Q)BUILD=$(BUILD) bash tests/e2e/run.sh
+	$(Q)BUILD=$(BUILD) LW_SANITIZED=$(if $(SANITIZE),1) bash tests/e2e/run.sh
 
-lint:
-	$(Q)bash tests/lint.sh
+lint: all
+	$(Q)BUILD=$(BUILD) bash tests/lint.sh
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check
 	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)$(MAKE) --no-print-directory lint
+	$(Q)$(MAKE) --no-print-directory e2e
+
+# The sanitizer pass of CI: unit tests, corpus replay and e2e with SANITIZE set (valgrind is
+# skipped there: it cannot run ASan binaries).
+test-san:
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check
+	$(Q)$(MAKE) --no-print-directory fuzz-replay
 	$(Q)$(MAKE) --no-print-directory e2e
 
 run: deps all

@@ -48,8 +48,9 @@ grep -q '^d /var/lib/lwm2md ' systemd/lwm2md.tmpfiles && ok "tmpfiles creates th
 df=docker/Dockerfile
 grep -q '^FROM debian:bookworm-slim AS build' $df && grep -q '^USER lwm2md' $df && grep -q '^HEALTHCHECK' $df \
   && ok "Dockerfile: bookworm multi-stage, non-root, healthcheck" || ko "Dockerfile structure"
-if python3 -c 'import yaml' 2>/dev/null; then
-  python3 - docker/compose.yml <<'PY' && ok "compose.yml parses; lwm2md waits for a healthy postgres" || ko "compose.yml"
+py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+if $py -c 'import yaml' 2>/dev/null; then
+  $py - docker/compose.yml <<'PY' && ok "compose.yml parses; lwm2md waits for a healthy postgres" || ko "compose.yml"
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]

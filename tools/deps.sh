@@ -13,13 +13,18 @@ deps_dir="$top/.deps"
 wolf_prefix="$deps_dir/wolfssl"
 wolf_min="5.8.0"
 
+# Build dependencies (enough for `make all`; the container build uses --build-only).
 packages=(
-  build-essential pkg-config autoconf automake libtool dpkg-dev xz-utils ca-certificates
-  libuv1-dev libcbor-dev libpq-dev postgresql-15 postgresql-client-15 check libjansson-dev
-  node-llhttp libinih-dev libexpat1-dev libsystemd-dev libcurl4-openssl-dev
-  libcoap3-bin clang llvm libclang-rt-14-dev clang-format valgrind curl procps iproute2
-  systemd
+  build-essential pkg-config autoconf automake libtool dpkg-dev xz-utils ca-certificates curl
+  libuv1-dev libcbor-dev libpq-dev check libjansson-dev node-llhttp libinih-dev libexpat1-dev
+  libsystemd-dev libcurl4-openssl-dev
 )
+# Test and development tools: PostgreSQL server for `make run` and e2e, libcoap's clients as
+# independent peers, clang/libFuzzer, clang-format, valgrind, systemd-analyze, python3-yaml.
+if [ "${1:-}" != "--build-only" ]; then
+  packages+=(postgresql-15 postgresql-client-15 libcoap3-bin clang llvm libclang-rt-14-dev
+             clang-format valgrind procps iproute2 systemd python3-yaml)
+fi
 
 say() { printf 'deps: %s\n' "$*" >&2; }
 

@@ -42,7 +42,9 @@ out=$("$LW_BIN" --bogus 2>&1); rc=$?
 check "unknown option exits 2" [ "$rc" -eq 2 ]
 
 # valgrind: start, serve, stop cleanly with no leaks or errors.
-if command -v valgrind >/dev/null; then
+if [ -n "${LW_SANITIZED:-}" ]; then
+  echo "  SKIP - valgrind run: this is a sanitizer build (ASan and valgrind cannot be combined)"
+elif command -v valgrind >/dev/null; then
   vlog=$LW_TMP/valgrind.log
   LW_WRAPPER="valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --log-file=$vlog" \
     start_daemon "$LW_TMP/daemon-vg.log"
