@@ -128,10 +128,10 @@ $(BUILD)/tests/$(1)_main.c: $(wildcard tests/unit/$(1)/check_*.c) tests/unit/gen
 	@mkdir -p $$(@D)
 	$(Q)bash tests/unit/gen_main.sh $(1) $(wildcard tests/unit/$(1)/check_*.c) > $$@
 $(BUILD)/tests/$(1)_main.o: $(BUILD)/tests/$(1)_main.c
-	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(CHECK_CFLAGS) -Itests/unit -c -o $$@ $$<
+	$(Q)$(CC) $$(CPPFLAGS_ALL) $$(CFLAGS_ALL) $$(CHECK_CFLAGS) -Itests/unit -c -o $$@ $$<
 $(call unit_bin,$(1)): $(BUILD)/tests/$(1)_main.o $(call obj,$(wildcard tests/unit/$(1)/*.c) tests/unit/testutil.c) $(call unit_libs,$(1))
 	@$(if $(Q),echo "  LD $$@")
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $$@ $$^ $(CHECK_LIBS) $(LIBS_ALL)
+	$(Q)$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS_ALL)
 .PHONY: check-$(1)
 check-$(1): $(call unit_bin,$(1))
 	$(Q)LW_TOP=$(CURDIR) $(call unit_bin,$(1))
