@@ -166,7 +166,7 @@ fuzz:
 	$(Q)for t in $(or $(FUZZ_ONLY),$(FUZZ_TARGETS)); do \
 	  echo "fuzz: $$t for $(FUZZ_TIME)s"; mkdir -p build/fuzz/new/$$t; \
 	  build/fuzz/fuzz/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=0 \
-	    $(if $(wildcard tests/fuzz/dict),-dict=tests/fuzz/dict/$$t.dict) \
+	    $$( [ -f tests/fuzz/dict/$$t.dict ] && echo -dict=tests/fuzz/dict/$$t.dict ) \
 	    build/fuzz/new/$$t tests/fuzz/corpus/$$t 2>&1 | tail -n 3 || exit 1; done
 
 # ---- benchmarks ---------------------------------------------------------------------------------
