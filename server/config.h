@@ -35,6 +35,10 @@ struct lw_config {
     /* [coap] */
     struct lw_listen coap_listen[LW_CFG_MAX_LISTEN];
     unsigned coap_listen_n;
+    unsigned coap_ack_timeout;     /* ms (RFC 7252 ACK_TIMEOUT) */
+    double coap_ack_random_factor; /* RFC 7252 ACK_RANDOM_FACTOR */
+    unsigned coap_max_retransmit;  /* RFC 7252 MAX_RETRANSMIT */
+    unsigned coap_max_peers;       /* per shard; 0 = unlimited */
     struct lw_listen coaps_listen[LW_CFG_MAX_LISTEN];
     unsigned coaps_listen_n;
     /* [api] */
@@ -49,6 +53,13 @@ struct lw_config {
     char *log_groups; /* per-group overrides: "net=debug,coap=warning" */
     enum lw_log_format log_format;
     unsigned log_rate_limit; /* messages per second per call site on hot paths */
+    /* [registration] */
+    unsigned reg_lifetime_default; /* s, when Register has no lt */
+    unsigned reg_lifetime_min;     /* s */
+    unsigned reg_lifetime_max;     /* s */
+    unsigned reg_expiry_grace;     /* ms added to the lifetime before expiry */
+    unsigned reg_max;              /* registrations in the whole server; 0 = unlimited */
+    char *reg_profiles_file;       /* JSON {"pid": "</1/0>,</3/0>"}; "" = none */
     /* [objects] */
     char *objects_dir; /* DDF XML files loaded at start, "" = built-in core objects only */
 };
