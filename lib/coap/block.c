@@ -89,7 +89,8 @@ int lw_coap_block2_serve(const struct lw_coap_msg *req, struct lw_bytes body, st
         if ((rc = lw_coap_add_uint(resp, LW_COAP_OPT_SIZE2, (uint32_t)body.len)) != 0)
             goto out;
     }
-    resp->payload = (struct lw_bytes){body.ptr + off, n};
+    if (n)
+        resp->payload = (struct lw_bytes){body.ptr + off, n};
 out:
     return rc;
 }

@@ -121,7 +121,8 @@ static void cb_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle hd
     n->flags = flags;
     n->code = msg->code;
     size_t l = LW_MIN(msg->payload.len, sizeof(n->payload) - 1);
-    memcpy(n->payload, msg->payload.ptr, l);
+    if (l)
+        memcpy(n->payload, msg->payload.ptr, l);
     n->payload[l] = 0;
 }
 
