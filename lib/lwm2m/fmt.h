@@ -15,8 +15,8 @@
  * type they hold; the decoder asks `types->type_of` (types may be NULL: everything unknown).
  * With an unknown type the decoder keeps a raw form: TLV and opaque give OPAQUE bytes, text gives
  * STRING, numbers give INTEGER when integral and in int64 range (UNSIGNED above it), else FLOAT,
- * CBOR text gives STRING, CBOR tag 1 gives TIME. A value whose encoding contradicts a known type
- * (e.g. 3.5 or "abc" for an Integer resource, a 3-byte TLV integer) fails with LW_ETYPE.
+ * CBOR text gives STRING, tag 1 gives TIME in CBOR-60 only. A value whose encoding contradicts a
+ * known type (e.g. 3.5 or "abc" for an Integer resource, a 3-byte TLV integer) fails with LW_ETYPE.
  *
  * Empty containers: an empty Multiple-Resource TLV decodes to a record for /o/i/r with
  * has_value=false, an empty Object-Instance TLV to a record for /o/i with has_value=false, and

@@ -7,7 +7,8 @@
  * it, objlnk "o:i" when the model says so), "bv" boolean, "ov" objlnk. Times: "bt" + "t".
  * Unknown keys are ignored. Parsed with jansson like SenML JSON (see fmt_senml.c); written
  * directly. The encoder writes bn as the request path with a trailing '/' and relative names
- * (bn without the '/' and n "" when a record sits at the request path itself).
+ * (bn without the '/', n "" for that record and "/r" for the others, when a record sits at
+ * the request path itself).
  */
 #include "fmt_int.h"
 
@@ -85,6 +86,8 @@ static int entry(struct lw__m2m_dec *d, json_t *e, const char *bn, size_t bnl, b
         rec.time += bt;
         rec.has_time = true;
     }
+    if (!isfinite(rec.time))
+        return lw__m2m_fail(d, LW_EMALFORMED, k);
     /* name resolution */
     char rel[32];
     const char *base = bn;
@@ -185,11 +188,14 @@ int lw__m2m_json_encode(const struct lw_m2m_path *req, const struct lw_m2m_recor
     int l = lw_m2m_path_format(req, bn, sizeof(bn) - 1);
     if (l < 0)
         return LW_EINVAL;
-    bool deeper = req->len > 0;
+    /* bn "/3/0/" with names "9", "6/0"; but when a record sits at the request path itself,
+     * bn "/3/0/9" with names "" and "/1". The root is bn "/" with names "3/0/9". */
+    bool deeper = true;
     for (size_t k = 0; k < n; k++)
         if (r[k].path.len == req->len)
-            deeper = false; /* a record at the request path itself: bn names it, n is "" */
-    if (deeper)
+            deeper = false;
+    bool slash = req->len > 0 && !deeper;
+    if (req->len > 0 && deeper)
         bn[l++] = '/';
     lw_buf_put_str(out, "{\"bn\":");
     lw__m2m_json_put_str(out, (const uint8_t *)bn, (size_t)l);
@@ -199,7 +205,7 @@ int lw__m2m_json_encode(const struct lw_m2m_path *req, const struct lw_m2m_recor
         const struct lw_m2m_value *v = &x->value;
         size_t nl = 0;
         for (unsigned j = req->len; j < x->path.len; j++) {
-            int w = snprintf(nm + nl, sizeof(nm) - nl, j > req->len ? "/%u" : "%u",
+            int w = snprintf(nm + nl, sizeof(nm) - nl, (j > req->len || slash) ? "/%u" : "%u",
                              (unsigned)x->path.id[j]);
             nl += (size_t)w;
         }

@@ -10,12 +10,14 @@
  * The encoder writes definite-length maps. For each run of records sharing the next id, the
  * key is the longest prefix the run shares (a plain id when it is one level, else an array),
  * e.g. {[13,26]: {1: 42, 3: {21: 69.68, 37: false}}}; a single record gets its whole remaining
- * path as key ({[13,26,1]: 42}). Records must come in path order; a duplicate path or a record
- * that is a prefix of another one is LW_EINVAL.
+ * path as key ({[13,26,1]: 42}). Give records in path order: runs are formed from consecutive
+ * records only. Duplicate paths (and a record that prefixes another) are written as repeated
+ * keys, so whatever the decoder accepted re-encodes.
  */
 #include "fmt_int.h"
 
 #include "base/err.h"
+#include "base/util.h"
 
 #include <string.h>
 
@@ -70,7 +72,8 @@ static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
         rec.path = p;
         if (p.len < 3)
             return lw__m2m_fail(d, LW_EMALFORMED, v.off);
-        if ((rc = lw__cbor_tok_value(d, &v, tag1, lw__m2m_type_of(d, &p), &rec.value,
+        /* tags other than 4 are ignored here (as Anjay does): tag 1 does not make a Time */
+        if ((rc = lw__cbor_tok_value(d, &v, false, lw__m2m_type_of(d, &p), &rec.value,
                                      &rec.has_value)))
             return rc;
         if ((rc = lw__m2m_add(d, &rec, k.off)))
@@ -105,44 +108,70 @@ static size_t run_len(const struct lw_m2m_record *r, size_t n, unsigned lvl)
     return k;
 }
 
-/* Map holding r[0..n), whose paths all extend the first lvl ids. */
+/* Key length for a run g[0..m) at level lvl: the longest prefix the run shares that leaves each
+ * record at least one more id; 0 when there is none (duplicate paths, or a record that prefixes
+ * another): such a run is written flat, one entry per record keyed by its whole remaining path
+ * (duplicate keys, which the decoder reads back in order). */
+static unsigned run_prefix(const struct lw_m2m_record *g, size_t m, unsigned lvl)
+{
+    unsigned p = g->path.len;
+    for (size_t j = 1; j < m; j++) {
+        unsigned c = lvl;
+        while (c < p && c < g[j].path.len && g[j].path.id[c] == g->path.id[c])
+            c++;
+        p = LW_MIN(c, g[j].path.len - 1u);
+        p = LW_MIN(p, g->path.len - 1u);
+    }
+    return p > lvl ? p : 0;
+}
+
+static void put_key(struct lw_buf *b, const struct lw_m2m_path *path, unsigned from, unsigned to)
+{
+    if (to - from == 1) {
+        lw__cbor_put_uint(b, path->id[from]);
+        return;
+    }
+    lw__cbor_put_array(b, to - from);
+    for (unsigned j = from; j < to; j++)
+        lw__cbor_put_uint(b, path->id[j]);
+}
+
+static int put_leaf(struct lw_buf *b, const struct lw_m2m_record *g)
+{
+    if (!g->has_value) {
+        lw__cbor_put_null(b);
+        return 0;
+    }
+    return lw__cbor_put_value(b, &g->value, false);
+}
+
+/* Map holding r[0..n), whose paths all extend the first lvl ids (depth <= 4 by path length). */
 static int lc_group(struct lw_buf *b, const struct lw_m2m_record *r, size_t n, unsigned lvl)
 {
     size_t entries = 0;
-    for (size_t k = 0; k < n; k += run_len(r + k, n - k, lvl)) {
-        if (r[k].path.len <= lvl)
-            return LW_EINVAL;
-        entries++;
+    for (size_t k = 0; k < n;) {
+        size_t m = run_len(r + k, n - k, lvl);
+        for (size_t j = 0; j < m; j++)
+            if (r[k + j].path.len <= lvl)
+                return LW_EINVAL;
+        entries += (m > 1 && !run_prefix(r + k, m, lvl)) ? m : 1;
+        k += m;
     }
     lw__cbor_put_map(b, entries);
     for (size_t k = 0; k < n;) {
         size_t m = run_len(r + k, n - k, lvl);
         const struct lw_m2m_record *g = r + k;
-        unsigned p = g->path.len;
-        if (m > 1) { /* longest shared prefix, leaving each record at least one more id */
-            for (size_t j = 1; j < m; j++) {
-                unsigned c = lvl;
-                while (c < p && c < g[j].path.len && g[j].path.id[c] == g->path.id[c])
-                    c++;
-                p = c < g[j].path.len - 1u ? c : g[j].path.len - 1u;
+        unsigned p = m > 1 ? run_prefix(g, m, lvl) : g->path.len;
+        int rc = 0;
+        if (p == 0) {
+            for (size_t j = 0; j < m && rc == 0; j++) {
+                put_key(b, &g[j].path, lvl, g[j].path.len);
+                rc = put_leaf(b, &g[j]);
             }
-            if (p <= lvl)
-                return LW_EINVAL;
-        }
-        if (p - lvl == 1) {
-            lw__cbor_put_uint(b, g->path.id[lvl]);
         } else {
-            lw__cbor_put_array(b, p - lvl);
-            for (unsigned j = lvl; j < p; j++)
-                lw__cbor_put_uint(b, g->path.id[j]);
+            put_key(b, &g->path, lvl, p);
+            rc = m > 1 ? lc_group(b, g, m, p) : put_leaf(b, g);
         }
-        int rc;
-        if (m > 1)
-            rc = lc_group(b, g, m, p);
-        else if (g->has_value)
-            rc = lw__cbor_put_value(b, &g->value, false);
-        else
-            rc = (lw__cbor_put_null(b), 0);
         if (rc)
             return rc;
         k += m;

@@ -47,6 +47,8 @@ static int emit(struct lw__m2m_dec *d, const struct sbase *base, const struct sr
         return lw__m2m_fail(d, LW_EMALFORMED, off);
     rec.has_time = s->has_t || base->has_bt;
     rec.time = (base->has_bt ? base->bt : 0) + (s->has_t ? s->t : 0);
+    if (!isfinite(rec.time))
+        return lw__m2m_fail(d, LW_EMALFORMED, off);
     if (paths_only) {
         if (s->vk != V_NONE)
             return lw__m2m_fail(d, LW_EMALFORMED, s->voff);

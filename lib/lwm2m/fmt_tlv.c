@@ -161,8 +161,10 @@ static int tlv_seq(struct lw__m2m_dec *d, const uint8_t *p, size_t len, size_t b
             return lw__m2m_fail(d, LW_EMALFORMED, t.off);
         size_t voff = base + (size_t)(t.val - p);
         if (t.kind == K_INST || t.kind == K_MULTI) {
-            if (t.len == 0)
+            if (t.len == 0 && j == ctx->len)
                 rc = lw__m2m_add(d, &rec, t.off); /* empty container: path only */
+            else if (t.len == 0)
+                rc = 0; /* an empty container the request path already names: nothing */
             else
                 rc = tlv_seq(d, t.val, t.len, voff, &rec.path, (int)t.kind);
         } else {
@@ -270,11 +272,15 @@ static int put_leaf(struct lw_buf *b, unsigned kind, uint16_t id, const struct l
     return 0;
 }
 
-/* Consecutive records sharing the first `lvl` path ids with r[0]. */
+/* Records written as one TLV, starting at r[0]: a lone record of path length `lvl` (a leaf or
+ * an empty container), else the consecutive records below the same first `lvl` ids. Splitting
+ * this way lets anything the decoder accepts (duplicates included) encode again. */
 static size_t run(const struct lw_m2m_record *r, size_t n, unsigned lvl)
 {
     size_t k = 1;
-    while (k < n && r[k].path.len >= lvl && memcmp(r[k].path.id, r[0].path.id, 2 * lvl) == 0)
+    if (r[0].path.len == lvl)
+        return 1;
+    while (k < n && r[k].path.len > lvl && memcmp(r[k].path.id, r[0].path.id, 2 * lvl) == 0)
         k++;
     return k;
 }
@@ -353,10 +359,8 @@ int lw__m2m_tlv_encode(const struct lw_m2m_path *req, const struct lw_m2m_record
             rc = put_resources(out, r, n, &sz);
         break;
     case 3:
-        if (n == 0)
-            break;
-        if ((rc = put_res(NULL, r, n, true, &sz)) == 0)
-            rc = put_res(out, r, n, true, &sz);
+        if ((rc = put_resources(NULL, r, n, &sz)) == 0)
+            rc = put_resources(out, r, n, &sz);
         break;
     case 4:
         if (n != 1 || !r->has_value)

@@ -495,7 +495,7 @@ START_TEST(lwm2m_cbor_all_types)
     ck_assert_uint_eq(recs.v[0].path.len, 4);
     ck_assert_uint_eq(recs.v[1].value.bytes.len, 3);
     ck_assert_mem_eq(recs.v[1].value.bytes.ptr, "\x01\x02\x03", 3);
-    ck_assert_int_eq(recs.v[2].value.type, LW_M2M_T_TIME);
+    ck_assert_int_eq(recs.v[2].value.type, LW_M2M_T_INTEGER); /* tag 1 ignored */
 }
 END_TEST
 
@@ -528,15 +528,21 @@ START_TEST(lwm2m_cbor_rejects)
         ck_assert_msg(rc == cases[k].rc, "case %zu: %d", k, rc);
         ck_assert_msg(off == cases[k].off, "case %zu: off %zu", k, off);
     }
-    /* encoder: duplicate path or a record that prefixes another */
-    struct lw_m2m_record r[2] = {
+    /* encoder: duplicate paths and a record prefixing another become repeated keys */
+    struct lw_m2m_record r[3] = {
         {.path = LW_M2M_PATH3(3, 0, 9), .value = {.type = LW_M2M_T_INTEGER}, .has_value = true},
         {.path = LW_M2M_PATH3(3, 0, 9), .value = {.type = LW_M2M_T_INTEGER}, .has_value = true},
+        {.path = LW_M2M_PATH4(3, 0, 9, 1), .value = {.type = LW_M2M_T_INTEGER}, .has_value = true},
     };
     struct lw_m2m_path root = LW_M2M_PATH_ROOT;
-    ck_assert_int_eq(lw_m2m_encode(LW_M2M_CF_LWM2M_CBOR, &root, r, 2, &obuf), LW_EINVAL);
-    r[1].path = LW_M2M_PATH4(3, 0, 9, 1);
-    ck_assert_int_eq(lw_m2m_encode(LW_M2M_CF_LWM2M_CBOR, &root, r, 2, &obuf), LW_EINVAL);
+    ck_assert_int_eq(lw_m2m_encode(LW_M2M_CF_LWM2M_CBOR, &root, r, 3, &obuf), 0);
+    assert_out_hex("A1 82 03 00 A3 09 00 09 00 82 09 01 00");
+    ck_assert_int_eq(dec_b(LW_M2M_CF_LWM2M_CBOR, obuf.data, obuf.len, root, NULL, NULL), 0);
+    ck_assert_uint_eq(recs.n, 3);
+    ck_assert_uint_eq(recs.v[2].path.len, 4);
+    r[0].path.len = 0;
+    lw_buf_reset(&obuf);
+    ck_assert_int_eq(lw_m2m_encode(LW_M2M_CF_LWM2M_CBOR, &root, r, 1, &obuf), LW_EINVAL);
 }
 END_TEST
 
