@@ -12,6 +12,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 .SUFFIXES:
+.SECONDARY:
 
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build/san,build)
