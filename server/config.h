@@ -45,6 +45,27 @@ struct lw_config {
     struct lw_listen api_listen[LW_CFG_MAX_LISTEN];
     unsigned api_listen_n;
     char *api_bootstrap_token_file;
+    bool api_probes_public;       /* /healthz /readyz /metrics without a token */
+    unsigned api_max_connections; /* open connections; more are refused */
+    size_t api_max_header_size;   /* request line + headers, bytes */
+    size_t api_max_body_size;     /* request body, bytes */
+    unsigned api_max_requests;    /* requests per connection before Connection: close */
+    unsigned api_header_timeout;  /* ms to receive a request's headers */
+    unsigned api_idle_timeout;    /* ms an idle keep-alive connection stays open */
+    unsigned api_sse_ring;        /* events kept for Last-Event-ID resumption */
+    unsigned api_sse_heartbeat;   /* ms between SSE heartbeat comments */
+    size_t api_sse_max_backlog;   /* bytes queued to a slow SSE client before it is dropped */
+    unsigned api_token_refresh;   /* ms between reloads of the token table from the database */
+    /* [webhooks] */
+    char *webhooks_urls;           /* comma-separated subscriber URLs ("" = off) */
+    char *webhooks_secret_file;    /* HMAC key file */
+    char *webhooks_types;          /* comma-separated event types ("" = all) */
+    unsigned webhooks_batch_max;   /* events per delivery */
+    unsigned webhooks_batch_delay; /* ms to wait for more events before posting */
+    unsigned webhooks_timeout;     /* ms per HTTP attempt */
+    unsigned webhooks_retry_max;   /* attempts after the first before a batch is dropped */
+    unsigned webhooks_retry_base;  /* ms; doubles per attempt, capped at 5 minutes */
+    unsigned webhooks_queue_max;   /* events queued per subscriber before the oldest are dropped */
     /* [database] */
     char *db_url; /* secret: may carry a password */
     enum lw_db_migrate db_migrate;
