@@ -1,6 +1,7 @@
 /* server/main.c - lwm2md entry point: command line, configuration, start-up and shutdown of the
  * control loop and the shards, signals (SIGTERM/SIGINT stop, SIGHUP reload) and systemd
  * notifications. */
+#include "api/api.h"
 #include "auth.h"
 #include "base/err.h"
 #include "base/util.h"
@@ -30,6 +31,7 @@ struct daemon {
     struct lw_cfg_load req;
     struct lw_cfg_state *cfg_state;
     bool stopping;
+    bool failed;
 };
 
 static void usage(FILE *out)
@@ -48,6 +50,11 @@ static void usage(FILE *out)
         "      --print-config     print the effective configuration with origins and exit\n"
         "  -V, --version          print the version and exit\n"
         "  -h, --help             this text\n"
+        "\n"
+        "subcommands (after the options):\n"
+        "  token create --role viewer|operator|admin [--name N]   new API token, printed once\n"
+        "  token list | token revoke ID                           API tokens in database.url\n"
+        "  healthcheck            GET /healthz on the first api.listen address (exit 0 on 200)\n"
         "\n"
         "Configuration precedence: defaults < FILE < conf.d/*.conf < LWM2MD_SECTION_KEY < --set.\n"
         "See docs/configuration.md.\n");
@@ -95,6 +102,7 @@ static void on_reload(uv_signal_t *h, int signum)
                      names ? names : "");
         free(names);
         lw_log_configure(lw_cfg_get(next));
+        lw_api_reload(lw_cfg_get(next));
         lw_cfg_free(d->cfg_state);
         d->cfg_state = next;
         log_notice(SYS, "configuration reloaded");
@@ -183,9 +191,20 @@ static int run_daemon(struct daemon *d)
         log_info(SYS, "systemd watchdog every %llu ms", (unsigned long long)every);
     }
 
-    log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
-    lw_sd_notify("READY=1\nSTATUS=serving");
-    uv_run(d->loop, UV_RUN_DEFAULT);
+    if (lw_api_start(d->loop, cfg) != 0) {
+        uv_stop(d->loop);
+        d->stopping = true;
+        d->failed = true;
+    }
+    if (!d->failed)
+        log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
+    if (!d->failed) {
+        lw_sd_notify("READY=1\nSTATUS=serving");
+        uv_run(d->loop, UV_RUN_DEFAULT);
+    }
+
+    /* API first: stop accepting; in-flight requests are answered while the rest stops. */
+    lw_api_stop();
 
     /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
     shards_stop();
@@ -200,7 +219,7 @@ static int run_daemon(struct daemon *d)
         log_warn(SYS, "control loop closed with handles still open: %s", uv_strerror(rc));
     lw_auth_clear();
     log_notice(SYS, "stopped");
-    return EXIT_SUCCESS;
+    return d->failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 int main(int argc, char **argv)
@@ -222,7 +241,7 @@ int main(int argc, char **argv)
     int c, status = EXIT_FAILURE;
     if (!sets)
         return EXIT_FAILURE;
-    while ((c = getopt_long(argc, argv, "c:s:Vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+c:s:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
         case 's': {
@@ -252,7 +271,10 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (optind < argc) {
+    const char *sub = optind < argc ? argv[optind] : NULL;
+    bool known_sub = sub && (strcmp(sub, "token") == 0 || strcmp(sub, "healthcheck") == 0 ||
+                             strcmp(sub, "routes") == 0);
+    if (sub && !known_sub) {
         fprintf(stderr, "lwm2md: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         status = EXIT_CONFIG;
@@ -263,7 +285,15 @@ int main(int argc, char **argv)
         status = EXIT_CONFIG;
         goto out;
     }
-    if (print) {
+    if (known_sub) {
+        const struct lw_config *cfg = lw_cfg_get(d.cfg_state);
+        if (strcmp(sub, "token") == 0)
+            status = lw_api_cli_token(cfg, argc - optind, argv + optind, stdout, stderr);
+        else if (strcmp(sub, "healthcheck") == 0)
+            status = lw_api_cli_healthcheck(cfg, stderr);
+        else
+            status = lw_api_cli_routes(stdout);
+    } else if (print) {
         lw_cfg_print(d.cfg_state, stdout);
         status = EXIT_SUCCESS;
     } else if (check) {

@@ -1,0 +1,378 @@
+/* server/api/server.c - TCP listeners and connections of the HTTP API on the control loop:
+ * accept (bounded by api.max_connections), read into api_conn_feed, ordered writes, header and
+ * idle timeouts (slow clients), graceful close on shutdown, and the api start/stop entry points. */
+#include "api.h"
+
+#include "api_int.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct tconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct api_conn api;
+    size_t backlog; /* bytes handed to uv_write and not yet completed */
+    uint64_t last_activity_ms;
+    uint64_t header_start_ms;
+    bool closing;
+    bool reading;
+    int handles; /* open uv handles (tcp, timer) */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct tconn *t;
+    size_t len;
+    uint8_t data[];
+};
+
+static struct {
+    uv_loop_t *loop;
+    uv_tcp_t listeners[LW_CFG_MAX_LISTEN];
+    unsigned nlisteners;
+    struct lw_list conns;
+    unsigned nconns;
+    unsigned max_conns;
+    uint64_t next_id;
+    struct api_limits lim;
+    bool started, stopping;
+    uint64_t stop_deadline_ms;
+    uint64_t refused;
+} srv = {.conns = {&srv.conns, &srv.conns}};
+
+static struct tconn *tconn_of(struct api_conn *c)
+{
+    return c->ctx;
+}
+
+struct api_conn *api_conn_lookup(uint64_t id)
+{
+    lw_list_foreach (it, &srv.conns) {
+        struct api_conn *c = lw_container_of(it, struct api_conn, link);
+        if (c->id == id)
+            return c;
+    }
+    return NULL;
+}
+
+void api_conn_each(void (*fn)(struct api_conn *c, void *arg), void *arg)
+{
+    lw_list_foreach_safe (it, &srv.conns) {
+        struct api_conn *c = lw_container_of(it, struct api_conn, link);
+        fn(c, arg);
+    }
+}
+
+size_t api_conn_backlog(struct api_conn *c)
+{
+    return tconn_of(c)->backlog;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct tconn *t = h->data;
+    if (--t->handles == 0)
+        free(t);
+}
+
+static void tconn_close(struct tconn *t)
+{
+    if (t->closing)
+        return;
+    t->closing = true;
+    lw_list_remove(&t->api.link);
+    srv.nconns--;
+    api_conn_deinit(&t->api);
+    uv_timer_stop(&t->timer);
+    uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    struct tconn *t = req->data;
+    free(req);
+    tconn_close(t);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct tconn *t = w->t;
+    t->backlog -= w->len;
+    t->last_activity_ms = lw_mono_ms();
+    free(w);
+    if (status < 0 && !t->closing) {
+        log_debug(API, "write failed: %s", uv_strerror(status));
+        tconn_close(t);
+    }
+}
+
+static void op_write(struct api_conn *c, const uint8_t *p, size_t n)
+{
+    struct tconn *t = tconn_of(c);
+    if (t->closing || n == 0)
+        return;
+    struct wreq *w = malloc(sizeof(*w) + n);
+    if (!w) {
+        tconn_close(t);
+        return;
+    }
+    memcpy(w->data, p, n);
+    w->t = t;
+    w->len = n;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
+    t->backlog += n;
+    int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, &b, 1, on_write);
+    if (rc) {
+        t->backlog -= n;
+        free(w);
+        tconn_close(t);
+    }
+}
+
+static void op_close(struct api_conn *c)
+{
+    struct tconn *t = tconn_of(c);
+    if (t->closing)
+        return;
+    if (t->reading) {
+        uv_read_stop((uv_stream_t *)&t->tcp);
+        t->reading = false;
+    }
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req || uv_shutdown(req, (uv_stream_t *)&t->tcp, on_shutdown) != 0) {
+        free(req);
+        tconn_close(t);
+        return;
+    }
+    req->data = t;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    static char slab[65536]; /* control thread only; consumed before the next read */
+    (void)suggested;
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tconn *t = s->data;
+    if (nread < 0) {
+        tconn_close(t);
+        return;
+    }
+    if (nread == 0)
+        return;
+    uint64_t now = lw_mono_ms();
+    t->last_activity_ms = now;
+    bool was_in_header = t->api.in_header;
+    api_conn_feed(&t->api, (const uint8_t *)buf->base, (size_t)nread);
+    if (!t->closing && t->api.in_header && !was_in_header)
+        t->header_start_ms = now;
+}
+
+static void op_pause(struct api_conn *c, bool paused)
+{
+    struct tconn *t = tconn_of(c);
+    if (t->closing)
+        return;
+    if (paused && t->reading) {
+        uv_read_stop((uv_stream_t *)&t->tcp);
+        t->reading = false;
+    } else if (!paused && !t->reading) {
+        t->reading = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0;
+    }
+}
+
+static void op_answered(struct api_conn *c, struct api_req *r)
+{
+    (void)c;
+    api_metrics_observe(r, lw_mono_ns() - r->start_ns);
+    if (r->route >= 0 && api_routes[r->route].mutating)
+        api_audit(r, api_routes[r->route].name, r->target);
+}
+
+static const struct api_conn_ops tcp_ops = {op_write, op_close, op_pause, op_answered};
+
+/* Slow clients: a request's headers must arrive within header_timeout; a connection with nothing
+ * queued closes after idle_timeout. SSE streams and requests waiting for shards are not idle. */
+static void on_tick(uv_timer_t *h)
+{
+    struct tconn *t = h->data;
+    uint64_t now = lw_mono_ms();
+    struct api_conn *c = &t->api;
+    if (t->closing)
+        return;
+    if (srv.stopping && now >= srv.stop_deadline_ms) {
+        tconn_close(t);
+        return;
+    }
+    if (c->in_header && now - t->header_start_ms > c->lim.header_timeout_ms) {
+        log_info_rl(API, "closing a slow client: headers incomplete after %u ms",
+                    c->lim.header_timeout_ms);
+        op_close(c);
+        return;
+    }
+    if (!c->sse && c->queued == 0 && !c->in_header &&
+        now - t->last_activity_ms > c->lim.idle_timeout_ms)
+        op_close(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0 || srv.stopping)
+        return;
+    struct tconn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return;
+    uv_tcp_init(srv.loop, &t->tcp);
+    t->tcp.data = t;
+    t->handles = 1;
+    if (uv_accept(server, (uv_stream_t *)&t->tcp) != 0) {
+        uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
+        return;
+    }
+    if (srv.nconns >= srv.max_conns) {
+        srv.refused++;
+        log_warn_rl(API, "refusing a connection: api.max_connections=%u reached", srv.max_conns);
+        uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
+        return;
+    }
+    uv_tcp_nodelay(&t->tcp, 1);
+    uv_timer_init(srv.loop, &t->timer);
+    t->timer.data = t;
+    t->handles = 2;
+    api_conn_init(&t->api, ++srv.next_id, &srv.lim, &tcp_ops, t);
+    lw_list_push_back(&srv.conns, &t->api.link);
+    srv.nconns++;
+    t->last_activity_ms = lw_mono_ms();
+    uv_timer_start(&t->timer, on_tick, 1000, 1000);
+    t->reading = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0;
+}
+
+static void conns_metrics(void *ctx, struct lw_buf *out)
+{
+    (void)ctx;
+    unsigned sse_n = 0;
+    lw_list_foreach (it, &srv.conns) {
+        struct api_conn *c = lw_container_of(it, struct api_conn, link);
+        sse_n += c->sse;
+    }
+    lw_buf_printf(out,
+                  "# HELP lwm2md_http_connections Open HTTP API connections.\n"
+                  "# TYPE lwm2md_http_connections gauge\nlwm2md_http_connections %u\n"
+                  "# HELP lwm2md_sse_clients Connected event stream clients.\n"
+                  "# TYPE lwm2md_sse_clients gauge\nlwm2md_sse_clients %u\n"
+                  "# HELP lwm2md_http_connections_refused_total Connections refused at "
+                  "api.max_connections.\n# TYPE lwm2md_http_connections_refused_total counter\n"
+                  "lwm2md_http_connections_refused_total %llu\n",
+                  srv.nconns, sse_n, (unsigned long long)srv.refused);
+}
+
+static struct lw_metrics_writer conns_writer = {.write = conns_metrics};
+
+static void apply(const struct lw_config *cfg)
+{
+    srv.lim = (struct api_limits){
+        .max_header_bytes = cfg->api_max_header_size,
+        .max_body_bytes = cfg->api_max_body_size,
+        .max_requests = cfg->api_max_requests,
+        .header_timeout_ms = cfg->api_header_timeout,
+        .idle_timeout_ms = cfg->api_idle_timeout,
+    };
+    api_limits_fill(&srv.lim);
+    srv.max_conns = cfg->api_max_connections ? cfg->api_max_connections : 1024;
+    api_set.probes_public = cfg->api_probes_public;
+    api_set.sse_heartbeat_ms = cfg->api_sse_heartbeat ? cfg->api_sse_heartbeat : 15000;
+    api_set.sse_max_backlog = cfg->api_sse_max_backlog ? cfg->api_sse_max_backlog : 4 << 20;
+}
+
+static int listen_one(const struct lw_listen *l, uv_tcp_t *h)
+{
+    struct sockaddr_storage ss;
+    int rc = strchr(l->host, ':') ? uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&ss)
+                                  : uv_ip4_addr(l->host, l->port, (struct sockaddr_in *)&ss);
+    if (rc)
+        return rc;
+    uv_tcp_init(srv.loop, h);
+    rc = uv_tcp_bind(h, (const struct sockaddr *)&ss, strchr(l->host, ':') ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+    return rc;
+}
+
+int lw_api_start(uv_loop_t *loop, const struct lw_config *cfg)
+{
+    int rc = 0;
+    srv.loop = loop;
+    srv.stopping = false;
+    apply(cfg);
+    api_set.sse_ring = cfg->api_sse_ring ? cfg->api_sse_ring : 10000;
+    for (unsigned i = 0; i < cfg->api_listen_n; i++) {
+        const struct lw_listen *l = &cfg->api_listen[i];
+        rc = listen_one(l, &srv.listeners[srv.nlisteners]);
+        srv.nlisteners++; /* initialised: closed on stop even when bind failed */
+        if (rc) {
+            log_err(API, "cannot listen on %s%s%s:%u: %s", strchr(l->host, ':') ? "[" : "", l->host,
+                    strchr(l->host, ':') ? "]" : "", l->port, uv_strerror(rc));
+            rc = LW_EIO;
+            goto out;
+        }
+        log_info(API, "http api listening: address=%s port=%u", l->host, l->port);
+    }
+    if ((rc = api_sse_start()) != 0 || (rc = api_tokens_start(cfg)) != 0 ||
+        (rc = api_webhooks_start(cfg)) != 0)
+        goto out;
+    lw_metrics_register(&conns_writer);
+    srv.started = true;
+out:
+    if (rc) {
+        srv.started = true;
+        lw_api_stop();
+    }
+    return rc;
+}
+
+static void close_idle(struct api_conn *c, void *arg)
+{
+    (void)arg;
+    struct tconn *t = tconn_of(c);
+    if (c->sse || (c->queued == 0 && !c->in_header)) {
+        c->sse = false;
+        op_close(c);
+    } else {
+        t->api.closing = true; /* answers what is queued, then closes */
+    }
+}
+
+void lw_api_stop(void)
+{
+    if (!srv.started)
+        return;
+    srv.started = false;
+    srv.stopping = true;
+    srv.stop_deadline_ms = lw_mono_ms() + 5000;
+    for (unsigned i = 0; i < srv.nlisteners; i++)
+        uv_close((uv_handle_t *)&srv.listeners[i], NULL);
+    srv.nlisteners = 0;
+    api_conn_each(close_idle, NULL);
+    lw_metrics_unregister(&conns_writer);
+    api_webhooks_stop();
+    api_tokens_stop();
+    api_sse_stop();
+}
+
+void lw_api_reload(const struct lw_config *cfg)
+{
+    apply(cfg);
+}

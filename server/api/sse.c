@@ -1,0 +1,253 @@
+/* server/api/sse.c - GET /api/v1/events: Server-Sent Events fed from the event bus. Every event
+ * is serialised once into a bounded ring (api.sse_ring entries) so that a client reconnecting with
+ * Last-Event-ID gets what it missed; filters endpoint= (exact name) and types= (comma list);
+ * heartbeat comments every api.sse_heartbeat; a client that lets more than api.sse_max_backlog
+ * bytes pile up is disconnected (it resumes with Last-Event-ID). */
+#include "api_int.h"
+
+#include "base/err.h"
+#include "base/util.h"
+#include "control.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ring_ev {
+    uint64_t id;
+    enum lw_event_type type;
+    char endpoint[128];
+    char *frame; /* complete SSE frame (owned) */
+    size_t len;
+};
+
+static struct {
+    struct ring_ev *ring;
+    size_t cap, head, count; /* head: index of the oldest */
+    struct lw_event_sink sink;
+    uv_timer_t heartbeat;
+    bool started;
+    uint64_t clients_dropped;
+} sse;
+
+void api_sse_format(struct lw_buf *out, uint64_t id, const char *type, const char *data)
+{
+    lw_buf_printf(out, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, type, data);
+}
+
+static void rfc3339(char *out, size_t cap, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03dZ", (int)(ms % 1000));
+}
+
+json_t *api_event_json(const struct lw_event *ev)
+{
+    char ts[40];
+    rfc3339(ts, sizeof(ts), ev->time_ms);
+    return json_pack("{s:I, s:s, s:s, s:s, s:O}", "id", (json_int_t)ev->id, "type",
+                     lw_event_type_name(ev->type), "time", ts, "endpoint", ev->endpoint, "data",
+                     ev->data);
+}
+
+static bool wants(const struct api_conn *c, enum lw_event_type type, const char *endpoint)
+{
+    if (!(c->sse_types & (1u << type)))
+        return false;
+    return !c->sse_endpoint[0] || strcmp(c->sse_endpoint, endpoint) == 0;
+}
+
+static void send_frame(struct api_conn *c, const char *frame, size_t len)
+{
+    if (c->dead || !c->sse || !lw_list_empty(&c->queue))
+        return;
+    c->ops->write(c, (const uint8_t *)frame, len);
+    if (api_conn_backlog(c) > api_set.sse_max_backlog) {
+        log_warn_rl(API, "sse client too slow, disconnecting: backlog=%zu", api_conn_backlog(c));
+        sse.clients_dropped++;
+        c->sse = false;
+        c->ops->close(c);
+    }
+}
+
+struct fan {
+    const struct ring_ev *e;
+};
+
+static void fan_one(struct api_conn *c, void *arg)
+{
+    const struct ring_ev *e = ((struct fan *)arg)->e;
+    if (c->sse && wants(c, e->type, e->endpoint) && e->id > c->sse_last_id) {
+        send_frame(c, e->frame, e->len);
+        c->sse_last_id = e->id;
+    }
+}
+
+static void on_event(void *ctx, const struct lw_event *ev)
+{
+    (void)ctx;
+    json_t *j = api_event_json(ev);
+    char *data = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!data)
+        return;
+    struct lw_buf b;
+    lw_buf_init(&b, strlen(data) + 64);
+    api_sse_format(&b, ev->id, lw_event_type_name(ev->type), data);
+    free(data);
+    if (lw_buf_status(&b)) {
+        lw_buf_deinit(&b);
+        return;
+    }
+    struct ring_ev *e;
+    if (sse.count == sse.cap) {
+        e = &sse.ring[sse.head];
+        free(e->frame);
+        sse.head = (sse.head + 1) % sse.cap;
+        sse.count--;
+    }
+    e = &sse.ring[(sse.head + sse.count) % sse.cap];
+    sse.count++;
+    e->id = ev->id;
+    e->type = ev->type;
+    snprintf(e->endpoint, sizeof(e->endpoint), "%s", ev->endpoint);
+    e->frame = (char *)b.data; /* takes the buffer */
+    e->len = b.len;
+    struct fan f = {e};
+    api_conn_each(fan_one, &f);
+}
+
+static void hb_one(struct api_conn *c, void *arg)
+{
+    (void)arg;
+    if (c->sse)
+        send_frame(c, ": heartbeat\n\n", 13);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    (void)t;
+    api_conn_each(hb_one, NULL);
+}
+
+int api_sse_start(void)
+{
+    sse.cap = api_set.sse_ring ? api_set.sse_ring : 10000;
+    sse.ring = calloc(sse.cap, sizeof(*sse.ring));
+    if (!sse.ring)
+        return LW_ENOMEM;
+    sse.head = sse.count = 0;
+    sse.sink.on_event = on_event;
+    sse.sink.ctx = NULL;
+    lw_events_subscribe(&sse.sink);
+    uv_timer_init(lw_control_loop(), &sse.heartbeat);
+    uv_timer_start(&sse.heartbeat, on_heartbeat, api_set.sse_heartbeat_ms,
+                   api_set.sse_heartbeat_ms);
+    sse.started = true;
+    return 0;
+}
+
+void api_sse_stop(void)
+{
+    if (!sse.started)
+        return;
+    sse.started = false;
+    lw_events_unsubscribe(&sse.sink);
+    uv_timer_stop(&sse.heartbeat);
+    uv_close((uv_handle_t *)&sse.heartbeat, NULL);
+    for (size_t i = 0; i < sse.count; i++)
+        free(sse.ring[(sse.head + i) % sse.cap].frame);
+    free(sse.ring);
+    sse.ring = NULL;
+    sse.count = sse.cap = 0;
+}
+
+void api_sse_detach(struct api_conn *c)
+{
+    c->sse = false;
+}
+
+static bool parse_types(const char *s, uint32_t *mask)
+{
+    *mask = 0;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        int t = lw_event_type_parse(s, n);
+        if (t < 0)
+            return false;
+        *mask |= 1u << t;
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return *mask != 0;
+}
+
+void api_sse_open(struct api_req *r, const char *query)
+{
+    struct api_conn *c = r->conn;
+    char types[256], ep[128], last[32];
+    uint32_t mask = (1u << LW_EV__COUNT) - 1;
+    int rc = api_query_get(query, "types", types, sizeof(types));
+    if (rc < 0 || (rc > 0 && !parse_types(types, &mask))) {
+        api_problem(r, 400, "invalid-parameter",
+                    "types must be a comma-separated list of event types (registered, updated, "
+                    "deregistered, expired, notification, send, operation)");
+        return;
+    }
+    rc = api_query_get(query, "endpoint", ep, sizeof(ep));
+    if (rc < 0) {
+        api_problem(r, 400, "invalid-parameter", "malformed endpoint");
+        return;
+    }
+    if (rc == 0)
+        ep[0] = '\0';
+    uint64_t after = 0;
+    const char *lid = r->last_event_id;
+    if (!*lid && api_query_get(query, "last_event_id", last, sizeof(last)) > 0)
+        lid = last;
+    if (*lid && lw_parse_u64(lid, strlen(lid), &after)) {
+        api_problem(r, 400, "invalid-parameter", "Last-Event-ID must be an event id");
+        return;
+    }
+    if (!sse.started) {
+        api_problem(r, 503, "unavailable", "the event stream is not running");
+        return;
+    }
+    c->sse_types = mask;
+    snprintf(c->sse_endpoint, sizeof(c->sse_endpoint), "%s", ep);
+    c->sse = true;
+    c->closing = true; /* no further requests on this connection */
+    r->stream = true;
+    r->keep_alive = true;
+    r->status = 200;
+    lw_buf_reset(&r->resp);
+    lw_buf_put_str(&r->resp, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n"
+                             "Connection: keep-alive\r\n\r\nretry: 2000\n\n");
+    uint64_t last_id = after;
+    if (*lid && sse.count && sse.ring[sse.head].id > after + 1)
+        lw_buf_printf(&r->resp, ": events %llu..%llu are no longer available\n\n",
+                      (unsigned long long)after + 1, (unsigned long long)sse.ring[sse.head].id - 1);
+    for (size_t i = 0; *lid && i < sse.count; i++) {
+        const struct ring_ev *e = &sse.ring[(sse.head + i) % sse.cap];
+        if (e->id <= after || !wants(c, e->type, e->endpoint))
+            continue;
+        lw_buf_put(&r->resp, e->frame, e->len);
+        last_id = e->id;
+    }
+    if (!*lid && sse.count)
+        last_id = sse.ring[(sse.head + sse.count - 1) % sse.cap].id;
+    c->sse_last_id = last_id;
+    if (lw_buf_status(&r->resp)) {
+        c->sse = false;
+        r->stream = false;
+        api_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    api_req_finish(r);
+}

@@ -1,0 +1,629 @@
+/* server/api/tokens.c - API bearer tokens persisted in PostgreSQL (api_tokens), the audit log
+ * (audit_log), the minimal schema migration runner, and the `lwm2md token` CLI.
+ *
+ * Token format: "lwm2md_<id>_<43 chars base64url secret>"; the table keeps a per-token random salt
+ * and SHA-256(salt || token), never the token. The daemon holds the non-revoked rows in memory,
+ * re-read every api.token_refresh. Database work on the control loop runs in libuv's thread pool
+ * (uv_queue_work), one job at a time with one connection owned by that job: the loop itself never
+ * blocks on libpq. Without database.url only the bootstrap token (auth.h) is accepted.
+ */
+#include "api.h"
+
+#include "api_int.h"
+#include "auth.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#define SALT_LEN 16
+
+struct tok {
+    int64_t id;
+    char name[64];
+    enum api_role role;
+    uint8_t salt[SALT_LEN];
+    uint8_t sha[WC_SHA256_DIGEST_SIZE];
+};
+
+struct audit_row {
+    struct lw_list link;
+    char actor[64], action[64], target[160];
+    int result;
+};
+
+struct job {
+    uv_work_t work;
+    bool refresh;
+    struct lw_list audit; /* rows to insert (owned) */
+    /* results */
+    bool ok;
+    struct tok *toks;
+    size_t ntoks;
+};
+
+static struct {
+    char *url;
+    bool have_db;
+    bool db_ok;
+    struct tok *toks;
+    size_t ntoks;
+    uv_timer_t timer;
+    bool started;
+    bool busy;
+    bool want_refresh;
+    struct lw_list audit_pending;
+    unsigned audit_pending_n;
+    PGconn *pg; /* used only inside the running job (thread pool) */
+    uint64_t audit_dropped;
+} tk = {.audit_pending = {&tk.audit_pending, &tk.audit_pending}};
+
+static int hash_token(const uint8_t salt[SALT_LEN], const char *tok, size_t len,
+                      uint8_t out[WC_SHA256_DIGEST_SIZE])
+{
+    wc_Sha256 sha;
+    if (wc_InitSha256(&sha) != 0)
+        return LW_EINTERNAL;
+    int rc = wc_Sha256Update(&sha, salt, SALT_LEN);
+    if (rc == 0)
+        rc = wc_Sha256Update(&sha, (const uint8_t *)tok, (word32)len);
+    if (rc == 0)
+        rc = wc_Sha256Final(&sha, out);
+    wc_Sha256Free(&sha);
+    return rc ? LW_EINTERNAL : 0;
+}
+
+enum api_role api_auth_check(const char *token, size_t len, char *actor, size_t actor_cap)
+{
+    if (len == 0)
+        return API_ROLE_NONE;
+    if (lw_auth_is_bootstrap(token, len)) {
+        snprintf(actor, actor_cap, "bootstrap");
+        return API_ROLE_ADMIN;
+    }
+    if (len < 10 || len > 128 || memcmp(token, "lwm2md_", 7) != 0)
+        return API_ROLE_NONE;
+    const char *idp = token + 7;
+    const char *us = memchr(idp, '_', len - 7);
+    uint64_t id;
+    if (!us || lw_parse_u64(idp, (size_t)(us - idp), &id))
+        return API_ROLE_NONE;
+    for (size_t i = 0; i < tk.ntoks; i++) {
+        const struct tok *t = &tk.toks[i];
+        if ((uint64_t)t->id != id)
+            continue;
+        uint8_t h[WC_SHA256_DIGEST_SIZE];
+        if (hash_token(t->salt, token, len, h) || !lw_ct_equal(h, t->sha, sizeof(h)))
+            return API_ROLE_NONE;
+        snprintf(actor, actor_cap, "%s", *t->name ? t->name : "token");
+        return t->role;
+    }
+    return API_ROLE_NONE;
+}
+
+bool api_tokens_db_ok(void)
+{
+    return !tk.have_db || tk.db_ok;
+}
+
+/* ---- migrations ----------------------------------------------------------------------------- */
+
+static const char *schema_dir(void)
+{
+    static const char *const dirs[] = {"schema", "/usr/local/share/lwm2md/schema",
+                                       "/usr/share/lwm2md/schema"};
+    const char *env = getenv("LWM2MD_SCHEMA_DIR");
+    if (env && *env)
+        return env;
+    for (size_t i = 0; i < LW_ARRAY_SIZE(dirs); i++) {
+        DIR *d = opendir(dirs[i]);
+        if (d) {
+            closedir(d);
+            return dirs[i];
+        }
+    }
+    return NULL;
+}
+
+static int sql_filter(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return n > 4 && strcmp(d->d_name + n - 4, ".sql") == 0 && d->d_name[0] != '.';
+}
+
+static bool exec_ok(PGconn *pg, const char *sql, char *why, size_t whycap)
+{
+    PGresult *res = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(why, whycap, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    return ok;
+}
+
+/* Applies schema/NNN_*.sql files not yet in schema_migrations, each in one transaction.
+ * Blocking: called at start-up (before the loop runs) and by CLI commands. */
+static int migrate(PGconn *pg, char *why, size_t whycap)
+{
+    const char *dir = schema_dir();
+    int rc = 0;
+    struct dirent **list = NULL;
+    int n = 0;
+    if (!dir) {
+        snprintf(why, whycap, "no schema directory found (set LWM2MD_SCHEMA_DIR)");
+        return LW_ENOENT;
+    }
+    if (!exec_ok(pg,
+                 "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
+                 "applied_at timestamptz NOT NULL DEFAULT now())",
+                 why, whycap))
+        return LW_EDB;
+    n = scandir(dir, &list, sql_filter, alphasort);
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *name = list[i]->d_name;
+        const char *params[1] = {name};
+        PGresult *res = PQexecParams(pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                                     NULL, params, NULL, NULL, 0);
+        bool done = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+        bool bad = PQresultStatus(res) != PGRES_TUPLES_OK;
+        PQclear(res);
+        if (bad) {
+            snprintf(why, whycap, "%s", PQerrorMessage(pg));
+            rc = LW_EDB;
+            break;
+        }
+        if (done)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        FILE *f = fopen(path, "r");
+        char *sql = NULL;
+        size_t len = 0;
+        if (f) {
+            FILE *m = open_memstream(&sql, &len);
+            char buf[4096];
+            size_t got;
+            while (m && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+                fwrite(buf, 1, got, m);
+            if (m)
+                fclose(m);
+            fclose(f);
+        }
+        if (!sql) {
+            snprintf(why, whycap, "cannot read %.300s", path);
+            rc = LW_EIO;
+            break;
+        }
+        char w2[256] = "";
+        if (!exec_ok(pg, "BEGIN", why, whycap) || !exec_ok(pg, sql, w2, sizeof(w2))) {
+            snprintf(why, whycap, "%.100s: %.250s", name, w2);
+            exec_ok(pg, "ROLLBACK", w2, sizeof(w2));
+            rc = LW_EDB;
+        } else {
+            res = PQexecParams(pg, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, NULL,
+                               params, NULL, NULL, 0);
+            bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+            PQclear(res);
+            if (!ok || !exec_ok(pg, "COMMIT", why, whycap)) {
+                exec_ok(pg, "ROLLBACK", w2, sizeof(w2));
+                rc = LW_EDB;
+            }
+        }
+        free(sql);
+    }
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    return rc;
+}
+
+/* ---- background jobs (thread pool) ---------------------------------------------------------- */
+
+static bool job_connect(void)
+{
+    if (tk.pg && PQstatus(tk.pg) == CONNECTION_OK)
+        return true;
+    if (tk.pg)
+        PQfinish(tk.pg);
+    tk.pg = PQconnectdb(tk.url);
+    return PQstatus(tk.pg) == CONNECTION_OK;
+}
+
+static void job_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    j->ok = job_connect();
+    if (!j->ok)
+        return;
+    lw_list_foreach (it, &j->audit) {
+        struct audit_row *a = lw_container_of(it, struct audit_row, link);
+        char result[16];
+        snprintf(result, sizeof(result), "%d", a->result);
+        const char *params[4] = {a->actor, a->action, a->target, result};
+        PGresult *res = PQexecParams(
+            tk.pg, "INSERT INTO audit_log (actor, action, target, result) VALUES ($1,$2,$3,$4)", 4,
+            NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            j->ok = false;
+        PQclear(res);
+    }
+    if (!j->refresh)
+        return;
+    PGresult *res = PQexecParams(tk.pg,
+                                 "SELECT id, name, role, salt, sha256 FROM api_tokens WHERE "
+                                 "revoked_at IS NULL ORDER BY id",
+                                 0, NULL, NULL, NULL, NULL, 1 /* binary */);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        j->ok = false;
+        PQclear(res);
+        return;
+    }
+    int n = PQntuples(res);
+    j->toks = calloc((size_t)n + 1, sizeof(*j->toks));
+    for (int i = 0; j->toks && i < n; i++) {
+        struct tok *t = &j->toks[j->ntoks];
+        const uint8_t *idb = (const uint8_t *)PQgetvalue(res, i, 0);
+        char role[16];
+        if (PQgetlength(res, i, 0) != 8 || PQgetlength(res, i, 3) != SALT_LEN ||
+            PQgetlength(res, i, 4) != WC_SHA256_DIGEST_SIZE)
+            continue;
+        t->id = (int64_t)lw_load_be64(idb);
+        snprintf(t->name, sizeof(t->name), "%.*s", PQgetlength(res, i, 1), PQgetvalue(res, i, 1));
+        snprintf(role, sizeof(role), "%.*s", PQgetlength(res, i, 2), PQgetvalue(res, i, 2));
+        int r = api_role_parse(role);
+        if (r < 0)
+            continue;
+        t->role = (enum api_role)r;
+        memcpy(t->salt, PQgetvalue(res, i, 3), SALT_LEN);
+        memcpy(t->sha, PQgetvalue(res, i, 4), WC_SHA256_DIGEST_SIZE);
+        j->ntoks++;
+    }
+    PQclear(res);
+}
+
+static void job_schedule(void);
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    struct lw_list *it;
+    tk.busy = false;
+    if (status == 0 && j->refresh) {
+        if (j->ok && j->toks) {
+            lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
+            free(tk.toks);
+            tk.toks = j->toks;
+            tk.ntoks = j->ntoks;
+            j->toks = NULL;
+        }
+        if (j->ok != tk.db_ok) {
+            if (j->ok)
+                log_info(API, "api tokens loaded from the database: count=%zu", tk.ntoks);
+            else
+                log_warn(API, "cannot read api tokens from the database: keeping the last set");
+        }
+        tk.db_ok = j->ok;
+    }
+    if (!j->ok && !lw_list_empty(&j->audit))
+        log_warn_rl(API, "audit log rows not written to the database: %s", "database error");
+    while ((it = lw_list_pop_front(&j->audit)))
+        free(lw_container_of(it, struct audit_row, link));
+    free(j->toks);
+    free(j);
+    if (tk.started) {
+        job_schedule();
+    } else {
+        /* stopped: this was the last job */
+        if (tk.pg)
+            PQfinish(tk.pg);
+        tk.pg = NULL;
+        free(tk.url);
+        tk.url = NULL;
+    }
+}
+
+static void job_schedule(void)
+{
+    if (tk.busy || !tk.have_db || (!tk.want_refresh && lw_list_empty(&tk.audit_pending)))
+        return;
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->work.data = j;
+    j->refresh = tk.want_refresh;
+    tk.want_refresh = false;
+    lw_list_init(&j->audit);
+    lw_list_splice_back(&j->audit, &tk.audit_pending);
+    tk.audit_pending_n = 0;
+    if (uv_queue_work(uv_default_loop(), &j->work, job_work, job_done) != 0) {
+        free(j);
+        return;
+    }
+    tk.busy = true;
+}
+
+static void on_refresh(uv_timer_t *t)
+{
+    (void)t;
+    tk.want_refresh = true;
+    job_schedule();
+}
+
+void api_audit(const struct api_req *r, const char *action, const char *target)
+{
+    log_notice(API, "audit: actor=%s action=%s target=%s result=%d", r->actor, action, target,
+               r->status);
+    if (!tk.have_db)
+        return;
+    if (tk.audit_pending_n >= 10000) {
+        tk.audit_dropped++;
+        return;
+    }
+    struct audit_row *a = calloc(1, sizeof(*a));
+    if (!a)
+        return;
+    snprintf(a->actor, sizeof(a->actor), "%s", r->actor);
+    snprintf(a->action, sizeof(a->action), "%s", action);
+    snprintf(a->target, sizeof(a->target), "%s", target);
+    a->result = r->status;
+    lw_list_push_back(&tk.audit_pending, &a->link);
+    tk.audit_pending_n++;
+    job_schedule();
+}
+
+int api_tokens_start(const struct lw_config *cfg)
+{
+    tk.have_db = cfg->db_url && *cfg->db_url;
+    tk.db_ok = false;
+    tk.started = true;
+    if (!tk.have_db) {
+        log_notice(API, "no database.url: only the bootstrap token is accepted");
+        return 0;
+    }
+    tk.url = strdup(cfg->db_url);
+    if (!tk.url)
+        return LW_ENOMEM;
+    /* Start-up, before the loop runs: migrating synchronously is acceptable here. */
+    if (cfg->db_migrate == LW_MIGRATE_AUTO) {
+        PGconn *pg = PQconnectdb(tk.url);
+        char why[512] = "";
+        if (PQstatus(pg) != CONNECTION_OK)
+            log_warn(STORE, "schema migration skipped: database not reachable");
+        else if (migrate(pg, why, sizeof(why)) != 0)
+            log_err(STORE, "schema migration failed: %s", why);
+        else
+            log_info(STORE, "database schema up to date");
+        PQfinish(pg);
+    }
+    uv_timer_init(uv_default_loop(), &tk.timer);
+    unsigned every = cfg->api_token_refresh ? cfg->api_token_refresh : 30000;
+    uv_timer_start(&tk.timer, on_refresh, 0, every);
+    return 0;
+}
+
+/* Runs on the loop during shutdown: pending audit rows are written by the last job. */
+void api_tokens_stop(void)
+{
+    if (!tk.started)
+        return;
+    tk.started = false;
+    if (tk.have_db) {
+        uv_timer_stop(&tk.timer);
+        uv_close((uv_handle_t *)&tk.timer, NULL);
+        job_schedule(); /* flush pending audit rows; its completion does not reschedule */
+    }
+    if (!tk.busy) {
+        if (tk.pg)
+            PQfinish(tk.pg);
+        tk.pg = NULL;
+        free(tk.url);
+        tk.url = NULL;
+    }
+    lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
+    free(tk.toks);
+    tk.toks = NULL;
+    tk.ntoks = 0;
+}
+
+/* ---- CLI ------------------------------------------------------------------------------------ */
+
+static void b64url(char *out, const uint8_t *in, size_t n)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = acc << 8 | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = al[(acc >> bits) & 63];
+        }
+    }
+    if (bits)
+        out[o++] = al[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+}
+
+static PGconn *cli_connect(const struct lw_config *cfg, FILE *err)
+{
+    if (!cfg->db_url || !*cfg->db_url) {
+        fprintf(err, "lwm2md token: database.url is not set (tokens live in PostgreSQL)\n");
+        return NULL;
+    }
+    PGconn *pg = PQconnectdb(cfg->db_url);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(err, "lwm2md token: cannot connect to the database: %s", PQerrorMessage(pg));
+        PQfinish(pg);
+        return NULL;
+    }
+    char why[512];
+    if (migrate(pg, why, sizeof(why)) != 0) {
+        fprintf(err, "lwm2md token: schema migration failed: %s\n", why);
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+static int cli_create(PGconn *pg, const char *role, const char *name, FILE *out, FILE *err)
+{
+    uint8_t secret[32], salt[SALT_LEN], sha[WC_SHA256_DIGEST_SIZE];
+    char sec64[64], token[128], idbuf[32];
+    int status = 1;
+    PGresult *res = PQexec(pg, "SELECT nextval(pg_get_serial_sequence('api_tokens', 'id'))");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(err, "lwm2md token: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    snprintf(idbuf, sizeof(idbuf), "%s", PQgetvalue(res, 0, 0));
+    if (lw_random(secret, sizeof(secret)) || lw_random(salt, sizeof(salt))) {
+        fprintf(err, "lwm2md token: no randomness\n");
+        goto out;
+    }
+    b64url(sec64, secret, sizeof(secret));
+    snprintf(token, sizeof(token), "lwm2md_%s_%s", idbuf, sec64);
+    if (hash_token(salt, token, strlen(token), sha))
+        goto out;
+    const char *params[5] = {idbuf, name, role, (const char *)salt, (const char *)sha};
+    int lens[5] = {0, 0, 0, SALT_LEN, WC_SHA256_DIGEST_SIZE};
+    int fmts[5] = {0, 0, 0, 1, 1};
+    PQclear(res);
+    res = PQexecParams(pg,
+                       "INSERT INTO api_tokens (id, name, role, salt, sha256) VALUES "
+                       "($1::bigint, $2, $3, $4, $5)",
+                       5, NULL, params, lens, fmts, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(err, "lwm2md token: %s", PQerrorMessage(pg));
+        goto out;
+    }
+    PQclear(res);
+    const char *ap[4] = {"cli", "token_create", idbuf, "201"};
+    res = PQexecParams(pg,
+                       "INSERT INTO audit_log (actor, action, target, result, detail) VALUES "
+                       "($1,$2,$3,$4, jsonb_build_object('role', $5::text))",
+                       5, NULL, (const char *[]){ap[0], ap[1], ap[2], ap[3], role}, NULL, NULL, 0);
+    fprintf(out, "%s\n", token);
+    fprintf(err, "token %s created (role %s%s%s); it is shown only once\n", idbuf, role,
+            *name ? ", name " : "", name);
+    status = 0;
+out:
+    PQclear(res);
+    lw_secure_zero(token, sizeof(token));
+    lw_secure_zero(secret, sizeof(secret));
+    return status;
+}
+
+static int cli_list(PGconn *pg, FILE *out, FILE *err)
+{
+    PGresult *res = PQexec(pg, "SELECT id, name, role, to_char(created_at AT TIME ZONE 'UTC', "
+                               "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), coalesce(to_char(revoked_at AT "
+                               "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-') FROM "
+                               "api_tokens ORDER BY id");
+    int status = 1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(err, "lwm2md token: %s", PQerrorMessage(pg));
+    } else {
+        fprintf(out, "%-6s %-9s %-21s %-21s %s\n", "ID", "ROLE", "CREATED", "REVOKED", "NAME");
+        for (int i = 0; i < PQntuples(res); i++)
+            fprintf(out, "%-6s %-9s %-21s %-21s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
+                    PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), PQgetvalue(res, i, 1));
+        status = 0;
+    }
+    PQclear(res);
+    return status;
+}
+
+static int cli_revoke(PGconn *pg, const char *id, FILE *out, FILE *err)
+{
+    uint64_t v;
+    if (lw_parse_u64(id, strlen(id), &v)) {
+        fprintf(err, "lwm2md token revoke: '%s' is not a token id\n", id);
+        return 2;
+    }
+    const char *params[1] = {id};
+    PGresult *res = PQexecParams(pg,
+                                 "UPDATE api_tokens SET revoked_at = now() WHERE id = $1::bigint "
+                                 "AND revoked_at IS NULL",
+                                 1, NULL, params, NULL, NULL, 0);
+    int status = 1;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(err, "lwm2md token: %s", PQerrorMessage(pg));
+    } else if (strcmp(PQcmdTuples(res), "1") != 0) {
+        fprintf(err, "lwm2md token revoke: no active token %s\n", id);
+    } else {
+        fprintf(out, "token %s revoked\n", id);
+        status = 0;
+        PQclear(res);
+        const char *ap[4] = {"cli", "token_revoke", id, "204"};
+        res = PQexecParams(pg,
+                           "INSERT INTO audit_log (actor, action, target, result) VALUES "
+                           "($1,$2,$3,$4)",
+                           4, NULL, ap, NULL, NULL, 0);
+    }
+    PQclear(res);
+    return status;
+}
+
+int lw_api_cli_token(const struct lw_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+    static const struct option opts[] = {
+        {"role", required_argument, NULL, 'r'},
+        {"name", required_argument, NULL, 'n'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *role = NULL, *name = "";
+    int c, status = 2;
+    PGconn *pg = NULL;
+    if (argc < 2) {
+        fprintf(err, "usage: lwm2md [--config FILE] token create --role viewer|operator|admin "
+                     "[--name N] | token list | token revoke ID\n");
+        return 2;
+    }
+    const char *sub = argv[1];
+    optind = 1;
+    while ((c = getopt_long(argc - 1, argv + 1, "r:n:", opts, NULL)) != -1) {
+        if (c == 'r')
+            role = optarg;
+        else if (c == 'n')
+            name = optarg;
+        else
+            return 2;
+    }
+    int rest = argc - 1 - optind;
+    char **restv = argv + 1 + optind;
+    if (strcmp(sub, "create") == 0) {
+        if (!role || api_role_parse(role) < 0 || rest) {
+            fprintf(err, "lwm2md token create: --role viewer|operator|admin is required\n");
+            return 2;
+        }
+        if (strlen(name) > 63) {
+            fprintf(err, "lwm2md token create: --name is limited to 63 bytes\n");
+            return 2;
+        }
+        if (!(pg = cli_connect(cfg, err)))
+            return 1;
+        status = cli_create(pg, role, name, out, err);
+    } else if (strcmp(sub, "list") == 0 && rest == 0) {
+        if (!(pg = cli_connect(cfg, err)))
+            return 1;
+        status = cli_list(pg, out, err);
+    } else if (strcmp(sub, "revoke") == 0 && rest == 1) {
+        if (!(pg = cli_connect(cfg, err)))
+            return 1;
+        status = cli_revoke(pg, restv[0], out, err);
+    } else {
+        fprintf(err, "lwm2md token: expected create, list or revoke ID\n");
+    }
+    PQfinish(pg);
+    return status;
+}
