@@ -30,15 +30,24 @@ static const struct lw_coap_optinfo optinfo[] = {
     {LW_COAP_OPT_NO_RESPONSE, LW_COAP_FMT_UINT, 0, 0, 1, "No-Response"},
 };
 
+/* Index into optinfo + 1 for option numbers below 64 (0: unknown), built at compile time so the
+ * per-option check on the hot path is one load. */
+#define OI(n, i) [n] = (i) + 1
+static const uint8_t optidx[64] = {
+    OI(1, 0),   OI(3, 1),   OI(4, 2),   OI(5, 3),   OI(6, 4),   OI(7, 5),   OI(8, 6),
+    OI(9, 7),   OI(11, 8),  OI(12, 9),  OI(14, 10), OI(15, 11), OI(17, 12), OI(20, 13),
+    OI(23, 14), OI(27, 15), OI(28, 16), OI(35, 17), OI(39, 18), OI(60, 19),
+};
+#undef OI
+
 const struct lw_coap_optinfo *lw_coap_opt_info(uint16_t num)
 {
-    /* The table is short and sorted; a linear scan with early exit beats a search here. */
-    for (size_t i = 0; i < sizeof(optinfo) / sizeof(optinfo[0]); i++) {
-        if (optinfo[i].num == num)
-            return &optinfo[i];
-        if (optinfo[i].num > num)
-            break;
-    }
+    if (num < 64)
+        return optidx[num] ? &optinfo[optidx[num] - 1] : NULL;
+    if (num == LW_COAP_OPT_ECHO)
+        return &optinfo[20];
+    if (num == LW_COAP_OPT_NO_RESPONSE)
+        return &optinfo[21];
     return NULL;
 }
 

@@ -291,6 +291,19 @@ START_TEST(test_uint_options)
     ck_assert_int_eq(lw_coap_add_opt(&m, LW_COAP_OPT_URI_QUERY, "", 70000), LW_EINVAL);
     ck_assert_ptr_nonnull(lw_coap_opt_info(LW_COAP_OPT_BLOCK2));
     ck_assert_ptr_null(lw_coap_opt_info(13));
+    /* Every registry entry is found under its own number, and nothing else is. */
+    const uint16_t known[] = {1,  3,  4,  5,  6,  7,  8,  9,  11, 12,  14,
+                              15, 17, 20, 23, 27, 28, 35, 39, 60, 252, 258};
+    size_t found = 0;
+    for (uint32_t n = 0; n <= 0xffff; n++) {
+        const struct lw_coap_optinfo *oi = lw_coap_opt_info((uint16_t)n);
+        if (!oi)
+            continue;
+        ck_assert_uint_eq(oi->num, n);
+        ck_assert_uint_eq(known[found], n);
+        found++;
+    }
+    ck_assert_uint_eq(found, LW_ARRAY_SIZE(known));
     ck_assert(lw_coap_opt_critical(LW_COAP_OPT_URI_PATH));
     ck_assert(!lw_coap_opt_critical(LW_COAP_OPT_ETAG));
     ck_assert(lw_coap_opt_unsafe(LW_COAP_OPT_OBSERVE));
