@@ -32,44 +32,76 @@ static struct limits get_limits(const struct lw_m2m_link_cfg *cfg)
     return l;
 }
 
-static bool is_alpha(uint8_t c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+/* Character classes (RFC 3986 URI characters, RFC 5988 parmname, RFC 6690 ptokenchar,
+ * quoted-string qdtext), as a const table: the parser tests every input byte. */
+enum { C_URI = 1, C_PARM = 2, C_PTOK = 4, C_QD = 8, C_HEX = 16 };
 
-static bool is_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9';
-}
+#define ALNUM_CLS (C_URI | C_PARM | C_PTOK | C_QD)
+static const uint8_t cls[256] = {
+    ['\t'] = C_QD,
+    [' '] = C_QD,
+    ['!'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['#'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['$'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['%'] = C_PTOK | C_QD, /* in URIs only as pct-encoded, checked by the parser */
+    ['&'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['\''] = C_URI | C_PTOK | C_QD,
+    ['('] = C_URI | C_PTOK | C_QD,
+    [')'] = C_URI | C_PTOK | C_QD,
+    ['*'] = C_URI | C_PTOK | C_QD,
+    ['+'] = C_URI | C_PARM | C_PTOK | C_QD,
+    [','] = C_URI | C_QD,
+    ['-'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['.'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['/'] = C_URI | C_PTOK | C_QD,
+    ['0' ... '9'] = ALNUM_CLS | C_HEX,
+    [':'] = C_URI | C_PTOK | C_QD,
+    [';'] = C_URI | C_QD,
+    ['<'] = C_PTOK | C_QD,
+    ['='] = C_URI | C_PTOK | C_QD,
+    ['>'] = C_PTOK | C_QD,
+    ['?'] = C_URI | C_PTOK | C_QD,
+    ['@'] = C_URI | C_PTOK | C_QD,
+    ['A' ... 'F'] = ALNUM_CLS | C_HEX,
+    ['G' ... 'Z'] = ALNUM_CLS,
+    ['['] = C_URI | C_PTOK | C_QD,
+    [']'] = C_URI | C_PTOK | C_QD,
+    ['^'] = C_PARM | C_PTOK | C_QD,
+    ['_'] = C_URI | C_PARM | C_PTOK | C_QD,
+    ['`'] = C_PARM | C_PTOK | C_QD,
+    ['a' ... 'f'] = ALNUM_CLS | C_HEX,
+    ['g' ... 'z'] = ALNUM_CLS,
+    ['{'] = C_PTOK | C_QD,
+    ['|'] = C_PARM | C_PTOK | C_QD,
+    ['}'] = C_PTOK | C_QD,
+    ['~'] = C_URI | C_PARM | C_PTOK | C_QD,
+    [0x80 ... 0xff] = C_QD, /* obs-text */
+};
 
 static bool is_hex(uint8_t c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return cls[c] & C_HEX;
 }
 
-/* RFC 3986 URI-Reference characters (pct-encoding checked separately). */
 static bool is_uri_char(uint8_t c)
 {
-    return is_alpha(c) || is_digit(c) || (c && strchr("-._~:/?#[]@!$&'()*+,;=", c));
+    return cls[c] & C_URI;
 }
 
-/* RFC 5988 parmname = 1*( ALPHA / DIGIT / "!" / "#" / "$" / "&" / "+" / "-" / "." / "^" / "_" /
- * "`" / "|" / "~" ) */
 static bool is_parm_char(uint8_t c)
 {
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$&+-.^_`|~", c));
+    return cls[c] & C_PARM;
 }
 
-/* RFC 6690 ptokenchar */
 static bool is_ptoken_char(uint8_t c)
 {
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'()*+-./:<=>?@[]^_`{|}~", c));
+    return cls[c] & C_PTOK;
 }
 
 /* quoted-string content: qdtext (HTAB, SP, VCHAR except '"' and '\', obs-text) */
 static bool is_qd_char(uint8_t c)
 {
-    return c == '\t' || (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f);
+    return cls[c] & C_QD;
 }
 
 /* One pass over the input. With links == NULL only validates and counts. */
@@ -252,6 +284,65 @@ int lw_m2m_link_attr_u64(const struct lw_m2m_link *l, const char *name, uint64_t
     if (!at || !at->has_value)
         return LW_ENOENT;
     return lw_parse_u64((const char *)at->value.ptr, at->value.len, out);
+}
+
+int lw_m2m_link_attr_f64(const struct lw_m2m_link *l, const char *name, double *out)
+{
+    const struct lw_m2m_link_attr *at = lw_m2m_link_attr_find(l, name);
+    char tmp[64];
+    if (!at || !at->has_value)
+        return LW_ENOENT;
+    /* strict number grammar first, so strtod's hex, inf, nan and spaces are never accepted */
+    const uint8_t *v = at->value.ptr;
+    size_t n = at->value.len, i = 0, digits = 0;
+    if (n == 0 || n >= sizeof(tmp))
+        return LW_EMALFORMED;
+    if (v[i] == '-')
+        i++;
+    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+        digits++;
+    if (i < n && v[i] == '.') {
+        size_t frac = 0;
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+            frac++;
+        if (!frac)
+            return LW_EMALFORMED;
+    }
+    if (!digits)
+        return LW_EMALFORMED;
+    if (i < n && (v[i] == 'e' || v[i] == 'E')) {
+        size_t ed = 0;
+        i++;
+        if (i < n && (v[i] == '+' || v[i] == '-'))
+            i++;
+        for (; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+            ed++;
+        if (!ed)
+            return LW_EMALFORMED;
+    }
+    if (i != n)
+        return LW_EMALFORMED;
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    *out = strtod(tmp, NULL);
+    return 0;
+}
+
+int lw_m2m_link_path_under(const struct lw_m2m_link *l, struct lw_bytes root,
+                           struct lw_m2m_path *out)
+{
+    struct lw_bytes u = l->uri;
+    if (root.len) {
+        if (u.len < root.len || memcmp(u.ptr, root.ptr, root.len))
+            return LW_EMALFORMED;
+        u.ptr += root.len;
+        u.len -= root.len;
+        if (u.len == 0) { /* the root itself */
+            *out = LW_M2M_PATH_ROOT;
+            return 0;
+        }
+    }
+    return lw_m2m_path_parse((const char *)u.ptr, u.len, out);
 }
 
 static void write_attrs(struct lw_buf *b, const struct lw_m2m_link *l)
@@ -485,7 +576,13 @@ int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
             u.ptr += out->root.len;
             u.len -= out->root.len;
         }
-        if (lw_m2m_path_parse((const char *)u.ptr, u.len, &p) || p.len < 1 || p.len > 2) {
+        if (!out->root.len) { /* the generic parser already read the URI as a path */
+            if (!l->is_path || l->path.len < 1 || l->path.len > 2) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            p = l->path;
+        } else if (lw_m2m_path_parse((const char *)u.ptr, u.len, &p) || p.len < 1 || p.len > 2) {
             rc = LW_EMALFORMED;
             goto out;
         }
@@ -502,7 +599,10 @@ int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
             e->has_ver = true;
         }
     }
-    if (nents)
+    bool sorted = true; /* devices usually list links in order: skip the sort then */
+    for (size_t i = 1; i < nents && sorted; i++)
+        sorted = ent_cmp(&ents[i - 1], &ents[i]) < 0;
+    if (!sorted)
         qsort(ents, nents, sizeof(*ents), ent_cmp);
     size_t nobj = 0, ninst = 0;
     for (size_t i = 0; i < nents; i++) {
@@ -647,6 +747,14 @@ static void h_put(struct hasher *hs, const void *p, size_t len)
 
 static void h_u16(struct hasher *hs, uint16_t v)
 {
+    if (hs->n + 2 <= 64) { /* fast path: no straddling */
+        hs->blk[8 + hs->n] = (uint8_t)(v >> 8);
+        hs->blk[8 + hs->n + 1] = (uint8_t)v;
+        hs->n += 2;
+        if (hs->n == 64)
+            h_flush(hs);
+        return;
+    }
     uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
     h_put(hs, b, 2);
 }
@@ -673,7 +781,7 @@ uint64_t lw_m2m_link_reg_hash(const struct lw_m2m_reg_links *r, const uint8_t ke
         const struct lw_m2m_reg_obj *o = &r->objs[i];
         h_u16(&hs, o->id);
         h_u16(&hs, (uint16_t)(o->ver.major << 8 | o->ver.minor));
-        h_u64(&hs, o->ninst);
+        h_u16(&hs, (uint16_t)o->ninst); /* < 65535: instance ids are unique */
         for (size_t k = 0; k < o->ninst; k++)
             h_u16(&hs, o->inst[k]);
     }

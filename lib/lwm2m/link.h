@@ -73,6 +73,14 @@ const struct lw_m2m_link_attr *lw_m2m_link_attr_find(const struct lw_m2m_link *l
  * LW_EMALFORMED, LW_ERANGE. */
 int lw_m2m_link_attr_u64(const struct lw_m2m_link *l, const char *name, uint64_t *out);
 
+/* Parameter value as a decimal number (integer or fraction, optional '-', optional exponent, as
+ * used by gt / lt / st); 0, LW_ENOENT (absent or valueless), LW_EMALFORMED. */
+int lw_m2m_link_attr_f64(const struct lw_m2m_link *l, const char *name, double *out);
+/* The link's URI as an LwM2M path under an alternate root (e.g. root "/lwm2m" and URI
+ * "/lwm2m/3/0/7" give /3/0/7; an empty root means "/"). 0 or LW_EMALFORMED. */
+int lw_m2m_link_path_under(const struct lw_m2m_link *l, struct lw_bytes root,
+                           struct lw_m2m_path *out);
+
 /* Writes the links back as link format (uri and raw parameters as parsed). Errors are latched in
  * the buffer (lw_buf_status). */
 void lw_m2m_link_write(const struct lw_m2m_links *links, struct lw_buf *b);

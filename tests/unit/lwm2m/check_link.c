@@ -171,6 +171,41 @@ START_TEST(test_parse_limits)
 }
 END_TEST
 
+START_TEST(test_attr_numbers_and_paths)
+{
+    struct lw_m2m_links l;
+    size_t off;
+    ck_assert_int_eq(parse("</lwm2m/3303/0/5700>;gt=20.5;lt=-3;st=1e-1;a=1.;b=.5;c=0x1;d=inf;"
+                           "e=1e;f=-;g=\"2.5\";h,</lwm2m>,</lwm2mx/3>",
+                           &l, &off),
+                     0);
+    double d;
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "gt", &d), 0);
+    ck_assert(d == 20.5);
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "lt", &d), 0);
+    ck_assert(d == -3);
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "st", &d), 0);
+    ck_assert(d == 0.1);
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "g", &d), 0);
+    ck_assert(d == 2.5);
+    static const char *const bad[] = {"a", "b", "c", "d", "e", "f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], bad[i], &d), LW_EMALFORMED);
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "h", &d), LW_ENOENT);
+    ck_assert_int_eq(lw_m2m_link_attr_f64(&l.v[0], "zz", &d), LW_ENOENT);
+
+    struct lw_m2m_path p;
+    ck_assert_int_eq(lw_m2m_link_path_under(&l.v[0], LW_BYTES_LIT("/lwm2m"), &p), 0);
+    ck_assert_int_eq(p.len, 3);
+    ck_assert_int_eq(p.id[2], 5700);
+    ck_assert_int_eq(lw_m2m_link_path_under(&l.v[1], LW_BYTES_LIT("/lwm2m"), &p), 0);
+    ck_assert_int_eq(p.len, 0);
+    ck_assert_int_eq(lw_m2m_link_path_under(&l.v[2], LW_BYTES_LIT("/lwm2m"), &p), LW_EMALFORMED);
+    ck_assert_int_eq(lw_m2m_link_path_under(&l.v[0], LW_BYTES(NULL, 0), &p), LW_EMALFORMED);
+    ck_assert_int_eq(lw_m2m_link_path_under(&l.v[2], LW_BYTES_LIT("/x"), &p), LW_EMALFORMED);
+}
+END_TEST
+
 START_TEST(test_write_path)
 {
     struct lw_buf b;
@@ -450,6 +485,7 @@ Suite *suite_link(void)
     tcase_add_loop_test(tc, test_parse_malformed, 0,
                         (int)(sizeof(bad_links) / sizeof(bad_links[0])));
     tcase_add_test(tc, test_parse_limits);
+    tcase_add_test(tc, test_attr_numbers_and_paths);
     tcase_add_test(tc, test_write_path);
     tcase_add_test(tc, test_reg_basic);
     tcase_add_loop_test(tc, test_reg_malformed, 0, (int)(sizeof(bad_regs) / sizeof(bad_regs[0])));
