@@ -435,8 +435,18 @@ struct lw_coap_env {
 int lw_coap_env_init(struct lw_coap_env *env, const struct lw_coap_cfg *cfg,
                      const struct lw_coap_ops *ops);
 
-/* Per-peer state, embedded by the caller. Idle size: sizeof(struct lw_coap_ep) (48 bytes on
- * LP64); the dedup ring and transactions are heap-allocated only while in use. */
+/* Per-peer state, embedded by the caller. Memory (LP64):
+ *  - idle: sizeof(struct lw_coap_ep) = 48 bytes, nothing on the heap;
+ *  - dedup ring, allocated on the first CON/NON received and freed by lw_coap_ep_timeout once all
+ *    entries expired: 8 + 80 bytes per entry, growing 2, 4, ... up to cfg.dedup_entries (16 by
+ *    default: 1288 bytes at most); replies over 48 bytes get an extra heap copy (at most
+ *    LW_COAP_MAX_DGRAM each);
+ *  - each request (active or queued): 104 bytes + a copy of its options and payload; a Block2
+ *    reassembly buffer up to cfg.max_body while one is running;
+ *  - each observation: 48 bytes.
+ * Limits: a notification carrying Block2 (RFC 7959 §2.6) is delivered with its first block only;
+ * if a CON request's dedup entry was evicted (more than cfg.dedup_entries messages within
+ * EXCHANGE_LIFETIME) after lw_coap_ep_accept, a later lw_coap_ep_respond piggybacks. */
 struct lw_coap_ep {
     const struct lw_coap_env *env;
     void *ctx;                 /* passed to every callback */

@@ -61,7 +61,7 @@ size_t lw__coap_uint_bytes(uint32_t v, uint8_t out[4])
 
 int lw_coap_add_opt(struct lw_coap_msg *m, uint16_t num, const void *val, size_t len)
 {
-    if (len > 0xffff)
+    if (len > 0xffff || (len && !val))
         return LW_EINVAL;
     if (m->nopts >= LW_COAP_MAX_OPTS)
         return LW_ENOSPC;
