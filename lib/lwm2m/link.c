@@ -555,7 +555,8 @@ int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
         if (ct && (rc = parse_cts(in, ct, a, &lim, out, &off)))
             goto out;
     }
-    ents = links.n ? malloc(links.n * sizeof(*ents)) : NULL;
+    /* scratch from the same arena: no heap allocation on this per-Register path */
+    ents = links.n ? lw_arena_alloc(a, links.n * sizeof(*ents)) : NULL;
     if (links.n && !ents) {
         rc = LW_ENOMEM;
         goto out;
@@ -644,7 +645,6 @@ int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
         }
     }
 out:
-    free(ents);
     if (err_off)
         *err_off = rc ? off : 0;
     return rc;

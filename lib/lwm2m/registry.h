@@ -113,7 +113,8 @@ const struct lw_m2m_obj_def *lw_m2m_registry_resolve(const struct lw_m2m_registr
 /* Number of (id, version) definitions held. */
 size_t lw_m2m_registry_count(const struct lw_m2m_registry *reg);
 /* Calls fn for every definition, ordered by id then version (ascending). Stops early and returns
- * fn's value when it is non-zero; else 0. */
+ * fn's value when it is non-zero; else 0, or LW_ENOMEM before any call when the sort buffer
+ * cannot be allocated. */
 int lw_m2m_registry_foreach(const struct lw_m2m_registry *reg,
                             int (*fn)(void *ctx, const struct lw_m2m_obj_def *def), void *ctx);
 
@@ -133,7 +134,8 @@ struct lw_m2m_types lw_m2m_registry_types(const struct lw_m2m_registry *reg);
  * A DDF file holds an <LWM2M> root with one or more <Object> elements (the OMA registry format).
  * A file is all-or-nothing: either every object in it is added or none is. On failure `err` (if
  * errlen > 0) receives "name:line: reason" (name is the path given, line the 1-based line of the
- * offending element); on success err is set to "". Return codes: 0, LW_EMALFORMED (not a valid
+ * offending element; "name: reason" when no line applies: unreadable file, size limit); on
+ * success err is set to "". Return codes: 0, LW_EMALFORMED (not a valid
  * DDF: XML error, wrong root, missing/invalid field), LW_ELIMIT (a cfg limit), LW_EEXIST (an
  * object of the same id and version exists and allow_override is off; nothing is added),
  * LW_EIO / LW_ENOENT (cannot read), LW_ENOMEM. */
