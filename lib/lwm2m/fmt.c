@@ -111,6 +111,21 @@ int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off
     return 0;
 }
 
+void lw__m2m_reserve(struct lw__m2m_dec *d, size_t n)
+{
+    struct lw_m2m_records *r = d->out;
+    n = LW_MIN(n, d->cfg.max_records - d->nrec);
+    if (r->cap - r->n >= n)
+        return;
+    struct lw_m2m_record *v = lw_arena_alloc(d->a, (r->n + n) * sizeof(*v));
+    if (!v)
+        return; /* not fatal: lw_m2m_records_push grows on demand and reports failure */
+    if (r->n)
+        memcpy(v, r->v, r->n * sizeof(*v));
+    r->v = v;
+    r->cap = r->n + n;
+}
+
 static void dec_init(struct lw__m2m_dec *d, const struct lw_m2m_path *req,
                      const struct lw_m2m_types *types, const struct lw_m2m_fmt_cfg *cfg,
                      struct lw_arena *a, struct lw_m2m_records *out)
@@ -621,14 +636,43 @@ void lw__m2m_json_put_str(struct lw_buf *b, const uint8_t *s, size_t n)
 int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, size_t n_len,
                          struct lw_m2m_path *out)
 {
-    char tmp[40];
-    if (bn_len + n_len >= sizeof(tmp))
+    /* Same grammar as lw_m2m_path_parse, inlined: this runs once per SenML record. The longest
+     * valid path, "/65534/65534/65534/65534", has 24 characters. */
+    uint8_t s[32];
+    size_t len = bn_len + n_len, i = 1;
+    struct lw_m2m_path p = {{0, 0, 0, 0}, 0};
+    if (len == 0 || len > 24)
         return LW_EMALFORMED;
     if (bn_len)
-        memcpy(tmp, bn, bn_len);
+        memcpy(s, bn, bn_len);
     if (n_len)
-        memcpy(tmp + bn_len, n, n_len);
-    return lw_m2m_path_parse(tmp, bn_len + n_len, out) ? LW_EMALFORMED : 0;
+        memcpy(s + bn_len, n, n_len);
+    if (s[0] != '/')
+        return LW_EMALFORMED;
+    if (len == 1) {
+        *out = p;
+        return 0;
+    }
+    for (;;) {
+        size_t start = i;
+        uint32_t v = 0;
+        while (i < len && s[i] != '/') {
+            unsigned d = (unsigned)s[i] - '0';
+            if (d > 9 || i - start >= 5)
+                return LW_EMALFORMED;
+            v = v * 10 + d;
+            i++;
+        }
+        if (i == start || p.len == 4 || v > LW_M2M_ID_MAX || (i - start > 1 && s[start] == '0'))
+            return LW_EMALFORMED;
+        p.id[p.len++] = (uint16_t)v;
+        if (i == len)
+            break;
+        if (++i == len)
+            return LW_EMALFORMED; /* trailing '/' */
+    }
+    *out = p;
+    return 0;
 }
 
 size_t lw__m2m_json_elem_off(struct lw_bytes in, size_t k, unsigned depth)

@@ -100,7 +100,8 @@ int lw_m2m_encode(uint16_t content_format, const struct lw_m2m_path *request_pat
 
 /* Read-/Observe-Composite path lists: SenML JSON (110) or SenML CBOR (112) records holding only
  * names, e.g. CBOR `[{0:"/3/0/0"},{0:"/1/0/1"}]`. Decoding appends one has_value=false record
- * per entry (paths of any depth, "/" allowed); a record carrying a value is LW_EMALFORMED.
+ * per entry (paths of any depth, "/" allowed; times ignored); a record carrying a value is
+ * LW_EMALFORMED.
  * Encoding writes one {n: path} record per path. Same errors as above. */
 int lw_m2m_decode_paths(uint16_t content_format, struct lw_bytes in,
                         const struct lw_m2m_fmt_cfg *cfg, struct lw_arena *a,

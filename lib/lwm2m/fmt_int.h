@@ -31,6 +31,9 @@ enum lw_m2m_type lw__m2m_type_of(const struct lw__m2m_dec *d, const struct lw_m2
  * request path (LW_EMALFORMED) and that valued records name a resource or resource instance. */
 int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off);
 
+/* Makes room for n more records in one arena allocation (capped by max_records); a hint. */
+void lw__m2m_reserve(struct lw__m2m_dec *d, size_t n);
+
 /* Shared by the format decoders/encoders, dispatched from fmt.c. */
 int lw__m2m_tlv_decode(struct lw__m2m_dec *d, struct lw_bytes in);
 int lw__m2m_tlv_encode(const struct lw_m2m_path *req, const struct lw_m2m_record *r, size_t n,

@@ -49,9 +49,11 @@ static int emit(struct lw__m2m_dec *d, const struct sbase *base, const struct sr
     rec.time = (base->has_bt ? base->bt : 0) + (s->has_t ? s->t : 0);
     if (!isfinite(rec.time))
         return lw__m2m_fail(d, LW_EMALFORMED, off);
-    if (paths_only) {
+    if (paths_only) { /* a path list: times carry no meaning and are dropped */
         if (s->vk != V_NONE)
             return lw__m2m_fail(d, LW_EMALFORMED, s->voff);
+        rec.has_time = false;
+        rec.time = 0;
         return lw__m2m_add(d, &rec, off);
     }
     if (s->vk == V_NONE)
@@ -237,6 +239,7 @@ int lw__m2m_senml_json_decode(struct lw__m2m_dec *d, struct lw_bytes in, bool pa
         rc = lw__m2m_fail(d, LW_ELIMIT, 0);
         goto out;
     }
+    lw__m2m_reserve(d, n);
     for (size_t k = 0; k < n && rc == 0; k++)
         rc = json_record(d, json_array_get(root, k), &base, paths_only, k);
     if (rc && d->err_off < n) /* err_off holds the record index: turn it into a byte offset */
@@ -388,6 +391,8 @@ int lw__m2m_senml_cbor_decode(struct lw__m2m_dec *d, struct lw_bytes in, bool pa
         return rc;
     if (a.kind != LW__CB_ARRAY)
         return lw__m2m_fail(d, LW_EMALFORMED, a.off);
+    if (!a.indef)
+        lw__m2m_reserve(d, (size_t)a.u); /* a.u <= input bytes, checked by the reader */
     for (uint64_t i = 0; a.indef || i < a.u; i++) {
         if (a.indef) {
             size_t save = r.off;

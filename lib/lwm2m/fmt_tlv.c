@@ -335,6 +335,8 @@ int lw__m2m_tlv_encode(const struct lw_m2m_path *req, const struct lw_m2m_record
 {
     size_t sz = 0;
     int rc = 0;
+    if (n == 0)
+        return lw_buf_status(out); /* nothing: an empty payload */
     switch (req->len) {
     case 1:
         for (size_t k = 0; k < n && rc == 0;) {
