@@ -101,6 +101,7 @@ struct api_conn {
     bool dead;        /* the transport is gone */
     bool in_header;   /* between message begin and headers complete (header timeout) */
     bool parser_busy; /* inside llhttp_execute */
+    bool close_sent;  /* ops->close was called */
     /* SSE */
     bool sse;
     uint64_t sse_last_id;
@@ -154,6 +155,8 @@ extern const struct api_route api_routes[];
 extern const size_t api_routes_n;
 /* Routes one parsed request (called by conn.c). */
 void api_route(struct api_req *r);
+/* Decodes a POST/PUT/PATCH JSON body into r->json; false after answering 400/415. */
+bool api_decode_json_body(struct api_req *r);
 /* Percent-decodes in place; false on bad escapes or an embedded NUL. */
 bool api_pct_decode(char *s, size_t *len);
 /* Finds `name` in a query string and copies its decoded value into out (NUL-terminated).
@@ -177,6 +180,8 @@ void api_audit(const struct api_req *r, const char *action, const char *target);
 /* Token store state for /readyz: true when no database is configured or the last refresh worked. */
 bool api_tokens_db_ok(void);
 int api_tokens_start(const struct lw_config *cfg);
+/* Adds a token to the in-memory table (what a database refresh does; used by tests). */
+int api_tokens_add(int64_t id, const char *name, enum api_role role, const char *token);
 void api_tokens_stop(void);
 
 /* ---- events (sse.c) ------------------------------------------------------------------------ */

@@ -72,7 +72,10 @@ static void fail_request(struct api_conn *c, int status, const char *slug, const
         r = req_new(c);
         if (!r) {
             c->closing = true;
-            c->ops->close(c);
+            if (!c->close_sent) {
+                c->close_sent = true;
+                c->ops->close(c);
+            }
             return;
         }
     }
@@ -401,7 +404,10 @@ static void flush(struct api_conn *c)
     if (c->dead)
         return;
     if (c->closing && !c->sse && c->queued == 0 && !c->cur) {
-        c->ops->close(c);
+        if (!c->close_sent) {
+            c->close_sent = true;
+            c->ops->close(c);
+        }
         return;
     }
     if (c->paused && c->queued < c->lim.max_pipeline)

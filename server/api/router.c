@@ -482,7 +482,7 @@ static enum api_role authenticate(struct api_req *r, bool *present)
     return api_auth_check(a, len, r->actor, sizeof(r->actor));
 }
 
-static bool decode_body(struct api_req *r)
+bool api_decode_json_body(struct api_req *r)
 {
     if (r->method != HTTP_POST && r->method != HTTP_PUT && r->method != HTTP_PATCH)
         return true;
@@ -541,7 +541,7 @@ void api_route(struct api_req *r)
     if (!open) {
         bool present;
         r->role = authenticate(r, &present);
-        if (r->role == API_ROLE_NONE && (found || strncmp(path, "/api/", 5) == 0)) {
+        if (r->role == API_ROLE_NONE && (found || strncmp(r->url, "/api/", 5) == 0)) {
             api_problem(r, 401, present ? "invalid-token" : "missing-token",
                         present ? "the bearer token is not valid"
                                 : "an Authorization: Bearer token is required");
@@ -566,7 +566,7 @@ void api_route(struct api_req *r)
     }
     if (strchr(found->pattern, '{'))
         snprintf(r->target, sizeof(r->target), "%s", params[0]);
-    if (!decode_body(r))
+    if (!api_decode_json_body(r))
         goto out;
     found->handler(r, params, query);
 out:

@@ -108,6 +108,23 @@ enum api_role api_auth_check(const char *token, size_t len, char *actor, size_t 
     return API_ROLE_NONE;
 }
 
+int api_tokens_add(int64_t id, const char *name, enum api_role role, const char *token)
+{
+    struct tok *n = realloc(tk.toks, (tk.ntoks + 1) * sizeof(*n));
+    if (!n)
+        return LW_ENOMEM;
+    tk.toks = n;
+    struct tok *t = &n[tk.ntoks];
+    memset(t, 0, sizeof(*t));
+    t->id = id;
+    t->role = role;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    if (lw_random(t->salt, SALT_LEN) || hash_token(t->salt, token, strlen(token), t->sha))
+        return LW_EINTERNAL;
+    tk.ntoks++;
+    return 0;
+}
+
 bool api_tokens_db_ok(void)
 {
     return !tk.have_db || tk.db_ok;
