@@ -419,7 +419,10 @@ struct lw_coap_ops {
      * stays active under the same handle. May be NULL. */
     void (*on_response)(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
                         int result, const struct lw_coap_msg *msg);
-    /* A notification for observation h (flags LW_COAP_NOTIFY_*). May be NULL. */
+    /* A notification for observation h (flags LW_COAP_NOTIFY_*). A fresh notification whose
+     * first block announces more (Block2 M=1) is reported once the rest has been fetched with
+     * GET/FETCH + Block2 (RFC 7959 §2.6; a newer notification abandons that fetch, a failed
+     * fetch drops the notification). May be NULL. */
     void (*on_notify)(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
                       const struct lw_coap_msg *msg, unsigned flags);
 };
@@ -444,8 +447,7 @@ int lw_coap_env_init(struct lw_coap_env *env, const struct lw_coap_cfg *cfg,
  *  - each request (active or queued): 104 bytes + a copy of its options and payload; a Block2
  *    reassembly buffer up to cfg.max_body while one is running;
  *  - each observation: 48 bytes.
- * Limits: a notification carrying Block2 (RFC 7959 §2.6) is delivered with its first block only;
- * if a CON request's dedup entry was evicted (more than cfg.dedup_entries messages within
+ * Limits: if a CON request's dedup entry was evicted (more than cfg.dedup_entries messages within
  * EXCHANGE_LIFETIME) after lw_coap_ep_accept, a later lw_coap_ep_respond piggybacks. */
 struct lw_coap_ep {
     const struct lw_coap_env *env;

@@ -79,16 +79,22 @@ struct lw_coap__txn {
     uint8_t state, kind, con, retries;
     uint8_t tkl;
     uint8_t token[LW_COAP_MAX_TOKEN];
-    uint8_t szx;  /* block size in use */
-    bool block1;  /* the body goes out in Block1 blocks */
-    bool obs_reg; /* GET/FETCH with Observe 0 */
-    bool obs_ok;  /* the registration response carried Observe */
+    uint8_t szx;         /* block size in use */
+    bool block1;         /* the body goes out in Block1 blocks */
+    bool obs_reg;        /* GET/FETCH with Observe 0 */
+    bool obs_ok;         /* the registration response carried Observe */
+    uint8_t nflags;      /* notification continuation: flags for on_notify */
+    uint32_t notify_obs; /* non-zero: fetches the rest of a Block2 notification of this obs */
 };
 
 struct lw_coap__obs {
     struct lw_coap__obs *next;
     uint64_t cookie;
     uint64_t last_time;
+    uint8_t *tmpl; /* the registration request (for Block2 continuations, RFC 7959 §2.6) */
+    uint8_t *body; /* its payload (FETCH), or NULL */
+    size_t tmpl_len, body_len;
+    uint32_t cont_id; /* continuation request in flight, or 0 */
     uint32_t id;
     uint32_t last_seq;
     uint8_t tkl;
@@ -418,6 +424,7 @@ static int txn_start(struct lw_coap_ep *ep, struct lw_coap__txn *t, uint64_t now
 
 static void finish(struct lw_coap_ep *ep, struct lw_coap__txn *t, int result,
                    const struct lw_coap_msg *msg, uint64_t now);
+static void drop_continuation(struct lw_coap_ep *ep, struct lw_coap__obs *o, uint64_t now);
 
 /* Starts queued requests while fewer than NSTART are outstanding (§4.7). */
 static void pump(struct lw_coap_ep *ep, uint64_t now)
@@ -441,7 +448,7 @@ static void finish(struct lw_coap_ep *ep, struct lw_coap__txn *t, int result,
                    const struct lw_coap_msg *msg, uint64_t now)
 {
     txn_unlink(ep, t);
-    if (t->kind != K_SEPRESP && ep->env->ops->on_response) {
+    if (t->kind != K_SEPRESP && !t->notify_obs && ep->env->ops->on_response) {
         ep->in_cb++;
         ep->env->ops->on_response(ep->ctx, ep, (struct lw_coap_handle){t->id}, t->cookie, result,
                                   msg);
@@ -495,7 +502,32 @@ static void obs_remove(struct lw_coap_ep *ep, struct lw_coap__obs *o)
             break;
         }
     }
+    free(o->tmpl);
+    free(o->body);
     free(o);
+}
+
+static struct lw_coap__obs *obs_by_id(struct lw_coap_ep *ep, uint32_t id)
+{
+    for (struct lw_coap__obs *o = ep->obs; o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+/* Fills t->token with 8 random bytes not used by another request or observation (§5.3.1: unique
+ * per peer while in use; protocol.md §1.4: 64 random bits). A collision is retried. */
+static int new_token(struct lw_coap_ep *ep, struct lw_coap__txn *t)
+{
+    t->tkl = LW_COAP_MAX_TOKEN;
+    for (int i = 0; i < 8; i++) {
+        int rc = rnd(ep->env, t->token, t->tkl);
+        if (rc)
+            return rc;
+        if (!token_in_use(ep, t->token, t->tkl))
+            break;
+    }
+    return 0;
 }
 
 /* ---- requests from this side ------------------------------------------------------------- */
@@ -527,16 +559,8 @@ static int request_common(struct lw_coap_ep *ep, const struct lw_coap_msg *req, 
     if (token) {
         t->tkl = tkl;
         memcpy(t->token, token, tkl);
-    } else {
-        /* §5.3.1: tokens must be unique per peer while in use; 64 random bits (protocol.md §1.4)
-         * make a collision unlikely, and a collision is retried. */
-        t->tkl = LW_COAP_MAX_TOKEN;
-        for (int i = 0; i < 8; i++) {
-            if ((rc = rnd(ep->env, t->token, t->tkl)) != 0)
-                goto out;
-            if (!token_in_use(ep, t->token, t->tkl))
-                break;
-        }
+    } else if ((rc = new_token(ep, t)) != 0) {
+        goto out;
     }
     uint32_t ov;
     t->obs_reg = (req->code == LW_COAP_GET || req->code == LW_COAP_FETCH) &&
@@ -626,13 +650,12 @@ int lw_coap_ep_cancel(struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t n
             return 0;
         }
     }
-    for (struct lw_coap__obs *o = ep->obs; o; o = o->next) {
-        if (o->id == h.id) {
-            obs_remove(ep, o);
-            return 0;
-        }
-    }
-    return LW_ENOENT;
+    struct lw_coap__obs *o = obs_by_id(ep, h.id);
+    if (!o)
+        return LW_ENOENT;
+    drop_continuation(ep, o, now);
+    obs_remove(ep, o);
+    return 0;
 }
 
 int lw_coap_ep_observe_cancel(struct lw_coap_ep *ep, struct lw_coap_handle obs,
@@ -654,6 +677,7 @@ int lw_coap_ep_observe_cancel(struct lw_coap_ep *ep, struct lw_coap_handle obs,
         return rc;
     uint8_t tok[LW_COAP_MAX_TOKEN], tkl = o->tkl;
     memcpy(tok, o->token, tkl);
+    drop_continuation(ep, o, now);
     obs_remove(ep, o);
     return request_common(ep, &m, cookie, now, tok, tkl, out);
 }
@@ -769,6 +793,22 @@ static void reply_empty(struct lw_coap_ep *ep, struct dedup_ent *e, uint8_t type
 static void deliver(struct lw_coap_ep *ep, struct lw_coap__txn *t, const struct lw_coap_msg *m,
                     uint64_t now)
 {
+    if (t->notify_obs) {
+        /* The whole body of a Block2 notification (RFC 7959 §2.6). */
+        struct lw_coap_handle h = {t->notify_obs};
+        struct lw_coap__obs *o = obs_by_id(ep, t->notify_obs);
+        if (o && o->cont_id == t->id)
+            o->cont_id = 0;
+        txn_unlink(ep, t);
+        if (ep->env->ops->on_notify) {
+            ep->in_cb++;
+            ep->env->ops->on_notify(ep->ctx, ep, h, t->cookie, m, t->nflags);
+            ep->in_cb--;
+        }
+        txn_free(t);
+        pump(ep, now);
+        return;
+    }
     if (t->obs_reg && t->obs_ok && LW_COAP_CODE_CLASS(m->code) == 2) {
         struct lw_coap__obs *o = calloc(1, sizeof(*o));
         if (o) {
@@ -778,6 +818,12 @@ static void deliver(struct lw_coap_ep *ep, struct lw_coap__txn *t, const struct 
             memcpy(o->token, t->token, t->tkl);
             o->last_seq = t->obs_seq;
             o->last_time = now;
+            /* The registration request moves to the observation (m never points into it). */
+            o->tmpl = t->tmpl;
+            o->tmpl_len = t->tmpl_len;
+            o->body = t->body;
+            o->body_len = t->body_len;
+            t->tmpl = t->body = NULL;
             o->next = ep->obs;
             ep->obs = o;
         }
@@ -864,6 +910,68 @@ static void on_txn_response(struct lw_coap_ep *ep, struct lw_coap__txn *t,
     deliver(ep, t, m, now);
 }
 
+/* Drops the continuation request of observation o, if any (a newer notification supersedes
+ * it: only the latest state matters, RFC 7641 §3.4). */
+static void drop_continuation(struct lw_coap_ep *ep, struct lw_coap__obs *o, uint64_t now)
+{
+    for (struct lw_coap__txn *t = ep->txns; t && o->cont_id; t = t->next) {
+        if (t->kind == K_REQ && t->id == o->cont_id) {
+            finish(ep, t, LW_COAP_RES_CANCELED, NULL, now); /* silent: notify_obs is set */
+            break;
+        }
+    }
+    o->cont_id = 0;
+}
+
+/* First block of a Block2 notification: fetch the rest with GET/FETCH + Block2 (RFC 7959 §2.6),
+ * then report the whole body. Returns true when a continuation was started. */
+static bool start_continuation(struct lw_coap_ep *ep, struct lw_coap__obs *o,
+                               const struct lw_coap_msg *m, unsigned flags, uint64_t now)
+{
+    struct lw_coap__txn *t = NULL;
+    bool started = false;
+    if (!o->tmpl)
+        goto out;
+    t = calloc(1, sizeof(*t));
+    if (!t || !(t->b2 = malloc(sizeof(*t->b2))))
+        goto out;
+    lw_coap_b2asm_init(t->b2, ep->env->cfg.max_body);
+    if (lw_coap_b2asm_feed(t->b2, m) != LW_EAGAIN)
+        goto out;
+    if (!(t->tmpl = malloc(o->tmpl_len)))
+        goto out;
+    memcpy(t->tmpl, o->tmpl, o->tmpl_len);
+    t->tmpl_len = o->tmpl_len;
+    if (o->body) {
+        if (!(t->body = malloc(o->body_len)))
+            goto out;
+        memcpy(t->body, o->body, o->body_len);
+        t->body_len = o->body_len;
+    }
+    /* A token of its own: notifications keep arriving with the observation's token. */
+    if (new_token(ep, t) != 0)
+        goto out;
+    drop_continuation(ep, o, now);
+    t->kind = K_REQ;
+    t->con = 1;
+    t->szx = t->b2->szx;
+    t->b2_num = t->b2->next_num;
+    t->notify_obs = o->id;
+    t->nflags = (uint8_t)flags;
+    t->cookie = o->cookie;
+    t->id = new_id(ep);
+    t->state = T_QUEUED;
+    o->cont_id = t->id;
+    txn_append(ep, t);
+    t = NULL;
+    started = true;
+    pump(ep, now);
+out:
+    if (t)
+        txn_free(t);
+    return started;
+}
+
 /* A notification (or late response) for observation o. */
 static void on_notification(struct lw_coap_ep *ep, struct lw_coap__obs *o,
                             const struct lw_coap_msg *m, uint64_t now)
@@ -878,10 +986,15 @@ static void on_notification(struct lw_coap_ep *ep, struct lw_coap__obs *o,
             flags |= LW_COAP_NOTIFY_FRESH;
             o->last_seq = seq;
             o->last_time = now;
+            struct lw_coap_block b;
+            if (lw_coap_get_block(m, LW_COAP_OPT_BLOCK2, &b) == 0 && b.more &&
+                start_continuation(ep, o, m, flags, now))
+                return;
         }
     } else {
         /* RFC 7641 §3.2: a notification without Observe (or an error) ends the observation. */
         flags = LW_COAP_NOTIFY_FRESH | LW_COAP_NOTIFY_FINAL;
+        drop_continuation(ep, o, now);
         obs_remove(ep, o);
     }
     if (ep->env->ops->on_notify) {
@@ -1060,7 +1173,7 @@ void lw_coap_ep_deinit(struct lw_coap_ep *ep)
         if (q)
             t = q;
         txn_unlink(ep, t);
-        if (t->kind != K_SEPRESP && ep->env->ops->on_response)
+        if (t->kind != K_SEPRESP && !t->notify_obs && ep->env->ops->on_response)
             ep->env->ops->on_response(ep->ctx, ep, (struct lw_coap_handle){t->id}, t->cookie,
                                       LW_COAP_RES_CANCELED, NULL);
         txn_free(t);

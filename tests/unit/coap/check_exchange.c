@@ -922,6 +922,225 @@ START_TEST(test_block1_push)
 }
 END_TEST
 
+/* Replies to the last datagram sent with a Block2 slice of body (piggybacked). */
+static void serve_last(struct harness *h, struct lw_bytes body, struct lw_bytes etag, uint8_t szx,
+                       int observe, uint64_t now)
+{
+    struct lw_coap_msg s = last_sent(h), r;
+    ck_assert_int_eq(lw_coap_block2_serve(&s, body, etag, szx, &r), 0);
+    r.type = LW_COAP_ACK;
+    r.mid = s.mid;
+    r.tkl = s.tkl;
+    memcpy(r.token, s.token, s.tkl);
+    if (observe >= 0)
+        lw_coap_add_uint(&r, LW_COAP_OPT_OBSERVE, (uint32_t)observe);
+    ck_assert_int_eq(feed(h, &r, now), 0);
+}
+
+START_TEST(test_observe_block2)
+{
+    for (size_t i = 0; i < sizeof(big_body); i++)
+        big_body[i] = (uint8_t)(i * 7);
+    struct harness *h = setup(NULL);
+    /* Registration answered block-wise: reassembled, then the observation exists. */
+    struct lw_coap_handle o = send_get(h, "3/0", 21, 0, true);
+    struct lw_coap_msg reg = sent_msg(h, 0);
+    struct lw_bytes etag = LW_BYTES("\x05", 1);
+    serve_last(h, LW_BYTES(big_body, 600), etag, 4, 7, 1);
+    struct lw_coap_msg c1 = last_sent(h);
+    uint32_t v;
+    ck_assert_int_eq(lw_coap_get_uint(&c1, LW_COAP_OPT_OBSERVE, &v), LW_ENOENT);
+    serve_last(h, LW_BYTES(big_body, 600), etag, 4, -1, 2);
+    serve_last(h, LW_BYTES(big_body, 600), etag, 4, -1, 3);
+    ck_assert_int_eq(h->nresp, 1);
+    ck_assert_uint_eq(h->resp[0].id, o.id);
+    ck_assert_uint_eq(h->resp[0].plen, 600);
+    ck_assert_mem_eq(h->resp[0].payload, big_body, 600);
+    ck_assert_uint_eq(lw_coap_ep_observations(&h->ep), 1);
+
+    /* A notification with Block2 0/M: the rest is fetched with GET + Block2 (no Observe, a
+     * token of its own, RFC 7959 §2.6) and reported once, whole. */
+    struct lw_coap_msg n, q;
+    lw_coap_msg_init(&q, LW_COAP_CON, LW_COAP_GET); /* a request for block 0 */
+    ck_assert_int_eq(
+        lw_coap_block2_serve(&q, LW_BYTES(big_body + 1, 700), LW_BYTES("\x06", 1), 4, &n), 0);
+    n.type = LW_COAP_NON;
+    n.mid = 0x5000;
+    n.tkl = reg.tkl;
+    memcpy(n.token, reg.token, reg.tkl);
+    lw_coap_add_uint(&n, LW_COAP_OPT_OBSERVE, 8);
+    int ns = h->nsent;
+    ck_assert_int_eq(feed(h, &n, 100), 0);
+    ck_assert_int_eq(h->nnotes, 0);
+    ck_assert_int_eq(h->nsent, ns + 1);
+    struct lw_coap_msg c = last_sent(h);
+    ck_assert(memcmp(c.token, reg.token, 8) != 0);
+    ck_assert_int_eq(lw_coap_get_uint(&c, LW_COAP_OPT_OBSERVE, &v), LW_ENOENT);
+    struct lw_coap_block b;
+    ck_assert_int_eq(lw_coap_get_block(&c, LW_COAP_OPT_BLOCK2, &b), 0);
+    ck_assert_uint_eq(b.num, 1);
+    ck_assert_uint_eq(b.szx, 4);
+    serve_last(h, LW_BYTES(big_body + 1, 700), LW_BYTES("\x06", 1), 4, -1, 101);
+    ck_assert_int_eq(h->nnotes, 0);
+    serve_last(h, LW_BYTES(big_body + 1, 700), LW_BYTES("\x06", 1), 4, -1, 102);
+    ck_assert_int_eq(h->nnotes, 1);
+    ck_assert_uint_eq(h->notes[0].id, o.id);
+    ck_assert_uint_eq(h->notes[0].cookie, 21);
+    ck_assert_uint_eq(h->notes[0].flags, LW_COAP_NOTIFY_FRESH);
+    ck_assert_mem_eq(h->notes[0].payload, big_body + 1, 31);
+    ck_assert_int_eq(h->nresp, 1); /* continuations never reach on_response */
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 0);
+
+    /* A newer notification supersedes a continuation in flight. */
+    n.mid = 0x5001;
+    n.opts[n.nopts - 1].ib[0] = 9; /* Observe 9 */
+    ck_assert_int_eq(feed(h, &n, 200), 0);
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 1);
+    n.mid = 0x5002;
+    n.opts[n.nopts - 1].ib[0] = 10;
+    ck_assert_int_eq(feed(h, &n, 201), 0);
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 1);
+    /* Passive cancel drops it as well. */
+    ck_assert_int_eq(lw_coap_ep_cancel(&h->ep, o, 202), 0);
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 0);
+    ck_assert_int_eq(h->nnotes, 1);
+    ck_assert_int_eq(h->nresp, 1);
+    teardown_h(h);
+}
+END_TEST
+
+START_TEST(test_block1_then_block2)
+{
+    for (size_t i = 0; i < sizeof(big_body); i++)
+        big_body[i] = (uint8_t)(i * 3);
+    struct harness *h = setup(NULL);
+    struct lw_coap_msg m;
+    lw_coap_msg_init(&m, LW_COAP_CON, LW_COAP_POST);
+    lw_coap_add_uri_path(&m, "dp");
+    m.payload = LW_BYTES(big_body, 1500);
+    struct lw_coap_handle hd;
+    ck_assert_int_eq(lw_coap_ep_request(&h->ep, &m, 1, 0, &hd), 0);
+    struct lw_coap_msg s = last_sent(h), r;
+    mk_reply(&r, &s, LW_COAP_ACK, LW_COAP_CONTINUE, 0);
+    struct lw_coap_block b = {0, true, 6};
+    lw_coap_add_block(&r, LW_COAP_OPT_BLOCK1, &b);
+    ck_assert_int_eq(feed(h, &r, 1), 0);
+    s = last_sent(h);
+    ck_assert_int_eq(lw_coap_get_block(&s, LW_COAP_OPT_BLOCK1, &b), 0);
+    ck_assert_uint_eq(b.num, 1);
+    ck_assert(!b.more);
+    ck_assert_uint_eq(s.payload.len, 1500 - 1024);
+    /* Final Block1 answered with Block2 0/M (RFC 7959 §2.7). */
+    mk_reply(&r, &s, LW_COAP_ACK, LW_COAP_CHANGED, 0);
+    b = (struct lw_coap_block){1, false, 6};
+    lw_coap_add_block(&r, LW_COAP_OPT_BLOCK1, &b);
+    b = (struct lw_coap_block){0, true, 4};
+    lw_coap_add_block(&r, LW_COAP_OPT_BLOCK2, &b);
+    r.payload = LW_BYTES(big_body + 100, 256);
+    ck_assert_int_eq(feed(h, &r, 2), 0);
+    /* The continuation: same method, Block2 NUM 1, no Block1, no payload. */
+    s = last_sent(h);
+    ck_assert_uint_eq(s.code, LW_COAP_POST);
+    ck_assert_int_eq(lw_coap_get_block(&s, LW_COAP_OPT_BLOCK1, &b), LW_ENOENT);
+    ck_assert_int_eq(lw_coap_get_block(&s, LW_COAP_OPT_BLOCK2, &b), 0);
+    ck_assert_uint_eq(b.num, 1);
+    ck_assert_uint_eq(s.payload.len, 0);
+    mk_reply(&r, &s, LW_COAP_ACK, LW_COAP_CHANGED, 0);
+    b = (struct lw_coap_block){1, false, 4};
+    lw_coap_add_block(&r, LW_COAP_OPT_BLOCK2, &b);
+    r.payload = LW_BYTES(big_body + 356, 10);
+    ck_assert_int_eq(feed(h, &r, 3), 0);
+    ck_assert_int_eq(h->nresp, 1);
+    ck_assert_uint_eq(h->resp[0].plen, 266);
+    ck_assert_mem_eq(h->resp[0].payload, big_body + 100, 266);
+    teardown_h(h);
+}
+END_TEST
+
+START_TEST(test_non_timeout_and_env)
+{
+    struct lw_coap_cfg cfg = {.response_timeout_ms = 5000};
+    struct harness *h = setup(&cfg);
+    struct lw_coap_msg m;
+    lw_coap_msg_init(&m, LW_COAP_NON, LW_COAP_GET);
+    ck_assert_int_eq(lw_coap_ep_request(&h->ep, &m, 4, 100, NULL), 0);
+    ck_assert_uint_eq(lw_coap_ep_next_deadline(&h->ep), 5100);
+    lw_coap_ep_timeout(&h->ep, 5099);
+    ck_assert_int_eq(h->nresp, 0);
+    ck_assert_int_eq(h->nsent, 1); /* NON: never retransmitted */
+    lw_coap_ep_timeout(&h->ep, 5100);
+    ck_assert_int_eq(h->nresp, 1);
+    ck_assert_int_eq(h->resp[0].result, LW_COAP_RES_TIMEOUT);
+    ck_assert_uint_eq(lw_coap_ep_next_deadline(&h->ep), UINT64_MAX);
+    /* lw_coap_ep_accept on a NON request is a no-op. */
+    struct lw_coap_req_ref ref = {7, LW_COAP_NON, 0, {0}};
+    ck_assert_int_eq(lw_coap_ep_accept(&h->ep, &ref, 0), 0);
+    ck_assert_int_eq(h->nsent, 1);
+    teardown_h(h);
+
+    struct lw_coap_env env;
+    struct lw_coap_ops bad = {NULL, cb_request, NULL, NULL};
+    ck_assert_int_eq(lw_coap_env_init(&env, NULL, &bad), LW_EINVAL);
+    ck_assert_int_eq(lw_coap_env_init(&env, NULL, NULL), LW_EINVAL);
+    struct lw_coap_cfg c7 = {.block_szx = 7};
+    ck_assert_int_eq(lw_coap_env_init(&env, &c7, &ops), LW_EINVAL);
+    ck_assert_int_eq(lw_coap_env_init(&env, NULL, &ops), 0);
+    ck_assert_uint_eq(env.cfg.ack_timeout_ms, 2000);
+    ck_assert_uint_eq(env.cfg.ack_random_factor_pct, 150);
+    ck_assert_uint_eq(env.cfg.max_retransmit, 4);
+    ck_assert_uint_eq(env.cfg.nstart, 1);
+    ck_assert_uint_eq(env.cfg.exchange_lifetime_ms, 247000);
+    ck_assert_uint_eq(env.cfg.non_lifetime_ms, 145000);
+    ck_assert_uint_eq(env.cfg.block_szx, 6);
+}
+END_TEST
+
+/* on_response that immediately issues the next request (re-entrancy). */
+static int chain_left;
+static bool chain_deinit;
+static void cb_response_chain(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle hd,
+                              uint64_t cookie, int result, const struct lw_coap_msg *msg)
+{
+    cb_response(ctx, ep, hd, cookie, result, msg);
+    if (chain_left-- > 0) {
+        struct lw_coap_msg m;
+        lw_coap_msg_init(&m, LW_COAP_CON, LW_COAP_GET);
+        ck_assert_int_eq(lw_coap_ep_request(ep, &m, cookie + 1, 0, NULL),
+                         chain_deinit ? LW_ECANCELED : 0);
+    }
+}
+
+START_TEST(test_reentrant_callbacks)
+{
+    static const struct lw_coap_ops chain_ops = {cb_send, cb_request, cb_response_chain, cb_notify};
+    struct harness *h = setup(NULL);
+    ck_assert_int_eq(lw_coap_env_init(&h->env, NULL, &chain_ops), 0);
+    h->env.cfg.random = fake_random;
+    h->env.cfg.rctx = h;
+    chain_left = 3;
+    send_get(h, "1", 100, 0, false);
+    for (int i = 0; i < 4; i++) {
+        struct lw_coap_msg s = last_sent(h);
+        ck_assert_int_eq(
+            feed_raw(h, (uint8_t[]){0x70, 0, (uint8_t)(s.mid >> 8), (uint8_t)s.mid}, 4, 1), 0);
+    }
+    ck_assert_int_eq(h->nresp, 4);
+    ck_assert_uint_eq(h->resp[3].cookie, 103);
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 0);
+    /* Deinit with requests pending: callbacks may not start new ones. */
+    chain_left = 5;
+    send_get(h, "1", 200, 0, false);
+    send_get(h, "2", 300, 0, false);
+    chain_deinit = true;
+    lw_coap_ep_deinit(&h->ep);
+    chain_deinit = false;
+    ck_assert_int_eq(h->nresp, 6);
+    ck_assert_uint_eq(lw_coap_ep_pending(&h->ep), 0);
+    lw_coap_ep_init(&h->ep, &h->env, h);
+    teardown_h(h);
+}
+END_TEST
+
 Suite *suite_exchange(void);
 Suite *suite_exchange(void)
 {
@@ -943,6 +1162,10 @@ Suite *suite_exchange(void)
     tcase_add_test(tc, test_observe_cancel);
     tcase_add_test(tc, test_block2_read);
     tcase_add_test(tc, test_block1_push);
+    tcase_add_test(tc, test_observe_block2);
+    tcase_add_test(tc, test_block1_then_block2);
+    tcase_add_test(tc, test_non_timeout_and_env);
+    tcase_add_test(tc, test_reentrant_callbacks);
     suite_add_tcase(s, tc);
     return s;
 }
