@@ -44,6 +44,18 @@ fi
 grep -q '^u lwm2md ' systemd/lwm2md.sysusers && ok "sysusers declares user lwm2md" || ko "sysusers"
 grep -q '^d /var/lib/lwm2md ' systemd/lwm2md.tmpfiles && ok "tmpfiles creates the state dir" || ko "tmpfiles"
 
+# make install stages every file where the docs say.
+stage=$(mktemp -d)
+if make --no-print-directory install BUILD="${BUILD:-build}" DESTDIR="$stage" PREFIX=/usr >/dev/null 2>&1 \
+   && [ -x "$stage/usr/bin/lwm2md" ] && [ -f "$stage/etc/lwm2md/lwm2md.conf.example" ] \
+   && [ -f "$stage/usr/lib/systemd/system/lwm2md.service" ] && [ -f "$stage/usr/lib/sysusers.d/lwm2md.conf" ] \
+   && [ -f "$stage/usr/lib/tmpfiles.d/lwm2md.conf" ] && [ -d "$stage/usr/share/lwm2md/schema" ]; then
+  ok "make install DESTDIR=... PREFIX=/usr stages binary, config, systemd files, schema"
+else
+  ko "make install staging"; (cd "$stage" && find . | sed 's/^/    /')
+fi
+rm -rf "$stage"
+
 # Container files: what can be checked without a Docker engine.
 df=docker/Dockerfile
 grep -q '^FROM debian:bookworm-slim AS build' $df && grep -q '^USER lwm2md' $df && grep -q '^HEALTHCHECK' $df \
