@@ -535,8 +535,11 @@ void api_route(struct api_req *r)
             r->route = (int)i;
         }
     }
-    if (found) /* re-match: params point into segs of the found route */
+    if (found) { /* re-match: params point into segs of the found route */
         match(found, segs, n, params);
+        if (strchr(found->pattern, '{'))
+            snprintf(r->target, sizeof(r->target), "%s", params[0]);
+    }
     bool open = found && found->probe && api_set.probes_public;
     if (!open) {
         bool present;
@@ -564,8 +567,6 @@ void api_route(struct api_req *r)
                     api_role_name(found->min_role), api_role_name(r->role));
         goto out;
     }
-    if (strchr(found->pattern, '{'))
-        snprintf(r->target, sizeof(r->target), "%s", params[0]);
     if (!api_decode_json_body(r))
         goto out;
     found->handler(r, params, query);

@@ -155,6 +155,12 @@ static int sql_filter(const struct dirent *d)
     return n > 4 && strcmp(d->d_name + n - 4, ".sql") == 0 && d->d_name[0] != '.';
 }
 
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 static bool exec_ok(PGconn *pg, const char *sql, char *why, size_t whycap)
 {
     PGresult *res = PQexec(pg, sql);
@@ -178,6 +184,7 @@ static int migrate(PGconn *pg, char *why, size_t whycap)
         snprintf(why, whycap, "no schema directory found (set LWM2MD_SCHEMA_DIR)");
         return LW_ENOENT;
     }
+    PQsetNoticeProcessor(pg, quiet_notice, NULL);
     if (!exec_ok(pg,
                  "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
                  "applied_at timestamptz NOT NULL DEFAULT now())",
