@@ -208,6 +208,7 @@ static void on_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle 
         d->state = DS_OFF;
         break;
     case OP_SEND: stats_op(op, start, ok, code, fail_reason(result)); break;
+    case OP_FW_PULL: model_fw_pull_done(d, result, msg, E->now); break;
     default: break;
     }
 }
@@ -247,8 +248,8 @@ int dev_env_init(struct fleet_eng *e)
     for (uint32_t i = 0; i < e->ngroups; i++)
         if (e->groups[i].cfg.fw_max_bytes > maxfw)
             maxfw = e->groups[i].cfg.fw_max_bytes;
+    cfg.max_body = maxfw; /* firmware pulls reassemble Block2 bodies up to this size */
     int rc = lw_coap_env_init(&e->env, &cfg, &dev_ops);
-    cfg.max_body = maxfw;
     if (!rc)
         rc = lw_coap_env_init(&e->fw_env, &cfg, &fw_ops);
     return rc;
@@ -549,16 +550,20 @@ int dev_fw_fetch(struct fleet_dev *d, const char *uri, uint64_t now)
         return LW_EINVAL;
     if ((ntohl(a.sin_addr.s_addr) >> 24) != 127 && a.sin_addr.s_addr != E->server.sin_addr.s_addr)
         return LW_EINVAL; /* never fetch from outside the test target */
+    struct lw_coap_msg m;
+    lw_coap_msg_init(&m, LW_COAP_CON, LW_COAP_GET);
+    if (slash && slash[1] && lw_coap_add_uri_path(&m, slash) != 0)
+        return LW_EINVAL;
+    struct lw_coap_handle hd;
+    if (a.sin_addr.s_addr == E->server.sin_addr.s_addr && a.sin_port == E->server.sin_port) {
+        /* The LwM2M server is also the file server: same peer, same exchange state. */
+        return lw_coap_ep_request(&d->ep, &m, COOKIE(OP_FW_PULL, fleet_now_us()), now, &hd);
+    }
     if (x->fw.active)
         lw_coap_ep_deinit(&x->fw.ep);
     x->fw.addr = a;
     x->fw.dev = d;
     x->fw.active = true;
     lw_coap_ep_init(&x->fw.ep, &E->fw_env, &x->fw);
-    struct lw_coap_msg m;
-    lw_coap_msg_init(&m, LW_COAP_CON, LW_COAP_GET);
-    if (slash && slash[1] && lw_coap_add_uri_path(&m, slash) != 0)
-        return LW_EINVAL;
-    struct lw_coap_handle hd;
     return lw_coap_ep_request(&x->fw.ep, &m, COOKIE(OP_FW_PULL, fleet_now_us()), now, &hd);
 }

@@ -72,6 +72,15 @@ static const struct res_def RES[] = {
 
 #define MAX_RECS 64
 
+/* Object version announced in Register and Discover (none: 1.0). 1.1 clients implement the 1.1
+ * versions of the Server and Device objects. */
+static const char *obj_ver(const struct fleet_dev *d, uint16_t obj)
+{
+    if (dev_group(d)->lwm2m_minor > 0 && (obj == 1 || obj == 3))
+        return "ver=1.1";
+    return NULL;
+}
+
 static bool has_object(const struct fleet_dev *d, uint16_t obj)
 {
     uint32_t o = dev_group(d)->objects;
@@ -713,8 +722,8 @@ static void do_discover(struct fleet_dev *d, const struct lw_coap_msg *req,
     if (p->len == 1) {
         struct lw_m2m_path op = LW_M2M_PATH1(obj);
         np = 0;
-        if (obj == 1 && dev_group(d)->lwm2m_minor > 0)
-            params[np++] = "ver=1.1";
+        if (obj_ver(d, obj))
+            params[np++] = obj_ver(d, obj);
         lw_m2m_link_write_path(&b, NULL, &op, params, np);
     }
     if (p->len <= 2) {
@@ -1122,14 +1131,12 @@ void model_reg_links(const struct fleet_dev *d, struct lw_buf *b)
     for (size_t i = 0; i < LW_ARRAY_SIZE(objs); i++) {
         if (!has_object(d, objs[i]))
             continue;
-        if (objs[i] == 1 && g->lwm2m_minor > 0)
-            lw_buf_printf(b, "%s</1>;ver=1.1", first ? "" : ",");
-        else if (objs[i] == 3 && g->lwm2m_minor > 0)
-            lw_buf_printf(b, "%s</3>;ver=1.1", first ? "" : ",");
-        else if (objs[i] == 10243)
-            lw_buf_printf(b, "%s</10243>;ver=1.0", first ? "" : ",");
+        const char *ver = obj_ver(d, objs[i]);
+        if (ver)
+            lw_buf_printf(b, "%s</%u>;%s,</%u/0>", first ? "" : ",", objs[i], ver, objs[i]);
+        else
+            lw_buf_printf(b, "%s</%u/0>", first ? "" : ",", objs[i]);
         first = false;
-        lw_buf_printf(b, ",</%u/0>", objs[i]);
     }
 }
 
