@@ -3,11 +3,22 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "udp.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <uv.h>
+
+/* Receive buffer per shard: libuv's recvmmsg path splits it into 64 KiB slots, one datagram
+ * each (UV_UDP_RECVMMSG), so this reads up to 16 datagrams per system call. */
+#define RXBUF_SLOTS 16
+#define RXBUF_SIZE  (RXBUF_SLOTS * 65536)
 
 struct shard {
     unsigned id;
@@ -23,11 +34,38 @@ struct shard {
     _Atomic bool ping_queued;
     bool started;
     const struct lw_config *cfg;
+    /* Transport and registrations (owned by the shard thread once it runs). */
+    struct regsrv rs;
+    bool rs_inited;
+    uv_udp_t udp[LW_CFG_MAX_LISTEN];
+    unsigned nudp;
+    uv_timer_t timer;
+    bool timer_inited;
+    uint64_t armed; /* deadline the timer is armed for, or UINT64_MAX */
+    uint8_t *rxbuf;
 };
 
 static struct shard *shards;
 static unsigned nshards;
 static _Atomic uint64_t ping_seq;
+static _Atomic unsigned running;
+static struct lw_metrics_writer metrics_writer;
+static bool globals_inited;
+
+bool shards_ready(void)
+{
+    return nshards > 0 && atomic_load(&running) == nshards;
+}
+
+struct regsrv *shard_regsrv(struct shard *s)
+{
+    return &s->rs;
+}
+
+unsigned shard_for_addr(const struct sockaddr *sa)
+{
+    return udp_steer(sa, nshards);
+}
 
 unsigned shards_count(void)
 {
@@ -78,11 +116,217 @@ static void run_ping(struct shard *s, struct xmsg *m)
     atomic_store(&s->ping_queued, false);
 }
 
+static void close_transport(struct shard *s)
+{
+    for (unsigned i = 0; i < s->nudp; i++) {
+        uv_udp_recv_stop(&s->udp[i]);
+        if (!uv_is_closing((uv_handle_t *)&s->udp[i]))
+            uv_close((uv_handle_t *)&s->udp[i], NULL);
+    }
+    if (s->timer_inited && !uv_is_closing((uv_handle_t *)&s->timer)) {
+        uv_timer_stop(&s->timer);
+        uv_close((uv_handle_t *)&s->timer, NULL);
+    }
+}
+
 static void run_stop(struct shard *s, struct xmsg *m)
 {
     free(m);
     s->stopping = true;
+    close_transport(s);
     log_debug(SHARD, "shard %u stopping", s->id);
+}
+
+/* ---- transport: datagrams in, datagrams out, one timer ---- */
+
+static void on_timer(uv_timer_t *t);
+
+/* Arms the loop timer for the service's next deadline when that is earlier than what is armed
+ * (a later deadline needs nothing: the timer fires early and re-arms). */
+static void rearm(struct shard *s, bool force)
+{
+    if (s->stopping || !s->timer_inited)
+        return;
+    uint64_t d = regsrv_next_deadline(&s->rs);
+    if (!force && d >= s->armed)
+        return;
+    s->armed = d;
+    if (d == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uint64_t now = uv_now(&s->loop);
+    uv_timer_start(&s->timer, on_timer, d > now ? d - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct shard *s = t->data;
+    s->armed = UINT64_MAX;
+    regsrv_advance(&s->rs, uv_now(&s->loop));
+    rearm(s, true);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct shard *s = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)s->rxbuf, RXBUF_SIZE);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                    unsigned flags)
+{
+    struct shard *s = h->data;
+    struct peer_addr pa;
+    (void)buf;
+    (void)flags; /* UV_UDP_MMSG_CHUNK / UV_UDP_MMSG_FREE: the buffer is the shard's own */
+    if (nread < 0) {
+        log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0 && addr == NULL) /* nothing to read, or the end of a recvmmsg batch */
+        return;
+    if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) != 0)
+        return;
+    regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
+    rearm(s, false);
+}
+
+static void rs_send(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len)
+{
+    struct shard *s = ctx;
+    struct sockaddr_storage ss;
+    peer_addr_to_sa(to, &ss);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    if (to->sock >= s->nudp)
+        return;
+    int rc = uv_udp_try_send(&s->udp[to->sock], &b, 1, (const struct sockaddr *)&ss);
+    if (rc < 0) {
+        atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_SEND], 1, memory_order_relaxed);
+        log_warn_rl(NET, "shard %u: send failed: %s", s->id, uv_strerror(rc));
+    }
+}
+
+struct drop_msg {
+    struct xmsg m;
+    uint64_t id;
+    uint32_t gen;
+};
+
+static void run_drop(struct shard *s, struct xmsg *m)
+{
+    struct drop_msg *d = lw_container_of(m, struct drop_msg, m);
+    if (s->rs_inited) {
+        regsrv_drop(&s->rs, d->id, d->gen, "replaced", NULL);
+        rearm(s, false);
+    }
+    free(d);
+}
+
+/* A Register on another shard replaced (id, gen) held here: drop it by message. */
+static void rs_drop_remote(void *ctx, unsigned shard, uint64_t id, uint32_t gen)
+{
+    struct shard *s = ctx;
+    struct drop_msg *d = malloc(sizeof(*d));
+    if (!d || shard >= nshards) {
+        free(d);
+        log_warn_rl(SHARD, "shard %u: cannot ask shard %u to drop a replaced registration", s->id,
+                    shard);
+        return;
+    }
+    d->m.run = run_drop;
+    d->id = id;
+    d->gen = gen;
+    if (!shard_post(&shards[shard], &d->m))
+        free(d);
+}
+
+static void run_fwd(struct shard *s, struct xmsg *m)
+{
+    struct regsrv_fwd *f = lw_container_of(m, struct regsrv_fwd, m);
+    log_debug(SHARD, "shard %u: forwarded message kind=%u from shard %u", s->id, f->kind, f->from);
+    if (s->rs_inited && !s->stopping) {
+        regsrv_fwd_run(&s->rs, f, uv_now(&s->loop));
+        rearm(s, false);
+    } else {
+        regsrv_fwd_free(f);
+    }
+}
+
+static void rs_post_fwd(void *ctx, unsigned shard, struct regsrv_fwd *f)
+{
+    (void)ctx;
+    f->m.run = run_fwd;
+    if (shard >= nshards || !shard_post(&shards[shard], &f->m))
+        regsrv_fwd_free(f);
+}
+
+static const struct regsrv_ops rs_ops = {
+    .send = rs_send, .drop_remote = rs_drop_remote, .post_fwd = rs_post_fwd};
+
+/* ---- metrics (control thread; reads relaxed atomics) ---- */
+
+static void metric_head(struct lw_buf *out, const char *name, const char *type, const char *help)
+{
+    lw_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static uint64_t ld(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void write_metrics(void *ctx, struct lw_buf *out)
+{
+    static const char *const drop_names[RS_DROP__COUNT] = {"malformed", "peers_full", "nomem",
+                                                           "send_failed"};
+    static const char *const res_names[RS__COUNT] = {"register_created",
+                                                     "register_replaced",
+                                                     "register_bad_request",
+                                                     "register_unsupported_version",
+                                                     "register_limit",
+                                                     "update_ok",
+                                                     "update_not_found",
+                                                     "update_bad_request",
+                                                     "deregister_ok",
+                                                     "deregister_not_found",
+                                                     "expired",
+                                                     "other"};
+    (void)ctx;
+    metric_head(out, "lwm2md_shard_datagrams_in_total", "counter", "Datagrams received.");
+    for (unsigned i = 0; i < nshards; i++)
+        lw_buf_printf(out, "lwm2md_shard_datagrams_in_total{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)ld(&shards[i].rs.stats.rx));
+    metric_head(out, "lwm2md_shard_datagrams_out_total", "counter", "Datagrams sent.");
+    for (unsigned i = 0; i < nshards; i++)
+        lw_buf_printf(out, "lwm2md_shard_datagrams_out_total{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)ld(&shards[i].rs.stats.tx));
+    metric_head(out, "lwm2md_shard_drops_total", "counter", "Datagrams dropped, by reason.");
+    for (unsigned i = 0; i < nshards; i++)
+        for (unsigned k = 0; k < RS_DROP__COUNT; k++)
+            lw_buf_printf(out, "lwm2md_shard_drops_total{shard=\"%u\",reason=\"%s\"} %llu\n", i,
+                          drop_names[k], (unsigned long long)ld(&shards[i].rs.stats.drops[k]));
+    metric_head(out, "lwm2md_registration_results_total", "counter",
+                "Registration interface requests and expiries, by result.");
+    for (unsigned i = 0; i < nshards; i++)
+        for (unsigned k = 0; k < RS__COUNT; k++)
+            lw_buf_printf(out,
+                          "lwm2md_registration_results_total{shard=\"%u\",result=\"%s\"} %llu\n", i,
+                          res_names[k], (unsigned long long)ld(&shards[i].rs.stats.results[k]));
+    metric_head(out, "lwm2md_shard_peers", "gauge", "Peer addresses tracked.");
+    for (unsigned i = 0; i < nshards; i++)
+        lw_buf_printf(out, "lwm2md_shard_peers{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)ld(&shards[i].rs.stats.peers));
+    metric_head(out, "lwm2md_shard_registrations", "gauge", "Registrations held.");
+    for (unsigned i = 0; i < nshards; i++)
+        lw_buf_printf(out, "lwm2md_shard_registrations{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)ld(&shards[i].rs.stats.regs));
+    metric_head(out, "lwm2md_directory_endpoints", "gauge", "Endpoints in the directory.");
+    lw_buf_printf(out, "lwm2md_directory_endpoints %zu\n", dir_count());
+    metric_head(out, "lwm2md_interned_object_lists", "gauge",
+                "Distinct object lists shared by registrations.");
+    lw_buf_printf(out, "lwm2md_interned_object_lists %zu\n", reg_interned_count());
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
@@ -96,10 +340,57 @@ static void shard_main(void *arg)
 {
     struct shard *s = arg;
     log_debug(SHARD, "shard %u running", s->id);
+    atomic_fetch_add(&running, 1);
+    rearm(s, true);
     uv_run(&s->loop, UV_RUN_DEFAULT);
+    atomic_fetch_sub(&running, 1);
     /* Everything the shard owns is closed by now; close any straggler and drain close callbacks. */
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
+    if (s->rs_inited) { /* shutdown: no events for the registrations dropped here */
+        regsrv_deinit(&s->rs);
+        s->rs_inited = false;
+    }
+}
+
+/* Opens every coap.listen group and hands socket i of each to shard i. Before any thread. */
+static int open_transport(unsigned n, const struct lw_config *cfg)
+{
+    int fds[256];
+    char err[256];
+    for (unsigned l = 0; l < cfg->coap_listen_n; l++) {
+        int rc = udp_group_open(&cfg->coap_listen[l], n, fds, err, sizeof(err));
+        if (rc) {
+            log_err(NET, "cannot listen for coap: %s", err);
+            return rc;
+        }
+        unsigned port = udp_bound_port(fds[0]);
+        for (unsigned i = 0; i < n; i++) {
+            struct shard *s = &shards[i];
+            uv_udp_t *u = &s->udp[s->nudp];
+            rc = uv_udp_init_ex(&s->loop, u, AF_UNSPEC | UV_UDP_RECVMMSG);
+            if (rc == 0) {
+                s->nudp++;
+                u->data = s;
+                rc = uv_udp_open(u, fds[i]);
+                if (rc == 0)
+                    fds[i] = -1; /* the handle owns it */
+                if (rc == 0)
+                    rc = uv_udp_recv_start(u, on_alloc, on_recv);
+            }
+            if (rc) {
+                log_err(NET, "shard %u: cannot use its coap socket: %s", i, uv_strerror(rc));
+                for (unsigned k = i; k < n; k++)
+                    if (fds[k] >= 0)
+                        close(fds[k]);
+                return LW_EIO;
+            }
+        }
+        log_info(NET, "coap listening on %s%s%s:%u with %u socket%s",
+                 strchr(cfg->coap_listen[l].host, ':') ? "[" : "", cfg->coap_listen[l].host,
+                 strchr(cfg->coap_listen[l].host, ':') ? "]" : "", port, n, n == 1 ? "" : "s");
+    }
+    return 0;
 }
 
 static void shard_free_one(struct shard *s)
@@ -110,13 +401,50 @@ static void shard_free_one(struct shard *s)
     }
 }
 
+/* Closes the handles of a shard whose thread never started and frees its state. */
+static void teardown_unstarted(struct shard *s)
+{
+    s->stopping = true;
+    close_transport(s);
+    uv_close((uv_handle_t *)&s->wake, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    if (s->rs_inited)
+        regsrv_deinit(&s->rs);
+    s->rs_inited = false;
+    free(s->rxbuf);
+    s->rxbuf = NULL;
+    shard_free_one(s);
+    s->started = false;
+}
+
+/* Start-up failed before any thread ran. */
+static void abandon_all(void)
+{
+    for (unsigned i = 0; i < nshards; i++)
+        teardown_unstarted(&shards[i]);
+    free(shards);
+    shards = NULL;
+    nshards = 0;
+    reg_global_deinit();
+    globals_inited = false;
+}
+
 int shards_start(unsigned n, const struct lw_config *cfg)
 {
-    if (n == 0)
+    char err[512];
+    if (n == 0 || n > 256)
         return LW_EINVAL;
+    if (reg_global_init(cfg, err, sizeof(err)) != 0) {
+        log_err(M2M, "cannot start the registration interface: %s", err);
+        return LW_ECONFIG;
+    }
+    globals_inited = true;
     shards = calloc(n, sizeof(*shards));
-    if (!shards)
+    if (!shards) {
+        reg_global_deinit();
+        globals_inited = false;
         return LW_ENOMEM;
+    }
     nshards = n;
     for (unsigned i = 0; i < n; i++) {
         struct shard *s = &shards[i];
@@ -133,23 +461,53 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         if (rc) {
             log_err(SHARD, "shard %u: cannot create its loop: %s", i, uv_strerror(rc));
             nshards = i;
-            shards_stop();
+            abandon_all();
             return LW_EIO;
         }
         s->wake.data = s;
         pthread_mutex_init(&s->lock, NULL);
         s->started = true;
-        rc = uv_thread_create(&s->thread, shard_main, s);
+    }
+    struct regsrv_cfg rcfg;
+    regsrv_cfg_from(&rcfg, cfg);
+    rcfg.nshards = n;
+    for (unsigned i = 0; i < n; i++) {
+        struct shard *s = &shards[i];
+        s->armed = UINT64_MAX;
+        s->rxbuf = malloc(RXBUF_SIZE);
+        int rc = s->rxbuf ? regsrv_init(&s->rs, i, &rcfg, &rs_ops, s, uv_now(&s->loop)) : LW_ENOMEM;
+        if (rc == 0) {
+            s->rs_inited = true;
+            rc = uv_timer_init(&s->loop, &s->timer);
+            s->timer_inited = rc == 0;
+            s->timer.data = s;
+        }
         if (rc) {
+            log_err(SHARD, "shard %u: cannot start its registration service: %s", i,
+                    lw_strerror(rc));
+            abandon_all();
+            return LW_ENOMEM;
+        }
+    }
+    if (open_transport(n, cfg) != 0) {
+        abandon_all();
+        return LW_EIO;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct shard *s = &shards[i];
+        int rc = uv_thread_create(&s->thread, shard_main, s);
+        if (rc) {
+            /* Threads 0..i-1 run; the rest are torn down here, then the running ones stopped. */
             log_err(SHARD, "shard %u: cannot start its thread: %s", i, uv_strerror(rc));
-            uv_close((uv_handle_t *)&s->wake, NULL);
-            uv_run(&s->loop, UV_RUN_DEFAULT);
-            shard_free_one(s);
+            for (unsigned k = i; k < n; k++)
+                teardown_unstarted(&shards[k]);
             nshards = i;
             shards_stop();
             return LW_EIO;
         }
     }
+    metrics_writer.write = write_metrics;
+    lw_metrics_register(&metrics_writer);
     log_info(SHARD, "%u shard%s started", n, n == 1 ? "" : "s");
     return 0;
 }
@@ -172,10 +530,17 @@ void shards_stop(void)
         shards[i].closed = true;
         pthread_mutex_unlock(&shards[i].lock);
         shard_free_one(&shards[i]);
+        free(shards[i].rxbuf);
     }
+    if (metrics_writer.write)
+        lw_metrics_unregister(&metrics_writer);
+    metrics_writer.write = NULL;
     free(shards);
     shards = NULL;
     nshards = 0;
+    if (globals_inited)
+        reg_global_deinit();
+    globals_inited = false;
 }
 
 void shards_ping(void)

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct shard;
 
@@ -24,8 +25,10 @@ struct xmsg {
     void (*run)(struct shard *s, struct xmsg *m);
 };
 
-/* Starts n shard threads (n >= 1). 0, or a negative LW_E* code with every started thread
- * stopped again. */
+/* Starts n shard threads (n >= 1): loads the object registry and profiles, opens one
+ * SO_REUSEPORT socket per shard for every coap.listen address (steered by udp.h's CBPF
+ * program), and starts each shard's registration service (registry.h). 0, or a negative LW_E*
+ * code with everything undone. */
 int shards_start(unsigned n, const struct lw_config *cfg);
 /* Stops and joins every shard (drains mailboxes, closes handles); idempotent. */
 void shards_stop(void);
@@ -34,6 +37,13 @@ struct shard *shard_get(unsigned i);
 unsigned shard_id(const struct shard *s);
 /* Queues m for s (takes ownership). Returns false (m not taken) when s has stopped. */
 bool shard_post(struct shard *s, struct xmsg *m);
+
+/* True once every shard thread runs its loop with its sockets open (for /readyz). Any thread. */
+bool shards_ready(void);
+/* The shard's registration service (registry.h); only on that shard's thread. */
+struct regsrv *shard_regsrv(struct shard *s);
+/* The shard that owns datagrams from sa (the kernel steering rule, udp_steer). */
+unsigned shard_for_addr(const struct sockaddr *sa);
 
 /* Liveness: shards_ping() posts a ping with a new sequence to every shard; shards_all_answered()
  * is true when every shard answered the previous ping, i.e. every loop ran since then. */

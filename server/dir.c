@@ -1,0 +1,140 @@
+/* Endpoint directory: 64 stripes, each a mutex and an open-addressing map of node pointers keyed
+ * by SipHash of the name (random key per process, so a device cannot choose colliding names).
+ * A stripe is chosen from the hash's top bits, the slot from its low bits. */
+#include "dir.h"
+
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define NSTRIPES 64
+
+struct stripe {
+    pthread_mutex_t lock;
+    struct lw_hmap map;
+} __attribute__((aligned(64)));
+
+static struct stripe stripes[NSTRIPES];
+static uint8_t key[16];
+static _Atomic size_t count;
+static bool inited;
+
+struct name_key {
+    const char *name;
+    size_t len;
+};
+
+static bool node_eq(const void *item, const void *k)
+{
+    const struct dir_node *n = item;
+    const struct name_key *nk = k;
+    return n->len == nk->len && memcmp(n->name, nk->name, nk->len) == 0;
+}
+
+static uint64_t name_hash(const char *name, size_t len)
+{
+    return lw_siphash(key, name, len);
+}
+
+static struct stripe *stripe_of(uint64_t h)
+{
+    return &stripes[h >> 58];
+}
+
+int dir_init(void)
+{
+    if (inited)
+        return 0;
+    if (lw_random(key, sizeof(key)) != 0)
+        memset(key, 0x5a, sizeof(key)); /* getrandom cannot fail on Linux >= 3.17 */
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        pthread_mutex_init(&stripes[i].lock, NULL);
+        if (lw_hmap_init(&stripes[i].map, 0) != 0)
+            return LW_ENOMEM;
+    }
+    atomic_store(&count, 0);
+    inited = true;
+    return 0;
+}
+
+void dir_deinit(void)
+{
+    if (!inited)
+        return;
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        lw_hmap_deinit(&stripes[i].map);
+        pthread_mutex_destroy(&stripes[i].lock);
+    }
+    inited = false;
+}
+
+static struct dir_ref ref_of(const struct dir_node *n)
+{
+    return (struct dir_ref){n->id, n->gen, n->shard};
+}
+
+int dir_put(struct dir_node *n, struct dir_ref *old)
+{
+    uint64_t h = name_hash(n->name, n->len);
+    struct name_key nk = {n->name, n->len};
+    struct stripe *s = stripe_of(h);
+    int rc;
+    pthread_mutex_lock(&s->lock);
+    struct dir_node *prev = lw_hmap_del(&s->map, h, &nk, node_eq);
+    if (prev && old)
+        *old = ref_of(prev);
+    rc = lw_hmap_put(&s->map, h, n);
+    if (rc != 0) {
+        if (prev) /* put the old one back: the table had room for it */
+            lw_hmap_put(&s->map, h, prev);
+        goto out;
+    }
+    if (!prev)
+        atomic_fetch_add_explicit(&count, 1, memory_order_relaxed);
+    rc = prev ? 1 : 0;
+out:
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+bool dir_remove(struct dir_node *n)
+{
+    uint64_t h = name_hash(n->name, n->len);
+    struct stripe *s = stripe_of(h);
+    pthread_mutex_lock(&s->lock);
+    bool found = lw_hmap_del_item(&s->map, h, n);
+    pthread_mutex_unlock(&s->lock);
+    if (found)
+        atomic_fetch_sub_explicit(&count, 1, memory_order_relaxed);
+    return found;
+}
+
+void dir_set_shard(struct dir_node *n, unsigned shard)
+{
+    struct stripe *s = stripe_of(name_hash(n->name, n->len));
+    pthread_mutex_lock(&s->lock);
+    n->shard = (uint8_t)shard;
+    pthread_mutex_unlock(&s->lock);
+}
+
+int dir_lookup(const char *name, size_t len, struct dir_ref *out)
+{
+    uint64_t h = name_hash(name, len);
+    struct name_key nk = {name, len};
+    struct stripe *s = stripe_of(h);
+    pthread_mutex_lock(&s->lock);
+    const struct dir_node *n = lw_hmap_get(&s->map, h, &nk, node_eq);
+    if (n)
+        *out = ref_of(n);
+    pthread_mutex_unlock(&s->lock);
+    return n ? 0 : LW_ENOENT;
+}
+
+size_t dir_count(void)
+{
+    return atomic_load_explicit(&count, memory_order_relaxed);
+}

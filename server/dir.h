@@ -1,0 +1,64 @@
+/* server/dir.h - the endpoint directory: endpoint name -> (shard, registration id, generation).
+ * The only table shared by all shards (architecture.md §3): striped locks, written only on
+ * register, de-register, expiry and migration; read by the API (devices.c) and by a shard that
+ * receives a Register for an endpoint another shard holds.
+ *
+ * Nodes are embedded at the end of their registration record (the endpoint name is stored once,
+ * inline) and owned by the shard that owns the registration. Other threads only copy (id, gen)
+ * out of a node under its stripe lock; the owner removes the node (dir_remove) before freeing it,
+ * and a node that dir_put replaced is unreachable from the directory from then on.
+ *
+ * Threads: every function may be called from any thread once dir_init returned; dir_init and
+ * dir_deinit from one thread while no other uses the directory.
+ */
+#ifndef LW_SERVER_DIR_H
+#define LW_SERVER_DIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIR_MAX_NAME 127
+
+/* Registration ids: bits 63..56 the shard that issued it, 55..32 the slot in that shard's
+ * table, 31..0 random (so ids cannot be guessed from each other). A registration that migrated
+ * keeps its id; the node's `shard` names its current owner. */
+static inline unsigned dir_id_shard(uint64_t id)
+{
+    return (unsigned)(id >> 56);
+}
+
+struct dir_node {
+    uint64_t id;   /* immutable while linked */
+    uint32_t gen;  /* immutable while linked */
+    uint8_t shard; /* current owner; changed only with dir_set_shard */
+    uint8_t len;   /* strlen(name) */
+    char name[];   /* NUL-terminated; the owner allocates len + 1 bytes after the node */
+};
+
+/* A copy of a node's identity, safe to keep and to send to other threads. */
+struct dir_ref {
+    uint64_t id;
+    uint32_t gen;
+    unsigned shard;
+};
+
+/* 0 or LW_ENOMEM. Creates 64 stripes and the hash key (random per process). */
+int dir_init(void);
+/* Forgets every node (does not free them: their owners do). */
+void dir_deinit(void);
+
+/* Links n (borrowed until dir_remove or replacement) under n->name. When another node had the
+ * name, it is unlinked, its identity copied to *old and 1 returned; otherwise 0. LW_ENOMEM when
+ * the table cannot grow (nothing changed). */
+int dir_put(struct dir_node *n, struct dir_ref *old);
+/* Unlinks n if the directory maps its name to n itself; true when it did. */
+bool dir_remove(struct dir_node *n);
+/* Records that n (linked or not) now belongs to shard (migration), under n's stripe lock. */
+void dir_set_shard(struct dir_node *n, unsigned shard);
+/* Copies the identity registered under name: 0 or LW_ENOENT. */
+int dir_lookup(const char *name, size_t len, struct dir_ref *out);
+/* Number of linked nodes (relaxed; for limits and metrics). */
+size_t dir_count(void);
+
+#endif

@@ -1,0 +1,108 @@
+#include "peer.h"
+
+#include "base/err.h"
+#include "base/util.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int peer_addr_from_sa(struct peer_addr *a, const struct sockaddr *sa, uint8_t sock)
+{
+    memset(a, 0, sizeof(*a));
+    a->sock = sock;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        a->family = 4;
+        a->port = ntohs(in->sin_port);
+        memcpy(a->ip, &in->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        a->family = 6;
+        a->port = ntohs(in6->sin6_port);
+        memcpy(a->ip, &in6->sin6_addr, 16);
+        return 0;
+    }
+    return LW_EINVAL;
+}
+
+socklen_t peer_addr_to_sa(const struct peer_addr *a, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (a->family == 4) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->ip, 4);
+        return sizeof(*in);
+    }
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+    return sizeof(*in6);
+}
+
+void peer_addr_format(const struct peer_addr *a, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof(ip));
+    if (a->family == 4)
+        snprintf(out, cap, "%s:%u", ip, a->port);
+    else
+        snprintf(out, cap, "[%s]:%u", ip, a->port);
+}
+
+static bool peer_eq(const void *item, const void *key)
+{
+    const struct peer *p = item;
+    return memcmp(&p->addr, key, sizeof(struct peer_addr)) == 0;
+}
+
+static uint64_t addr_hash(const struct peer_table *t, const struct peer_addr *a)
+{
+    return lw_siphash(t->key, a, sizeof(*a));
+}
+
+int peer_table_init(struct peer_table *t)
+{
+    if (lw_random(t->key, sizeof(t->key)) != 0)
+        memset(t->key, 0xa5, sizeof(t->key));
+    return lw_hmap_init(&t->map, 0);
+}
+
+void peer_table_deinit(struct peer_table *t)
+{
+    size_t pos = 0;
+    struct peer *p;
+    while ((p = lw_hmap_next(&t->map, &pos)))
+        free(p);
+    lw_hmap_deinit(&t->map);
+}
+
+struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a)
+{
+    return lw_hmap_get(&t->map, addr_hash(t, a), a, peer_eq);
+}
+
+struct peer *peer_add(struct peer_table *t, const struct peer_addr *a)
+{
+    struct peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->addr = *a;
+    if (lw_hmap_put(&t->map, addr_hash(t, a), p) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void peer_del(struct peer_table *t, struct peer *p)
+{
+    lw_hmap_del_item(&t->map, addr_hash(t, &p->addr), p);
+    free(p);
+}

@@ -1,0 +1,66 @@
+/* server/peer.h - per-peer state of a shard: one allocation holding the peer's transport address,
+ * its CoAP exchange state (dedup, transactions) and a pointer to its registration, plus the
+ * shard's peer table keyed by address (SipHash under a per-process random key, so remote peers
+ * cannot force collisions).
+ *
+ * Ownership: the table owns its peers (peer_table_deinit frees them; the caller deinits their
+ * CoAP state first). Threads: one shard thread owns a table and its peers.
+ */
+#ifndef LW_SERVER_PEER_H
+#define LW_SERVER_PEER_H
+
+#include "base/hash.h"
+#include "base/timer.h"
+#include "coap/coap.h"
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A compact UDP transport address (20 bytes), the peer table key. */
+struct peer_addr {
+    uint8_t family; /* 4 or 6 */
+    uint8_t sock;   /* index of the shard listener socket the peer talks to */
+    uint16_t port;  /* host byte order */
+    uint8_t ip[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
+
+/* From a received sockaddr (AF_INET or AF_INET6): 0 or LW_EINVAL. */
+int peer_addr_from_sa(struct peer_addr *a, const struct sockaddr *sa, uint8_t sock);
+/* To a sockaddr for sending; returns its length. */
+socklen_t peer_addr_to_sa(const struct peer_addr *a, struct sockaddr_storage *ss);
+/* "1.2.3.4:5683" or "[::1]:5683" into out (NUL-terminated, truncated to cap). */
+void peer_addr_format(const struct peer_addr *a, char *out, size_t cap);
+
+struct reg;
+
+struct peer {
+    struct lw_timer timer; /* CoAP deadlines and the registration's expiry, whichever first */
+    struct peer_addr addr;
+    struct lw_coap_ep ep;
+    struct reg *reg; /* the registration bound to this address, or NULL */
+};
+
+struct peer_table {
+    struct lw_hmap map;
+    uint8_t key[16];
+};
+
+/* 0 or LW_ENOMEM. */
+int peer_table_init(struct peer_table *t);
+/* Frees every peer still in the table (their ep must already be deinitialised). */
+void peer_table_deinit(struct peer_table *t);
+struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a);
+/* Allocates a zeroed peer for a (not yet present) and inserts it; NULL on OOM. The caller
+ * initialises ep and timer. */
+struct peer *peer_add(struct peer_table *t, const struct peer_addr *a);
+/* Unlinks and frees p (its ep must already be deinitialised and its timer cancelled). */
+void peer_del(struct peer_table *t, struct peer *p);
+static inline size_t peer_count(const struct peer_table *t)
+{
+    return lw_hmap_count(&t->map);
+}
+
+#endif

@@ -1,0 +1,1544 @@
+/* The registration interface of a shard (protocol.md §4.2). See registry.h. */
+#include "registry.h"
+
+#include "base/err.h"
+#include "base/util.h"
+#include "lwm2m/link.h"
+#include "lwm2m/registry.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * Interned object lists: the canonical link format (lw_m2m_link_reg_write) of a registration's
+ * object list, shared by every registration announcing the same list, immutable, refcounted.
+ * The table and the refcounts are guarded by one mutex, taken only when a Register or an Update
+ * with a payload interns a list and when a registration holding one goes away.
+ */
+struct objlist {
+    uint64_t hash;
+    uint32_t refs; /* guarded by g.lock */
+    uint32_t len;
+    uint8_t bytes[];
+};
+
+struct profile {
+    struct objlist *objs; /* one reference */
+    bool configured;      /* from registration.profiles_file: never replaced */
+    uint8_t len;
+    char pid[];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct lw_hmap lists;    /* struct objlist, by hash of bytes */
+    struct lw_hmap profiles; /* struct profile, by hash of pid */
+    uint8_t key[16];
+    struct lw_m2m_registry *objreg;
+    bool inited;
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+struct bkey {
+    const void *p;
+    size_t len;
+};
+
+static bool objlist_eq(const void *item, const void *k)
+{
+    const struct objlist *o = item;
+    const struct bkey *b = k;
+    return o->len == b->len && memcmp(o->bytes, b->p, b->len) == 0;
+}
+
+static bool profile_eq(const void *item, const void *k)
+{
+    const struct profile *p = item;
+    const struct bkey *b = k;
+    return p->len == b->len && memcmp(p->pid, b->p, b->len) == 0;
+}
+
+/* Caller holds g.lock. Returns a new reference or NULL on OOM. */
+static struct objlist *intern_locked(const uint8_t *bytes, size_t len)
+{
+    struct bkey k = {bytes, len};
+    uint64_t h = lw_siphash(g.key, bytes, len);
+    struct objlist *o = lw_hmap_get(&g.lists, h, &k, objlist_eq);
+    if (o) {
+        o->refs++;
+        return o;
+    }
+    o = malloc(sizeof(*o) + len);
+    if (!o)
+        return NULL;
+    o->hash = h;
+    o->refs = 1;
+    o->len = (uint32_t)len;
+    memcpy(o->bytes, bytes, len);
+    if (lw_hmap_put(&g.lists, h, o) != 0) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void release_locked(struct objlist *o)
+{
+    if (o && --o->refs == 0) {
+        lw_hmap_del_item(&g.lists, o->hash, o);
+        free(o);
+    }
+}
+
+static void objlist_release(struct objlist *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_lock(&g.lock);
+    release_locked(o);
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* Caller holds g.lock. */
+static struct profile *profile_find_locked(const char *pid, size_t len)
+{
+    struct bkey k = {pid, len};
+    return lw_hmap_get(&g.profiles, lw_siphash(g.key, pid, len), &k, profile_eq);
+}
+
+/* Caller holds g.lock. Adds (or, unless the existing one is configured, replaces) a profile;
+ * takes a new reference on o. 0 or LW_ENOMEM. */
+static int profile_set_locked(const char *pid, size_t len, struct objlist *o, bool configured)
+{
+    struct profile *p = profile_find_locked(pid, len);
+    if (p) {
+        if (p->configured && !configured)
+            return 0;
+        o->refs++;
+        release_locked(p->objs);
+        p->objs = o;
+        p->configured = configured;
+        return 0;
+    }
+    p = malloc(sizeof(*p) + len + 1);
+    if (!p)
+        return LW_ENOMEM;
+    p->len = (uint8_t)len;
+    memcpy(p->pid, pid, len);
+    p->pid[len] = '\0';
+    p->configured = configured;
+    p->objs = o;
+    if (lw_hmap_put(&g.profiles, lw_siphash(g.key, pid, len), p) != 0) {
+        free(p);
+        return LW_ENOMEM;
+    }
+    o->refs++;
+    return 0;
+}
+
+size_t reg_interned_count(void)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t n = lw_hmap_count(&g.lists);
+    pthread_mutex_unlock(&g.lock);
+    return n;
+}
+
+size_t reg_profile_count(void)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t n = lw_hmap_count(&g.profiles);
+    pthread_mutex_unlock(&g.lock);
+    return n;
+}
+
+/* Canonical bytes of a parsed object list into a growable buffer (caller deinits). */
+static int canonical(const struct lw_m2m_reg_links *l, struct lw_buf *b)
+{
+    lw_buf_init(b, 256);
+    lw_m2m_link_reg_write(l, b);
+    return lw_buf_status(b);
+}
+
+#define PROFILE_MAX_PID 64
+
+static int load_profiles(const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    struct lw_arena a;
+    int rc = 0;
+    lw_arena_init(&a, 4096, 0);
+    if (!root || !json_is_object(root)) {
+        snprintf(err, errlen, "%s:%d: %s", path, root ? 1 : je.line,
+                 root ? "expected a JSON object of profile id -> object list" : je.text);
+        rc = LW_ECONFIG;
+        goto out;
+    }
+    const char *pid;
+    json_t *v;
+    json_object_foreach(root, pid, v)
+    {
+        size_t plen = strlen(pid), off = 0;
+        struct lw_m2m_reg_links l;
+        struct lw_buf b;
+        if (!json_is_string(v) || plen == 0 || plen > PROFILE_MAX_PID) {
+            snprintf(err, errlen,
+                     "%s: profile '%.64s': expected a non-empty id (<= 64 bytes) "
+                     "and a link-format string",
+                     path, pid);
+            rc = LW_ECONFIG;
+            goto out;
+        }
+        const char *s = json_string_value(v);
+        if (lw_m2m_link_parse_reg((const uint8_t *)s, strlen(s), &a, NULL, &l, &off) != 0) {
+            snprintf(err, errlen, "%s: profile '%s': invalid link format at byte %zu", path, pid,
+                     off);
+            rc = LW_ECONFIG;
+            goto out;
+        }
+        if (canonical(&l, &b) == 0) {
+            pthread_mutex_lock(&g.lock);
+            struct objlist *o = intern_locked(b.data, b.len);
+            rc = o ? profile_set_locked(pid, plen, o, true) : LW_ENOMEM;
+            release_locked(o);
+            pthread_mutex_unlock(&g.lock);
+        } else {
+            rc = LW_ENOMEM;
+        }
+        lw_buf_deinit(&b);
+        lw_arena_reset(&a);
+        if (rc) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            goto out;
+        }
+    }
+out:
+    json_decref(root);
+    lw_arena_deinit(&a);
+    return rc;
+}
+
+int reg_global_init(const struct lw_config *cfg, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (errlen)
+        err[0] = '\0';
+    if (g.inited)
+        return 0;
+    if (lw_random(g.key, sizeof(g.key)) != 0)
+        memset(g.key, 0x3c, sizeof(g.key));
+    if (lw_hmap_init(&g.lists, 0) || lw_hmap_init(&g.profiles, 0) || dir_init()) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    g.objreg = lw_m2m_registry_new(NULL);
+    if (!g.objreg) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    g.inited = true;
+    if (cfg && cfg->objects_dir && *cfg->objects_dir) {
+        struct lw_m2m_load_stats st;
+        /* Files refused one by one are reported by the loader's return code only: keep what
+         * loaded (the registry helper's loader is all-or-nothing per file). */
+        int lr = lw_m2m_registry_load_dir(g.objreg, cfg->objects_dir, NULL, NULL, &st, err, errlen);
+        if (lr == LW_ENOENT || lr == LW_EIO) {
+            rc = LW_ECONFIG;
+            goto out;
+        }
+    }
+    if (cfg && cfg->reg_profiles_file && *cfg->reg_profiles_file)
+        rc = load_profiles(cfg->reg_profiles_file, err, errlen);
+out:
+    if (rc)
+        reg_global_deinit();
+    return rc;
+}
+
+void reg_global_deinit(void)
+{
+    size_t pos = 0;
+    struct profile *p;
+    pthread_mutex_lock(&g.lock);
+    while ((p = lw_hmap_next(&g.profiles, &pos))) {
+        release_locked(p->objs);
+        free(p);
+    }
+    lw_hmap_deinit(&g.profiles);
+    /* Lists still referenced here belong to registrations nobody freed (a bug elsewhere). */
+    pos = 0;
+    struct objlist *o;
+    while ((o = lw_hmap_next(&g.lists, &pos)))
+        free(o);
+    lw_hmap_deinit(&g.lists);
+    pthread_mutex_unlock(&g.lock);
+    lw_m2m_registry_free(g.objreg);
+    g.objreg = NULL;
+    dir_deinit();
+    g.inited = false;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Registration records. The directory node (id, generation, inline endpoint name) is last.
+ */
+struct reg_extra {
+    char *sms; /* owned, or NULL */
+    char *pid; /* owned, or NULL */
+};
+
+struct reg {
+    struct peer *peer;
+    struct objlist *objs;
+    struct reg_extra *extra; /* NULL unless sms or pid were given (rare) */
+    uint64_t expires;        /* monotonic ms, lifetime + grace after the last Register/Update */
+    uint32_t registered_s;   /* wall clock, Unix seconds */
+    uint32_t updated_s;
+    uint32_t lifetime_s;
+    uint8_t ver; /* LwM2M enabler version major << 4 | minor */
+    bool queue;
+    char binding[7];
+    struct dir_node node; /* must stay last: the name follows it */
+};
+
+#define SLOT_FREE_TAG 1u
+#define SLOT_NONE     UINT32_MAX
+#define MAX_SLOTS     (1u << 24)
+
+size_t regsrv_sizeof_record(void)
+{
+    return sizeof(struct reg) + sizeof(struct peer) + sizeof(struct reg *);
+}
+
+static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+void regsrv_id_format(uint64_t id, char out[12])
+{
+    for (int i = 10; i >= 0; i--) {
+        out[i] = b62[id % 62];
+        id /= 62;
+    }
+    out[11] = '\0';
+}
+
+int regsrv_id_parse(const char *s, size_t len, uint64_t *id)
+{
+    uint64_t v = 0;
+    if (len != 11)
+        return LW_EMALFORMED;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = memchr(b62, s[i], 62);
+        if (!p || s[i] == '\0')
+            return LW_EMALFORMED;
+        uint64_t d = (uint64_t)(p - b62);
+        if (v > (UINT64_MAX - d) / 62)
+            return LW_EMALFORMED;
+        v = v * 62 + d;
+    }
+    *id = v;
+    return 0;
+}
+
+static uint32_t slot_of(uint64_t id)
+{
+    return (uint32_t)(id >> 32) & (MAX_SLOTS - 1);
+}
+
+/* Slot values: a registration pointer, a free-list link (tag 1) or "moved to shard X" (tag 2). */
+#define SLOT_MOVED_TAG 2u
+static bool slot_is_free(const struct reg *p)
+{
+    return ((uintptr_t)p & 3u) != 0;
+}
+static bool slot_is_moved(const struct reg *p)
+{
+    return ((uintptr_t)p & 3u) == SLOT_MOVED_TAG;
+}
+static struct reg *slot_moved(unsigned shard)
+{
+    return (struct reg *)(((uintptr_t)shard << 2) | SLOT_MOVED_TAG);
+}
+
+/* Reserves a slot: its index, or SLOT_NONE when the table cannot grow. */
+static uint32_t slot_alloc(struct regsrv *r)
+{
+    if (r->free_head == SLOT_NONE) {
+        if (r->nslots >= MAX_SLOTS)
+            return SLOT_NONE;
+        uint32_t ncap = r->nslots ? r->nslots * 2 : 1024;
+        if (ncap > MAX_SLOTS)
+            ncap = MAX_SLOTS;
+        struct reg **ns = realloc(r->slots, ncap * sizeof(*ns));
+        if (!ns)
+            return SLOT_NONE;
+        r->slots = ns;
+        /* New slots form the free list in ascending order. */
+        for (uint32_t i = ncap; i-- > r->nslots;) {
+            ns[i] = (struct reg *)(((uintptr_t)r->free_head << 1) | SLOT_FREE_TAG);
+            r->free_head = i;
+        }
+        r->nslots = ncap;
+    }
+    uint32_t i = r->free_head;
+    uintptr_t v = (uintptr_t)r->slots[i];
+    r->free_head = (uint32_t)(v >> 1);
+    r->slots[i] = NULL;
+    return i;
+}
+
+static void slot_free(struct regsrv *r, uint32_t i)
+{
+    r->slots[i] = (struct reg *)(((uintptr_t)r->free_head << 1) | SLOT_FREE_TAG);
+    r->free_head = i;
+}
+
+static bool id_eq(const void *item, const void *key)
+{
+    return ((const struct reg *)item)->node.id == *(const uint64_t *)key;
+}
+
+static uint64_t id_hash(const struct regsrv *r, uint64_t id)
+{
+    return lw_siphash(r->peers.key, &id, sizeof(id));
+}
+
+static struct reg *reg_find(const struct regsrv *r, uint64_t id)
+{
+    if (dir_id_shard(id) != r->shard)
+        return lw_hmap_get(&r->moved, id_hash(r, id), &id, id_eq);
+    uint32_t i = slot_of(id);
+    if (i >= r->nslots)
+        return NULL;
+    struct reg *gr = r->slots[i];
+    if (!gr || slot_is_free(gr) || gr->node.id != id)
+        return NULL;
+    return gr;
+}
+
+static void stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static void stat_add(_Atomic uint64_t *c, int64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+static struct regsrv *regsrv_of(const struct peer *p)
+{
+    return lw_container_of(p->ep.env, struct regsrv, env);
+}
+
+static void peer_free(struct regsrv *r, struct peer *p)
+{
+    lw_wheel_cancel(&r->wheel, &p->timer);
+    lw_coap_ep_deinit(&p->ep);
+    peer_del(&r->peers, p);
+    stat_add(&r->stats.peers, -1);
+}
+
+/* Re-arms p's timer for its next deadline, or frees p when it holds nothing (no registration, no
+ * CoAP state). A peer whose callback is running is only re-armed; its caller settles it. */
+static void settle(struct regsrv *r, struct peer *p)
+{
+    uint64_t d = lw_coap_ep_next_deadline(&p->ep);
+    if (p->reg && p->reg->expires < d)
+        d = p->reg->expires;
+    if (d == UINT64_MAX) {
+        lw_wheel_cancel(&r->wheel, &p->timer);
+        if (!p->reg && p != r->busy)
+            peer_free(r, p);
+        return;
+    }
+    lw_wheel_arm(&r->wheel, &p->timer, d);
+}
+
+static void reg_detach(struct reg *gr)
+{
+    if (gr->peer) {
+        gr->peer->reg = NULL;
+        gr->peer = NULL;
+    }
+}
+
+/* Frees a registration that no shard table holds any more. */
+static void reg_free_detached(struct reg *gr)
+{
+    dir_remove(&gr->node);
+    objlist_release(gr->objs);
+    if (gr->extra) {
+        free(gr->extra->sms);
+        free(gr->extra->pid);
+        free(gr->extra);
+    }
+    free(gr);
+}
+
+static void note_issuer(struct regsrv *r, uint64_t id, uint8_t kind, unsigned where)
+{
+    struct regsrv_fwd *f;
+    if (r->closing || !r->ops->post_fwd || !(f = calloc(1, sizeof(*f))))
+        return; /* the issuer's slot stays marked: a bounded leak of 8 bytes */
+    f->kind = kind;
+    f->from = r->shard;
+    f->id = id;
+    f->where = (uint8_t)where;
+    r->ops->post_fwd(r->ctx, dir_id_shard(id), f);
+}
+
+/* Removes gr from this shard's tables and its peer (settled); gr stays in the directory. When
+ * it migrates (to >= 0) the issuing shard's slot is marked or told where it went; when it goes
+ * away (to < 0) the issuer's slot is freed (by message when that is another shard). */
+static void reg_unlink(struct regsrv *r, struct reg *gr, int to)
+{
+    struct peer *p = gr->peer;
+    uint64_t id = gr->node.id;
+    unsigned issuer = dir_id_shard(id);
+    reg_detach(gr);
+    if (issuer == r->shard) {
+        if (to >= 0)
+            r->slots[slot_of(id)] = slot_moved((unsigned)to);
+        else
+            slot_free(r, slot_of(id));
+    } else {
+        lw_hmap_del_item(&r->moved, id_hash(r, id), gr);
+        if (to < 0)
+            note_issuer(r, id, RS_FWD_GONE, 0);
+        else if ((unsigned)to != issuer)
+            note_issuer(r, id, RS_FWD_MOVED, (unsigned)to);
+    }
+    stat_add(&r->stats.regs, -1);
+    if (p)
+        settle(r, p);
+}
+
+/* Unlinks and frees a registration; settles its peer. */
+static void reg_destroy(struct regsrv *r, struct reg *gr)
+{
+    reg_unlink(r, gr, -1);
+    reg_free_detached(gr);
+}
+
+/* Where to forward a request for an id this shard does not hold: its issuer, or for an id it
+ * issued, the shard its slot says the registration moved to; -1 when nobody. */
+static int fwd_target(const struct regsrv *r, uint64_t id)
+{
+    unsigned issuer = dir_id_shard(id);
+    if (issuer != r->shard)
+        return issuer < r->cfg.nshards ? (int)issuer : -1;
+    uint32_t i = slot_of(id);
+    if (i < r->nslots && slot_is_moved(r->slots[i]))
+        return (int)((uintptr_t)r->slots[i] >> 2);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * JSON (devices.h schema)
+ */
+static json_t *time_json(int64_t unix_s)
+{
+    char buf[32];
+    struct tm tm;
+    time_t t = (time_t)unix_s;
+    if (!gmtime_r(&t, &tm))
+        return json_null();
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+static json_t *objects_json(struct regsrv *r, const struct objlist *o)
+{
+    json_t *arr = json_array();
+    struct lw_m2m_reg_links l;
+    size_t off;
+    if (!arr || !o)
+        return arr;
+    if (lw_m2m_link_parse_reg(o->bytes, o->len, &r->jarena, NULL, &l, &off) == 0) {
+        for (size_t i = 0; i < l.nobjs; i++) {
+            const struct lw_m2m_reg_obj *ob = &l.objs[i];
+            char ver[8];
+            snprintf(ver, sizeof(ver), "%u.%u", ob->ver.major, ob->ver.minor);
+            json_t *inst = json_array();
+            for (size_t k = 0; k < ob->ninst; k++)
+                json_array_append_new(inst, json_integer(ob->inst[k]));
+            json_array_append_new(arr, json_pack("{s:i,s:s,s:o}", "id", (int)ob->id, "version", ver,
+                                                 "instances", inst));
+        }
+    }
+    lw_arena_reset(&r->jarena);
+    return arr;
+}
+
+static json_t *reg_json(struct regsrv *r, const struct reg *gr)
+{
+    char id[12], ver[8], addr[64];
+    regsrv_id_format(gr->node.id, id);
+    snprintf(ver, sizeof(ver), "%u.%u", gr->ver >> 4, gr->ver & 15);
+    if (gr->peer)
+        peer_addr_format(&gr->peer->addr, addr, sizeof(addr));
+    int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
+    int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
+    left_ms -= r->cfg.expiry_grace_ms;
+    json_t *j = json_pack(
+        "{s:s,s:s,s:o,s:s,s:s,s:b,s:I,s:o,s:o,s:o,s:o,s:o,s:s,s:o}", "endpoint", gr->node.name,
+        "registration_id", id, "address", gr->peer ? json_string(addr) : json_null(),
+        "lwm2m_version", ver, "binding", gr->binding, "queue_mode", gr->queue, "lifetime_s",
+        (json_int_t)gr->lifetime_s, "registered_at", time_json(gr->registered_s), "last_update",
+        time_json(gr->updated_s), "expires_at", time_json(wall_now + left_ms / 1000), "sms",
+        gr->extra && gr->extra->sms ? json_string(gr->extra->sms) : json_null(), "profile_id",
+        gr->extra && gr->extra->pid ? json_string(gr->extra->pid) : json_null(), "security_mode",
+        "nosec", "objects", objects_json(r, gr->objs));
+    return j;
+}
+
+static void post_event(struct regsrv *r, enum lw_event_type type, const struct reg *gr,
+                       const char *reason)
+{
+    struct lw_event *ev = lw_event_new(type, gr->node.name);
+    if (!ev)
+        return;
+    json_t *j = reg_json(r, gr);
+    if (j) {
+        json_object_update(ev->data, j);
+        json_decref(j);
+    }
+    if (reason)
+        json_object_set_new(ev->data, "reason", json_string(reason));
+    if (r->ops->event)
+        r->ops->event(r->ctx, ev);
+    else
+        lw_events_post(ev);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Request parsing
+ */
+struct params {
+    struct lw_bytes ep, lt, lwm2m, b, sms, pid;
+    bool has_ep, has_lt, has_lwm2m, has_b, has_sms, has_pid, q;
+    const char *bad; /* first problem found, or NULL */
+};
+
+static void param_set(struct params *pr, struct lw_bytes *slot, bool *has, struct lw_bytes v,
+                      bool has_value, const char *name)
+{
+    (void)name;
+    if (*has)
+        pr->bad = pr->bad ? pr->bad : "duplicate query parameter";
+    else if (!has_value)
+        pr->bad = pr->bad ? pr->bad : "query parameter without a value";
+    *has = true;
+    *slot = v;
+}
+
+static void parse_params(const struct lw_coap_msg *m, struct params *pr)
+{
+    size_t pos = 0;
+    const struct lw_coap_opt *o;
+    memset(pr, 0, sizeof(*pr));
+    while ((o = lw_coap_next_opt(m, LW_COAP_OPT_URI_QUERY, &pos))) {
+        const uint8_t *v = lw_coap_opt_data(o);
+        const uint8_t *eq = memchr(v, '=', o->len);
+        struct lw_bytes name = {v, eq ? (size_t)(eq - v) : o->len};
+        struct lw_bytes val = eq ? LW_BYTES(eq + 1, o->len - name.len - 1) : LW_BYTES(v, 0);
+        if (lw_bytes_eq_str(name, "ep"))
+            param_set(pr, &pr->ep, &pr->has_ep, val, eq, "ep");
+        else if (lw_bytes_eq_str(name, "lt"))
+            param_set(pr, &pr->lt, &pr->has_lt, val, eq, "lt");
+        else if (lw_bytes_eq_str(name, "lwm2m"))
+            param_set(pr, &pr->lwm2m, &pr->has_lwm2m, val, eq, "lwm2m");
+        else if (lw_bytes_eq_str(name, "b"))
+            param_set(pr, &pr->b, &pr->has_b, val, eq, "b");
+        else if (lw_bytes_eq_str(name, "sms"))
+            param_set(pr, &pr->sms, &pr->has_sms, val, eq, "sms");
+        else if (lw_bytes_eq_str(name, "pid"))
+            param_set(pr, &pr->pid, &pr->has_pid, val, eq, "pid");
+        else if (lw_bytes_eq_str(name, "Q")) {
+            if (eq)
+                pr->bad = pr->bad ? pr->bad : "Q takes no value";
+            pr->q = true;
+        }
+        /* Other parameters are ignored (Leshan keeps them as attributes; Wakaama drops them). */
+    }
+}
+
+/* Printable ASCII without space, quote or backslash: safe in JSON, logs and URLs. */
+static bool name_ok(struct lw_bytes s, size_t max)
+{
+    if (s.len == 0 || s.len > max)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] <= 0x20 || s.ptr[i] >= 0x7f || s.ptr[i] == '"' || s.ptr[i] == '\\')
+            return false;
+    return true;
+}
+
+static int parse_version(struct lw_bytes v, uint8_t *out)
+{
+    if (lw_bytes_eq_str(v, "1.0"))
+        *out = 0x10;
+    else if (lw_bytes_eq_str(v, "1.1"))
+        *out = 0x11;
+    else if (lw_bytes_eq_str(v, "1.2"))
+        *out = 0x12;
+    else
+        return LW_ENOTSUP;
+    return 0;
+}
+
+/* Binding (protocol.md §4.2): LwM2M 1.0 allows U, UQ, S, SQ, US, UQS; 1.1+ any non-repeating
+ * combination of U T S N (1.2 also M, H), queue mode being the separate Q parameter. */
+static bool binding_ok(struct lw_bytes b, uint8_t ver, bool *queue)
+{
+    static const char *const v10[] = {"U", "UQ", "S", "SQ", "US", "UQS"};
+    *queue = false;
+    if (ver == 0x10) {
+        for (size_t i = 0; i < LW_ARRAY_SIZE(v10); i++)
+            if (lw_bytes_eq_str(b, v10[i])) {
+                *queue = memchr(b.ptr, 'Q', b.len) != NULL;
+                return true;
+            }
+        return false;
+    }
+    const char *allowed = ver >= 0x12 ? "UTSNMH" : "UTSN";
+    unsigned seen = 0;
+    if (b.len == 0 || b.len > 6)
+        return false;
+    for (size_t i = 0; i < b.len; i++) {
+        const char *c = memchr(allowed, b.ptr[i], strlen(allowed));
+        if (!c || b.ptr[i] == '\0')
+            return false;
+        unsigned bit = 1u << (c - allowed);
+        if (seen & bit)
+            return false;
+        seen |= bit;
+    }
+    return true;
+}
+
+static int parse_lifetime(const struct regsrv *r, struct lw_bytes v, uint32_t *out)
+{
+    uint64_t lt;
+    if (lw_parse_u64((const char *)v.ptr, v.len, &lt) != 0)
+        return LW_EMALFORMED;
+    if (lt < r->cfg.lifetime_min_s || lt > r->cfg.lifetime_max_s)
+        return LW_ERANGE;
+    *out = (uint32_t)lt;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Responses
+ */
+static void respond(struct regsrv *r, struct peer *p, const struct lw_coap_msg *req, uint8_t code,
+                    const char *diag, const char *loc_id)
+{
+    struct lw_coap_msg resp;
+    struct lw_coap_req_ref ref = lw_coap_req_ref_of(req);
+    lw_coap_msg_init(&resp, 0, code);
+    if (loc_id) {
+        lw_coap_add_str(&resp, LW_COAP_OPT_LOCATION_PATH, "rd");
+        lw_coap_add_str(&resp, LW_COAP_OPT_LOCATION_PATH, loc_id);
+    }
+    if (diag) {
+        lw_coap_add_uint(&resp, LW_COAP_OPT_CONTENT_FORMAT, 0);
+        resp.payload = LW_BYTES_STR(diag);
+    }
+    lw_coap_ep_respond(&p->ep, &ref, &resp, r->now);
+}
+
+/* Content-Format of a Register/Update payload: absent, 40 (link-format) or 0 (Wakaama). */
+static bool payload_format_ok(const struct lw_coap_msg *m)
+{
+    uint32_t cf;
+    int rc = lw_coap_get_uint(m, LW_COAP_OPT_CONTENT_FORMAT, &cf);
+    return rc == LW_ENOENT || (rc == 0 && (cf == 40 || cf == 0));
+}
+
+/* Parses and checks an object list payload. 0, or LW_EMALFORMED with *diag set. */
+static int parse_objects(struct regsrv *r, struct lw_bytes payload, struct lw_m2m_reg_links *l,
+                         char *diag, size_t dcap)
+{
+    size_t off = 0;
+    int rc = lw_m2m_link_parse_reg(payload.ptr, payload.len, &r->arena, NULL, l, &off);
+    if (rc == LW_ENOMEM)
+        return rc;
+    if (rc) {
+        snprintf(diag, dcap, "invalid object list: %s at byte %zu", lw_strerror(rc), off);
+        return LW_EMALFORMED;
+    }
+    if (lw_m2m_link_reg_check(l, g.objreg, NULL) != 0) {
+        for (size_t i = 0; i < l->nobjs; i++)
+            if (l->objs[i].flags & LW_M2M_REGOBJ_BAD_INST) {
+                snprintf(diag, dcap,
+                         "invalid object list: single-instance object %u lists "
+                         "instances other than 0",
+                         l->objs[i].id);
+                break;
+            }
+        return LW_EMALFORMED;
+    }
+    return 0;
+}
+
+/* Profile merge: the profile's objects, overridden object by object by the payload's. */
+static int merge_objects(struct regsrv *r, const struct objlist *prof,
+                         const struct lw_m2m_reg_links *part, struct lw_m2m_reg_links *out)
+{
+    struct lw_m2m_reg_links base;
+    size_t off;
+    if (lw_m2m_link_parse_reg(prof->bytes, prof->len, &r->arena, NULL, &base, &off) != 0)
+        return LW_EINTERNAL;
+    *out = part->has_root_link ? *part : base;
+    out->objs = lw_arena_alloc(&r->arena, (base.nobjs + part->nobjs + 1) * sizeof(*out->objs));
+    if (!out->objs)
+        return LW_ENOMEM;
+    size_t i = 0, j = 0, n = 0;
+    while (i < base.nobjs || j < part->nobjs) {
+        if (j >= part->nobjs || (i < base.nobjs && base.objs[i].id < part->objs[j].id))
+            out->objs[n++] = base.objs[i++];
+        else {
+            if (i < base.nobjs && base.objs[i].id == part->objs[j].id)
+                i++;
+            out->objs[n++] = part->objs[j++];
+        }
+    }
+    out->nobjs = n;
+    return 0;
+}
+
+/* Builds the interned object list of a Register. Returns 0 with *out (a reference), or
+ * LW_EMALFORMED with diag, or LW_ENOMEM. */
+static int register_objects(struct regsrv *r, const struct lw_coap_msg *m, const struct params *pr,
+                            struct objlist **out, char *diag, size_t dcap)
+{
+    struct lw_m2m_reg_links l, merged;
+    struct lw_buf b = {0};
+    struct objlist *prof = NULL;
+    int rc;
+    *out = NULL;
+    if (m->payload.len == 0 && !pr->has_pid) {
+        snprintf(diag, dcap, "missing object list");
+        return LW_EMALFORMED;
+    }
+    memset(&l, 0, sizeof(l));
+    if (m->payload.len > 0 && (rc = parse_objects(r, m->payload, &l, diag, dcap)) != 0)
+        return rc;
+    if (!pr->has_pid) {
+        if ((rc = canonical(&l, &b)) != 0)
+            goto out;
+        pthread_mutex_lock(&g.lock);
+        *out = intern_locked(b.data, b.len);
+        pthread_mutex_unlock(&g.lock);
+        rc = *out ? 0 : LW_ENOMEM;
+        goto out;
+    }
+    /* LwM2M 1.2 profile ids. The TS text defining the exact on-the-wire rules was not available
+     * (protocol.md §9 marks it unverified): a known profile resolves an empty or partial list;
+     * an unknown one is learned from a full list, and without a list is refused with 4.00 so the
+     * client registers again with its full object list. */
+    pthread_mutex_lock(&g.lock);
+    struct profile *pf = profile_find_locked((const char *)pr->pid.ptr, pr->pid.len);
+    prof = pf ? pf->objs : NULL;
+    if (prof)
+        prof->refs++;
+    pthread_mutex_unlock(&g.lock);
+    if (!prof && m->payload.len == 0) {
+        snprintf(diag, dcap, "unknown profile id: register with the full object list");
+        rc = LW_EMALFORMED;
+        goto out;
+    }
+    if (prof && m->payload.len == 0) {
+        *out = prof;
+        prof = NULL;
+        rc = 0;
+        goto out;
+    }
+    if (prof) {
+        if ((rc = merge_objects(r, prof, &l, &merged)) != 0)
+            goto out;
+    } else {
+        merged = l;
+    }
+    if ((rc = canonical(&merged, &b)) != 0)
+        goto out;
+    pthread_mutex_lock(&g.lock);
+    *out = intern_locked(b.data, b.len);
+    if (*out && !prof)
+        rc = profile_set_locked((const char *)pr->pid.ptr, pr->pid.len, *out, false);
+    else
+        rc = *out ? 0 : LW_ENOMEM;
+    pthread_mutex_unlock(&g.lock);
+out:
+    objlist_release(prof);
+    lw_buf_deinit(&b);
+    return rc;
+}
+
+static int set_extra(struct reg *gr, const struct params *pr)
+{
+    if (!pr->has_sms && !pr->has_pid)
+        return 0;
+    if (!gr->extra && !(gr->extra = calloc(1, sizeof(*gr->extra))))
+        return LW_ENOMEM;
+    if (pr->has_sms) {
+        char *s = strndup((const char *)pr->sms.ptr, pr->sms.len);
+        if (!s)
+            return LW_ENOMEM;
+        free(gr->extra->sms);
+        gr->extra->sms = s;
+    }
+    if (pr->has_pid) {
+        char *s = strndup((const char *)pr->pid.ptr, pr->pid.len);
+        if (!s)
+            return LW_ENOMEM;
+        free(gr->extra->pid);
+        gr->extra->pid = s;
+    }
+    return 0;
+}
+
+/* Binds gr to peer p; a different registration bound to p is dropped ("replaced": one UDP address
+ * is one device at a time). */
+static void bind_peer(struct regsrv *r, struct reg *gr, struct peer *p)
+{
+    if (gr->peer == p)
+        return;
+    if (p->reg && p->reg != gr) {
+        struct reg *other = p->reg;
+        post_event(r, LW_EV_DEREGISTERED, other, "replaced");
+        reg_destroy(r, other);
+    }
+    struct peer *old = gr->peer;
+    reg_detach(gr);
+    gr->peer = p;
+    p->reg = gr;
+    if (old)
+        settle(r, old);
+}
+
+static void rearm(struct regsrv *r, struct reg *gr)
+{
+    gr->expires = r->now + (uint64_t)gr->lifetime_s * 1000 + r->cfg.expiry_grace_ms;
+    gr->updated_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+}
+
+static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
+{
+    struct params pr;
+    char diag[160];
+    uint8_t ver = 0x10;
+    uint32_t lt = r->cfg.lifetime_default_s;
+    bool queue = false;
+    struct objlist *objs = NULL;
+    struct reg *gr = NULL;
+    int rc = 0;
+    parse_params(m, &pr);
+    if (pr.has_lwm2m && parse_version(pr.lwm2m, &ver) != 0) {
+        stat_inc(&r->stats.results[RS_REG_VERSION]);
+        respond(r, p, m, LW_COAP_PRECONDITION_FAILED, "unsupported lwm2m version", NULL);
+        return;
+    }
+    const char *bad = pr.bad;
+    if (!bad && (!pr.has_ep || !name_ok(pr.ep, DIR_MAX_NAME)))
+        bad = "missing or invalid ep";
+    if (!bad && pr.has_lt && (rc = parse_lifetime(r, pr.lt, &lt)) != 0)
+        bad = rc == LW_ERANGE ? "lt out of the accepted range" : "invalid lt";
+    if (!bad && pr.has_b && !binding_ok(pr.b, ver, &queue))
+        bad = "invalid binding";
+    if (!bad && pr.has_sms && !name_ok(pr.sms, 32))
+        bad = "invalid sms";
+    if (!bad && pr.has_pid && !name_ok(pr.pid, PROFILE_MAX_PID))
+        bad = "invalid pid";
+    if (!bad && !payload_format_ok(m))
+        bad = "content-format must be 40 (application/link-format)";
+    if (!bad && (rc = register_objects(r, m, &pr, &objs, diag, sizeof(diag))) != 0)
+        bad = rc == LW_EMALFORMED ? diag : "out of memory";
+    if (bad) {
+        stat_inc(&r->stats.results[RS_REG_BAD]);
+        respond(r, p, m, rc == LW_ENOMEM ? LW_COAP_INTERNAL_ERROR : LW_COAP_BAD_REQUEST, bad, NULL);
+        goto out;
+    }
+    struct dir_ref old;
+    if (r->cfg.max_regs && dir_count() >= r->cfg.max_regs &&
+        dir_lookup((const char *)pr.ep.ptr, pr.ep.len, &old) != 0) {
+        stat_inc(&r->stats.results[RS_REG_FULL]);
+        respond(r, p, m, LW_COAP_SERVICE_UNAVAILABLE, "registration limit reached", NULL);
+        goto out;
+    }
+    uint32_t slot = slot_alloc(r);
+    if (slot == SLOT_NONE || !(gr = calloc(1, sizeof(*gr) + pr.ep.len + 1))) {
+        if (slot != SLOT_NONE)
+            slot_free(r, slot);
+        stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
+        respond(r, p, m, LW_COAP_INTERNAL_ERROR, "out of memory", NULL);
+        goto out;
+    }
+    uint32_t rnd = 0;
+    r->env.cfg.random(r->env.cfg.rctx, &rnd, sizeof(rnd));
+    gr->node.id = (uint64_t)r->shard << 56 | (uint64_t)slot << 32 | rnd;
+    gr->node.gen = ++r->next_gen;
+    gr->node.shard = (uint8_t)r->shard;
+    gr->node.len = (uint8_t)pr.ep.len;
+    memcpy(gr->node.name, pr.ep.ptr, pr.ep.len);
+    r->slots[slot] = gr;
+    stat_add(&r->stats.regs, 1);
+    gr->objs = objs;
+    objs = NULL;
+    gr->ver = ver;
+    gr->lifetime_s = lt;
+    gr->queue = queue || pr.q;
+    if (pr.has_b)
+        memcpy(gr->binding, pr.b.ptr, pr.b.len);
+    else
+        strcpy(gr->binding, "U");
+    if (set_extra(gr, &pr) != 0 || (rc = dir_put(&gr->node, &old)) < 0) {
+        stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
+        respond(r, p, m, LW_COAP_INTERNAL_ERROR, "out of memory", NULL);
+        reg_destroy(r, gr);
+        goto out;
+    }
+    if (rc == 1) {
+        /* A new Register of a registered endpoint replaces the old registration and its
+         * observations (protocol.md §4.2): here, or by message on the shard that holds it. */
+        if (old.shard == r->shard)
+            regsrv_drop(r, old.id, old.gen, "replaced", NULL);
+        else if (r->ops->drop_remote)
+            r->ops->drop_remote(r->ctx, old.shard, old.id, old.gen);
+    }
+    stat_inc(&r->stats.results[rc == 1 ? RS_REG_REPLACED : RS_REG_CREATED]);
+    gr->registered_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+    rearm(r, gr);
+    bind_peer(r, gr, p);
+    char id[12];
+    regsrv_id_format(gr->node.id, id);
+    respond(r, p, m, LW_COAP_CREATED, NULL, id);
+    post_event(r, LW_EV_REGISTERED, gr, NULL);
+out:
+    objlist_release(objs);
+}
+
+static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m, struct reg *gr)
+{
+    struct params pr;
+    char diag[160];
+    uint32_t lt = gr->lifetime_s;
+    bool queue = gr->queue;
+    struct objlist *objs = NULL;
+    struct lw_buf b = {0};
+    int rc = 0;
+    parse_params(m, &pr);
+    const char *bad = pr.bad;
+    if (!bad && (pr.has_ep || pr.has_lwm2m))
+        bad = "ep and lwm2m are not Update parameters";
+    if (!bad && pr.has_lt && (rc = parse_lifetime(r, pr.lt, &lt)) != 0)
+        bad = rc == LW_ERANGE ? "lt out of the accepted range" : "invalid lt";
+    if (!bad && pr.has_b && !binding_ok(pr.b, gr->ver, &queue))
+        bad = "invalid binding";
+    if (!bad && pr.has_sms && !name_ok(pr.sms, 32))
+        bad = "invalid sms";
+    if (!bad && pr.has_pid && !name_ok(pr.pid, PROFILE_MAX_PID))
+        bad = "invalid pid";
+    if (!bad && m->payload.len > 0) {
+        struct lw_m2m_reg_links l;
+        if (!payload_format_ok(m))
+            bad = "content-format must be 40 (application/link-format)";
+        else if ((rc = parse_objects(r, m->payload, &l, diag, sizeof(diag))) != 0)
+            bad = rc == LW_EMALFORMED ? diag : "out of memory";
+        else if ((rc = canonical(&l, &b)) != 0)
+            bad = "out of memory";
+        else if (!gr->objs || gr->objs->len != b.len || memcmp(gr->objs->bytes, b.data, b.len)) {
+            pthread_mutex_lock(&g.lock);
+            objs = intern_locked(b.data, b.len);
+            pthread_mutex_unlock(&g.lock);
+            if (!objs)
+                bad = "out of memory";
+        }
+    }
+    if (!bad && set_extra(gr, &pr) != 0)
+        bad = "out of memory";
+    if (bad) {
+        stat_inc(&r->stats.results[RS_UPD_BAD]);
+        respond(r, p, m, LW_COAP_BAD_REQUEST, bad, NULL);
+        goto out;
+    }
+    gr->lifetime_s = lt;
+    if (pr.has_b) {
+        memset(gr->binding, 0, sizeof(gr->binding));
+        memcpy(gr->binding, pr.b.ptr, pr.b.len);
+    }
+    gr->queue = queue || pr.q;
+    if (objs) {
+        struct objlist *t = gr->objs;
+        gr->objs = objs;
+        objs = t;
+    }
+    rearm(r, gr);
+    /* The address may have changed (NAT rebinding): the registration follows the Update. */
+    bind_peer(r, gr, p);
+    stat_inc(&r->stats.results[RS_UPD_OK]);
+    respond(r, p, m, LW_COAP_CHANGED, NULL, NULL);
+    post_event(r, LW_EV_UPDATED, gr, NULL);
+out:
+    lw_buf_deinit(&b);
+    objlist_release(objs);
+}
+
+static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_msg *m, uint64_t now)
+{
+    struct peer *p = ctx;
+    struct regsrv *r = regsrv_of(p);
+    struct lw_bytes seg[3];
+    size_t nseg = 0, pos = 0;
+    const struct lw_coap_opt *o;
+    (void)ep;
+    r->now = now;
+    while ((o = lw_coap_next_opt(m, LW_COAP_OPT_URI_PATH, &pos))) {
+        if (nseg == LW_ARRAY_SIZE(seg)) {
+            nseg++;
+            break;
+        }
+        seg[nseg++] = LW_BYTES(lw_coap_opt_data(o), o->len);
+    }
+    if (nseg < 1 || nseg > 2 || !lw_bytes_eq_str(seg[0], "rd")) {
+        stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
+        respond(r, p, m, LW_COAP_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    if (nseg == 1) {
+        if (m->code != LW_COAP_POST) {
+            stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
+            respond(r, p, m, LW_COAP_METHOD_NOT_ALLOWED, NULL, NULL);
+            return;
+        }
+        do_register(r, p, m);
+        return;
+    }
+    uint64_t id = 0;
+    struct reg *gr = NULL;
+    bool id_ok = regsrv_id_parse((const char *)seg[1].ptr, seg[1].len, &id) == 0;
+    if (id_ok)
+        gr = reg_find(r, id);
+    if (!gr && id_ok && fwd_target(r, id) >= 0 && r->ops->post_fwd &&
+        (m->code == LW_COAP_POST || m->code == LW_COAP_DELETE) && r->cur_dgram.len > 0) {
+        /* Issued by another shard: ask it (the response waits for its answer; the CoAP layer
+         * acknowledges retransmissions in the meantime). */
+        struct regsrv_fwd *f = malloc(sizeof(*f) + r->cur_dgram.len);
+        if (f) {
+            memset(f, 0, sizeof(*f));
+            f->from = r->shard;
+            f->id = id;
+            f->addr = p->addr;
+            f->len = r->cur_dgram.len;
+            memcpy(f->data, r->cur_dgram.ptr, f->len);
+            r->ops->post_fwd(r->ctx, (unsigned)fwd_target(r, id), f);
+            return;
+        }
+    }
+    if (m->code == LW_COAP_POST) {
+        if (!gr) {
+            /* Unknown here, including an id another shard issued to a device whose address
+             * moved to this shard: 4.04 makes it register again (ETS int-105). */
+            stat_inc(&r->stats.results[RS_UPD_NOT_FOUND]);
+            respond(r, p, m, LW_COAP_NOT_FOUND, NULL, NULL);
+            return;
+        }
+        do_update(r, p, m, gr);
+    } else if (m->code == LW_COAP_DELETE) {
+        if (!gr) {
+            stat_inc(&r->stats.results[RS_DEREG_NOT_FOUND]);
+            respond(r, p, m, LW_COAP_NOT_FOUND, NULL, NULL);
+            return;
+        }
+        stat_inc(&r->stats.results[RS_DEREG_OK]);
+        respond(r, p, m, LW_COAP_DELETED, NULL, NULL);
+        post_event(r, LW_EV_DEREGISTERED, gr, "client");
+        reg_destroy(r, gr);
+    } else {
+        stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
+        respond(r, p, m, LW_COAP_METHOD_NOT_ALLOWED, NULL, NULL);
+    }
+}
+
+static void on_send(void *ctx, const uint8_t *data, size_t len)
+{
+    struct peer *p = ctx;
+    struct regsrv *r = regsrv_of(p);
+    stat_inc(&r->stats.tx);
+    r->ops->send(r->ctx, &p->addr, data, len);
+}
+
+static void on_peer_timer(struct lw_timer *t)
+{
+    struct peer *p = lw_container_of(t, struct peer, timer);
+    struct regsrv *r = regsrv_of(p);
+    struct peer *prev = r->busy;
+    r->now = r->wheel.now;
+    r->busy = p;
+    lw_coap_ep_timeout(&p->ep, r->now);
+    if (p->reg && p->reg->expires <= r->now) {
+        stat_inc(&r->stats.results[RS_EXPIRED]);
+        post_event(r, LW_EV_EXPIRED, p->reg, "expired");
+        reg_destroy(r, p->reg);
+    }
+    r->busy = prev;
+    settle(r, p);
+}
+
+static int default_random(void *ctx, void *out, size_t len)
+{
+    (void)ctx;
+    return lw_random(out, len);
+}
+
+void regsrv_cfg_from(struct regsrv_cfg *rc, const struct lw_config *cfg)
+{
+    memset(rc, 0, sizeof(*rc));
+    rc->lifetime_default_s = cfg->reg_lifetime_default;
+    rc->lifetime_min_s = cfg->reg_lifetime_min;
+    rc->lifetime_max_s = cfg->reg_lifetime_max;
+    rc->expiry_grace_ms = cfg->reg_expiry_grace;
+    rc->max_regs = cfg->reg_max;
+    rc->max_peers = cfg->coap_max_peers;
+    rc->coap.ack_timeout_ms = cfg->coap_ack_timeout;
+    rc->coap.ack_random_factor_pct = (uint32_t)(cfg->coap_ack_random_factor * 100 + 0.5);
+    rc->coap.max_retransmit = (uint8_t)cfg->coap_max_retransmit;
+}
+
+int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
+                const struct regsrv_ops *ops, void *ctx, uint64_t now)
+{
+    memset(r, 0, sizeof(*r));
+    if (shard > 255 || !ops || !ops->send || !g.inited)
+        return LW_EINVAL;
+    r->shard = shard;
+    if (cfg)
+        r->cfg = *cfg;
+    if (!r->cfg.lifetime_default_s)
+        r->cfg.lifetime_default_s = 86400;
+    if (!r->cfg.lifetime_min_s)
+        r->cfg.lifetime_min_s = 1;
+    if (!r->cfg.lifetime_max_s)
+        r->cfg.lifetime_max_s = 4294967;
+    if (!r->cfg.clock)
+        r->cfg.clock = lw_clock_system();
+    if (!r->cfg.coap.random)
+        r->cfg.coap.random = default_random;
+    r->ops = ops;
+    r->ctx = ctx;
+    r->coap_ops = (struct lw_coap_ops){.send = on_send, .on_request = on_request};
+    int rc = lw_coap_env_init(&r->env, &r->cfg.coap, &r->coap_ops);
+    if (rc)
+        return rc;
+    lw_wheel_init(&r->wheel, now);
+    r->now = now;
+    r->free_head = SLOT_NONE;
+    lw_arena_init(&r->arena, 8192, 1u << 20);
+    lw_arena_init(&r->jarena, 4096, 1u << 20);
+    if ((rc = lw_hmap_init(&r->moved, 0)) != 0)
+        return rc;
+    return peer_table_init(&r->peers);
+}
+
+void regsrv_deinit(struct regsrv *r)
+{
+    r->closing = true;
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        struct reg *gr = r->slots[i];
+        if (gr && !slot_is_free(gr)) {
+            reg_detach(gr);
+            reg_destroy(r, gr);
+        }
+    }
+    size_t pos = 0;
+    struct reg *mg;
+    while ((mg = lw_hmap_next(&r->moved, &pos))) {
+        reg_detach(mg);
+        reg_free_detached(mg);
+    }
+    lw_hmap_deinit(&r->moved);
+    pos = 0;
+    struct peer *p;
+    while ((p = lw_hmap_next(&r->peers.map, &pos))) {
+        lw_wheel_cancel(&r->wheel, &p->timer);
+        lw_coap_ep_deinit(&p->ep);
+    }
+    peer_table_deinit(&r->peers);
+    free(r->slots);
+    r->slots = NULL;
+    r->nslots = 0;
+    lw_arena_deinit(&r->arena);
+    lw_arena_deinit(&r->jarena);
+}
+
+void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t *data, size_t len,
+                  uint64_t now)
+{
+    stat_inc(&r->stats.rx);
+    r->now = now;
+    struct peer *p = peer_find(&r->peers, from);
+    if (!p) {
+        /* No state for a stranger unless it sends a request (CON or NON with a request code):
+         * stray ACKs, RSTs and garbage cost nothing. */
+        if (len < 4 || (data[0] >> 6) != 1 || ((data[0] >> 4) & 3) > 1 ||
+            !lw_coap_is_request(data[1])) {
+            if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == 0) {
+                /* An unknown CON that is not a request (ping, response): RST (RFC 7252 §4.2). */
+                uint8_t rst[4];
+                lw_coap_encode_empty(rst, LW_COAP_RST, lw_load_be16(data + 2));
+                stat_inc(&r->stats.tx);
+                r->ops->send(r->ctx, from, rst, sizeof(rst));
+                return;
+            }
+            stat_inc(&r->stats.drops[RS_DROP_MALFORMED]);
+            return;
+        }
+        if (r->cfg.max_peers && peer_count(&r->peers) >= r->cfg.max_peers) {
+            stat_inc(&r->stats.drops[RS_DROP_PEERS_FULL]);
+            return;
+        }
+        p = peer_add(&r->peers, from);
+        if (!p) {
+            stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
+            return;
+        }
+        stat_add(&r->stats.peers, 1);
+        lw_coap_ep_init(&p->ep, &r->env, p);
+        lw_timer_init(&p->timer, on_peer_timer);
+    }
+    r->busy = p;
+    r->cur_dgram = LW_BYTES(data, len);
+    int rc = lw_coap_ep_input(&p->ep, data, len, now);
+    r->cur_dgram = LW_BYTES(NULL, 0);
+    r->busy = NULL;
+    if (rc == LW_EMALFORMED || rc == LW_EBADOPT || rc == LW_EPROTO)
+        stat_inc(&r->stats.drops[RS_DROP_MALFORMED]);
+    settle(r, p);
+    lw_arena_reset(&r->arena);
+}
+
+void regsrv_advance(struct regsrv *r, uint64_t now)
+{
+    r->now = now;
+    lw_wheel_advance(&r->wheel, now);
+    r->now = now;
+}
+
+uint64_t regsrv_next_deadline(const struct regsrv *r)
+{
+    uint64_t d = lw_wheel_next_deadline(&r->wheel);
+    return d == LW_WHEEL_NEVER ? UINT64_MAX : d;
+}
+
+int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason, json_t **json)
+{
+    struct reg *gr = reg_find(r, id);
+    if (!gr || gr->node.gen != gen)
+        return LW_ENOENT;
+    if (json)
+        *json = reg_json(r, gr);
+    post_event(r, LW_EV_DEREGISTERED, gr, reason);
+    reg_destroy(r, gr);
+    return 0;
+}
+
+int regsrv_get_json(struct regsrv *r, uint64_t id, uint32_t gen, json_t **json)
+{
+    struct reg *gr = reg_find(r, id);
+    if (!gr || gr->node.gen != gen)
+        return LW_ENOENT;
+    *json = reg_json(r, gr);
+    return *json ? 0 : LW_ENOMEM;
+}
+
+static bool filter_ok(const struct reg *gr, const struct lw_dev_filter *f, const char *cursor)
+{
+    if (cursor && strcmp(gr->node.name, cursor) <= 0)
+        return false;
+    if (!f)
+        return true;
+    if (f->endpoint_prefix &&
+        strncmp(gr->node.name, f->endpoint_prefix, strlen(f->endpoint_prefix)) != 0)
+        return false;
+    if (f->lwm2m_version) {
+        char ver[8];
+        snprintf(ver, sizeof(ver), "%u.%u", gr->ver >> 4, gr->ver & 15);
+        if (strcmp(ver, f->lwm2m_version) != 0)
+            return false;
+    }
+    if (f->binding && strcmp(gr->binding, f->binding) != 0)
+        return false;
+    if (f->queue_mode >= 0 && (int)gr->queue != f->queue_mode)
+        return false;
+    return true;
+}
+
+static int cmp_reg(const void *a, const void *b)
+{
+    const struct reg *x = *(const struct reg *const *)a, *y = *(const struct reg *const *)b;
+    return strcmp(x->node.name, y->node.name);
+}
+
+json_t *regsrv_list(struct regsrv *r, const struct lw_dev_filter *f, const char *cursor,
+                    size_t limit, bool *more)
+{
+    /* O(n) scan plus a sort of the matches: the API's paging is not a hot path, and keeping an
+     * ordered index per shard would cost memory on every registration. */
+    size_t n = 0, cap = 64;
+    struct reg **v = malloc(cap * sizeof(*v));
+    json_t *arr = json_array();
+    *more = false;
+    if (!v || !arr)
+        goto out;
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        struct reg *gr = r->slots[i];
+        if (!gr || slot_is_free(gr) || !filter_ok(gr, f, cursor))
+            continue;
+        if (n == cap) {
+            struct reg **nv = realloc(v, cap * 2 * sizeof(*v));
+            if (!nv)
+                break;
+            v = nv;
+            cap *= 2;
+        }
+        v[n++] = gr;
+    }
+    size_t pos = 0;
+    struct reg *mg;
+    while ((mg = lw_hmap_next(&r->moved, &pos))) {
+        if (!filter_ok(mg, f, cursor))
+            continue;
+        if (n == cap) {
+            struct reg **nv = realloc(v, cap * 2 * sizeof(*v));
+            if (!nv)
+                break;
+            v = nv;
+            cap *= 2;
+        }
+        v[n++] = mg;
+    }
+    qsort(v, n, sizeof(*v), cmp_reg);
+    *more = n > limit;
+    for (size_t i = 0; i < n && i < limit; i++)
+        json_array_append_new(arr, reg_json(r, v[i]));
+out:
+    free(v);
+    return arr;
+}
+
+void regsrv_fwd_free(struct regsrv_fwd *f)
+{
+    if (f && f->moved)
+        reg_free_detached(f->moved);
+    free(f);
+}
+
+/* On the holder: answer a De-register, or hand the registration over for an Update. */
+static void fwd_at_holder(struct regsrv *r, struct regsrv_fwd *f)
+{
+    struct reg *gr = reg_find(r, f->id);
+    struct lw_coap_msg m;
+    int next = gr ? -1 : fwd_target(r, f->id);
+    if (next >= 0 && (unsigned)next != r->shard && (unsigned)next != f->from && f->hops < 4) {
+        f->hops++; /* it moved on from here: follow it */
+        r->ops->post_fwd(r->ctx, (unsigned)next, f);
+        return;
+    }
+    f->kind = RS_FWD_REPLY;
+    f->code = LW_COAP_NOT_FOUND;
+    if (gr && lw_coap_parse(&m, f->data, f->len, NULL, NULL) == 0) {
+        if (m.code == LW_COAP_DELETE) {
+            stat_inc(&r->stats.results[RS_DEREG_OK]);
+            post_event(r, LW_EV_DEREGISTERED, gr, "client");
+            reg_destroy(r, gr);
+            f->code = LW_COAP_DELETED;
+        } else {
+            reg_unlink(r, gr, (int)f->from);
+            dir_set_shard(&gr->node, f->from);
+            f->moved = gr;
+            f->code = LW_COAP_CHANGED;
+        }
+    }
+    r->ops->post_fwd(r->ctx, f->from, f);
+}
+
+/* Back on the receiving shard: adopt a migrated registration and answer the request. */
+static void fwd_back(struct regsrv *r, struct regsrv_fwd *f)
+{
+    struct lw_coap_msg m;
+    struct peer *p = peer_find(&r->peers, &f->addr);
+    if (f->moved) {
+        int rc = 0;
+        if (dir_id_shard(f->id) != r->shard)
+            rc = lw_hmap_put(&r->moved, id_hash(r, f->id), f->moved);
+        else if (slot_of(f->id) < r->nslots && slot_is_moved(r->slots[slot_of(f->id)]))
+            r->slots[slot_of(f->id)] = f->moved; /* back home */
+        else
+            rc = LW_EINTERNAL;
+        if (rc != 0) {
+            regsrv_fwd_free(f);
+            return;
+        }
+        stat_add(&r->stats.regs, 1);
+    }
+    if (!p || lw_coap_parse(&m, f->data, f->len, NULL, NULL) != 0) {
+        /* The peer went away meanwhile: keep the registration only if it can expire here. */
+        if (f->moved) {
+            struct reg *gr = f->moved;
+            f->moved = NULL;
+            if (p) {
+                bind_peer(r, gr, p);
+                rearm(r, gr);
+                settle(r, p);
+            } else {
+                post_event(r, LW_EV_DEREGISTERED, gr, "replaced");
+                reg_destroy(r, gr);
+            }
+        }
+        free(f);
+        return;
+    }
+    struct reg *gr = f->moved;
+    f->moved = NULL;
+    r->busy = p;
+    if (gr) {
+        do_update(r, p, &m, gr);
+    } else {
+        /* A De-register the holder answered (and counted), or an id nobody holds. */
+        if (f->code != LW_COAP_DELETED)
+            stat_inc(&r->stats.results[m.code == LW_COAP_DELETE ? RS_DEREG_NOT_FOUND
+                                                                : RS_UPD_NOT_FOUND]);
+        respond(r, p, &m, f->code, NULL, NULL);
+    }
+    r->busy = NULL;
+    settle(r, p);
+    lw_arena_reset(&r->arena);
+    free(f);
+}
+
+/* On the issuing shard: a registration it issued moved on, or is gone. */
+static void fwd_note(struct regsrv *r, struct regsrv_fwd *f)
+{
+    uint32_t i = slot_of(f->id);
+    if (dir_id_shard(f->id) == r->shard && i < r->nslots && slot_is_moved(r->slots[i])) {
+        if (f->kind == RS_FWD_GONE)
+            slot_free(r, i);
+        else
+            r->slots[i] = slot_moved(f->where);
+    }
+    free(f);
+}
+
+void regsrv_fwd_run(struct regsrv *r, struct regsrv_fwd *f, uint64_t now)
+{
+    r->now = now;
+    switch (f->kind) {
+    case RS_FWD_REQ: fwd_at_holder(r, f); break;
+    case RS_FWD_REPLY: fwd_back(r, f); break;
+    default: fwd_note(r, f); break;
+    }
+}

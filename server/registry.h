@@ -1,0 +1,201 @@
+/* server/registry.h - the LwM2M registration interface of one shard (protocol.md §4.2), driven
+ * without sockets or libuv: feed datagrams with regsrv_input(addr, bytes, now), advance time with
+ * regsrv_advance(now), arm a timer for regsrv_next_deadline(). Bytes to send, cross-shard
+ * messages and events leave through the ops callbacks. The shard thread (shard.c) wraps it with
+ * its UDP sockets and loop; the unit tests and the server_rx fuzz target drive it directly with
+ * a fake clock.
+ *
+ * Register  POST /rd?ep=&lt=&lwm2m=&b=&sms=&Q&pid=   -> 2.01 Location-Path rd/<id>
+ *           4.12 for an unsupported lwm2m version, 4.00 (+ text/plain diagnostic) for a missing or
+ *           invalid parameter or object list, 5.03 when registration.max is reached.
+ * Update    POST /rd/<id>[?lt=&b=&Q&sms=] [payload]      -> 2.04, 4.04 unknown id, 4.00 bad input
+ * De-reg    DELETE /rd/<id>                              -> 2.02, 4.04 unknown id
+ * Object lists are interned process-wide (identical lists share one immutable, refcounted copy
+ * of their canonical link format); the intern table's lock is taken only for Registers and
+ * Updates that carry a payload. Lifetime expiry runs on the shard's timer wheel (one timer per
+ * peer covers its CoAP deadlines and its registration's expiry).
+ *
+ * Threads: reg_global_* on the control thread before/after the shards run; one struct regsrv per
+ * shard, used only by its thread. Ownership is stated per function.
+ */
+#ifndef LW_SERVER_REGISTRY_H
+#define LW_SERVER_REGISTRY_H
+
+#include "base/arena.h"
+#include "base/clock.h"
+#include "base/timer.h"
+#include "coap/coap.h"
+#include "config.h"
+#include "devices.h"
+#include "dir.h"
+#include "events.h"
+#include "peer.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- process-wide state: object registry, intern table, profiles, directory ---- */
+
+/* Loads the object registry (built-ins + cfg->objects_dir), the configured profiles
+ * (cfg->reg_profiles_file) and initialises the directory. cfg may be NULL (all defaults, no
+ * files). Errors are described in err. 0, LW_ECONFIG (a file could not be loaded) or LW_ENOMEM. */
+int reg_global_init(const struct lw_config *cfg, char *err, size_t errlen);
+void reg_global_deinit(void);
+/* Interned object lists and known profiles (for metrics and tests). */
+size_t reg_interned_count(void);
+size_t reg_profile_count(void);
+
+/* ---- one shard's registration service ---- */
+
+enum regsrv_drop {
+    RS_DROP_MALFORMED, /* not a CoAP message, or rejected by the CoAP layer */
+    RS_DROP_PEERS_FULL,
+    RS_DROP_NOMEM,
+    RS_DROP_SEND, /* the socket refused a datagram (counted by the shard) */
+    RS_DROP__COUNT
+};
+
+enum regsrv_result {
+    RS_REG_CREATED,  /* 2.01, new endpoint */
+    RS_REG_REPLACED, /* 2.01, replaced an earlier registration of the endpoint */
+    RS_REG_BAD,      /* 4.00 */
+    RS_REG_VERSION,  /* 4.12 */
+    RS_REG_FULL,     /* 5.03 */
+    RS_UPD_OK,
+    RS_UPD_NOT_FOUND,
+    RS_UPD_BAD,
+    RS_DEREG_OK,
+    RS_DEREG_NOT_FOUND,
+    RS_EXPIRED,
+    RS_OTHER_REQUEST, /* 4.04 / 4.05 for other resources and methods */
+    RS__COUNT
+};
+
+/* Counters, written by the shard thread only and read by the metrics writer (relaxed). */
+struct regsrv_stats {
+    _Atomic uint64_t rx, tx;
+    _Atomic uint64_t drops[RS_DROP__COUNT];
+    _Atomic uint64_t results[RS__COUNT];
+    _Atomic uint64_t peers, regs;
+};
+
+struct regsrv_cfg {
+    uint32_t lifetime_default_s; /* 0: 86400 */
+    uint32_t lifetime_min_s;     /* 0: 1 */
+    uint32_t lifetime_max_s;     /* 0: 4294967 */
+    uint32_t expiry_grace_ms;
+    uint32_t max_regs;  /* whole server (directory size); 0 = unlimited */
+    uint32_t max_peers; /* this shard; 0 = unlimited */
+    unsigned nshards;   /* shards in the process (ids naming others are forwarded); 0: 1 */
+    struct lw_coap_cfg coap;
+    struct lw_clock *clock; /* wall clock for timestamps; NULL: system */
+};
+
+/* Fills a regsrv_cfg from the daemon configuration. */
+void regsrv_cfg_from(struct regsrv_cfg *rc, const struct lw_config *cfg);
+
+/* An Update or De-register that reached a shard other than the one holding the registration
+ * (the device's address moved, e.g. NAT rebinding, and the kernel steers it elsewhere). The
+ * receiving shard forwards it to the holder; the holder answers a De-register itself, and for an
+ * Update hands the registration over (migration: ownership moves with the message, nothing is
+ * shared), after which the receiving shard applies the Update and answers it. The shard that
+ * issued the id keeps its slot marked "moved to shard X" (no extra memory) so later requests
+ * reaching it are forwarded on; holders tell it where the registration went and when it is gone. */
+enum regsrv_fwd_kind {
+    RS_FWD_REQ,   /* request on its way to the holder */
+    RS_FWD_REPLY, /* the holder's answer on its way back */
+    RS_FWD_MOVED, /* to the issuing shard: the registration now lives on `where` */
+    RS_FWD_GONE,  /* to the issuing shard: the registration is gone; free its slot */
+};
+
+struct regsrv_fwd {
+    struct xmsg m; /* transport for the shard layer */
+    unsigned from; /* shard that received the request */
+    uint8_t kind;  /* enum regsrv_fwd_kind */
+    uint8_t code;  /* De-register result (2.02 / 4.04) */
+    uint8_t hops;
+    uint8_t where;
+    uint64_t id;
+    struct reg *moved; /* owned: the migrating registration, or NULL */
+    struct peer_addr addr;
+    size_t len;
+    uint8_t data[]; /* the request datagram */
+};
+
+struct regsrv_ops {
+    /* Sends one datagram (bytes borrowed for the call). Required. */
+    void (*send)(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len);
+    /* Another shard holds a registration that a new Register replaced: ask it to drop (id, gen)
+     * (regsrv_drop with reason "replaced"). NULL: single-shard use. */
+    void (*drop_remote)(void *ctx, unsigned shard, uint64_t id, uint32_t gen);
+    /* Posts f (takes ownership) to shard `shard`, whose thread calls regsrv_fwd_run; when it
+     * cannot be delivered, call regsrv_fwd_free. NULL: no forwarding (4.04). */
+    void (*post_fwd)(void *ctx, unsigned shard, struct regsrv_fwd *f);
+    /* An event (takes ownership). NULL: lw_events_post. */
+    void (*event)(void *ctx, struct lw_event *ev);
+};
+
+struct reg;
+
+struct regsrv {
+    unsigned shard;
+    struct regsrv_cfg cfg;
+    const struct regsrv_ops *ops;
+    void *ctx;
+    struct lw_coap_env env;
+    struct lw_coap_ops coap_ops;
+    struct lw_wheel wheel;
+    struct peer_table peers;
+    struct reg **slots;   /* registration table by slot; free slots are tagged indexes */
+    struct lw_hmap moved; /* registrations migrated here from other shards, by id */
+    uint32_t nslots, free_head;
+    uint32_t next_gen;
+    struct lw_arena arena;     /* per-datagram scratch */
+    struct lw_arena jarena;    /* scratch for building JSON */
+    struct peer *busy;         /* peer whose callback is running: not freed until it returns */
+    uint64_t now;              /* time of the current input or timer */
+    struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
+    bool closing;              /* regsrv_deinit: no messages to other shards */
+    struct regsrv_stats stats;
+};
+
+/* 0, LW_EINVAL or LW_ENOMEM. shard < 256. ops and ctx borrowed. */
+int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
+                const struct regsrv_ops *ops, void *ctx, uint64_t now);
+/* Frees every peer and registration without posting events (shutdown). */
+void regsrv_deinit(struct regsrv *r);
+/* One datagram from `from` (borrowed). */
+void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t *data, size_t len,
+                  uint64_t now);
+/* Runs due timers (retransmissions, dedup expiry, lifetime expiry). */
+void regsrv_advance(struct regsrv *r, uint64_t now);
+/* Earliest time regsrv_advance has work, or UINT64_MAX. */
+uint64_t regsrv_next_deadline(const struct regsrv *r);
+/* Runs a forwarded request or its reply on this shard (takes ownership of f). */
+void regsrv_fwd_run(struct regsrv *r, struct regsrv_fwd *f, uint64_t now);
+/* Frees an undeliverable f, including a registration in transit (any thread). */
+void regsrv_fwd_free(struct regsrv_fwd *f);
+/* Drops registration (id, gen) if this shard still holds it, posting `deregistered` with
+ * reason ("replaced", "api", ...). *json (may be NULL) gets the removed registration (owned).
+ * 0 or LW_ENOENT. */
+int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason, json_t **json);
+/* The registration JSON (devices.h schema) of (id, gen): 0 with *json owned, or LW_ENOENT. */
+int regsrv_get_json(struct regsrv *r, uint64_t id, uint32_t gen, json_t **json);
+/* Registrations matching f with endpoint > cursor (NULL: all), the `limit` smallest in endpoint
+ * byte order, as a JSON array (owned) sorted by endpoint. *more is set when more matched. */
+json_t *regsrv_list(struct regsrv *r, const struct lw_dev_filter *f, const char *cursor,
+                    size_t limit, bool *more);
+static inline size_t regsrv_reg_count(const struct regsrv *r)
+{
+    return (size_t)atomic_load_explicit(&r->stats.regs, memory_order_relaxed);
+}
+/* Registration id text (11 base62 characters) <-> value. */
+void regsrv_id_format(uint64_t id, char out[12]);
+int regsrv_id_parse(const char *s, size_t len, uint64_t *id);
+/* Bytes of heap held per registration by this shard's tables (slot + peer + record estimate),
+ * for the benchmark's accounting. */
+size_t regsrv_sizeof_record(void);
+
+#endif

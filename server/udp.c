@@ -1,0 +1,135 @@
+#include "udp.h"
+
+#include "base/err.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+unsigned udp_steer(const struct sockaddr *sa, unsigned n)
+{
+    unsigned port, low;
+    if (n <= 1)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        const uint8_t *a = (const uint8_t *)&in->sin_addr;
+        port = ntohs(in->sin_port);
+        low = (unsigned)a[2] << 8 | a[3];
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const uint8_t *a = in6->sin6_addr.s6_addr;
+        port = ntohs(in6->sin6_port);
+        low = (unsigned)a[14] << 8 | a[15];
+    }
+    return (port ^ low) % n;
+}
+
+/* A = ld16 [net + addr_low]; X = A; A = ld16 [net + port]; A ^= X; A %= n; return A.
+ * Offsets: IPv4 source address bytes 14..15 of the header, UDP source port right after a
+ * 20-byte header; IPv6 source address bytes 22..23, port after the 40-byte header. */
+static int attach_cbpf(int fd, int family, unsigned n)
+{
+    int addr_low = family == AF_INET ? 14 : 22;
+    int port = family == AF_INET ? 20 : 40;
+    struct sock_filter code[] = {
+        {BPF_LD | BPF_H | BPF_ABS, 0, 0, (uint32_t)(SKF_NET_OFF + addr_low)},
+        {BPF_MISC | BPF_TAX, 0, 0, 0},
+        {BPF_LD | BPF_H | BPF_ABS, 0, 0, (uint32_t)(SKF_NET_OFF + port)},
+        {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])), code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
+
+unsigned udp_bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    int family, rc = 0;
+    unsigned i, port = l->port;
+    memset(&ss, 0, sizeof(ss));
+    for (i = 0; i < n; i++)
+        fds[i] = -1;
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, l->host, &in->sin_addr) == 1) {
+        family = AF_INET;
+        in->sin_family = AF_INET;
+        slen = sizeof(*in);
+    } else if (inet_pton(AF_INET6, l->host, &in6->sin6_addr) == 1) {
+        family = AF_INET6;
+        in6->sin6_family = AF_INET6;
+        slen = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "%s: not a numeric address", l->host);
+        return LW_EINVAL;
+    }
+    for (i = 0; i < n; i++) {
+        int one = 1, fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "socket: %s", strerror(errno));
+            goto out;
+        }
+        fds[i] = fd;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+            (family == AF_INET6 &&
+             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
+            rc = -errno;
+            snprintf(err, errlen, "setsockopt: %s", strerror(errno));
+            goto out;
+        }
+        /* Bigger kernel buffers absorb bursts (registration storms after an outage); the kernel
+         * caps the value at net.core.rmem_max without failing. */
+        int rcvbuf = 4 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        if (family == AF_INET)
+            in->sin_port = htons((uint16_t)port);
+        else
+            in6->sin6_port = htons((uint16_t)port);
+        if (bind(fd, (struct sockaddr *)&ss, slen) != 0) {
+            rc = -errno;
+            snprintf(err, errlen, "bind %s%s%s:%u: %s", family == AF_INET6 ? "[" : "", l->host,
+                     family == AF_INET6 ? "]" : "", port, strerror(errno));
+            goto out;
+        }
+        if (port == 0)
+            port = udp_bound_port(fd);
+    }
+    if (n > 1 && attach_cbpf(fds[0], family, n) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "SO_ATTACH_REUSEPORT_CBPF: %s", strerror(errno));
+        goto out;
+    }
+out:
+    if (rc) {
+        for (i = 0; i < n; i++)
+            if (fds[i] >= 0) {
+                close(fds[i]);
+                fds[i] = -1;
+            }
+    }
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* server/udp.h - the shards' UDP sockets: one SO_REUSEPORT group per listen address with one
+ * socket per shard (bind order = socket index = shard id), and a classic BPF program attached
+ * to the group (SO_ATTACH_REUSEPORT_CBPF) that steers each datagram to
+ *
+ *     shard = (src_port XOR low 16 bits of the source address) mod nshards
+ *
+ * which udp_steer() computes identically in userspace, so the owner of an address is known
+ * without asking the kernel (architecture.md §3, deps.md "Kernel steering for shards").
+ * The program reads the IPv4 header at its fixed offsets (no IP options: UDP datagrams carrying
+ * IPv4 options are vanishingly rare; such a datagram still lands on a valid shard, just not the
+ * one udp_steer names, and the shard then serves it) or the IPv6 header without extension
+ * headers. The hash is not keyed (classic BPF cannot do SipHash): a sender choosing its source
+ * port chooses its shard. That only affects load steering, never a table key: shard tables use
+ * keyed hashes.
+ *
+ * Threads: the control thread creates the groups before the shards start; each shard then owns
+ * its socket. The socket set never changes at runtime (the kernel would re-hash flows).
+ */
+#ifndef LW_SERVER_UDP_H
+#define LW_SERVER_UDP_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Opens n sockets bound to l (port 0: the first bind picks one and the others share it),
+ * attaches the steering program when n > 1, and stores them in fds[0..n-1]. 0, or a negative
+ * LW_E* code with err describing the problem (nothing left open). */
+int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen);
+/* The shard the steering program picks for a datagram from sa (AF_INET / AF_INET6). */
+unsigned udp_steer(const struct sockaddr *sa, unsigned n);
+/* The port a bound socket listens on (0 on error). */
+unsigned udp_bound_port(int fd);
+
+#endif
