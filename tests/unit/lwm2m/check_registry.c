@@ -457,6 +457,22 @@ START_TEST(test_ddf_limits)
 }
 END_TEST
 
+struct reports {
+    int n;
+    int rc[4];
+    char last[512];
+};
+
+static void on_report(void *ctx, const char *path, int rc, const char *msg)
+{
+    struct reports *r = ctx;
+    (void)path;
+    if (r->n < 4)
+        r->rc[r->n] = rc;
+    r->n++;
+    snprintf(r->last, sizeof(r->last), "%s", msg);
+}
+
 START_TEST(test_ddf_file_errors)
 {
     struct lw_m2m_registry *r = reg_default();
@@ -489,7 +505,7 @@ START_TEST(test_ddf_file_errors)
                      LW_EMALFORMED);
     ck_assert_uint_eq(st.loaded, 1);
     ck_assert_uint_eq(st.refused, 1);
-    char want[256];
+    char want[512];
     snprintf(want, sizeof(want), "%s/b.xml:2: <Object> has no <ObjectID>", dir);
     ck_assert_str_eq(err, want);
     ck_assert_ptr_nonnull(lw_m2m_registry_find(r, 32000, NULL));
@@ -498,6 +514,22 @@ START_TEST(test_ddf_file_errors)
     struct lw_m2m_registry *r2 = lw_m2m_registry_new(NULL);
     ck_assert_int_eq(lw_m2m_registry_load_file(r2, path, err, sizeof(err)), 0);
     ck_assert_ptr_nonnull(lw_m2m_registry_find(r2, 32001, NULL));
+    lw_m2m_registry_free(r2);
+    /* the size limit applies while streaming */
+    struct lw_m2m_registry_cfg small = {.max_file_size = 1000};
+    r2 = lw_m2m_registry_new(&small);
+    ck_assert_int_eq(lw_m2m_registry_load_file(r2, path, err, sizeof(err)), LW_ELIMIT);
+    snprintf(want, sizeof(want), "%s: file larger than 1000 bytes", path);
+    ck_assert_str_eq(err, want);
+    lw_m2m_registry_free(r2);
+    /* per-file reports */
+    struct reports rep = {0};
+    r2 = lw_m2m_registry_new(NULL);
+    lw_m2m_registry_load_dir(r2, dir, on_report, &rep, NULL, NULL, 0);
+    ck_assert_int_eq(rep.n, 2);
+    ck_assert_int_eq(rep.rc[0], 0);
+    ck_assert_int_eq(rep.rc[1], LW_EMALFORMED);
+    ck_assert(strstr(rep.last, "b.xml:2: <Object> has no <ObjectID>"));
     lw_m2m_registry_free(r2);
     static const char *const names[] = {"a.xml", "b.xml", "c.xsd"};
     for (size_t i = 0; i < 3; i++) {
