@@ -789,6 +789,47 @@ uint64_t lw_m2m_link_reg_hash(const struct lw_m2m_reg_links *r, const uint8_t ke
     return hs.h;
 }
 
+struct lw_m2m_reg_links *lw_m2m_link_reg_dup(const struct lw_m2m_reg_links *r, size_t *bytes)
+{
+    /* layout: header, objects, instance ids, content formats, root bytes (alignment falls in
+     * that order: pointers first, then uint16_t, then bytes) */
+    size_t ninst = 0;
+    for (size_t i = 0; i < r->nobjs; i++)
+        ninst += r->objs[i].ninst;
+    size_t size = sizeof(*r) + r->nobjs * sizeof(*r->objs) + ninst * sizeof(uint16_t) +
+                  r->ncts * sizeof(uint16_t) + r->root.len;
+    struct lw_m2m_reg_links *c = malloc(size);
+    if (!c)
+        return NULL;
+    struct lw_m2m_reg_obj *objs = (struct lw_m2m_reg_obj *)(c + 1);
+    uint16_t *inst = (uint16_t *)(objs + r->nobjs);
+    uint16_t *cts = inst + ninst;
+    uint8_t *root = (uint8_t *)(cts + r->ncts);
+    *c = *r;
+    c->objs = r->nobjs ? objs : NULL;
+    for (size_t i = 0; i < r->nobjs; i++) {
+        objs[i] = r->objs[i];
+        objs[i].inst = inst;
+        if (r->objs[i].ninst)
+            memcpy(inst, r->objs[i].inst, r->objs[i].ninst * sizeof(*inst));
+        inst += r->objs[i].ninst;
+    }
+    c->cts = r->ncts ? cts : NULL;
+    if (r->ncts)
+        memcpy(cts, r->cts, r->ncts * sizeof(*cts));
+    if (r->root.len)
+        memcpy(root, r->root.ptr, r->root.len);
+    c->root = LW_BYTES(r->root.len ? root : NULL, r->root.len);
+    if (bytes)
+        *bytes = size;
+    return c;
+}
+
+void lw_m2m_link_reg_free(struct lw_m2m_reg_links *r)
+{
+    free(r);
+}
+
 const struct lw_m2m_reg_obj *lw_m2m_link_reg_find(const struct lw_m2m_reg_links *r, uint16_t id)
 {
     size_t lo = 0, hi = r->nobjs;

@@ -144,6 +144,14 @@ bool lw_m2m_link_reg_eq(const struct lw_m2m_reg_links *a, const struct lw_m2m_re
  * binary encoding of the fields, so it needs no allocation. O(size of the list). */
 uint64_t lw_m2m_link_reg_hash(const struct lw_m2m_reg_links *r, const uint8_t key[16]);
 
+/* A self-contained copy of a parsed registration (root bytes, content formats, objects and
+ * instances) in one heap block, independent of the input and the arena: for keeping an interned
+ * object list beyond the datagram. Returns owned; free with lw_m2m_link_reg_free. NULL on OOM.
+ * *bytes (may be NULL) gets the block size, for memory accounting. */
+struct lw_m2m_reg_links *lw_m2m_link_reg_dup(const struct lw_m2m_reg_links *r, size_t *bytes);
+/* Frees a copy made by lw_m2m_link_reg_dup; NULL is a no-op. */
+void lw_m2m_link_reg_free(struct lw_m2m_reg_links *r);
+
 /* The announced object with this id, or NULL (binary search). */
 const struct lw_m2m_reg_obj *lw_m2m_link_reg_find(const struct lw_m2m_reg_links *r, uint16_t id);
 

@@ -79,6 +79,11 @@ static void registration(const uint8_t *data, size_t size, struct lw_arena *a)
     lw_m2m_link_reg_write(&r2, &b2);
     if (b.len != b2.len || (b.len && memcmp(b.data, b2.data, b.len)))
         abort();
+    struct lw_m2m_reg_links *copy = lw_m2m_link_reg_dup(&r, NULL);
+    if (!copy || !lw_m2m_link_reg_eq(copy, &r) ||
+        lw_m2m_link_reg_hash(copy, key) != lw_m2m_link_reg_hash(&r, key))
+        abort();
+    lw_m2m_link_reg_free(copy);
     for (size_t i = 0; i < r.nobjs; i++)
         if (lw_m2m_link_reg_find(&r, r.objs[i].id) != &r.objs[i])
             abort();

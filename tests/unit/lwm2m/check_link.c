@@ -413,11 +413,38 @@ START_TEST(test_reg_canonical)
     ck_assert_uint_eq(b.nobjs, 300);
     ck_assert(!lw_m2m_link_reg_eq(&b, &c));
     ck_assert_uint_ne(lw_m2m_link_reg_hash(&b, key), lw_m2m_link_reg_hash(&c, key));
+    /* a heap copy outlives the input and the arena */
+    size_t bytes = 0;
+    struct lw_m2m_reg_links *copy = lw_m2m_link_reg_dup(&a, &bytes);
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_uint_gt(bytes, sizeof(*copy));
+    lw_arena_reset(&arena);
+    memset(s, 0, sizeof(s));
+    ck_assert_int_eq(parse_reg("</7>;ver=9.9", &c, &off), 0); /* reuse the arena memory */
+    canon(copy, t, sizeof(t));
+    ck_assert_str_eq(t, "</>;rt=\"oma.lwm2m\";ct=\"110 112\",</1/0>,</1/1>,</3/0>,</5/0>,</7>,"
+                        "</9>;ver=2.3");
+    struct lw_m2m_reg_links *copy2 = lw_m2m_link_reg_dup(copy, NULL);
+    ck_assert(lw_m2m_link_reg_eq(copy, copy2));
+    ck_assert_uint_eq(lw_m2m_link_reg_hash(copy, key), lw_m2m_link_reg_hash(copy2, key));
+    lw_m2m_link_reg_free(copy2);
+    lw_m2m_link_reg_free(copy);
+    ck_assert_int_eq(parse_reg("", &c, &off), 0);
+    copy = lw_m2m_link_reg_dup(&c, &bytes);
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_uint_eq(copy->nobjs, 0);
+    lw_m2m_link_reg_free(copy);
+    lw_m2m_link_reg_free(NULL);
+    ck_assert_int_eq(parse_reg("</x>;rt=\"oma.lwm2m\",</x/3/0>", &c, &off), 0);
+    copy = lw_m2m_link_reg_dup(&c, NULL);
+    ck_assert(lw_m2m_link_reg_eq(copy, &c));
+    ck_assert(copy->root.ptr != c.root.ptr);
+    lw_m2m_link_reg_free(copy);
     /* fixed buffer too small: latched */
     struct lw_buf fb;
     char tiny[8];
     lw_buf_init_fixed(&fb, tiny, sizeof(tiny));
-    lw_m2m_link_reg_write(&a, &fb);
+    lw_m2m_link_reg_write(&c, &fb);
     ck_assert_int_eq(lw_buf_status(&fb), LW_ENOSPC);
 }
 END_TEST
