@@ -10,6 +10,7 @@
  * same id is also accepted), for /o/i/r a Resource or Multiple-Resource TLV with id r or bare
  * Resource-Instance TLVs, for /o/i/r/ri one Resource-Instance TLV. Formats that name paths
  * (SenML, old JSON, LwM2M CBOR) must stay within request_path (root "/" admits everything).
+ * Names are plain LwM2M paths: a client's alternate root path prefix is not understood.
  *
  * Types. TLV, text, opaque, CBOR-60 and numbers in SenML/JSON/LwM2M CBOR do not say which LwM2M
  * type they hold; the decoder asks `types->type_of` (types may be NULL: everything unknown).
@@ -19,8 +20,9 @@
  * known type (e.g. 3.5 or "abc" for an Integer resource, a 3-byte TLV integer) fails with LW_ETYPE.
  *
  * Empty containers: an empty Multiple-Resource TLV decodes to a record for /o/i/r with
- * has_value=false, an empty Object-Instance TLV to a record for /o/i with has_value=false, and
- * the encoders turn such records back into the same empty containers. SenML/LwM2M-CBOR records
+ * has_value=false, an empty Object-Instance TLV to a record for /o/i with has_value=false (when
+ * the TLV adds that level to the request path; otherwise it yields nothing), and the encoders
+ * turn such records back into the same empty containers. SenML/LwM2M-CBOR records
  * without a value (LwM2M CBOR: null leaf) also have has_value=false.
  *
  * SenML profile (RFC 8428 as used by LwM2M): name = bn + n (concatenated, then parsed as a
@@ -31,12 +33,15 @@
  * "must understand"), and a record with more than one value field. CBOR decimal fractions
  * (tag 4) are accepted for numbers and times; other tags are skipped.
  *
- * Limits (struct lw_m2m_fmt_cfg, zero = default): input size, record count, nesting depth,
- * single string/opaque size. Hitting one returns LW_ELIMIT. Every decoder works in time and
+ * Limits (struct lw_m2m_fmt_cfg, zero = default): input size, record count, nesting depth
+ * (CBOR; jansson applies its own fixed JSON depth limit), single string/opaque size. Hitting one
+ * returns LW_ELIMIT. Every decoder works in time and
  * memory linear in the input; memory comes from the arena (SenML JSON and old JSON also build a
  * jansson tree on the heap, bounded by the input size and freed before returning).
  *
- * Errors: 0, LW_EMALFORMED (bad syntax/structure; *err_offset = byte offset of the problem),
+ * Errors: 0, LW_EMALFORMED (bad syntax/structure; *err_offset = byte offset of the problem:
+ * the offending item for TLV and CBOR, jansson's error position or the start of the offending
+ * record for the JSON formats, whose parse tree has no positions),
  * LW_ETYPE (value contradicts the object model; *err_offset set), LW_ELIMIT (cfg limit; offset
  * set), LW_EINVAL (bad arguments: unsupported request path for the format, record outside the
  * request path on encode, unknown format), LW_ENOTSUP (content format not handled here),

@@ -364,10 +364,10 @@ int lw__m2m_tlv_encode(const struct lw_m2m_path *req, const struct lw_m2m_record
         if ((rc = put_resources(NULL, r, n, &sz)) == 0)
             rc = put_resources(out, r, n, &sz);
         break;
-    case 4:
-        if (n != 1 || !r->has_value)
-            return LW_EINVAL;
-        rc = put_leaf(out, K_RINST, r->path.id[3], &r->value, &sz);
+    case 4: /* normally one record; repeated ones (the decoder accepts them) repeat the TLV */
+        for (size_t k = 0; k < n && rc == 0; k++)
+            rc = r[k].has_value ? put_leaf(out, K_RINST, r[k].path.id[3], &r[k].value, &sz)
+                                : LW_EINVAL;
         break;
     default: return LW_EINVAL;
     }

@@ -66,6 +66,18 @@ static struct lw_arena arena;
 static struct lw_m2m_records recs;
 static struct lw_buf obuf;
 
+/* lw_test_hex results are kept until teardown so LeakSanitizer stays quiet. */
+static uint8_t *hexbufs[256];
+static size_t nhex;
+
+static uint8_t *thex(const char *hex, size_t *len)
+{
+    uint8_t *p = lw_test_hex(hex, len);
+    if (nhex < sizeof(hexbufs) / sizeof(hexbufs[0]))
+        hexbufs[nhex++] = p;
+    return p;
+}
+
 static void setup(void)
 {
     lw_arena_init(&arena, 0, 1 << 24);
@@ -75,6 +87,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+    while (nhex)
+        free(hexbufs[--nhex]);
     lw_buf_deinit(&obuf);
     lw_arena_deinit(&arena);
 }
@@ -89,7 +103,7 @@ static int dec(uint16_t cf, const uint8_t *p, size_t n, struct lw_m2m_path req,
 static int dec_hex(uint16_t cf, const char *hex, struct lw_m2m_path req, size_t *off)
 {
     size_t n;
-    uint8_t *p = lw_test_hex(hex, &n);
+    uint8_t *p = thex(hex, &n);
     return dec(cf, p, n, req, &test_types, off);
 }
 
@@ -102,7 +116,7 @@ static int enc(uint16_t cf, struct lw_m2m_path req)
 static void assert_out_hex(const char *hex)
 {
     size_t n;
-    uint8_t *p = lw_test_hex(hex, &n);
+    uint8_t *p = thex(hex, &n);
     ck_assert_uint_eq(obuf.len, n);
     ck_assert_mem_eq(obuf.data, p, n);
 }
@@ -156,7 +170,7 @@ static void check_device(uint16_t obj_inst_ok)
 START_TEST(tlv_device_instance)
 {
     size_t n, off = 99;
-    uint8_t *p = lw_test_hex(dev_tlv_hex, &n);
+    uint8_t *p = thex(dev_tlv_hex, &n);
     ck_assert_uint_eq(n, 121);
     ck_assert_int_eq(dec(LW_M2M_CF_TLV, p, n, LW_M2M_PATH2(3, 0), &test_types, &off), 0);
     check_device(0);
@@ -189,7 +203,7 @@ END_TEST
 START_TEST(tlv_unknown_types_are_opaque)
 {
     size_t n;
-    uint8_t *p = lw_test_hex(dev_tlv_hex, &n);
+    uint8_t *p = thex(dev_tlv_hex, &n);
     ck_assert_int_eq(dec(LW_M2M_CF_TLV, p, n, LW_M2M_PATH2(3, 0), NULL, NULL), 0);
     ck_assert_uint_eq(recs.n, 16);
     const struct lw_m2m_record *r = find(LW_M2M_PATH3(3, 0, 13));
@@ -331,7 +345,7 @@ START_TEST(tlv_rejects)
     }
     /* every truncation of the /3/0 vector fails cleanly or decodes a prefix */
     size_t n;
-    uint8_t *p = lw_test_hex(dev_tlv_hex, &n);
+    uint8_t *p = thex(dev_tlv_hex, &n);
     for (size_t cut = 0; cut < n; cut++) {
         int rc = dec(LW_M2M_CF_TLV, p, cut, LW_M2M_PATH2(3, 0), &test_types, &off);
         ck_assert(rc == 0 || rc == LW_EMALFORMED);
@@ -650,6 +664,51 @@ START_TEST(roundtrip_timestamps)
 }
 END_TEST
 
+START_TEST(cross_format)
+{
+    /* /3/0 from TLV through every multi-record format and back: same records */
+    static const uint16_t cfs[] = {LW_M2M_CF_SENML_JSON, LW_M2M_CF_SENML_CBOR, LW_M2M_CF_JSON,
+                                   LW_M2M_CF_LWM2M_CBOR, LW_M2M_CF_TLV};
+    size_t n;
+    uint8_t *p = thex(dev_tlv_hex, &n);
+    struct lw_m2m_records tlv = {0};
+    struct lw_m2m_path req = LW_M2M_PATH2(3, 0);
+    ck_assert_int_eq(
+        lw_m2m_decode(LW_M2M_CF_TLV, LW_BYTES(p, n), &req, &test_types, NULL, &arena, &tlv, NULL),
+        0);
+    for (size_t f = 0; f < LW_ARRAY_SIZE(cfs); f++) {
+        lw_buf_reset(&obuf);
+        ck_assert_int_eq(lw_m2m_encode(cfs[f], &req, tlv.v, tlv.n, &obuf), 0);
+        memset(&recs, 0, sizeof(recs));
+        ck_assert_int_eq(lw_m2m_decode(cfs[f], lw_buf_bytes(&obuf), &req, &test_types, NULL, &arena,
+                                       &recs, NULL),
+                         0);
+        ck_assert_uint_eq(recs.n, tlv.n);
+        for (size_t k = 0; k < recs.n; k++) {
+            ck_assert(lw_m2m_path_eq(&recs.v[k].path, &tlv.v[k].path));
+            ck_assert(value_eq(&recs.v[k].value, &tlv.v[k].value));
+        }
+        check_device(0);
+    }
+    /* old JSON with a record at the request path and one below it */
+    struct lw_m2m_record two[2] = {
+        {.path = LW_M2M_PATH3(9, 0, 4),
+         .value = {.type = LW_M2M_T_FLOAT, .f = 1.5},
+         .has_value = true},
+        {.path = LW_M2M_PATH4(9, 0, 4, 2),
+         .value = {.type = LW_M2M_T_FLOAT, .f = 2.5},
+         .has_value = true},
+    };
+    req = LW_M2M_PATH3(9, 0, 4);
+    lw_buf_reset(&obuf);
+    ck_assert_int_eq(lw_m2m_encode(LW_M2M_CF_JSON, &req, two, 2, &obuf), 0);
+    const char *want =
+        "{\"bn\":\"/9/0/4\",\"e\":[{\"n\":\"\",\"v\":1.5},{\"n\":\"/2\",\"v\":2.5}]}";
+    ck_assert_uint_eq(obuf.len, strlen(want));
+    ck_assert_mem_eq(obuf.data, want, obuf.len);
+}
+END_TEST
+
 Suite *suite_fmt(void);
 Suite *suite_fmt(void)
 {
@@ -667,6 +726,7 @@ Suite *suite_fmt(void)
     tcase_add_test(tc, cf_names_and_dispatch);
     tcase_add_test(tc, roundtrip_matrix);
     tcase_add_test(tc, roundtrip_timestamps);
+    tcase_add_test(tc, cross_format);
     suite_add_tcase(s, tc);
     return s;
 }

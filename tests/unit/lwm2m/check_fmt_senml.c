@@ -42,6 +42,18 @@ static struct lw_arena arena;
 static struct lw_m2m_records recs;
 static struct lw_buf obuf;
 
+/* lw_test_hex results are kept until teardown so LeakSanitizer stays quiet. */
+static uint8_t *hexbufs[256];
+static size_t nhex;
+
+static uint8_t *thex(const char *hex, size_t *len)
+{
+    uint8_t *p = lw_test_hex(hex, len);
+    if (nhex < sizeof(hexbufs) / sizeof(hexbufs[0]))
+        hexbufs[nhex++] = p;
+    return p;
+}
+
 static void setup(void)
 {
     lw_arena_init(&arena, 0, 1 << 24);
@@ -51,6 +63,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+    while (nhex)
+        free(hexbufs[--nhex]);
     lw_buf_deinit(&obuf);
     lw_arena_deinit(&arena);
 }
@@ -65,7 +79,7 @@ static int dec_b(uint16_t cf, const void *p, size_t n, struct lw_m2m_path req,
 static int dec_hex(uint16_t cf, const char *hex, struct lw_m2m_path req, size_t *off)
 {
     size_t n;
-    uint8_t *p = lw_test_hex(hex, &n);
+    uint8_t *p = thex(hex, &n);
     return dec_b(cf, p, n, req, &st_types, off);
 }
 
@@ -83,7 +97,7 @@ static int enc(uint16_t cf, struct lw_m2m_path req)
 static void assert_out_hex(const char *hex)
 {
     size_t n;
-    uint8_t *p = lw_test_hex(hex, &n);
+    uint8_t *p = thex(hex, &n);
     ck_assert_uint_eq(obuf.len, n);
     ck_assert_mem_eq(obuf.data, p, n);
 }
@@ -286,7 +300,7 @@ START_TEST(senml_rejects)
     struct lw_m2m_fmt_cfg cfg = {.max_records = 1};
     struct lw_m2m_path root = LW_M2M_PATH_ROOT;
     size_t n;
-    uint8_t *p = lw_test_hex("82 A2 00 66 2F332F302F39 02 01 A2 00 66 2F332F302F39 02 02", &n);
+    uint8_t *p = thex("82 A2 00 66 2F332F302F39 02 01 A2 00 66 2F332F302F39 02 02", &n);
     memset(&recs, 0, sizeof(recs));
     ck_assert_int_eq(
         lw_m2m_decode(LW_M2M_CF_SENML_CBOR, LW_BYTES(p, n), &root, NULL, &cfg, &arena, &recs, &off),
@@ -296,7 +310,7 @@ START_TEST(senml_rejects)
                                    &arena, &recs, &off),
                      LW_ELIMIT);
     cfg = (struct lw_m2m_fmt_cfg){.max_value_len = 2};
-    p = lw_test_hex("81 A2 00 66 2F332F302F31 03 63 616263", &n);
+    p = thex("81 A2 00 66 2F332F302F31 03 63 616263", &n);
     ck_assert_int_eq(
         lw_m2m_decode(LW_M2M_CF_SENML_CBOR, LW_BYTES(p, n), &root, NULL, &cfg, &arena, &recs, &off),
         LW_ELIMIT);
@@ -341,7 +355,7 @@ START_TEST(composite_paths)
 {
     const char *hex = "82 a1 00 66 2f 33 2f 30 2f 30 a1 00 66 2f 31 2f 30 2f 31";
     size_t n, off;
-    uint8_t *p = lw_test_hex(hex, &n);
+    uint8_t *p = thex(hex, &n);
     memset(&recs, 0, sizeof(recs));
     ck_assert_int_eq(
         lw_m2m_decode_paths(LW_M2M_CF_SENML_CBOR, LW_BYTES(p, n), NULL, &arena, &recs, &off), 0);
@@ -465,7 +479,7 @@ START_TEST(lwm2m_cbor_all_types)
     enum lw_m2m_type objlnk = LW_M2M_T_OBJLNK;
     struct lw_m2m_types t = {st_type_of, &objlnk};
     size_t n;
-    uint8_t *p = lw_test_hex(b, &n);
+    uint8_t *p = thex(b, &n);
     ck_assert_int_eq(dec_b(LW_M2M_CF_LWM2M_CBOR, p, n, LW_M2M_PATH_ROOT, &t, NULL), 0);
     ck_assert_int_eq(recs.v[5].value.type, LW_M2M_T_OBJLNK);
     ck_assert_uint_eq(recs.v[5].value.lnk.obj, 12);
