@@ -282,12 +282,15 @@ static unsigned int psk13_cb(WOLFSSL *ssl, const char *identity, unsigned char *
 /* Client certificate check. The wolfSSL context holds no CA, so every client certificate fails
  * wolfSSL's own chain check and reaches this callback (wolfSSL calls it only on failure unless
  * built with WOLFSSL_ALWAYS_VERIFY_CB); we verify the leaf against our CertManager, read its CN,
- * ask the credential store and record the identity. */
+ * ask the credential store and record the identity.
+ * Certificates above the leaf (error_depth > 0) are refused: overriding wolfSSL's verdict on a
+ * CA certificate would make it add that certificate to the context's shared trust store. So a
+ * client must send its leaf alone, signed directly by a configured trust anchor. */
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
     (void)preverify;
     if (!store || store->error_depth != 0 || store->totalCerts < 1 || !store->certs)
-        return store && store->error_depth != 0 ? 1 : 0; /* intermediates: judged with the leaf */
+        return 0;
     struct io *io = store->userCtx;
     if (!io || !io->sess)
         return 0;
@@ -706,6 +709,10 @@ static int drive(struct lw_dtls_sess *s, uint64_t now)
             return fail(s, err, LW_DTLS_EV_FAILED);
         }
         s->version = wolfSSL_version(s->ssl) == DTLS1_3_VERSION ? 13 : 12;
+        /* Defence in depth: every suite we allow authenticates the client (PSK or certificate
+         * through verify_cb); never hand out a session whose peer we could not name. */
+        if (s->auth == LW_DTLS_AUTH_NONE)
+            return fail(s, 0, LW_DTLS_EV_FAILED);
         s->sh->st.handshakes_done++;
         leave_handshake(s, ST_ESTABLISHED);
         emit(s, LW_DTLS_EV_ESTABLISHED, 0);

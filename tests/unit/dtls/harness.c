@@ -294,3 +294,90 @@ unsigned h_pump(struct h_world *w)
     }
     return moved;
 }
+
+/* ---- PKI --------------------------------------------------------------------------------- */
+
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+static void make_cert(const char *cn, bool is_ca, ecc_key *subject, ecc_key *issuer,
+                      const struct h_der *issuer_cert, WC_RNG *rng, struct h_der *out)
+{
+    Cert c;
+    if (wc_InitCert(&c) != 0)
+        abort();
+    strncpy(c.subject.commonName, cn, CTC_NAME_SIZE - 1);
+    strncpy(c.subject.org, "lwm2md tests", CTC_NAME_SIZE - 1);
+    c.isCA = is_ca ? 1 : 0;
+    c.sigType = CTC_SHA256wECDSA;
+    c.daysValid = 30;
+    if (issuer_cert && wc_SetIssuerBuffer(&c, issuer_cert->d, (int)issuer_cert->len) != 0)
+        abort();
+    int n = wc_MakeCert(&c, out->d, sizeof(out->d), NULL, subject, rng);
+    if (n <= 0)
+        abort();
+    n = wc_SignCert(c.bodySz, c.sigType, out->d, sizeof(out->d), NULL, issuer, rng);
+    if (n <= 0)
+        abort();
+    out->len = (size_t)n;
+}
+
+static void key_from_der(const struct h_der *der, ecc_key *k)
+{
+    word32 idx = 0;
+    if (wc_ecc_init(k) != 0 || wc_EccPrivateKeyDecode(der->d, &idx, k, (word32)der->len) != 0)
+        abort();
+}
+
+void h_pki_ca(struct h_pki *p, const char *cn)
+{
+    WC_RNG rng;
+    ecc_key k;
+    if (wc_InitRng(&rng) != 0 || wc_ecc_init(&k) != 0 || wc_ecc_make_key(&rng, 32, &k) != 0)
+        abort();
+    make_cert(cn, true, &k, &k, NULL, &rng, &p->ca_cert);
+    int n = wc_EccKeyToDer(&k, p->ca_key.d, sizeof(p->ca_key.d));
+    if (n <= 0)
+        abort();
+    p->ca_key.len = (size_t)n;
+    wc_ecc_free(&k);
+    wc_FreeRng(&rng);
+}
+
+void h_pki_leaf(const struct h_pki *p, const char *cn, struct h_der *cert, struct h_der *key)
+{
+    WC_RNG rng;
+    ecc_key k, ca;
+    if (wc_InitRng(&rng) != 0 || wc_ecc_init(&k) != 0 || wc_ecc_make_key(&rng, 32, &k) != 0)
+        abort();
+    key_from_der(&p->ca_key, &ca);
+    make_cert(cn, false, &k, &ca, &p->ca_cert, &rng, cert);
+    int n = wc_EccKeyToDer(&k, key->d, sizeof(key->d));
+    if (n <= 0)
+        abort();
+    key->len = (size_t)n;
+    wc_ecc_free(&k);
+    wc_ecc_free(&ca);
+    wc_FreeRng(&rng);
+}
+
+WOLFSSL_CTX *h_cctx_cert(bool v13, const char *ciphers, const struct h_der *ca,
+                         const struct h_der *cert, const struct h_der *key)
+{
+    WOLFSSL_CTX *c = h_cctx_psk(v13, ciphers, false);
+    if (wolfSSL_CTX_load_verify_buffer(c, ca->d, (long)ca->len, WOLFSSL_FILETYPE_ASN1) !=
+        WOLFSSL_SUCCESS)
+        abort();
+    wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, NULL);
+    if (cert && cert->len) {
+        if (wolfSSL_CTX_use_certificate_buffer(c, cert->d, (long)cert->len,
+                                               WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_use_PrivateKey_buffer(c, key->d, (long)key->len, WOLFSSL_FILETYPE_ASN1) !=
+                WOLFSSL_SUCCESS)
+            abort();
+    }
+    int groups[] = {WOLFSSL_ECC_SECP256R1};
+    wolfSSL_CTX_set_groups(c, groups, 1);
+    return c;
+}

@@ -79,4 +79,21 @@ void h_client_step(struct h_client *c);
 struct lw_dtls_sess *h_lookup(struct h_world *w, const struct h_dgram *d);
 int h_client_write(struct h_client *c, const char *s);
 
+/* Test PKI generated at run time with wolfCrypt (ECDSA P-256, SHA-256): a CA and leaves. */
+struct h_der {
+    uint8_t d[1024];
+    size_t len;
+};
+struct h_pki {
+    struct h_der ca_cert;
+    struct h_der ca_key;
+};
+/* Makes a self-signed CA named cn. */
+void h_pki_ca(struct h_pki *p, const char *cn);
+/* Makes a leaf certificate with subject CN cn signed by the CA, and its private key. */
+void h_pki_leaf(const struct h_pki *p, const char *cn, struct h_der *cert, struct h_der *key);
+/* Client context for ECDHE-ECDSA: trusts ca, presents cert/key when given (len > 0). */
+WOLFSSL_CTX *h_cctx_cert(bool v13, const char *ciphers, const struct h_der *ca,
+                         const struct h_der *cert, const struct h_der *key);
+
 #endif
