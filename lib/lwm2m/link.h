@@ -125,7 +125,7 @@ struct lw_m2m_reg_links {
  * every other link must lie under it. Other links must be object `</o>` or instance `</o/i>`
  * paths; `ver` is read from object links (and accepted on instance links when it agrees); other
  * parameters are ignored. Duplicate instance links are merged. 0, LW_EMALFORMED / LW_ELIMIT
- * (+ *err_off), LW_ENOMEM. */
+ * (+ *err_off), LW_ENOMEM; after a failure *out holds nothing usable. */
 int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
                           const struct lw_m2m_link_cfg *cfg, struct lw_m2m_reg_links *out,
                           size_t *err_off);
