@@ -183,6 +183,9 @@ enum lw_coap_reason {
     LW_COAP_R_BAD_TYPE,       /* request in ACK/RST, or empty NON (§4.2, §4.3) */
 };
 
+/* Static lowercase description of an enum lw_coap_reason value (for logs and counters). */
+const char *lw_coap_reason_str(unsigned reason);
+
 /* What the receiver must do with a rejected message (RFC 7252 §4.2, §4.3, §5.4.1). */
 enum lw_coap_action {
     LW_COAP_A_DROP = 0,   /* silently ignore */

@@ -242,3 +242,25 @@ int lw_coap_serialize(const struct lw_coap_msg *m, struct lw_buf *out)
     lw_buf_commit(out, (size_t)(p - start));
     return 0;
 }
+
+const char *lw_coap_reason_str(unsigned reason)
+{
+    static const char *const names[] = {
+        [LW_COAP_R_OK] = "ok",
+        [LW_COAP_R_SHORT] = "shorter than the 4-byte header",
+        [LW_COAP_R_VERSION] = "unknown version",
+        [LW_COAP_R_TKL] = "token length above 8",
+        [LW_COAP_R_TRUNCATED] = "truncated token or option",
+        [LW_COAP_R_EMPTY_NOT_EMPTY] = "empty message with token, options or payload",
+        [LW_COAP_R_OPT_NIBBLE15] = "reserved option nibble 15",
+        [LW_COAP_R_OPT_NUMBER] = "option number above 65535",
+        [LW_COAP_R_EMPTY_PAYLOAD] = "payload marker without payload",
+        [LW_COAP_R_TOO_MANY_OPTS] = "too many options",
+        [LW_COAP_R_BAD_CRITICAL] = "unrecognised or invalid critical option",
+        [LW_COAP_R_RESERVED_CLASS] = "reserved code class",
+        [LW_COAP_R_BAD_TYPE] = "code not allowed in this message type",
+    };
+    if (reason >= sizeof(names) / sizeof(names[0]) || !names[reason])
+        return "unknown reason";
+    return names[reason];
+}

@@ -365,6 +365,9 @@ START_TEST(test_parse_rejections)
     ck_assert_int_eq(lw_coap_parse(&pm, d, 8, &cfg, &err), 0);
     ck_assert_int_eq(lw_coap_parse(&pm, d, 9, &cfg, &err), LW_EMALFORMED);
     ck_assert_uint_eq(err.offset, 8);
+    for (unsigned r = LW_COAP_R_OK; r <= LW_COAP_R_BAD_TYPE; r++)
+        ck_assert_str_ne(lw_coap_reason_str(r), "unknown reason");
+    ck_assert_str_eq(lw_coap_reason_str(999), "unknown reason");
     /* NULL err is allowed. */
     ck_assert_int_eq(lw_coap_parse(&pm, d, 2, NULL, NULL), LW_EMALFORMED);
 }
