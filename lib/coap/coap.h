@@ -181,6 +181,7 @@ enum lw_coap_reason {
     LW_COAP_R_BAD_CRITICAL, /* unrecognised or invalid critical option (§5.4.1, §5.4.3, §5.4.5) */
     LW_COAP_R_RESERVED_CLASS, /* code class 1, 6 or 7 (§4.2, §4.3) */
     LW_COAP_R_BAD_TYPE,       /* request in ACK/RST, or empty NON (§4.2, §4.3) */
+    LW_COAP_R_OPT_LENGTH,     /* option length above 65535 (datagrams over 64 KiB only) */
 };
 
 /* Static lowercase description of an enum lw_coap_reason value (for logs and counters). */

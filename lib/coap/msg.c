@@ -106,13 +106,15 @@ int lw_coap_parse(struct lw_coap_msg *m, const uint8_t *data, size_t len,
         num += (uint32_t)delta;
         if (num > 0xffff)
             return reject(err, start, LW_COAP_R_OPT_NUMBER, act);
+        if (olen > 0xffff) /* only reachable in datagrams above 64 KiB (not over UDP) */
+            return reject(err, start, LW_COAP_R_OPT_LENGTH, act);
         if ((size_t)olen > len - pos)
             return reject(err, start, LW_COAP_R_TRUNCATED, act);
         if (m->nopts >= max_opts)
             return reject(err, start, LW_COAP_R_TOO_MANY_OPTS, act);
         struct lw_coap_opt *o = &m->opts[m->nopts++];
         o->num = (uint16_t)num;
-        o->len = (uint16_t)olen; /* olen <= len - pos and a 65805+ byte option is cut above */
+        o->len = (uint16_t)olen;
         o->val = data + pos;
         pos += (size_t)olen;
     }
@@ -259,6 +261,7 @@ const char *lw_coap_reason_str(unsigned reason)
         [LW_COAP_R_BAD_CRITICAL] = "unrecognised or invalid critical option",
         [LW_COAP_R_RESERVED_CLASS] = "reserved code class",
         [LW_COAP_R_BAD_TYPE] = "code not allowed in this message type",
+        [LW_COAP_R_OPT_LENGTH] = "option longer than 65535 bytes",
     };
     if (reason >= sizeof(names) / sizeof(names[0]) || !names[reason])
         return "unknown reason";

@@ -336,11 +336,11 @@ START_TEST(test_parse_rejections)
         {"50 45 00 01 b1 31 ff", LW_COAP_R_EMPTY_PAYLOAD, LW_COAP_A_DROP, 6},
         {"40 01 00 01 f1 00", LW_COAP_R_OPT_NIBBLE15, LW_COAP_A_RST, 4},
         {"40 01 00 01 1f", LW_COAP_R_OPT_NIBBLE15, LW_COAP_A_RST, 4},
-        {"40 01 00 01 d0", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},       /* delta ext missing */
-        {"40 01 00 01 e0 01", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},    /* 2-byte ext cut */
-        {"40 01 00 01 1d", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},       /* len ext missing */
-        {"40 01 00 01 13 61 62", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4}, /* value cut */
-        {"40 01 00 01 1e ff ff", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4}, /* 65804 bytes */
+        {"40 01 00 01 d0", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},        /* delta ext missing */
+        {"40 01 00 01 e0 01", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},     /* 2-byte ext cut */
+        {"40 01 00 01 1d", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},        /* len ext missing */
+        {"40 01 00 01 13 61 62", LW_COAP_R_TRUNCATED, LW_COAP_A_RST, 4},  /* value cut */
+        {"40 01 00 01 1e ff ff", LW_COAP_R_OPT_LENGTH, LW_COAP_A_RST, 4}, /* 65804 bytes */
         /* 65535 then another delta 1: number 65536 */
         {"40 01 00 01 e0 fe f2 10", LW_COAP_R_OPT_NUMBER, LW_COAP_A_RST, 7},
         {"60 45 00 01 f0", LW_COAP_R_OPT_NIBBLE15, LW_COAP_A_DROP, 4},
@@ -365,9 +365,22 @@ START_TEST(test_parse_rejections)
     ck_assert_int_eq(lw_coap_parse(&pm, d, 8, &cfg, &err), 0);
     ck_assert_int_eq(lw_coap_parse(&pm, d, 9, &cfg, &err), LW_EMALFORMED);
     ck_assert_uint_eq(err.offset, 8);
-    for (unsigned r = LW_COAP_R_OK; r <= LW_COAP_R_BAD_TYPE; r++)
+    for (unsigned r = LW_COAP_R_OK; r <= LW_COAP_R_OPT_LENGTH; r++)
         ck_assert_str_ne(lw_coap_reason_str(r), "unknown reason");
     ck_assert_str_eq(lw_coap_reason_str(999), "unknown reason");
+    /* An option length of 65804 (nibble 14, ext 0xffff) in a datagram big enough to hold it. */
+    size_t biglen = 4 + 3 + 65804;
+    uint8_t *bigd = calloc(1, biglen);
+    memcpy(bigd, "\x50\x45\x00\x01\x0e\xff\xff", 7);
+    ck_assert_int_eq(lw_coap_parse(&pm, bigd, biglen, NULL, &err), LW_EMALFORMED);
+    ck_assert_uint_eq(err.reason, LW_COAP_R_OPT_LENGTH);
+    bigd[5] = 0xfe; /* 65803: still too long */
+    ck_assert_int_eq(lw_coap_parse(&pm, bigd, biglen, NULL, &err), LW_EMALFORMED);
+    bigd[5] = 0xfe;
+    bigd[6] = 0xf2; /* 65535: fine */
+    ck_assert_int_eq(lw_coap_parse(&pm, bigd, 7 + 65535, NULL, &err), 0);
+    ck_assert_uint_eq(pm.opts[0].len, 65535);
+    free(bigd);
     /* NULL err is allowed. */
     ck_assert_int_eq(lw_coap_parse(&pm, d, 2, NULL, NULL), LW_EMALFORMED);
 }
