@@ -738,6 +738,8 @@ int lw_coap_ep_respond(struct lw_coap_ep *ep, const struct lw_coap_req_ref *ref,
         return rc;
     if (m.type == LW_COAP_NON) {
         tx(ep, b.data, b.len);
+        if (e)
+            e->state = D_REPLIED; /* answered; NON duplicates are still dropped, not replayed */
         return 0;
     }
     struct lw_coap__txn *t = calloc(1, sizeof(*t));

@@ -291,6 +291,9 @@ START_TEST(test_piggyback_and_dedup)
     ck_assert_uint_eq(r.code, LW_COAP_CHANGED);
     ck_assert_uint_ne(r.mid, 0x0200);
     int ns = h->nsent;
+    struct lw_coap_msg again;
+    lw_coap_msg_init(&again, 0, LW_COAP_CHANGED);
+    ck_assert_int_eq(lw_coap_ep_respond(&h->ep, &h->reqs[2], &again, 2000), LW_EEXIST);
     ck_assert_int_eq(feed(h, &m, 2000 + 144999), LW_EEXIST);
     ck_assert_int_eq(h->nsent, ns);
     ck_assert_int_eq(feed(h, &m, 2000 + 145000), 0);
