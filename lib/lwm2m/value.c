@@ -131,7 +131,7 @@ enum lw_m2m_type lw_m2m_type_parse(const char *s, size_t len)
             (strlen(api_names[t]) == len && strncasecmp(s, api_names[t], len) == 0))
             return (enum lw_m2m_type)t;
     }
-    if (len == 11 && strncasecmp(s, "Unsigned Int", 11) == 0) /* seen in some registry files */
+    if (len == 12 && strncasecmp(s, "Unsigned Int", 12) == 0) /* seen in some registry files */
         return LW_M2M_T_UNSIGNED;
     return LW_M2M_T_NONE;
 }

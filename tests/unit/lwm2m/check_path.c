@@ -100,6 +100,8 @@ START_TEST(test_type_names)
     ck_assert_int_eq(lw_m2m_type_parse("", 0), LW_M2M_T_NONE);
     ck_assert_int_eq(lw_m2m_type_parse("Strin", 5), LW_M2M_T_NONE);
     ck_assert_int_eq(lw_m2m_type_parse("Stringg", 7), LW_M2M_T_NONE);
+    ck_assert_int_eq(lw_m2m_type_parse("Unsigned Int", 12), LW_M2M_T_UNSIGNED);
+    ck_assert_int_eq(lw_m2m_type_parse("Unsigned In", 11), LW_M2M_T_NONE);
 }
 END_TEST
 
