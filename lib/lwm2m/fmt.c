@@ -372,10 +372,18 @@ size_t lw__m2m_fmt_double(double d, char out[32], bool force_point)
         n = snprintf(out, 32, "%s", isnan(d) ? "nan" : d < 0 ? "-inf" : "inf");
         return (size_t)n;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        n = snprintf(out, 32, "%.*g", prec, d);
-        if (strtod(out, NULL) == d)
-            break;
+    if (d == floor(d) && fabs(d) < 1e15) {
+        n = snprintf(out, 32, "%" PRId64, (int64_t)d);
+        if (d == 0 && signbit(d)) /* keep -0 */
+            n = snprintf(out, 32, "-0");
+    } else {
+        /* %g drops trailing zeros, so the first precision that reads back exactly is the
+         * shortest for values of up to 15 significant digits (rounding error < half an ulp). */
+        for (int prec = 15; prec <= 17; prec++) {
+            n = snprintf(out, 32, "%.*g", prec, d);
+            if (strtod(out, NULL) == d)
+                break;
+        }
     }
     if (force_point && !strpbrk(out, ".eEn") && n + 2 < 32) {
         out[n++] = '.';

@@ -25,6 +25,8 @@
  * turn such records back into the same empty containers. SenML/LwM2M-CBOR records
  * without a value (LwM2M CBOR: null leaf) also have has_value=false.
  *
+ * Times: only SenML and old JSON carry them; the other encoders drop record times.
+ *
  * SenML profile (RFC 8428 as used by LwM2M): name = bn + n (concatenated, then parsed as a
  * path), time = bt + t (has_time when either is present; relative times stay relative), values
  * v / vs / vb / vd (base64url, padding optional, in JSON; byte string in CBOR) / vlo ("o:i").
