@@ -42,6 +42,7 @@ static struct {
     uint64_t next_id;
     struct api_limits lim;
     bool started, stopping;
+    bool metrics_registered;
     uint64_t stop_deadline_ms;
     uint64_t refused;
 } srv = {.conns = {&srv.conns, &srv.conns}};
@@ -198,7 +199,8 @@ static void op_answered(struct api_conn *c, struct api_req *r)
 {
     (void)c;
     api_metrics_observe(r, lw_mono_ns() - r->start_ns);
-    if (r->route >= 0 && api_routes[r->route].mutating)
+    /* unauthenticated (401) attempts are not audited: anyone could flood the log */
+    if (r->route >= 0 && api_routes[r->route].mutating && r->role != API_ROLE_NONE)
         api_audit(r, api_routes[r->route].name, r->target);
 }
 
@@ -334,6 +336,7 @@ int lw_api_start(uv_loop_t *loop, const struct lw_config *cfg)
         (rc = api_webhooks_start(cfg)) != 0)
         goto out;
     lw_metrics_register(&conns_writer);
+    srv.metrics_registered = true;
     srv.started = true;
 out:
     if (rc) {
@@ -366,7 +369,9 @@ void lw_api_stop(void)
         uv_close((uv_handle_t *)&srv.listeners[i], NULL);
     srv.nlisteners = 0;
     api_conn_each(close_idle, NULL);
-    lw_metrics_unregister(&conns_writer);
+    if (srv.metrics_registered)
+        lw_metrics_unregister(&conns_writer);
+    srv.metrics_registered = false;
     api_webhooks_stop();
     api_tokens_stop();
     api_sse_stop();

@@ -322,7 +322,8 @@ static void job_done(uv_work_t *w, int status)
     tk.busy = false;
     if (status == 0 && j->refresh) {
         if (j->ok && j->toks) {
-            lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
+            if (tk.toks)
+                lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
             free(tk.toks);
             tk.toks = j->toks;
             tk.ntoks = j->ntoks;
@@ -451,7 +452,8 @@ void api_tokens_stop(void)
         free(tk.url);
         tk.url = NULL;
     }
-    lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
+    if (tk.toks)
+        lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
     free(tk.toks);
     tk.toks = NULL;
     tk.ntoks = 0;
