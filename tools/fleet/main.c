@@ -403,14 +403,6 @@ static void devices_init(struct fleet_eng *e)
     }
 }
 
-static uint32_t count_state(const struct fleet_eng *e, uint8_t st)
-{
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < e->ndev; i++)
-        n += e->devs[i].state == st;
-    return n;
-}
-
 static void run_timers(struct fleet_eng *e)
 {
     lw_wheel_advance(&e->wheel, e->now);
@@ -598,7 +590,7 @@ int main(int argc, char **argv)
     if (!o->no_deregister) {
         uint64_t t_start = e->now;
         uint32_t next = 0;
-        uint64_t deadline = 0;
+        uint64_t deadline = 0, next_sweep = 0;
         while (interrupted < 2) {
             double el = (double)(e->now - t_start) / 1000.0;
             uint64_t target = (uint64_t)(el * o->rate * (interrupted ? 100 : 1)) + 1;
@@ -607,8 +599,20 @@ int main(int argc, char **argv)
             net_flush(e);
             if (next == e->ndev && !deadline)
                 deadline = e->now + 100000; /* beyond MAX_TRANSMIT_WAIT (93 s) */
-            if (next == e->ndev && (count_state(e, DS_DEREGISTERING) == 0 || e->now >= deadline))
-                break;
+            if (next == e->ndev && e->now >= next_sweep) {
+                /* Registrations still retransmitting finish now; de-register those too. */
+                uint32_t pending = 0;
+                for (uint32_t i = 0; i < e->ndev; i++) {
+                    struct fleet_dev *d = &e->devs[i];
+                    if (d->state == DS_REGISTERED)
+                        dev_deregister(d);
+                    pending += d->state == DS_DEREGISTERING || d->state == DS_REGISTERING;
+                }
+                net_flush(e);
+                if (pending == 0 || e->now >= deadline)
+                    break;
+                next_sweep = e->now + 200;
+            }
             net_poll(e, loop_wait(e));
             run_timers(e);
             if (!o->quiet && e->now >= next_progress) {
