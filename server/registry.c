@@ -4,6 +4,7 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "lwm2m/link.h"
+#include "control.h"
 #include "lwm2m/registry.h"
 
 #include <pthread.h>
@@ -20,10 +21,14 @@
  */
 struct objlist {
     uint64_t hash;
+    json_t *json;  /* the "objects" array, built once, immutable, shared by every event and
+                      answer that shows this list (jansson's refcounts are atomic) */
     uint32_t refs; /* guarded by g.lock */
     uint32_t len;
     uint8_t bytes[];
 };
+
+static json_t *objects_json_of(const uint8_t *bytes, size_t len);
 
 struct profile {
     struct objlist *objs; /* one reference */
@@ -77,7 +82,9 @@ static struct objlist *intern_locked(const uint8_t *bytes, size_t len)
     o->refs = 1;
     o->len = (uint32_t)len;
     memcpy(o->bytes, bytes, len);
-    if (lw_hmap_put(&g.lists, h, o) != 0) {
+    o->json = objects_json_of(bytes, len);
+    if (!o->json || lw_hmap_put(&g.lists, h, o) != 0) {
+        json_decref(o->json);
         free(o);
         return NULL;
     }
@@ -88,6 +95,7 @@ static void release_locked(struct objlist *o)
 {
     if (o && --o->refs == 0) {
         lw_hmap_del_item(&g.lists, o->hash, o);
+        json_decref(o->json);
         free(o);
     }
 }
@@ -271,8 +279,10 @@ void reg_global_deinit(void)
     /* Lists still referenced here belong to registrations nobody freed (a bug elsewhere). */
     pos = 0;
     struct objlist *o;
-    while ((o = lw_hmap_next(&g.lists, &pos)))
+    while ((o = lw_hmap_next(&g.lists, &pos))) {
+        json_decref(o->json);
         free(o);
+    }
     lw_hmap_deinit(&g.lists);
     pthread_mutex_unlock(&g.lock);
     lw_m2m_registry_free(g.objreg);
@@ -550,14 +560,15 @@ static json_t *time_json(int64_t unix_s)
     return json_string(buf);
 }
 
-static json_t *objects_json(struct regsrv *r, const struct objlist *o)
+/* The "objects" array of a canonical object list (built once per interned list). */
+static json_t *objects_json_of(const uint8_t *bytes, size_t len)
 {
     json_t *arr = json_array();
     struct lw_m2m_reg_links l;
+    struct lw_arena a;
     size_t off;
-    if (!arr || !o)
-        return arr;
-    if (lw_m2m_link_parse_reg(o->bytes, o->len, &r->jarena, NULL, &l, &off) == 0) {
+    lw_arena_init(&a, 4096, 0);
+    if (arr && lw_m2m_link_parse_reg(bytes, len, &a, NULL, &l, &off) == 0) {
         for (size_t i = 0; i < l.nobjs; i++) {
             const struct lw_m2m_reg_obj *ob = &l.objs[i];
             char ver[8];
@@ -569,49 +580,159 @@ static json_t *objects_json(struct regsrv *r, const struct objlist *o)
                                                  "instances", inst));
         }
     }
-    lw_arena_reset(&r->jarena);
+    lw_arena_deinit(&a);
     return arr;
+}
+
+/* A copy of what the registration JSON shows, taken on the shard thread; the JSON itself can
+ * then be built on any thread (events build it on the control thread, off the datagram path). */
+struct reg_snap {
+    struct xmsg m; /* events: transport to the control thread */
+    enum lw_event_type type;
+    const char *reason; /* static string or NULL */
+    uint64_t id;
+    json_t *objs; /* one reference to the interned list's shared array */
+    int64_t registered_s, updated_s, expires_s;
+    uint32_t lifetime_s;
+    struct peer_addr addr;
+    bool has_addr, queue;
+    uint8_t ver;
+    char binding[7];
+    char ep[DIR_MAX_NAME + 1];
+    char sms[33];
+    char pid[PROFILE_MAX_PID + 1];
+};
+
+static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
+{
+    int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
+    int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
+    left_ms -= r->cfg.expiry_grace_ms;
+    sn->id = gr->node.id;
+    sn->objs = gr->objs ? json_incref(gr->objs->json) : NULL;
+    sn->registered_s = gr->registered_s;
+    sn->updated_s = gr->updated_s;
+    sn->expires_s = wall_now + left_ms / 1000;
+    sn->lifetime_s = gr->lifetime_s;
+    sn->has_addr = gr->peer != NULL;
+    if (gr->peer)
+        sn->addr = gr->peer->addr;
+    sn->queue = gr->queue;
+    sn->ver = gr->ver;
+    memcpy(sn->binding, gr->binding, sizeof(sn->binding));
+    memcpy(sn->ep, gr->node.name, (size_t)gr->node.len + 1);
+    sn->sms[0] = sn->pid[0] = '\0';
+    if (gr->extra && gr->extra->sms)
+        snprintf(sn->sms, sizeof(sn->sms), "%s", gr->extra->sms);
+    if (gr->extra && gr->extra->pid)
+        snprintf(sn->pid, sizeof(sn->pid), "%s", gr->extra->pid);
+}
+
+/* Fills obj with the registration JSON (devices.h schema). */
+static void snap_json(const struct reg_snap *sn, json_t *j)
+{
+    char id[12], ver[8], addr[64];
+    regsrv_id_format(sn->id, id);
+    snprintf(ver, sizeof(ver), "%u.%u", sn->ver >> 4, sn->ver & 15);
+    if (sn->has_addr)
+        peer_addr_format(&sn->addr, addr, sizeof(addr));
+    json_object_set_new(j, "endpoint", json_string(sn->ep));
+    json_object_set_new(j, "registration_id", json_string(id));
+    json_object_set_new(j, "address", sn->has_addr ? json_string(addr) : json_null());
+    json_object_set_new(j, "lwm2m_version", json_string(ver));
+    json_object_set_new(j, "binding", json_string(sn->binding));
+    json_object_set_new(j, "queue_mode", json_boolean(sn->queue));
+    json_object_set_new(j, "lifetime_s", json_integer(sn->lifetime_s));
+    json_object_set_new(j, "registered_at", time_json(sn->registered_s));
+    json_object_set_new(j, "last_update", time_json(sn->updated_s));
+    json_object_set_new(j, "expires_at", time_json(sn->expires_s));
+    json_object_set_new(j, "sms", sn->sms[0] ? json_string(sn->sms) : json_null());
+    json_object_set_new(j, "profile_id", sn->pid[0] ? json_string(sn->pid) : json_null());
+    json_object_set_new(j, "security_mode", json_string("nosec"));
+    json_object_set_new(j, "objects", sn->objs ? json_incref(sn->objs) : json_array());
 }
 
 static json_t *reg_json(struct regsrv *r, const struct reg *gr)
 {
-    char id[12], ver[8], addr[64];
-    regsrv_id_format(gr->node.id, id);
-    snprintf(ver, sizeof(ver), "%u.%u", gr->ver >> 4, gr->ver & 15);
-    if (gr->peer)
-        peer_addr_format(&gr->peer->addr, addr, sizeof(addr));
-    int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
-    int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
-    left_ms -= r->cfg.expiry_grace_ms;
-    json_t *j = json_pack(
-        "{s:s,s:s,s:o,s:s,s:s,s:b,s:I,s:o,s:o,s:o,s:o,s:o,s:s,s:o}", "endpoint", gr->node.name,
-        "registration_id", id, "address", gr->peer ? json_string(addr) : json_null(),
-        "lwm2m_version", ver, "binding", gr->binding, "queue_mode", gr->queue, "lifetime_s",
-        (json_int_t)gr->lifetime_s, "registered_at", time_json(gr->registered_s), "last_update",
-        time_json(gr->updated_s), "expires_at", time_json(wall_now + left_ms / 1000), "sms",
-        gr->extra && gr->extra->sms ? json_string(gr->extra->sms) : json_null(), "profile_id",
-        gr->extra && gr->extra->pid ? json_string(gr->extra->pid) : json_null(), "security_mode",
-        "nosec", "objects", objects_json(r, gr->objs));
+    struct reg_snap sn;
+    json_t *j = json_object();
+    snap_take(r, gr, &sn);
+    if (j)
+        snap_json(&sn, j);
+    json_decref(sn.objs);
     return j;
 }
 
-static void post_event(struct regsrv *r, enum lw_event_type type, const struct reg *gr,
-                       const char *reason)
+static struct lw_event *snap_event(const struct reg_snap *sn)
 {
-    struct lw_event *ev = lw_event_new(type, gr->node.name);
+    struct lw_event *ev = lw_event_new(sn->type, sn->ep);
     if (!ev)
-        return;
-    json_t *j = reg_json(r, gr);
-    if (j) {
-        json_object_update(ev->data, j);
-        json_decref(j);
-    }
-    if (reason)
-        json_object_set_new(ev->data, "reason", json_string(reason));
-    if (r->ops->event)
-        r->ops->event(r->ctx, ev);
-    else
+        return NULL;
+    snap_json(sn, ev->data);
+    if (sn->reason)
+        json_object_set_new(ev->data, "reason", json_string(sn->reason));
+    return ev;
+}
+
+/* Events in flight to the control thread (posted, not yet turned into lw_events). */
+static _Atomic uint64_t snaps_inflight;
+static _Atomic uint64_t heartbeats_coalesced;
+#define SNAPS_HIGH_WATER 65536
+
+static void run_snap(struct shard *s, struct xmsg *m)
+{
+    struct reg_snap *sn = lw_container_of(m, struct reg_snap, m);
+    (void)s;
+    atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
+    struct lw_event *ev = snap_event(sn);
+    if (ev)
         lw_events_post(ev);
+    json_decref(sn->objs);
+    free(sn);
+}
+
+uint64_t regsrv_events_coalesced(void)
+{
+    return atomic_load_explicit(&heartbeats_coalesced, memory_order_relaxed);
+}
+
+/* Posts an event about gr. The shard thread only copies a snapshot; the control thread builds
+ * the JSON. A heartbeat Update (nothing but the timestamps changed) is not announced while the
+ * control thread is more than SNAPS_HIGH_WATER events behind: its event would only repeat the
+ * previous one with later times, and an unbounded backlog would eat the memory the
+ * registrations need. Those are counted (lwm2md_events_coalesced_total). */
+static void post_event(struct regsrv *r, enum lw_event_type type, const struct reg *gr,
+                       const char *reason, bool heartbeat)
+{
+    if (r->ops->event) {
+        struct reg_snap sn;
+        snap_take(r, gr, &sn);
+        sn.type = type;
+        sn.reason = reason;
+        struct lw_event *ev = snap_event(&sn);
+        json_decref(sn.objs);
+        if (ev)
+            r->ops->event(r->ctx, ev);
+        return;
+    }
+    if (heartbeat &&
+        atomic_load_explicit(&snaps_inflight, memory_order_relaxed) > SNAPS_HIGH_WATER) {
+        atomic_fetch_add_explicit(&heartbeats_coalesced, 1, memory_order_relaxed);
+        return;
+    }
+    struct reg_snap *sn = malloc(sizeof(*sn));
+    if (!sn)
+        return;
+    snap_take(r, gr, sn);
+    sn->type = type;
+    sn->reason = reason;
+    sn->m.run = run_snap;
+    atomic_fetch_add_explicit(&snaps_inflight, 1, memory_order_relaxed);
+    if (!lw_control_post(&sn->m)) {
+        atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
+        json_decref(sn->objs);
+        free(sn);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -910,7 +1031,7 @@ static void bind_peer(struct regsrv *r, struct reg *gr, struct peer *p)
         return;
     if (p->reg && p->reg != gr) {
         struct reg *other = p->reg;
-        post_event(r, LW_EV_DEREGISTERED, other, "replaced");
+        post_event(r, LW_EV_DEREGISTERED, other, "replaced", false);
         reg_destroy(r, other);
     }
     struct peer *old = gr->peer;
@@ -1017,7 +1138,7 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
     char id[12];
     regsrv_id_format(gr->node.id, id);
     respond(r, p, m, LW_COAP_CREATED, NULL, id);
-    post_event(r, LW_EV_REGISTERED, gr, NULL);
+    post_event(r, LW_EV_REGISTERED, gr, NULL, false);
 out:
     objlist_release(objs);
 }
@@ -1077,12 +1198,14 @@ static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg
         gr->objs = objs;
         objs = t;
     }
+    bool heartbeat =
+        !pr.has_lt && !pr.has_b && !pr.q && !pr.has_sms && !pr.has_pid && !objs && gr->peer == p;
     rearm(r, gr);
     /* The address may have changed (NAT rebinding): the registration follows the Update. */
     bind_peer(r, gr, p);
     stat_inc(&r->stats.results[RS_UPD_OK]);
     respond(r, p, m, LW_COAP_CHANGED, NULL, NULL);
-    post_event(r, LW_EV_UPDATED, gr, NULL);
+    post_event(r, LW_EV_UPDATED, gr, NULL, heartbeat);
 out:
     lw_buf_deinit(&b);
     objlist_release(objs);
@@ -1156,7 +1279,7 @@ static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_ms
         }
         stat_inc(&r->stats.results[RS_DEREG_OK]);
         respond(r, p, m, LW_COAP_DELETED, NULL, NULL);
-        post_event(r, LW_EV_DEREGISTERED, gr, "client");
+        post_event(r, LW_EV_DEREGISTERED, gr, "client", false);
         reg_destroy(r, gr);
     } else {
         stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
@@ -1182,17 +1305,28 @@ static void on_peer_timer(struct lw_timer *t)
     lw_coap_ep_timeout(&p->ep, r->now);
     if (p->reg && p->reg->expires <= r->now) {
         stat_inc(&r->stats.results[RS_EXPIRED]);
-        post_event(r, LW_EV_EXPIRED, p->reg, "expired");
+        post_event(r, LW_EV_EXPIRED, p->reg, "expired", false);
         reg_destroy(r, p->reg);
     }
     r->busy = prev;
     settle(r, p);
 }
 
-static int default_random(void *ctx, void *out, size_t len)
+/* Per-shard random stream for MIDs, tokens and id bits: SipHash-2-4 (a PRF) of a counter under a
+ * key from getrandom, so the datagram path makes no system call per new peer. */
+static int shard_random(void *ctx, void *out, size_t len)
 {
-    (void)ctx;
-    return lw_random(out, len);
+    struct regsrv *r = ctx;
+    uint8_t *p = out;
+    while (len > 0) {
+        uint64_t v = lw_siphash(r->rkey, &r->rctr, sizeof(r->rctr));
+        size_t n = LW_MIN(len, sizeof(v));
+        r->rctr++;
+        memcpy(p, &v, n);
+        p += n;
+        len -= n;
+    }
+    return 0;
 }
 
 void regsrv_cfg_from(struct regsrv_cfg *rc, const struct lw_config *cfg)
@@ -1226,8 +1360,12 @@ int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
         r->cfg.lifetime_max_s = 4294967;
     if (!r->cfg.clock)
         r->cfg.clock = lw_clock_system();
-    if (!r->cfg.coap.random)
-        r->cfg.coap.random = default_random;
+    if (!r->cfg.coap.random) {
+        if (lw_random(r->rkey, sizeof(r->rkey)) != 0)
+            return LW_EIO;
+        r->cfg.coap.random = shard_random;
+        r->cfg.coap.rctx = r;
+    }
     r->ops = ops;
     r->ctx = ctx;
     r->coap_ops = (struct lw_coap_ops){.send = on_send, .on_request = on_request};
@@ -1341,7 +1479,7 @@ int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason,
         return LW_ENOENT;
     if (json)
         *json = reg_json(r, gr);
-    post_event(r, LW_EV_DEREGISTERED, gr, reason);
+    post_event(r, LW_EV_DEREGISTERED, gr, reason, false);
     reg_destroy(r, gr);
     return 0;
 }
@@ -1453,7 +1591,7 @@ static void fwd_at_holder(struct regsrv *r, struct regsrv_fwd *f)
     if (gr && lw_coap_parse(&m, f->data, f->len, NULL, NULL) == 0) {
         if (m.code == LW_COAP_DELETE) {
             stat_inc(&r->stats.results[RS_DEREG_OK]);
-            post_event(r, LW_EV_DEREGISTERED, gr, "client");
+            post_event(r, LW_EV_DEREGISTERED, gr, "client", false);
             reg_destroy(r, gr);
             f->code = LW_COAP_DELETED;
         } else {
@@ -1495,7 +1633,7 @@ static void fwd_back(struct regsrv *r, struct regsrv_fwd *f)
                 rearm(r, gr);
                 settle(r, p);
             } else {
-                post_event(r, LW_EV_DEREGISTERED, gr, "replaced");
+                post_event(r, LW_EV_DEREGISTERED, gr, "replaced", false);
                 reg_destroy(r, gr);
             }
         }

@@ -158,6 +158,8 @@ struct regsrv {
     uint64_t now;              /* time of the current input or timer */
     struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
     bool closing;              /* regsrv_deinit: no messages to other shards */
+    uint8_t rkey[16];          /* random stream (when cfg.coap.random is NULL) */
+    uint64_t rctr;
     struct regsrv_stats stats;
 };
 
@@ -191,6 +193,8 @@ static inline size_t regsrv_reg_count(const struct regsrv *r)
 {
     return (size_t)atomic_load_explicit(&r->stats.regs, memory_order_relaxed);
 }
+/* Heartbeat "updated" events skipped while the control thread lagged (any thread). */
+uint64_t regsrv_events_coalesced(void);
 /* Registration id text (11 base62 characters) <-> value. */
 void regsrv_id_format(uint64_t id, char out[12]);
 int regsrv_id_parse(const char *s, size_t len, uint64_t *id);

@@ -324,6 +324,10 @@ static void write_metrics(void *ctx, struct lw_buf *out)
                       (unsigned long long)ld(&shards[i].rs.stats.regs));
     metric_head(out, "lwm2md_directory_endpoints", "gauge", "Endpoints in the directory.");
     lw_buf_printf(out, "lwm2md_directory_endpoints %zu\n", dir_count());
+    metric_head(out, "lwm2md_events_coalesced_total", "counter",
+                "Heartbeat updated events skipped while the control thread lagged.");
+    lw_buf_printf(out, "lwm2md_events_coalesced_total %llu\n",
+                  (unsigned long long)regsrv_events_coalesced());
     metric_head(out, "lwm2md_interned_object_lists", "gauge",
                 "Distinct object lists shared by registrations.");
     lw_buf_printf(out, "lwm2md_interned_object_lists %zu\n", reg_interned_count());
@@ -339,6 +343,9 @@ static void walk_close(uv_handle_t *h, void *arg)
 static void shard_main(void *arg)
 {
     struct shard *s = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "lw-shard%u", s->id);
+    pthread_setname_np(pthread_self(), name);
     log_debug(SHARD, "shard %u running", s->id);
     atomic_fetch_add(&running, 1);
     rearm(s, true);
