@@ -48,7 +48,7 @@ static const struct key keys[] = {
      false, false},
     {"coap", "ack_random_factor", K_DOUBLE, OFF(coap_ack_random_factor), 0, "1.5", 1.0, 4.0, NULL,
      false, false, false},
-    {"coap", "max_retransmit", K_UINT, OFF(coap_max_retransmit), 0, "4", 0, 10, NULL, false, false,
+    {"coap", "max_retransmit", K_UINT, OFF(coap_max_retransmit), 0, "4", 1, 10, NULL, false, false,
      false},
     {"coap", "max_peers", K_UINT, OFF(coap_max_peers), 0, "0", 0, 100000000, NULL, false, false,
      false},
