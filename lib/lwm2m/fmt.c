@@ -646,40 +646,48 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
 {
     /* Same grammar as lw_m2m_path_parse, inlined: this runs once per SenML record. The longest
      * valid path, "/65534/65534/65534/65534", has 24 characters. */
-    uint8_t s[32];
-    size_t len = bn_len + n_len, i = 1;
-    struct lw_m2m_path p = {{0, 0, 0, 0}, 0};
+    uint8_t buf[32];
+    const uint8_t *s = buf;
+    size_t len = bn_len + n_len;
+    unsigned depth = 0;
     if (len == 0 || len > 24)
         return LW_EMALFORMED;
-    if (bn_len)
-        memcpy(s, bn, bn_len);
-    if (n_len)
-        memcpy(s + bn_len, n, n_len);
+    if (bn_len == 0) {
+        s = n;
+    } else if (n_len == 0) {
+        s = bn;
+    } else {
+        memcpy(buf, bn, bn_len);
+        memcpy(buf + bn_len, n, n_len);
+    }
     if (s[0] != '/')
         return LW_EMALFORMED;
-    if (len == 1) {
-        *out = p;
+    out->len = 0;
+    if (len == 1)
         return 0;
-    }
+    const uint8_t *q = s + 1, *end = s + len;
     for (;;) {
-        size_t start = i;
-        uint32_t v = 0;
-        while (i < len && s[i] != '/') {
-            unsigned d = (unsigned)s[i] - '0';
-            if (d > 9 || i - start >= 5)
+        const uint8_t *st = q;
+        uint32_t v = 0; /* at most 24 digits: wraps harmlessly, rejected below by length */
+        while (q < end && *q != '/') {
+            unsigned d = (unsigned)*q - '0';
+            if (d > 9)
                 return LW_EMALFORMED;
             v = v * 10 + d;
-            i++;
+            q++;
         }
-        if (i == start || p.len == 4 || v > LW_M2M_ID_MAX || (i - start > 1 && s[start] == '0'))
+        size_t nd = (size_t)(q - st);
+        if (nd == 0 || nd > 5 || depth == 4 || v > LW_M2M_ID_MAX || (nd > 1 && *st == '0'))
             return LW_EMALFORMED;
-        p.id[p.len++] = (uint16_t)v;
-        if (i == len)
+        out->id[depth++] = (uint16_t)v; /* written in place: no struct copy */
+        if (q == end)
             break;
-        if (++i == len)
+        if (++q == end)
             return LW_EMALFORMED; /* trailing '/' */
     }
-    *out = p;
+    for (unsigned k = depth; k < 4; k++)
+        out->id[k] = 0;
+    out->len = (uint8_t)depth;
     return 0;
 }
 

@@ -38,7 +38,8 @@ static double half_to_double(uint16_t h)
  * Floats, simple values 20-23 and break are the only major-7 items LwM2M uses; other simple
  * values are refused. Reserved additional information (28-30) and indefinite lengths on
  * integers/tags are malformed (§3.2.3). */
-static inline int raw_next(struct lw__cbor_rd *r, struct lw__cbor_tok *t, int *start)
+__attribute__((always_inline)) static inline int raw_next(struct lw__cbor_rd *r,
+                                                          struct lw__cbor_tok *t, int *start)
 {
     size_t off = r->off, left = r->len - r->off;
     const uint8_t *p = r->p + off;
@@ -54,9 +55,10 @@ static inline int raw_next(struct lw__cbor_rd *r, struct lw__cbor_tok *t, int *s
         size_t n = (size_t)1 << (ai - 24);
         if (left < 1 + n)
             return lw__m2m_fail(r->d, LW_EMALFORMED, off);
-        arg = 0;
-        for (size_t k = 1; k <= n; k++)
-            arg = arg << 8 | p[k];
+        arg = n == 1   ? p[1]
+              : n == 2 ? lw_load_be16(p + 1)
+              : n == 4 ? lw_load_be32(p + 1)
+                       : lw_load_be64(p + 1);
         used += n;
     } else if (ai >= 28) {
         if (ai != 31 || major == 0 || major == 1 || major == 6)
@@ -127,7 +129,7 @@ static int join_chunks(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
 {
     enum lw__cbor_kind kind = t->kind;
     size_t first = r->off, total = 0;
-    struct lw__cbor_tok c;
+    struct lw__cbor_tok c = {0};
     int start, rc;
     for (;;) {
         if ((rc = raw_next(r, &c, &start)))

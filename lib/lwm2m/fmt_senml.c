@@ -328,7 +328,9 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
         case 100:
             if ((rc = lw__cbor_leaf(r, &v, &tag1)))
                 return rc;
-            if (v.kind != LW__CB_TEXT || !lw__m2m_utf8_valid(v.s.ptr, v.s.len))
+            /* names are checked by the path parser (ASCII only); values must be UTF-8 */
+            if (v.kind != LW__CB_TEXT ||
+                ((label == L_VS || label == 100) && !lw__m2m_utf8_valid(v.s.ptr, v.s.len)))
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
             if (label == L_BN) {
                 base->bn = v.s;

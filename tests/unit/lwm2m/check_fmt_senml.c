@@ -284,7 +284,7 @@ START_TEST(senml_rejects)
         {"81 A2 00 66 2F332F302F39 02 61 31", 11},       /* v is text */
         {"81 A2 00 66 2F332F302F39 00 61 31", 10},       /* duplicate n */
         {"81 A3 00 66 2F332F302F39 02 01 03 61 31", 12}, /* two values */
-        {"81 A1 00 62 2F FF", 3},                        /* invalid UTF-8 name */
+        {"81 A1 00 62 2F FF", 1},                        /* invalid name: reported at its record */
         {"81 A1 F6 01", 2},                              /* null key */
         {"81 A1 00 66 2F332F302F39 00", 10},             /* trailing byte */
         {"81 A1 1C 00", 2},                              /* reserved additional info */
