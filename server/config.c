@@ -80,6 +80,8 @@ static const struct key keys[] = {
      true, false, false},
     {"api", "token_refresh", K_DURATION, OFF(api_token_refresh), 0, "30s", 100, 86400000, NULL,
      false, false, false},
+    {"api", "tls_cert", K_STR, OFF(api_tls_cert), 0, "", 0, 0, NULL, false, false, true},
+    {"api", "tls_key", K_STR, OFF(api_tls_key), 0, "", 0, 0, NULL, false, false, true},
     {"webhooks", "urls", K_STR, OFF(webhooks_urls), 0, "", 0, 0, NULL, false, false, false},
     {"webhooks", "secret_file", K_STR, OFF(webhooks_secret_file), 0, "", 0, 0, NULL, false, false,
      true},

@@ -56,6 +56,8 @@ struct lw_config {
     unsigned api_sse_heartbeat;   /* ms between SSE heartbeat comments */
     size_t api_sse_max_backlog;   /* bytes queued to a slow SSE client before it is dropped */
     unsigned api_token_refresh;   /* ms between reloads of the token table from the database */
+    char *api_tls_cert;           /* PEM certificate chain: TLS on every api.listen when set */
+    char *api_tls_key;            /* PEM private key */
     /* [webhooks] */
     char *webhooks_urls;           /* comma-separated subscriber URLs ("" = off) */
     char *webhooks_secret_file;    /* HMAC key file */
