@@ -12,6 +12,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 struct tconn {
     uv_tcp_t tcp;
@@ -21,7 +23,12 @@ struct tconn {
     uint64_t last_activity_ms;
     uint64_t header_start_ms;
     bool closing;
+    bool shutting; /* uv_shutdown requested */
     bool reading;
+    WOLFSSL *ssl;          /* api.tls_cert set: TLS over this connection */
+    bool tls_up;           /* handshake finished */
+    const uint8_t *tls_in; /* ciphertext being consumed by the receive callback */
+    size_t tls_in_len;
     int handles; /* open uv handles (tcp, timer) */
 };
 
@@ -45,6 +52,8 @@ static struct {
     bool metrics_registered;
     uint64_t stop_deadline_ms;
     uint64_t refused;
+    WOLFSSL_CTX *tls;
+    uint64_t tls_failures;
 } srv = {.conns = {&srv.conns, &srv.conns}};
 
 static struct tconn *tconn_of(struct api_conn *c)
@@ -90,6 +99,9 @@ static void tconn_close(struct tconn *t)
     lw_list_remove(&t->api.link);
     srv.nconns--;
     api_conn_deinit(&t->api);
+    if (t->ssl)
+        wolfSSL_free(t->ssl);
+    t->ssl = NULL;
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, on_handle_closed);
     uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
@@ -116,9 +128,9 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-static void op_write(struct api_conn *c, const uint8_t *p, size_t n)
+/* Queues bytes on the socket (a copy; completion in on_write). */
+static void raw_write(struct tconn *t, const uint8_t *p, size_t n)
 {
-    struct tconn *t = tconn_of(c);
     if (t->closing || n == 0)
         return;
     struct wreq *w = malloc(sizeof(*w) + n);
@@ -139,15 +151,64 @@ static void op_write(struct api_conn *c, const uint8_t *p, size_t n)
     }
 }
 
+static void op_write(struct api_conn *c, const uint8_t *p, size_t n)
+{
+    struct tconn *t = tconn_of(c);
+    if (t->closing || n == 0)
+        return;
+    if (!t->ssl) {
+        raw_write(t, p, n);
+        return;
+    }
+    /* The send callback never blocks, so wolfSSL_write takes everything or fails. */
+    while (n && !t->closing) {
+        int chunk = (int)LW_MIN(n, (size_t)16384);
+        int rc = wolfSSL_write(t->ssl, p, chunk);
+        if (rc <= 0) {
+            tconn_close(t);
+            return;
+        }
+        p += rc;
+        n -= (size_t)rc;
+    }
+}
+
+/* wolfSSL I/O callbacks: ciphertext from the current on_read buffer, out through raw_write. */
+static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct tconn *t = ctx;
+    if (t->tls_in_len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = LW_MIN((size_t)sz, t->tls_in_len);
+    memcpy(buf, t->tls_in, n);
+    t->tls_in += n;
+    t->tls_in_len -= n;
+    return (int)n;
+}
+
+static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct tconn *t = ctx;
+    if (t->closing)
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    raw_write(t, (const uint8_t *)buf, (size_t)sz);
+    return sz;
+}
+
 static void op_close(struct api_conn *c)
 {
     struct tconn *t = tconn_of(c);
-    if (t->closing)
+    if (t->closing || t->shutting)
         return;
+    t->shutting = true;
     if (t->reading) {
         uv_read_stop((uv_stream_t *)&t->tcp);
         t->reading = false;
     }
+    if (t->ssl && t->tls_up)
+        wolfSSL_shutdown(t->ssl); /* close_notify; the peer's answer is not awaited */
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req || uv_shutdown(req, (uv_stream_t *)&t->tcp, on_shutdown) != 0) {
         free(req);
@@ -177,7 +238,40 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     uint64_t now = lw_mono_ms();
     t->last_activity_ms = now;
     bool was_in_header = t->api.in_header;
-    api_conn_feed(&t->api, (const uint8_t *)buf->base, (size_t)nread);
+    if (t->ssl) {
+        if (!t->tls_up)
+            t->header_start_ms = now; /* the handshake counts against header_timeout */
+        t->tls_in = (const uint8_t *)buf->base;
+        t->tls_in_len = (size_t)nread;
+        if (!t->tls_up) {
+            int rc = wolfSSL_accept(t->ssl);
+            if (rc != WOLFSSL_SUCCESS) {
+                int err = wolfSSL_get_error(t->ssl, rc);
+                if (err != WOLFSSL_ERROR_WANT_READ && err != WOLFSSL_ERROR_WANT_WRITE) {
+                    srv.tls_failures++;
+                    log_info_rl(API, "tls handshake failed: %s",
+                                wolfSSL_ERR_reason_error_string((unsigned long)err));
+                    op_close(&t->api);
+                }
+                return;
+            }
+            t->tls_up = true;
+        }
+        static uint8_t plain[16384];
+        while (!t->closing && !t->shutting && t->ssl) {
+            int n = wolfSSL_read(t->ssl, plain, sizeof(plain));
+            if (n <= 0) {
+                int err = wolfSSL_get_error(t->ssl, n);
+                if (err != WOLFSSL_ERROR_WANT_READ)
+                    op_close(&t->api); /* close_notify or a TLS error */
+                break;
+            }
+            api_conn_feed(&t->api, plain, (size_t)n);
+        }
+        t->tls_in_len = 0;
+    } else {
+        api_conn_feed(&t->api, (const uint8_t *)buf->base, (size_t)nread);
+    }
     if (!t->closing && t->api.in_header && !was_in_header)
         t->header_start_ms = now;
 }
@@ -219,7 +313,8 @@ static void on_tick(uv_timer_t *h)
         tconn_close(t);
         return;
     }
-    if (c->in_header && now - t->header_start_ms > c->lim.header_timeout_ms) {
+    if ((c->in_header || (t->ssl && !t->tls_up)) &&
+        now - t->header_start_ms > c->lim.header_timeout_ms) {
         log_info_rl(API, "closing a slow client: headers incomplete after %u ms",
                     c->lim.header_timeout_ms);
         op_close(c);
@@ -255,6 +350,18 @@ static void on_connection(uv_stream_t *server, int status)
     t->timer.data = t;
     t->handles = 2;
     api_conn_init(&t->api, ++srv.next_id, &srv.lim, &tcp_ops, t);
+    if (srv.tls) {
+        t->ssl = wolfSSL_new(srv.tls);
+        if (!t->ssl) {
+            api_conn_deinit(&t->api);
+            uv_close((uv_handle_t *)&t->timer, on_handle_closed);
+            uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
+            return;
+        }
+        wolfSSL_SetIOReadCtx(t->ssl, t);
+        wolfSSL_SetIOWriteCtx(t->ssl, t);
+        t->header_start_ms = lw_mono_ms();
+    }
     lw_list_push_back(&srv.conns, &t->api.link);
     srv.nconns++;
     t->last_activity_ms = lw_mono_ms();
@@ -277,8 +384,12 @@ static void conns_metrics(void *ctx, struct lw_buf *out)
                   "# TYPE lwm2md_sse_clients gauge\nlwm2md_sse_clients %u\n"
                   "# HELP lwm2md_http_connections_refused_total Connections refused at "
                   "api.max_connections.\n# TYPE lwm2md_http_connections_refused_total counter\n"
-                  "lwm2md_http_connections_refused_total %llu\n",
-                  srv.nconns, sse_n, (unsigned long long)srv.refused);
+                  "lwm2md_http_connections_refused_total %llu\n"
+                  "# HELP lwm2md_http_tls_handshake_failures_total Failed TLS handshakes.\n"
+                  "# TYPE lwm2md_http_tls_handshake_failures_total counter\n"
+                  "lwm2md_http_tls_handshake_failures_total %llu\n",
+                  srv.nconns, sse_n, (unsigned long long)srv.refused,
+                  (unsigned long long)srv.tls_failures);
 }
 
 static struct lw_metrics_writer conns_writer = {.write = conns_metrics};
@@ -313,6 +424,36 @@ static int listen_one(const struct lw_listen *l, uv_tcp_t *h)
     return rc;
 }
 
+static int tls_setup(const struct lw_config *cfg)
+{
+    const char *cert = cfg->api_tls_cert ? cfg->api_tls_cert : "";
+    const char *key = cfg->api_tls_key ? cfg->api_tls_key : "";
+    if (!*cert && !*key)
+        return 0;
+    if (!*cert || !*key) {
+        log_err(API, "api.tls_cert and api.tls_key must be set together");
+        return LW_ECONFIG;
+    }
+    wolfSSL_Init();
+    srv.tls = wolfSSL_CTX_new(wolfTLS_server_method()); /* TLS 1.2 and 1.3 (NO_OLD_TLS build) */
+    if (!srv.tls)
+        return LW_ENOMEM;
+    if (wolfSSL_CTX_use_certificate_chain_file(srv.tls, cert) != WOLFSSL_SUCCESS) {
+        log_err(API, "api.tls_cert: cannot load a PEM certificate chain from %s", cert);
+        return LW_ECONFIG;
+    }
+    if (wolfSSL_CTX_use_PrivateKey_file(srv.tls, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_check_private_key(srv.tls) != WOLFSSL_SUCCESS) {
+        log_err(API, "api.tls_key: cannot load a PEM private key matching the certificate from %s",
+                key);
+        return LW_ECONFIG;
+    }
+    wolfSSL_CTX_SetIORecv(srv.tls, tls_recv);
+    wolfSSL_CTX_SetIOSend(srv.tls, tls_send);
+    log_info(API, "http api uses tls");
+    return 0;
+}
+
 int lw_api_start(uv_loop_t *loop, const struct lw_config *cfg)
 {
     int rc = 0;
@@ -320,6 +461,8 @@ int lw_api_start(uv_loop_t *loop, const struct lw_config *cfg)
     srv.stopping = false;
     apply(cfg);
     api_set.sse_ring = cfg->api_sse_ring ? cfg->api_sse_ring : 10000;
+    if ((rc = tls_setup(cfg)) != 0)
+        goto out;
     for (unsigned i = 0; i < cfg->api_listen_n; i++) {
         const struct lw_listen *l = &cfg->api_listen[i];
         rc = listen_one(l, &srv.listeners[srv.nlisteners]);
@@ -375,6 +518,10 @@ void lw_api_stop(void)
     api_webhooks_stop();
     api_tokens_stop();
     api_sse_stop();
+    if (srv.tls) {
+        wolfSSL_CTX_free(srv.tls); /* connections still open hold their own reference */
+        srv.tls = NULL;
+    }
 }
 
 void lw_api_reload(const struct lw_config *cfg)
