@@ -13,6 +13,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/asn.h>
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,7 @@
 #define DEF_MTU          1280
 #define DEF_HS_MS        30000
 #define DEF_MAX_HS       1024
+#define DEF_HELLO_RATE   1000 /* per /24 or /56 and second: carrier NATs put many devices there */
 #define MAX_TLS13_SUITES 5
 
 enum { ST_HANDSHAKE, ST_ESTABLISHED, ST_CLOSED, ST_FAILED };
@@ -55,6 +57,8 @@ struct lw_dtls_ctx {
     uint16_t mtu;
     uint32_t hs_ms;
     uint32_t max_hs;
+    uint32_t hello_rate; /* per prefix, hellos per second; 0: limit off */
+    uint32_t hello_burst;
     bool v13;
     bool certs; /* server certificate loaded: client certificates required */
     /* TLS 1.3 suites of the configured list in preference order (for the PSK callback). */
@@ -72,8 +76,17 @@ struct io {
     socklen_t tolen;
 };
 
+#define N_BUCKETS 4096
+
+struct bucket {
+    uint32_t tokens; /* thousandths of a hello */
+    uint64_t last;   /* ms of the last refill; 0: never used */
+};
+
 struct lw_dtls_shard {
     const struct lw_dtls_ctx *ctx;
+    struct bucket *buckets; /* N_BUCKETS, NULL when the limit is off */
+    uint8_t fp_key[16];
     const struct lw_dtls_shard_ops *ops;
     void *arg;
     WOLFSSL *scratch; /* answers ClientHellos statelessly; NULL until needed */
@@ -112,6 +125,7 @@ struct lw_dtls_sess {
     union addr addr;
     union addr moving; /* address of the record being processed when it differs */
     socklen_t moving_len;
+    uint64_t ch_random; /* fingerprint of the ClientHello random that created the session */
     uint8_t ident[LW_DTLS_IDENT_MAX];
 };
 
@@ -415,6 +429,10 @@ int lw_dtls_ctx_new(const struct lw_dtls_cfg *cfg, struct lw_dtls_ctx **out)
     c->hs_ms = cfg->handshake_ms ? cfg->handshake_ms : DEF_HS_MS;
     c->max_hs = cfg->max_handshakes ? cfg->max_handshakes : DEF_MAX_HS;
     c->v13 = (v & LW_DTLS_V13) != 0;
+    if (!cfg->no_hello_limit) {
+        c->hello_rate = cfg->hello_rate ? cfg->hello_rate : DEF_HELLO_RATE;
+        c->hello_burst = cfg->hello_burst ? cfg->hello_burst : 2 * c->hello_rate;
+    }
     if (v == (LW_DTLS_V12 | LW_DTLS_V13))
         m = wolfDTLS_server_method(); /* highest common version, 1.2 or 1.3 */
     else if (v == LW_DTLS_V12)
@@ -540,6 +558,13 @@ int lw_dtls_shard_new(const struct lw_dtls_ctx *ctx, uint8_t shard_id,
     if (rc == 0)
         rc = lw_random(&sh->cid_key, sizeof(sh->cid_key));
     if (rc == 0)
+        rc = lw_random(sh->fp_key, sizeof(sh->fp_key));
+    if (rc == 0 && ctx->hello_rate) {
+        sh->buckets = calloc(N_BUCKETS, sizeof(*sh->buckets));
+        if (!sh->buckets)
+            rc = LW_ENOMEM;
+    }
+    if (rc == 0)
         rc = ensure_scratch(sh);
     if (rc != 0) {
         lw_dtls_shard_free(sh);
@@ -555,6 +580,7 @@ void lw_dtls_shard_free(struct lw_dtls_shard *sh)
         return;
     if (sh->scratch)
         wolfSSL_free(sh->scratch);
+    free(sh->buckets);
     lw_secure_zero(sh->secret, sizeof(sh->secret));
     free(sh);
 }
@@ -730,6 +756,57 @@ static bool looks_like_client_hello(const uint8_t *d, size_t len)
     return len >= 13 + 12 && d[0] == 22 && d[1] == 0xFE && d[13] == 1;
 }
 
+/* An epoch-0 ClientHello whose first fragment carries the random: a new handshake (RFC 6347
+ * §4.2.8), as opposed to handshake records of the current association. */
+static bool initial_client_hello(const uint8_t *d, size_t len)
+{
+    return looks_like_client_hello(d, len) && d[3] == 0 && d[4] == 0 && len >= 13 + 12 + 34 &&
+           d[19] == 0 && d[20] == 0 && d[21] == 0;
+}
+
+/* Keyed fingerprint of the ClientHello random (record 13 + handshake header 12 + version 2). */
+static uint64_t ch_fingerprint(const struct lw_dtls_shard *sh, const uint8_t *d, size_t len)
+{
+    if (!initial_client_hello(d, len))
+        return 0;
+    return lw_siphash(sh->fp_key, d + 27, 32);
+}
+
+/* Token bucket per source prefix (IPv4 /24, IPv6 /56) in a fixed table: bounds the stateless
+ * work (cookie MACs, HelloVerifyRequests) any one network can cause, without per-peer memory.
+ * Colliding prefixes share a bucket. Returns true when the hello may proceed. */
+static bool hello_allowed(struct lw_dtls_shard *sh, const struct sockaddr *from, socklen_t len,
+                          uint64_t now)
+{
+    const struct lw_dtls_ctx *ctx = sh->ctx;
+    uint8_t key[9] = {0};
+    if (!sh->buckets)
+        return true;
+    if (from->sa_family == AF_INET && (size_t)len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)from;
+        key[0] = 4;
+        memcpy(key + 1, &a->sin_addr, 3);
+    } else if (from->sa_family == AF_INET6 && (size_t)len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
+        key[0] = 6;
+        memcpy(key + 1, &a->sin6_addr, 7);
+    }
+    struct bucket *b = &sh->buckets[lw_siphash(sh->fp_key, key, sizeof(key)) % N_BUCKETS];
+    /* tokens are kept in thousandths so that sub-token refills are not lost */
+    uint64_t cap = (uint64_t)ctx->hello_burst * 1000;
+    uint64_t elapsed = now > b->last ? now - b->last : 0;
+    uint64_t t = b->last == 0 ? cap : b->tokens + elapsed * ctx->hello_rate;
+    b->last = now ? now : 1;
+    if (t > cap)
+        t = cap;
+    if (t < 1000) {
+        b->tokens = (uint32_t)t;
+        return false;
+    }
+    b->tokens = (uint32_t)(t - 1000);
+    return true;
+}
+
 static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, socklen_t fromlen,
                      const uint8_t *data, size_t len, uint64_t now, struct lw_dtls_sess **created)
 {
@@ -738,6 +815,10 @@ static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, sock
 
     if (!looks_like_client_hello(data, len)) {
         sh->st.hello_dropped++;
+        return 0;
+    }
+    if (!hello_allowed(sh, from, fromlen, now)) {
+        sh->st.hello_ratelimited++;
         return 0;
     }
     rc = ensure_scratch(sh);
@@ -780,6 +861,7 @@ static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, sock
     s->hs_deadline = now + sh->ctx->hs_ms;
     sh->st.in_handshake++;
     sh->st.sessions_created++;
+    s->ch_random = ch_fingerprint(sh, data, len);
     if (sh->pend_id_len) {
         memcpy(s->ident, sh->pend_ident, sh->pend_id_len);
         s->id_len = sh->pend_id_len;
@@ -814,6 +896,16 @@ int lw_dtls_input(struct lw_dtls_shard *sh, struct lw_dtls_sess *s, const struct
     if (!from || fromlen <= 0 || (size_t)fromlen > LW_DTLS_ADDR_MAX || (!data && len))
         return LW_EINVAL;
     if (!s) {
+        struct lw_dtls_sess *dummy;
+        return input_new(sh, from, fromlen, data, len, now_ms, created ? created : &dummy);
+    }
+    if (s->state == ST_ESTABLISHED && addr_eq(&s->addr, s->addr_len, from, fromlen) &&
+        initial_client_hello(data, len)) {
+        /* The peer starts over (e.g. it rebooted and lost its keys): RFC 6347 §4.2.8 has the
+         * new handshake go through the cookie exchange while this association stays. A late
+         * copy of the hello that created this session is a duplicate, not a new start. */
+        if (ch_fingerprint(sh, data, len) == s->ch_random)
+            return 0;
         struct lw_dtls_sess *dummy;
         return input_new(sh, from, fromlen, data, len, now_ms, created ? created : &dummy);
     }

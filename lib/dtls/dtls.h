@@ -31,8 +31,7 @@
  *
  * Errors: 0 or a negative LW_E* code; wolfSSL's raw error is kept in the session
  * (lw_dtls_sess_raw_error). Thread rules: ctx any thread; a shard and its sessions only from
- * the shard's thread. Callbacks must not call back into the same session (no re-entrancy);
- * they may call lw_dtls_write() on another session.
+ * the shard's thread. What callbacks may do: see lw_dtls_input.
  */
 #ifndef LW_DTLS_DTLS_H
 #define LW_DTLS_DTLS_H
@@ -102,6 +101,12 @@ struct lw_dtls_cfg {
     uint16_t mtu;            /* record payload budget; 0: 1280 */
     uint32_t handshake_ms;   /* a handshake must finish within this; 0: 30000 */
     uint32_t max_handshakes; /* per shard in flight; 0: 1024 */
+    /* Hellos without a session, per source prefix (IPv4 /24, IPv6 /56) and shard: token bucket
+     * of hello_rate per second (0: 1000) and hello_burst (0: 2 x rate); no_hello_limit turns it
+     * off. Generous by default because carrier-grade NAT puts many devices behind one prefix. */
+    uint32_t hello_rate;
+    uint32_t hello_burst;
+    bool no_hello_limit;
     struct lw_dtls_cred_ops cred;
     void *cred_arg;
 };
@@ -135,9 +140,10 @@ struct lw_dtls_stats {
     uint64_t sessions_created;
     uint64_t handshakes_done;
     uint64_t handshakes_failed;
-    uint64_t budget_refused; /* valid cookie but cfg.max_handshakes in flight */
-    uint32_t in_handshake;   /* sessions currently handshaking */
-    uint32_t live;           /* sessions allocated */
+    uint64_t budget_refused;    /* valid cookie but cfg.max_handshakes in flight */
+    uint64_t hello_ratelimited; /* hellos dropped by the per-prefix limit */
+    uint32_t in_handshake;      /* sessions currently handshaking */
+    uint32_t live;              /* sessions allocated */
 };
 
 /* ---- context ----------------------------------------------------------------------------- */
@@ -169,16 +175,24 @@ void lw_dtls_shard_stats(const struct lw_dtls_shard *sh, struct lw_dtls_stats *o
 
 /* Feeds one datagram (borrowed). sess is the session the caller found for it (by CID via
  * lw_dtls_cid_peek, else by source address) or NULL. With NULL, the datagram is treated as a
- * ClientHello: without a valid cookie it is answered statelessly (nothing allocated, returns 0,
- * *created = NULL); with one, a session is created, the handshake continues and *created
- * receives it (owned by the caller: insert it in your tables, free with lw_dtls_sess_free).
- * Anything else without a session is dropped (0). With a session, records are processed and
- * callbacks fire; a record from an address other than the session's is accepted only on a CID
- * session and only if it authenticates (then LW_DTLS_EV_PEER_MOVED and the address changes).
+ * ClientHello: past the per-prefix hello limit it is dropped; without a valid cookie it is
+ * answered statelessly (nothing allocated, returns 0, *created = NULL); with one, a session is
+ * created, the handshake continues and *created receives it (owned by the caller: insert it in
+ * your tables, free with lw_dtls_sess_free). Anything else without a session is dropped (0).
+ * With a session, records are processed and callbacks fire; a record from an address other
+ * than the session's is accepted only on a CID session and only if it authenticates (then
+ * LW_DTLS_EV_PEER_MOVED and the address changes).
+ * A new epoch-0 ClientHello from the address of an established session (the device rebooted;
+ * RFC 6347 §4.2.8) goes through the cookie exchange like one without a session and, once its
+ * cookie verifies, *created receives a new session for that address while `sess` is left as it
+ * was: replace it in your tables and free it (a late duplicate of the hello that created `sess`
+ * is recognised and ignored).
  * Returns 0 (also for records wolfSSL silently dropped), LW_EINVAL (bad address, non-CID
  * session from another address), LW_ELIMIT (handshake budget full, nothing allocated),
- * LW_ENOMEM, LW_EDTLS (the session failed; LW_DTLS_EV_FAILED was raised). `created` may be
- * NULL when sess is not. */
+ * LW_ENOMEM, LW_EDTLS (the session failed; LW_DTLS_EV_FAILED was raised).
+ * Callbacks: send must not call into lib/dtls; deliver and event may call lw_dtls_write and
+ * lw_dtls_close (on any session, this one included) but must not call lw_dtls_input or free a
+ * session (free it after lw_dtls_input returns). */
 int lw_dtls_input(struct lw_dtls_shard *sh, struct lw_dtls_sess *sess, const struct sockaddr *from,
                   socklen_t fromlen, const uint8_t *data, size_t len, uint64_t now_ms,
                   struct lw_dtls_sess **created);

@@ -613,6 +613,135 @@ START_TEST(test_bad_inputs)
 }
 END_TEST
 
+/* The device reboots and handshakes again from the same address while its old session is still
+ * established: a new session comes back in *created; a late duplicate of the hello that created
+ * the old session does not. */
+START_TEST(test_reboot_same_address)
+{
+    struct lw_dtls_ctx *ctx = mkctx(0, 0);
+    WOLFSSL_CTX *cc = h_cctx_psk(false, "PSK-AES128-CCM-8", false);
+    struct h_world w;
+    h_world_init(&w, ctx, 12, 4);
+    struct h_client *c = h_client_new(&w, cc, 5014);
+    /* record the datagrams of the first handshake */
+    struct h_dgram hellos[2];
+    size_t nh = 0;
+    for (int round = 0; round < 20 && !c->hs_done; round++) {
+        h_client_step(c);
+        while (w.to_server.n) {
+            struct h_dgram *g = &w.to_server.q[w.to_server.head];
+            if (g->d[0] == 22 && g->d[13] == 1 && nh < 2)
+                hellos[nh++] = *g;
+            struct lw_dtls_sess *cr = NULL;
+            lw_dtls_input(w.sh, c->sess, (struct sockaddr *)&g->addr, sizeof(g->addr), g->d, g->len,
+                          w.now, c->sess ? NULL : &cr);
+            if (cr)
+                c->sess = cr;
+            w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+            w.to_server.n--;
+        }
+    }
+    ck_assert(c->hs_done);
+    ck_assert_uint_eq(nh, 2);
+    struct lw_dtls_sess *old = c->sess;
+    /* late duplicate of the hello with cookie: ignored */
+    struct lw_dtls_sess *cr = NULL;
+    ck_assert_int_eq(lw_dtls_input(w.sh, old, (struct sockaddr *)&hellos[1].addr,
+                                   sizeof(hellos[1].addr), hellos[1].d, hellos[1].len, w.now, &cr),
+                     0);
+    ck_assert_ptr_null(cr);
+    ck_assert(lw_dtls_sess_established(old));
+    /* reboot: a fresh client object on the same port */
+    wolfSSL_free(c->ssl);
+    c->ssl = wolfSSL_new(cc);
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    wolfSSL_dtls_set_using_nonblock(c->ssl, 1);
+    c->hs_done = false;
+    c->in.n = 0;
+    struct lw_dtls_sess *fresh = NULL;
+    for (int round = 0; round < 20 && !c->hs_done; round++) {
+        h_client_step(c);
+        while (w.to_server.n) {
+            struct h_dgram *g = &w.to_server.q[w.to_server.head];
+            struct lw_dtls_sess *target = fresh ? fresh : old;
+            cr = NULL;
+            lw_dtls_input(w.sh, target, (struct sockaddr *)&g->addr, sizeof(g->addr), g->d, g->len,
+                          w.now, &cr);
+            if (cr)
+                fresh = cr;
+            w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+            w.to_server.n--;
+        }
+    }
+    ck_assert(c->hs_done);
+    ck_assert_ptr_nonnull(fresh);
+    ck_assert_ptr_ne(fresh, old);
+    ck_assert(lw_dtls_sess_established(fresh));
+    lw_dtls_sess_free(old);
+    c->sess = fresh;
+    ck_assert_int_eq(h_client_write(c, "after reboot"), 12);
+    h_pump(&w);
+    ck_assert_mem_eq(w.last_pt, "after reboot", 12);
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(test_hello_rate_limit)
+{
+    struct lw_dtls_cfg cfg = {0};
+    struct lw_dtls_ctx *ctx = NULL;
+    cfg.cred.psk_lookup = lookup;
+    cfg.hello_rate = 10;
+    cfg.hello_burst = 20;
+    ck_assert_int_eq(lw_dtls_ctx_new(&cfg, &ctx), 0);
+    WOLFSSL_CTX *cc = h_cctx_psk(false, "PSK-AES128-CCM-8", false);
+    struct h_world w;
+    h_world_init(&w, ctx, 13, 4);
+    struct h_client *c = h_client_new(&w, cc, 5015);
+    h_client_step(c);
+    struct h_dgram hello = w.to_server.q[w.to_server.head];
+    w.to_server.n = 0;
+    /* 100 hellos from one /24 at the same instant: 20 pass (burst) */
+    for (unsigned i = 0; i < 100; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(1000 + i))};
+        a.sin_addr.s_addr = htonl(0xc0000200u + (i & 0xff));
+        struct lw_dtls_sess *cr;
+        lw_dtls_input(w.sh, NULL, (struct sockaddr *)&a, sizeof(a), hello.d, hello.len, w.now, &cr);
+    }
+    struct lw_dtls_stats st;
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.hello_stateless, 20);
+    ck_assert_uint_eq(st.hello_ratelimited, 80);
+    /* another prefix is not affected */
+    struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons(1)};
+    b.sin_addr.s_addr = htonl(0xc6336401u);
+    struct lw_dtls_sess *cr;
+    lw_dtls_input(w.sh, NULL, (struct sockaddr *)&b, sizeof(b), hello.d, hello.len, w.now, &cr);
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.hello_stateless, 21);
+    /* one second later 10 more pass on the first prefix */
+    w.now += 1000;
+    for (unsigned i = 0; i < 30; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(3000 + i))};
+        a.sin_addr.s_addr = htonl(0xc0000201u);
+        lw_dtls_input(w.sh, NULL, (struct sockaddr *)&a, sizeof(a), hello.d, hello.len, w.now, &cr);
+    }
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.hello_stateless, 31);
+    /* the real client (127.0.0.x, its own prefix) still gets through (it retransmits its
+     * first hello, which the test took away) */
+    wolfSSL_dtls_got_timeout(c->ssl);
+    h_pump(&w);
+    ck_assert(c->hs_done);
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
 Suite *suite_psk(void);
 Suite *suite_psk(void)
 {
@@ -633,6 +762,8 @@ Suite *suite_psk(void)
     tcase_add_test(tc, test_hibernate_1000);
     tcase_add_test(tc, test_spoofed_move);
     tcase_add_test(tc, test_cid_peek);
+    tcase_add_test(tc, test_reboot_same_address);
+    tcase_add_test(tc, test_hello_rate_limit);
     tcase_add_test(tc, test_bad_inputs);
     suite_add_tcase(s, tc);
     return s;
