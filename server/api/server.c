@@ -25,6 +25,8 @@ struct tconn {
     bool closing;
     bool shutting; /* uv_shutdown requested */
     bool reading;
+    bool write_paused;     /* reading stopped: too many response bytes queued */
+    bool api_paused;       /* reading stopped: too many unanswered requests */
     WOLFSSL *ssl;          /* api.tls_cert set: TLS over this connection */
     bool tls_up;           /* handshake finished */
     const uint8_t *tls_in; /* ciphertext being consumed by the receive callback */
@@ -115,6 +117,21 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     tconn_close(t);
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reads while neither the request queue nor the response backlog is over its limit. */
+static void update_reading(struct tconn *t)
+{
+    bool want = !t->closing && !t->shutting && !t->write_paused && !t->api_paused;
+    if (want && !t->reading)
+        t->reading = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0;
+    else if (!want && t->reading) {
+        uv_read_stop((uv_stream_t *)&t->tcp);
+        t->reading = false;
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
@@ -122,6 +139,10 @@ static void on_write(uv_write_t *req, int status)
     t->backlog -= w->len;
     t->last_activity_ms = lw_mono_ms();
     free(w);
+    if (t->write_paused && t->backlog <= api_set.sse_max_backlog / 2 && !t->closing) {
+        t->write_paused = false;
+        update_reading(t);
+    }
     if (status < 0 && !t->closing) {
         log_debug(API, "write failed: %s", uv_strerror(status));
         tconn_close(t);
@@ -148,6 +169,13 @@ static void raw_write(struct tconn *t, const uint8_t *p, size_t n)
         t->backlog -= n;
         free(w);
         tconn_close(t);
+        return;
+    }
+    /* A client that pipelines without reading the answers must not grow memory without bound.
+     * (SSE clients are disconnected instead, see sse.c.) */
+    if (t->backlog > api_set.sse_max_backlog && !t->api.sse && !t->write_paused) {
+        t->write_paused = true;
+        update_reading(t);
     }
 }
 
@@ -281,12 +309,8 @@ static void op_pause(struct api_conn *c, bool paused)
     struct tconn *t = tconn_of(c);
     if (t->closing)
         return;
-    if (paused && t->reading) {
-        uv_read_stop((uv_stream_t *)&t->tcp);
-        t->reading = false;
-    } else if (!paused && !t->reading) {
-        t->reading = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) == 0;
-    }
+    t->api_paused = paused;
+    update_reading(t);
 }
 
 static void op_answered(struct api_conn *c, struct api_req *r)
