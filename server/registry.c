@@ -549,15 +549,29 @@ static int fwd_target(const struct regsrv *r, uint64_t id)
 /* ------------------------------------------------------------------------------------------------
  * JSON (devices.h schema)
  */
+/* RFC 3339 UTC ("2026-11-22T10:00:00Z"), formatted by hand: strftime was a visible share of the
+ * control thread's time at tens of thousands of events per second. */
 static json_t *time_json(int64_t unix_s)
 {
-    char buf[32];
+    char b[24];
     struct tm tm;
     time_t t = (time_t)unix_s;
-    if (!gmtime_r(&t, &tm))
+    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
         return json_null();
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
+    unsigned v[6] = {(unsigned)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday,
+                     (unsigned)tm.tm_hour,        (unsigned)tm.tm_min,     (unsigned)tm.tm_sec};
+    b[0] = (char)('0' + v[0] / 1000);
+    b[1] = (char)('0' + v[0] / 100 % 10);
+    b[2] = (char)('0' + v[0] / 10 % 10);
+    b[3] = (char)('0' + v[0] % 10);
+    static const char sep[5] = {'-', '-', 'T', ':', ':'};
+    for (int i = 1; i < 6; i++) {
+        b[3 * i + 1] = sep[i - 1];
+        b[3 * i + 2] = (char)('0' + v[i] / 10);
+        b[3 * i + 3] = (char)('0' + v[i] % 10);
+    }
+    b[19] = 'Z';
+    return json_stringn(b, 20);
 }
 
 /* The "objects" array of a canonical object list (built once per interned list). */
@@ -598,9 +612,9 @@ struct reg_snap {
     bool has_addr, queue;
     uint8_t ver;
     char binding[7];
-    char ep[DIR_MAX_NAME + 1];
-    char sms[33];
-    char pid[PROFILE_MAX_PID + 1];
+    /* Borrowed from the registration while on the shard thread; copies after the struct in a
+     * heap snapshot (snap_clone). */
+    const char *ep, *sms, *pid; /* sms and pid may be NULL */
 };
 
 static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
@@ -620,12 +634,25 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
     sn->queue = gr->queue;
     sn->ver = gr->ver;
     memcpy(sn->binding, gr->binding, sizeof(sn->binding));
-    memcpy(sn->ep, gr->node.name, (size_t)gr->node.len + 1);
-    sn->sms[0] = sn->pid[0] = '\0';
-    if (gr->extra && gr->extra->sms)
-        snprintf(sn->sms, sizeof(sn->sms), "%s", gr->extra->sms);
-    if (gr->extra && gr->extra->pid)
-        snprintf(sn->pid, sizeof(sn->pid), "%s", gr->extra->pid);
+    sn->ep = gr->node.name;
+    sn->sms = gr->extra ? gr->extra->sms : NULL;
+    sn->pid = gr->extra ? gr->extra->pid : NULL;
+}
+
+/* A heap copy of sn with its strings (one allocation, free with free()); NULL on OOM. */
+static struct reg_snap *snap_clone(const struct reg_snap *sn)
+{
+    size_t le = strlen(sn->ep) + 1, ls = sn->sms ? strlen(sn->sms) + 1 : 0,
+           lp = sn->pid ? strlen(sn->pid) + 1 : 0;
+    struct reg_snap *c = malloc(sizeof(*c) + le + ls + lp);
+    if (!c)
+        return NULL;
+    *c = *sn;
+    char *t = (char *)(c + 1);
+    c->ep = memcpy(t, sn->ep, le);
+    c->sms = sn->sms ? memcpy(t + le, sn->sms, ls) : NULL;
+    c->pid = sn->pid ? memcpy(t + le + ls, sn->pid, lp) : NULL;
+    return c;
 }
 
 /* Fills obj with the registration JSON (devices.h schema). */
@@ -646,8 +673,8 @@ static void snap_json(const struct reg_snap *sn, json_t *j)
     json_object_set_new(j, "registered_at", time_json(sn->registered_s));
     json_object_set_new(j, "last_update", time_json(sn->updated_s));
     json_object_set_new(j, "expires_at", time_json(sn->expires_s));
-    json_object_set_new(j, "sms", sn->sms[0] ? json_string(sn->sms) : json_null());
-    json_object_set_new(j, "profile_id", sn->pid[0] ? json_string(sn->pid) : json_null());
+    json_object_set_new(j, "sms", sn->sms ? json_string(sn->sms) : json_null());
+    json_object_set_new(j, "profile_id", sn->pid ? json_string(sn->pid) : json_null());
     json_object_set_new(j, "security_mode", json_string("nosec"));
     json_object_set_new(j, "objects", sn->objs ? json_incref(sn->objs) : json_array());
 }
@@ -685,8 +712,10 @@ static void run_snap(struct shard *s, struct xmsg *m)
     (void)s;
     atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
     struct lw_event *ev = snap_event(sn);
+    /* Already on the control thread: run the bus's delivery now (what the mailbox would run
+     * later), so a backlog holds compact snapshots rather than built events. */
     if (ev)
-        lw_events_post(ev);
+        ev->msg.run(NULL, &ev->msg);
     json_decref(sn->objs);
     free(sn);
 }
@@ -720,12 +749,15 @@ static void post_event(struct regsrv *r, enum lw_event_type type, const struct r
         atomic_fetch_add_explicit(&heartbeats_coalesced, 1, memory_order_relaxed);
         return;
     }
-    struct reg_snap *sn = malloc(sizeof(*sn));
-    if (!sn)
+    struct reg_snap tmp;
+    snap_take(r, gr, &tmp);
+    tmp.type = type;
+    tmp.reason = reason;
+    struct reg_snap *sn = snap_clone(&tmp);
+    if (!sn) {
+        json_decref(tmp.objs);
         return;
-    snap_take(r, gr, sn);
-    sn->type = type;
-    sn->reason = reason;
+    }
     sn->m.run = run_snap;
     atomic_fetch_add_explicit(&snaps_inflight, 1, memory_order_relaxed);
     if (!lw_control_post(&sn->m)) {

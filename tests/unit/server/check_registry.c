@@ -231,6 +231,10 @@ START_TEST(register_update_deregister)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "lifetime_s")), 120);
     ck_assert(json_is_true(json_object_get(j, "queue_mode")));
     ck_assert_str_eq(json_string_value(json_object_get(j, "address")), "127.0.0.1:40000");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "registered_at")),
+                     "2026-09-21T14:13:20Z");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "binding")), "U");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "lwm2m_version")), "1.1");
     ck_assert_uint_eq(json_array_size(json_object_get(j, "objects")), 2);
     json_decref(j);
     ck_assert_uint_eq(req(0, a, LW_COAP_DELETE, path, "", "", NULL), LW_COAP_DELETED);
