@@ -250,11 +250,6 @@ static void h_metrics(struct api_req *r, char *const *params, const char *query)
 
 /* ---- devices -------------------------------------------------------------------------------- */
 
-/* Until the registration interface is linked in, the device routes answer 503. */
-#pragma weak lw_devices_list
-#pragma weak lw_devices_get
-#pragma weak lw_devices_deregister
-
 static uint64_t cookie_of(const struct api_req *r)
 {
     return r->conn->id << 24 | (r->seq & 0xffffff);
@@ -309,14 +304,6 @@ static void on_deregister_done(uint64_t cookie, int err, json_t *result)
         api_reply(r, 204, NULL, NULL, 0);
 }
 
-static bool devices_linked(struct api_req *r)
-{
-    if (lw_devices_list && lw_devices_get && lw_devices_deregister)
-        return true;
-    api_problem(r, 503, "unavailable", "the device registry is not available");
-    return false;
-}
-
 static void h_devices_list(struct api_req *r, char *const *params, const char *query)
 {
     (void)params;
@@ -324,8 +311,6 @@ static void h_devices_list(struct api_req *r, char *const *params, const char *q
     struct lw_dev_filter f = {.queue_mode = -1};
     size_t limit = 100;
     int rc;
-    if (!devices_linked(r))
-        return;
     if ((rc = api_query_get(query, "limit", limit_s, sizeof(limit_s))) != 0) {
         uint64_t v;
         if (rc < 0 || lw_parse_u64(limit_s, strlen(limit_s), &v) || v < 1 || v > 1000) {
@@ -378,8 +363,6 @@ static void h_devices_list(struct api_req *r, char *const *params, const char *q
 static void h_device_get(struct api_req *r, char *const *params, const char *query)
 {
     (void)query;
-    if (!devices_linked(r))
-        return;
     int rc = lw_devices_get(params[0], on_device_done, cookie_of(r));
     if (rc)
         device_error(r, rc);
@@ -388,8 +371,6 @@ static void h_device_get(struct api_req *r, char *const *params, const char *que
 static void h_device_deregister(struct api_req *r, char *const *params, const char *query)
 {
     (void)query;
-    if (!devices_linked(r))
-        return;
     int rc = lw_devices_deregister(params[0], on_deregister_done, cookie_of(r));
     if (rc)
         device_error(r, rc);
