@@ -312,7 +312,7 @@ static void send_update(struct fleet_dev *d)
         return;
     }
     char q_lt[24];
-    if (d->lifetime_s && d->lifetime_s != dev_group(d)->lifetime_s) {
+    if (d->lifetime_s) { /* changed by a Write to /1/0/1 */
         snprintf(q_lt, sizeof(q_lt), "lt=%u", d->lifetime_s);
         lw_coap_add_str(&m, LW_COAP_OPT_URI_QUERY, q_lt);
     }

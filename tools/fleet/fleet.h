@@ -299,9 +299,12 @@ struct proc_sample {
 };
 void proc_sample(long pid, struct proc_sample *s);
 void report_progress(struct fleet_eng *e, bool final_line);
-int report_write(struct fleet_eng *e, double duration_s, const struct proc_sample *p0,
-                 const struct proc_sample *p1, uint64_t rss_max_kb, double storm_recovery_s,
-                 FILE *human, const char *json_path);
+struct run_phases {
+    double ramp_s, steady_s, deregister_s;
+};
+int report_write(struct fleet_eng *e, double duration_s, const struct run_phases *ph,
+                 const struct proc_sample *p0, const struct proc_sample *p1, uint64_t rss_max_kb,
+                 double storm_recovery_s, FILE *human, const char *json_path);
 const char *op_name(enum fleet_op op);
 
 #endif

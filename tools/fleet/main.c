@@ -540,6 +540,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "\nlwm2m-fleet: storm: only %u of %u devices registered again\n",
                 e->st.registered, storm_target);
     uint32_t registered_before_end = e->st.registered;
+    uint64_t t_steady_end = e->now;
     proc_sample(o->server_pid, &p1);
     if (p1.rss_kb > rss_max)
         rss_max = p1.rss_kb;
@@ -589,7 +590,12 @@ int main(int argc, char **argv)
     if (!o->quiet)
         report_progress(e, true);
     double duration_s = (double)(e->now - e->t0) / 1000.0;
-    rc = report_write(e, duration_s, &p0, &p1, rss_max, storm_recovery, stdout, o->report_json);
+    struct run_phases ph = {0};
+    ph.ramp_s = (double)((ramp_end ? ramp_end : t_steady_end) - e->t0) / 1000.0;
+    ph.steady_s = ramp_end ? (double)(t_steady_end - ramp_end) / 1000.0 : 0;
+    ph.deregister_s = (double)(e->now - t_steady_end) / 1000.0;
+    rc =
+        report_write(e, duration_s, &ph, &p0, &p1, rss_max, storm_recovery, stdout, o->report_json);
     if (rc)
         fprintf(stderr, "lwm2m-fleet: cannot write the JSON report to \"%s\"\n", o->report_json);
     bool all = e->st.ever_registered == e->ndev;

@@ -686,11 +686,17 @@ static void do_read(struct fleet_dev *d, const struct lw_coap_msg *req,
         /* No free slot: served as a plain Read (no Observe option), which tells the server
          * the observation was not established (RFC 7641 §3.2). */
     }
-    if (b.len > 1024) {
-        /* Big bodies go out block-wise (RFC 7959 §2.4). */
+    if (b.len > 1024 || lw_coap_find_opt(req, LW_COAP_OPT_BLOCK2)) {
+        /* Big bodies go out block-wise (RFC 7959 §2.4). Every block request re-reads the values,
+         * so the ETag (a hash of the body) lets the server notice readings that moved between
+         * blocks. */
+        uint64_t h = payload_hash(lw_buf_bytes(&b));
+        uint8_t etag[8];
+        memcpy(etag, &h, sizeof(etag));
         struct lw_coap_msg blk;
         lw_coap_msg_init(&blk, 0, 0);
-        if (lw_coap_block2_serve(req, lw_buf_bytes(&b), (struct lw_bytes){NULL, 0}, 6, &blk) == 0) {
+        if (lw_coap_block2_serve(req, lw_buf_bytes(&b), LW_BYTES(etag, sizeof(etag)), 6, &blk) ==
+            0) {
             lw_coap_add_uint(&blk, LW_COAP_OPT_CONTENT_FORMAT, cf);
             if (o && lw_coap_find_opt(&r, LW_COAP_OPT_OBSERVE))
                 lw_coap_add_uint(&blk, LW_COAP_OPT_OBSERVE, 0);

@@ -160,9 +160,9 @@ static void code_str(uint8_t c, char *out, size_t cap)
     snprintf(out, cap, "%u.%02u", LW_COAP_CODE_CLASS(c), LW_COAP_CODE_DETAIL(c));
 }
 
-int report_write(struct fleet_eng *e, double duration_s, const struct proc_sample *p0,
-                 const struct proc_sample *p1, uint64_t rss_max_kb, double storm_recovery_s,
-                 FILE *human, const char *json_path)
+int report_write(struct fleet_eng *e, double duration_s, const struct run_phases *ph,
+                 const struct proc_sample *p0, const struct proc_sample *p1, uint64_t rss_max_kb,
+                 double storm_recovery_s, FILE *human, const char *json_path)
 {
     int rc = 0;
     uint32_t not_registered = e->started - LW_MIN(e->st.ever_registered, e->started);
@@ -179,6 +179,11 @@ int report_write(struct fleet_eng *e, double duration_s, const struct proc_sampl
     json_object_set_new(root, "registered_at_end", json_integer(e->st.registered));
     json_object_set_new(root, "failed", json_integer(not_registered));
     json_object_set_new(root, "duration_s", json_real(duration_s));
+    json_t *phases = json_object();
+    json_object_set_new(phases, "ramp_s", json_real(ph->ramp_s));
+    json_object_set_new(phases, "steady_s", json_real(ph->steady_s));
+    json_object_set_new(phases, "deregister_s", json_real(ph->deregister_s));
+    json_object_set_new(root, "phases_s", phases);
     static const char *const sc[] = {"steady", "storm", "rebind"};
     json_object_set_new(root, "scenario", json_string(sc[e->opt.scenario]));
     json_object_set_new(root, "server", json_string(e->opt.server));
