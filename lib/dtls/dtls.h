@@ -86,10 +86,12 @@ struct lw_dtls_cred_ops {
 };
 
 struct lw_dtls_cfg {
-    const char *ciphers;  /* wolfSSL cipher list; NULL: LW_DTLS_DEFAULT_CIPHERS */
-    unsigned versions;    /* LW_DTLS_V12 | LW_DTLS_V13; 0: both */
-    bool no_cid;          /* do not negotiate Connection IDs */
-    uint8_t cid_len;      /* 3..8; 0: 6 */
+    const char *ciphers; /* wolfSSL cipher list; NULL: LW_DTLS_DEFAULT_CIPHERS */
+    unsigned versions;   /* LW_DTLS_V12 | LW_DTLS_V13; 0: both */
+    bool no_cid;         /* do not negotiate Connection IDs */
+    /* CID length 4..8 (0: 6): [shard][node][counter]; the counter keeps CIDs of one shard
+     * unique for 2^32 sessions at 6 bytes, only 65536 at 4. */
+    uint8_t cid_len;
     uint8_t node_id;      /* second CID byte (clustering) */
     const char *psk_hint; /* optional PSK identity hint (DTLS 1.2) */
     /* Server certificate chain and private key (PEM or DER, ECDSA P-256). Both empty: PSK only.

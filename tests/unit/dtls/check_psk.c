@@ -149,6 +149,20 @@ static void psk13_with(const char *suite)
     h_pump(&w);
     ck_assert_uint_ge(c->rx_count, 1);
     ck_assert_mem_eq(c->rx, "pong", 4);
+    /* NAT rebinding with a DTLS 1.3 CID */
+    c->addr.sin_port = htons(45002);
+    ck_assert_int_eq(h_client_write(c, "moved13"), 7);
+    h_pump(&w);
+    ck_assert_mem_eq(w.last_pt, "moved13", 7);
+    ck_assert_uint_eq(w.ev[LW_DTLS_EV_PEER_MOVED], 1);
+    socklen_t al;
+    const struct sockaddr_in *a = (const struct sockaddr_in *)lw_dtls_sess_addr(c->sess, &al);
+    ck_assert_uint_eq(ntohs(a->sin_port), 45002);
+    unsigned rx0 = c->rx_count;
+    ck_assert_int_eq(lw_dtls_write(c->sess, (const uint8_t *)"back", 4, w.now), 0);
+    h_pump(&w);
+    ck_assert_uint_eq(c->rx_count, rx0 + 1);
+    ck_assert_mem_eq(c->rx, "back", 4);
     /* wolfSSL 5.9 cannot export DTLS 1.3: the session stays */
     struct lw_buf b;
     lw_buf_init(&b, 0);
