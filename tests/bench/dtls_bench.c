@@ -163,6 +163,7 @@ static struct lw_dtls_ctx *server_ctx(bool certs)
     struct lw_dtls_ctx *ctx;
     cfg.cred.psk_lookup = lookup;
     cfg.max_handshakes = 1u << 20;
+    cfg.no_hello_limit = true; /* thousands of simulated devices share 127.0.0.0/24 */
     if (getenv("DTLS_BENCH_V12"))
         cfg.versions = LW_DTLS_V12;
     if (getenv("DTLS_BENCH_NOCID"))
@@ -397,7 +398,7 @@ static double rr(unsigned n, double *both_per_s)
 /* ---- memory ------------------------------------------------------------------------------ */
 
 struct mem {
-    double live12, live13, blob, wake_ns, hib_ns, fresh;
+    double live12, live13, blob, wake_ns, hib_ns, fresh, in_hs12;
     long long flood_retained;
 };
 
@@ -447,6 +448,49 @@ static void memory(struct mem *m)
         m->fresh = (double)(live_bytes - b0);
         wolfSSL_free(x);
         wolfSSL_CTX_free(probe);
+    }
+    {
+        /* Sessions parked mid-handshake (cookie verified, ServerHello..Done sent, waiting for
+         * the client's second flight): what cfg.max_handshakes multiplies. */
+        enum { H = 500 };
+        h_world_init(&w, ctx, 1, H);
+        w.drop_to_clients = true;
+        for (unsigned i = 0; i < H; i++) {
+            struct h_client *c = h_client_new(&w, cc12, (uint16_t)(1024 + i));
+            h_client_step(c); /* hello */
+            struct h_dgram g = *q_front(&w.to_server);
+            q_pop(&w.to_server);
+            struct lw_dtls_sess *cr = NULL;
+            lw_dtls_input(w.sh, NULL, (struct sockaddr *)&g.addr, sizeof(g.addr), g.d, g.len, w.now,
+                          &cr);
+            /* the HelloVerifyRequest was dropped: hand the cookie over by replaying the
+             * stateless answer through a second hello */
+            w.drop_to_clients = false;
+            lw_dtls_input(w.sh, NULL, (struct sockaddr *)&g.addr, sizeof(g.addr), g.d, g.len, w.now,
+                          &cr);
+            w.drop_to_clients = true;
+            h_client_step(c); /* hello with cookie */
+            g = *q_front(&w.to_server);
+            q_pop(&w.to_server);
+            w.to_server.n = 0;
+            lw_dtls_input(w.sh, NULL, (struct sockaddr *)&g.addr, sizeof(g.addr), g.d, g.len, w.now,
+                          &cr);
+            c->sess = cr;
+        }
+        /* free the clients, then measure what the parked sessions hold */
+        struct lw_dtls_sess *parked[H];
+        for (unsigned i = 0; i < H; i++) {
+            parked[i] = w.clients[i]->sess;
+            h_client_free(w.clients[i]);
+            w.clients[i] = NULL;
+        }
+        w.n_clients = 0;
+        long long before = live_bytes;
+        for (unsigned i = 0; i < H; i++)
+            lw_dtls_sess_free(parked[i]);
+        m->in_hs12 = (double)(before - live_bytes);
+        m->in_hs12 /= H;
+        h_world_deinit(&w);
     }
     h_world_init(&w, ctx, 1, N);
     m->live12 = live_per_session(K12PSK, N, &w, cc12);
@@ -554,6 +598,9 @@ int main(void)
         memory(&m);
     printf("bench dtls_mem_live12: %.0f bytes/session\n", m.live12);
     printf("bench dtls_mem_live13: %.0f bytes/session\n", m.live13);
+    printf("bench dtls_mem_in_handshake12: %.0f bytes/session (after the cookie, waiting for the "
+           "client's second flight)\n",
+           m.in_hs12);
     printf("bench dtls_mem_wolfssl_new: %.0f bytes (an unused WOLFSSL object)\n", m.fresh);
     printf("bench dtls_mem_hibernated: %.0f bytes/session (blob)\n", m.blob);
     printf("bench dtls_hibernate: %.0f ns/op\n", m.hib_ns);
@@ -569,10 +616,10 @@ int main(void)
                 "\"hs13_psk_raw\":%.0f,\"hs13_psk_dhe\":%.0f,\"hs13_psk_dhe_raw\":%.0f,"
                 "\"hs12_ecdsa\":%.0f,\"hs12_ecdsa_raw\":%.0f,\"rr_server\":%.0f,\"rr_both\":%.0f,"
                 "\"mem_live12\":%.0f,\"mem_live13\":%.0f,\"mem_blob\":%.0f,\"hibernate_ns\":%.0f,"
-                "\"wake_ns\":%.0f,\"flood_retained\":%lld}\n",
+                "\"wake_ns\":%.0f,\"flood_retained\":%lld,\"mem_in_handshake12\":%.0f}\n",
                 (long long)lw_wall_ms(), ours[0], raw[0], ours[1], raw[1], ours[2], raw[2], ours[3],
                 raw[3], server, both, m.live12, m.live13, m.blob, m.hib_ns, m.wake_ns,
-                m.flood_retained);
+                m.flood_retained, m.in_hs12);
         fclose(f);
     }
     return 0;

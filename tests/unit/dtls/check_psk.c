@@ -33,6 +33,7 @@ static struct lw_dtls_ctx *mkctx(unsigned versions, uint32_t max_hs)
     struct lw_dtls_ctx *ctx = NULL;
     cfg.versions = versions;
     cfg.max_handshakes = max_hs;
+    cfg.no_hello_limit = true; /* the simulated devices share 127.0.0.0/24 */
     cfg.cred.psk_lookup = lookup;
     ck_assert_int_eq(lw_dtls_ctx_new(&cfg, &ctx), 0);
     return ctx;
@@ -745,6 +746,23 @@ START_TEST(test_hello_rate_limit)
     }
     lw_dtls_shard_stats(w.sh, &st);
     ck_assert_uint_eq(st.hello_stateless, 31);
+    /* IPv6: one /56 shares a bucket, the next /56 has its own */
+    struct lw_dtls_stats st6;
+    lw_dtls_shard_stats(w.sh, &st6);
+    for (unsigned i = 0; i < 40; i++) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)i)};
+        a6.sin6_addr.s6_addr[0] = 0x20;
+        a6.sin6_addr.s6_addr[1] = 0x01;
+        a6.sin6_addr.s6_addr[6] = (uint8_t)(i < 30 ? 0 : 1); /* byte 6: inside the /56 */
+        a6.sin6_addr.s6_addr[7] = (uint8_t)i;                /* byte 7: outside it */
+        a6.sin6_addr.s6_addr[15] = (uint8_t)i;
+        lw_dtls_input(w.sh, NULL, (struct sockaddr *)&a6, sizeof(a6), hello.d, hello.len, w.now,
+                      &cr);
+    }
+    struct lw_dtls_stats st7;
+    lw_dtls_shard_stats(w.sh, &st7);
+    ck_assert_uint_eq(st7.hello_stateless - st6.hello_stateless, 20 + 10);
+    ck_assert_uint_eq(st7.hello_ratelimited - st6.hello_ratelimited, 10);
     /* the real client (127.0.0.x, its own prefix) still gets through (it retransmits its
      * first hello, which the test took away) */
     wolfSSL_dtls_got_timeout(c->ssl);
