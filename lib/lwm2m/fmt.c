@@ -241,7 +241,7 @@ int lw_m2m_encode_paths(uint16_t content_format, const struct lw_m2m_path *paths
     if (json)
         lw_buf_put_u8(out, '[');
     else
-        lw__cbor_put_array(out, n);
+        lw__m2m_cbor_put_array(out, n);
     for (size_t k = 0; k < n; k++) {
         char s[32];
         int len = paths[k].len <= 4 ? lw_m2m_path_format(&paths[k], s, sizeof(s)) : LW_EINVAL;
@@ -255,9 +255,9 @@ int lw_m2m_encode_paths(uint16_t content_format, const struct lw_m2m_path *paths
             lw__m2m_json_put_str(out, (const uint8_t *)s, (size_t)len);
             lw_buf_put_u8(out, '}');
         } else {
-            lw__cbor_put_map(out, 1);
-            lw__cbor_put_uint(out, 0);
-            lw__cbor_put_text(out, s, (size_t)len);
+            lw__m2m_cbor_put_map(out, 1);
+            lw__m2m_cbor_put_uint(out, 0);
+            lw__m2m_cbor_put_text(out, s, (size_t)len);
         }
     }
     if (json)

@@ -38,8 +38,8 @@ static double half_to_double(uint16_t h)
  * Floats, simple values 20-23 and break are the only major-7 items LwM2M uses; other simple
  * values are refused. Reserved additional information (28-30) and indefinite lengths on
  * integers/tags are malformed (§3.2.3). */
-__attribute__((always_inline)) static inline int raw_next(struct lw__cbor_rd *r,
-                                                          struct lw__cbor_tok *t, int *start)
+__attribute__((always_inline)) static inline int raw_next(struct lw__m2m_cbor_rd *r,
+                                                          struct lw__m2m_cbor_tok *t, int *start)
 {
     size_t off = r->off, left = r->len - r->off;
     const uint8_t *p = r->p + off;
@@ -125,11 +125,11 @@ __attribute__((always_inline)) static inline int raw_next(struct lw__cbor_rd *r,
 
 /* Indefinite-length string: definite chunks of the same major type until a break. Two passes
  * (measure, then copy into the arena) so the allocation is exact. */
-static int join_chunks(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
+static int join_chunks(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t)
 {
-    enum lw__cbor_kind kind = t->kind;
+    enum lw__m2m_cbor_kind kind = t->kind;
     size_t first = r->off, total = 0;
-    struct lw__cbor_tok c = {0};
+    struct lw__m2m_cbor_tok c = {0};
     int start, rc;
     for (;;) {
         if ((rc = raw_next(r, &c, &start)))
@@ -161,7 +161,7 @@ static int join_chunks(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
     return 0;
 }
 
-int lw__cbor_next(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
+int lw__m2m_cbor_next(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t)
 {
     int start, rc;
     if ((rc = raw_next(r, t, &start)))
@@ -188,60 +188,60 @@ int lw__cbor_next(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
     return 0;
 }
 
-int lw__cbor_skip(struct lw__cbor_rd *r, const struct lw__cbor_tok *t, size_t depth)
+int lw__m2m_cbor_skip(struct lw__m2m_cbor_rd *r, const struct lw__m2m_cbor_tok *t, size_t depth)
 {
-    struct lw__cbor_tok c;
+    struct lw__m2m_cbor_tok c;
     int rc;
     if (t->kind != LW__CB_ARRAY && t->kind != LW__CB_MAP && t->kind != LW__CB_TAG)
         return t->kind == LW__CB_BREAK ? lw__m2m_fail(r->d, LW_EMALFORMED, t->off) : 0;
     if (depth >= r->d->cfg.max_depth)
         return lw__m2m_fail(r->d, LW_ELIMIT, t->off);
     if (t->kind == LW__CB_TAG) {
-        if ((rc = lw__cbor_next(r, &c)))
+        if ((rc = lw__m2m_cbor_next(r, &c)))
             return rc;
-        return lw__cbor_skip(r, &c, depth + 1);
+        return lw__m2m_cbor_skip(r, &c, depth + 1);
     }
     uint64_t items = t->kind == LW__CB_MAP ? t->u * 2 : t->u;
     for (uint64_t k = 0; t->indef || k < items; k++) {
-        if ((rc = lw__cbor_next(r, &c)))
+        if ((rc = lw__m2m_cbor_next(r, &c)))
             return rc;
         if (c.kind == LW__CB_BREAK) {
             if (!t->indef || (t->kind == LW__CB_MAP && k % 2))
                 return lw__m2m_fail(r->d, LW_EMALFORMED, c.off);
             break;
         }
-        if ((rc = lw__cbor_skip(r, &c, depth + 1)))
+        if ((rc = lw__m2m_cbor_skip(r, &c, depth + 1)))
             return rc;
     }
     return 0;
 }
 
-static bool int_tok(const struct lw__cbor_tok *t)
+static bool int_tok(const struct lw__m2m_cbor_tok *t)
 {
     return t->kind == LW__CB_UINT || t->kind == LW__CB_NEG;
 }
 
-static double int_tok_f(const struct lw__cbor_tok *t)
+static double int_tok_f(const struct lw__m2m_cbor_tok *t)
 {
     return t->kind == LW__CB_UINT ? (double)t->u : -1.0 - (double)t->u;
 }
 
 /* Tag 4 decimal fraction [exponent, mantissa] (RFC 8949 §3.4.4), integers only. */
-static int decimal_fraction(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
+static int decimal_fraction(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t)
 {
-    struct lw__cbor_tok arr, e, m;
+    struct lw__m2m_cbor_tok arr, e, m;
     int rc;
-    if ((rc = lw__cbor_next(r, &arr)))
+    if ((rc = lw__m2m_cbor_next(r, &arr)))
         return rc;
     if (arr.kind != LW__CB_ARRAY || (!arr.indef && arr.u != 2))
         return lw__m2m_fail(r->d, LW_EMALFORMED, arr.off);
-    if ((rc = lw__cbor_next(r, &e)) || (rc = lw__cbor_next(r, &m)))
+    if ((rc = lw__m2m_cbor_next(r, &e)) || (rc = lw__m2m_cbor_next(r, &m)))
         return rc;
     if (!int_tok(&e) || !int_tok(&m) || e.u > 400)
         return lw__m2m_fail(r->d, LW_EMALFORMED, int_tok(&e) ? m.off : e.off);
     if (arr.indef) {
-        struct lw__cbor_tok brk;
-        if ((rc = lw__cbor_next(r, &brk)))
+        struct lw__m2m_cbor_tok brk;
+        if ((rc = lw__m2m_cbor_next(r, &brk)))
             return rc;
         if (brk.kind != LW__CB_BREAK)
             return lw__m2m_fail(r->d, LW_EMALFORMED, brk.off);
@@ -261,14 +261,14 @@ static int decimal_fraction(struct lw__cbor_rd *r, struct lw__cbor_tok *t)
     return 0;
 }
 
-int lw__cbor_leaf(struct lw__cbor_rd *r, struct lw__cbor_tok *t, bool *time_tag)
+int lw__m2m_cbor_leaf(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t, bool *time_tag)
 {
     int rc;
     *time_tag = false;
     for (size_t depth = 0;; depth++) {
         if (depth > r->d->cfg.max_depth)
             return lw__m2m_fail(r->d, LW_ELIMIT, r->off);
-        if ((rc = lw__cbor_next(r, t)))
+        if ((rc = lw__m2m_cbor_next(r, t)))
             return rc;
         if (t->kind != LW__CB_TAG)
             return 0;
@@ -279,7 +279,7 @@ int lw__cbor_leaf(struct lw__cbor_rd *r, struct lw__cbor_tok *t, bool *time_tag)
     }
 }
 
-bool lw__cbor_tok_num(const struct lw__cbor_tok *t, struct lw__m2m_num *n)
+bool lw__m2m_cbor_tok_num(const struct lw__m2m_cbor_tok *t, struct lw__m2m_num *n)
 {
     switch (t->kind) {
     case LW__CB_UINT:
@@ -303,13 +303,13 @@ bool lw__cbor_tok_num(const struct lw__cbor_tok *t, struct lw__m2m_num *n)
     }
 }
 
-int lw__cbor_tok_value(struct lw__m2m_dec *d, const struct lw__cbor_tok *t, bool time_tag,
-                       enum lw_m2m_type model, struct lw_m2m_value *v, bool *present)
+int lw__m2m_cbor_tok_value(struct lw__m2m_dec *d, const struct lw__m2m_cbor_tok *t, bool time_tag,
+                           enum lw_m2m_type model, struct lw_m2m_value *v, bool *present)
 {
     struct lw__m2m_num num;
     *present = true;
     memset(v, 0, sizeof(*v));
-    if (lw__cbor_tok_num(t, &num)) {
+    if (lw__m2m_cbor_tok_num(t, &num)) {
         if (model == LW_M2M_T_NONE && time_tag)
             model = LW_M2M_T_TIME;
         if (lw__m2m_num_to_value(&num, model, v))
@@ -376,49 +376,49 @@ static size_t h_map(uint64_t n, unsigned char *p, size_t c)
     return cbor_encode_map_start((size_t)n, p, c);
 }
 
-void lw__cbor_put_uint(struct lw_buf *b, uint64_t v)
+void lw__m2m_cbor_put_uint(struct lw_buf *b, uint64_t v)
 {
     put_head(b, cbor_encode_uint, v);
 }
-void lw__cbor_put_int(struct lw_buf *b, int64_t v)
+void lw__m2m_cbor_put_int(struct lw_buf *b, int64_t v)
 {
     if (v >= 0)
         put_head(b, cbor_encode_uint, (uint64_t)v);
     else
         put_head(b, cbor_encode_negint, (uint64_t)(-1 - v));
 }
-void lw__cbor_put_text(struct lw_buf *b, const void *s, size_t n)
+void lw__m2m_cbor_put_text(struct lw_buf *b, const void *s, size_t n)
 {
     put_head(b, h_text, n);
     lw_buf_put(b, s, n);
 }
-void lw__cbor_put_bytes(struct lw_buf *b, const void *s, size_t n)
+void lw__m2m_cbor_put_bytes(struct lw_buf *b, const void *s, size_t n)
 {
     put_head(b, h_bytes, n);
     lw_buf_put(b, s, n);
 }
-void lw__cbor_put_array(struct lw_buf *b, size_t n)
+void lw__m2m_cbor_put_array(struct lw_buf *b, size_t n)
 {
     put_head(b, h_array, n);
 }
-void lw__cbor_put_map(struct lw_buf *b, size_t n)
+void lw__m2m_cbor_put_map(struct lw_buf *b, size_t n)
 {
     put_head(b, h_map, n);
 }
-void lw__cbor_put_tag(struct lw_buf *b, uint64_t tag)
+void lw__m2m_cbor_put_tag(struct lw_buf *b, uint64_t tag)
 {
     put_head(b, cbor_encode_tag, tag);
 }
-void lw__cbor_put_bool(struct lw_buf *b, bool v)
+void lw__m2m_cbor_put_bool(struct lw_buf *b, bool v)
 {
     lw_buf_put_u8(b, v ? 0xF5 : 0xF4);
 }
-void lw__cbor_put_null(struct lw_buf *b)
+void lw__m2m_cbor_put_null(struct lw_buf *b)
 {
     lw_buf_put_u8(b, 0xF6);
 }
 
-void lw__cbor_put_float(struct lw_buf *b, double d)
+void lw__m2m_cbor_put_float(struct lw_buf *b, double d)
 {
     uint8_t tmp[9];
     if (isnan(d)) {
@@ -443,26 +443,26 @@ void lw__cbor_put_float(struct lw_buf *b, double d)
     lw_buf_put(b, tmp, cbor_encode_single(fs, tmp, sizeof(tmp)));
 }
 
-int lw__cbor_put_value(struct lw_buf *b, const struct lw_m2m_value *v, bool time_tag)
+int lw__m2m_cbor_put_value(struct lw_buf *b, const struct lw_m2m_value *v, bool time_tag)
 {
     char tmp[16];
     int n;
     switch (v->type) {
     case LW_M2M_T_STRING:
-    case LW_M2M_T_CORELNK: lw__cbor_put_text(b, v->bytes.ptr, v->bytes.len); return 0;
-    case LW_M2M_T_OPAQUE: lw__cbor_put_bytes(b, v->bytes.ptr, v->bytes.len); return 0;
+    case LW_M2M_T_CORELNK: lw__m2m_cbor_put_text(b, v->bytes.ptr, v->bytes.len); return 0;
+    case LW_M2M_T_OPAQUE: lw__m2m_cbor_put_bytes(b, v->bytes.ptr, v->bytes.len); return 0;
     case LW_M2M_T_TIME:
         if (time_tag)
-            lw__cbor_put_tag(b, 1);
-        lw__cbor_put_int(b, v->i);
+            lw__m2m_cbor_put_tag(b, 1);
+        lw__m2m_cbor_put_int(b, v->i);
         return 0;
-    case LW_M2M_T_INTEGER: lw__cbor_put_int(b, v->i); return 0;
-    case LW_M2M_T_UNSIGNED: lw__cbor_put_uint(b, v->u); return 0;
-    case LW_M2M_T_FLOAT: lw__cbor_put_float(b, v->f); return 0;
-    case LW_M2M_T_BOOLEAN: lw__cbor_put_bool(b, v->b); return 0;
+    case LW_M2M_T_INTEGER: lw__m2m_cbor_put_int(b, v->i); return 0;
+    case LW_M2M_T_UNSIGNED: lw__m2m_cbor_put_uint(b, v->u); return 0;
+    case LW_M2M_T_FLOAT: lw__m2m_cbor_put_float(b, v->f); return 0;
+    case LW_M2M_T_BOOLEAN: lw__m2m_cbor_put_bool(b, v->b); return 0;
     case LW_M2M_T_OBJLNK:
         n = snprintf(tmp, sizeof(tmp), "%u:%u", (unsigned)v->lnk.obj, (unsigned)v->lnk.inst);
-        lw__cbor_put_text(b, tmp, (size_t)n);
+        lw__m2m_cbor_put_text(b, tmp, (size_t)n);
         return 0;
     default: return LW_EINVAL;
     }
@@ -472,21 +472,21 @@ int lw__cbor_put_value(struct lw_buf *b, const struct lw_m2m_value *v, bool time
 
 int lw__m2m_cbor1_decode(struct lw__m2m_dec *d, struct lw_bytes in)
 {
-    struct lw__cbor_rd r = {in.ptr, in.len, 0, d};
-    struct lw__cbor_tok t;
+    struct lw__m2m_cbor_rd r = {in.ptr, in.len, 0, d};
+    struct lw__m2m_cbor_tok t;
     struct lw_m2m_record rec;
     bool time_tag;
     int rc;
     if (d->req->len < 3)
         return LW_EINVAL;
-    if ((rc = lw__cbor_leaf(&r, &t, &time_tag)))
+    if ((rc = lw__m2m_cbor_leaf(&r, &t, &time_tag)))
         return rc;
     if (r.off != r.len)
         return lw__m2m_fail(d, LW_EMALFORMED, r.off);
     memset(&rec, 0, sizeof(rec));
     rec.path = *d->req;
-    if ((rc = lw__cbor_tok_value(d, &t, time_tag, lw__m2m_type_of(d, d->req), &rec.value,
-                                 &rec.has_value)))
+    if ((rc = lw__m2m_cbor_tok_value(d, &t, time_tag, lw__m2m_type_of(d, d->req), &rec.value,
+                                     &rec.has_value)))
         return rc;
     return lw__m2m_add(d, &rec, 0);
 }
@@ -497,8 +497,8 @@ int lw__m2m_cbor1_encode(const struct lw_m2m_path *req, const struct lw_m2m_reco
     if (n != 1 || req->len < 3 || !lw_m2m_path_eq(&r->path, req))
         return LW_EINVAL;
     if (!r->has_value)
-        lw__cbor_put_null(out);
-    else if (lw__cbor_put_value(out, &r->value, true))
+        lw__m2m_cbor_put_null(out);
+    else if (lw__m2m_cbor_put_value(out, &r->value, true))
         return LW_EINVAL;
     return lw_buf_status(out);
 }

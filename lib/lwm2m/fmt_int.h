@@ -105,7 +105,7 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
 int lw__m2m_check_rec(const struct lw_m2m_path *req, const struct lw_m2m_record *r);
 
 /* ---- CBOR reading (libcbor streaming decoder, one data item head per call) ---- */
-enum lw__cbor_kind {
+enum lw__m2m_cbor_kind {
     LW__CB_UINT,
     LW__CB_NEG, /* value is -1 - u */
     LW__CB_BYTES,
@@ -119,8 +119,8 @@ enum lw__cbor_kind {
     LW__CB_UNDEF,
     LW__CB_BREAK,
 };
-struct lw__cbor_tok {
-    enum lw__cbor_kind kind;
+struct lw__m2m_cbor_tok {
+    enum lw__m2m_cbor_kind kind;
     bool indef;        /* ARRAY/MAP of indefinite length */
     uint64_t u;        /* UINT/NEG value, ARRAY/MAP count, TAG number */
     double f;          /* FLOAT */
@@ -128,39 +128,39 @@ struct lw__cbor_tok {
     struct lw_bytes s; /* BYTES/TEXT, whole (indefinite strings are joined in the arena) */
     size_t off;        /* offset of the item in the input */
 };
-struct lw__cbor_rd {
+struct lw__m2m_cbor_rd {
     const uint8_t *p;
     size_t len, off;
     struct lw__m2m_dec *d; /* arena, limits, error offset */
 };
 /* Reads the next item head; strings whole. 0 or LW_EMALFORMED/LW_ELIMIT/LW_ENOMEM (offset set). */
-int lw__cbor_next(struct lw__cbor_rd *r, struct lw__cbor_tok *t);
+int lw__m2m_cbor_next(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t);
 /* Skips the remainder of the item whose head is t (nested depth up to cfg.max_depth). */
-int lw__cbor_skip(struct lw__cbor_rd *r, const struct lw__cbor_tok *t, size_t depth);
+int lw__m2m_cbor_skip(struct lw__m2m_cbor_rd *r, const struct lw__m2m_cbor_tok *t, size_t depth);
 /* Reads one leaf item: skips tags (remembering tag 1 in *time_tag), folds a tag-4 decimal
  * fraction into a FLOAT token. Arrays/maps come back as their head. */
-int lw__cbor_leaf(struct lw__cbor_rd *r, struct lw__cbor_tok *t, bool *time_tag);
+int lw__m2m_cbor_leaf(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t, bool *time_tag);
 /* UINT/NEG/FLOAT token to a number; false for other kinds. */
-bool lw__cbor_tok_num(const struct lw__cbor_tok *t, struct lw__m2m_num *n);
+bool lw__m2m_cbor_tok_num(const struct lw__m2m_cbor_tok *t, struct lw__m2m_num *n);
 /* Leaf token to a value of the model type (text objlnk/corelnk/string, bytes opaque, numbers,
  * bool; NULL gives has_value=false via *present). 0, LW_ETYPE, LW_EMALFORMED (offset set). */
-int lw__cbor_tok_value(struct lw__m2m_dec *d, const struct lw__cbor_tok *t, bool time_tag,
-                       enum lw_m2m_type model, struct lw_m2m_value *v, bool *present);
+int lw__m2m_cbor_tok_value(struct lw__m2m_dec *d, const struct lw__m2m_cbor_tok *t, bool time_tag,
+                           enum lw_m2m_type model, struct lw_m2m_value *v, bool *present);
 
 /* ---- CBOR writing (heads by libcbor's encoders) ---- */
-void lw__cbor_put_uint(struct lw_buf *b, uint64_t v);
-void lw__cbor_put_int(struct lw_buf *b, int64_t v);
-void lw__cbor_put_text(struct lw_buf *b, const void *s, size_t n);
-void lw__cbor_put_bytes(struct lw_buf *b, const void *s, size_t n);
-void lw__cbor_put_array(struct lw_buf *b, size_t n);
-void lw__cbor_put_map(struct lw_buf *b, size_t n);
-void lw__cbor_put_tag(struct lw_buf *b, uint64_t tag);
-void lw__cbor_put_bool(struct lw_buf *b, bool v);
-void lw__cbor_put_null(struct lw_buf *b);
+void lw__m2m_cbor_put_uint(struct lw_buf *b, uint64_t v);
+void lw__m2m_cbor_put_int(struct lw_buf *b, int64_t v);
+void lw__m2m_cbor_put_text(struct lw_buf *b, const void *s, size_t n);
+void lw__m2m_cbor_put_bytes(struct lw_buf *b, const void *s, size_t n);
+void lw__m2m_cbor_put_array(struct lw_buf *b, size_t n);
+void lw__m2m_cbor_put_map(struct lw_buf *b, size_t n);
+void lw__m2m_cbor_put_tag(struct lw_buf *b, uint64_t tag);
+void lw__m2m_cbor_put_bool(struct lw_buf *b, bool v);
+void lw__m2m_cbor_put_null(struct lw_buf *b);
 /* Shortest of half/single/double that holds d exactly. */
-void lw__cbor_put_float(struct lw_buf *b, double d);
+void lw__m2m_cbor_put_float(struct lw_buf *b, double d);
 /* A typed value as LwM2M CBOR / CBOR-60 leaf (objlnk as text, time as integer, plus tag 1
  * first when time_tag). LW_EINVAL for NONE. */
-int lw__cbor_put_value(struct lw_buf *b, const struct lw_m2m_value *v, bool time_tag);
+int lw__m2m_cbor_put_value(struct lw_buf *b, const struct lw_m2m_value *v, bool time_tag);
 
 #endif

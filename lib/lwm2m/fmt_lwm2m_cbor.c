@@ -21,16 +21,16 @@
 
 #include <string.h>
 
-static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
+static int lc_map(struct lw__m2m_cbor_rd *r, const struct lw__m2m_cbor_tok *m,
                   const struct lw_m2m_path *base, size_t depth)
 {
     struct lw__m2m_dec *d = r->d;
-    struct lw__cbor_tok k, e, v;
+    struct lw__m2m_cbor_tok k, e, v;
     int rc;
     if (depth > d->cfg.max_depth)
         return lw__m2m_fail(d, LW_ELIMIT, m->off);
     for (uint64_t i = 0; m->indef || i < m->u; i++) {
-        if ((rc = lw__cbor_next(r, &k)))
+        if ((rc = lw__m2m_cbor_next(r, &k)))
             return rc;
         if (k.kind == LW__CB_BREAK && m->indef)
             break;
@@ -44,7 +44,7 @@ static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
             for (;; j++) {
                 if (!k.indef && j == k.u)
                     break;
-                if ((rc = lw__cbor_next(r, &e)))
+                if ((rc = lw__m2m_cbor_next(r, &e)))
                     return rc;
                 if (e.kind == LW__CB_BREAK && k.indef)
                     break;
@@ -58,7 +58,7 @@ static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
             return lw__m2m_fail(d, LW_EMALFORMED, k.off);
         }
         bool tag1;
-        if ((rc = lw__cbor_leaf(r, &v, &tag1)))
+        if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
             return rc;
         if (v.kind == LW__CB_MAP) {
             if (p.len == 4)
@@ -73,8 +73,8 @@ static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
         if (p.len < 3)
             return lw__m2m_fail(d, LW_EMALFORMED, v.off);
         /* tags other than 4 are ignored here (as Anjay does): tag 1 does not make a Time */
-        if ((rc = lw__cbor_tok_value(d, &v, false, lw__m2m_type_of(d, &p), &rec.value,
-                                     &rec.has_value)))
+        if ((rc = lw__m2m_cbor_tok_value(d, &v, false, lw__m2m_type_of(d, &p), &rec.value,
+                                         &rec.has_value)))
             return rc;
         if ((rc = lw__m2m_add(d, &rec, k.off)))
             return rc;
@@ -84,11 +84,11 @@ static int lc_map(struct lw__cbor_rd *r, const struct lw__cbor_tok *m,
 
 int lw__m2m_lcbor_decode(struct lw__m2m_dec *d, struct lw_bytes in)
 {
-    struct lw__cbor_rd r = {in.ptr, in.len, 0, d};
-    struct lw__cbor_tok m;
+    struct lw__m2m_cbor_rd r = {in.ptr, in.len, 0, d};
+    struct lw__m2m_cbor_tok m;
     static const struct lw_m2m_path root = {{0, 0, 0, 0}, 0};
     int rc;
-    if ((rc = lw__cbor_next(&r, &m)))
+    if ((rc = lw__m2m_cbor_next(&r, &m)))
         return rc;
     if (m.kind != LW__CB_MAP)
         return lw__m2m_fail(d, LW_EMALFORMED, m.off);
@@ -128,21 +128,21 @@ static unsigned run_prefix(const struct lw_m2m_record *g, size_t m, unsigned lvl
 static void put_key(struct lw_buf *b, const struct lw_m2m_path *path, unsigned from, unsigned to)
 {
     if (to - from == 1) {
-        lw__cbor_put_uint(b, path->id[from]);
+        lw__m2m_cbor_put_uint(b, path->id[from]);
         return;
     }
-    lw__cbor_put_array(b, to - from);
+    lw__m2m_cbor_put_array(b, to - from);
     for (unsigned j = from; j < to; j++)
-        lw__cbor_put_uint(b, path->id[j]);
+        lw__m2m_cbor_put_uint(b, path->id[j]);
 }
 
 static int put_leaf(struct lw_buf *b, const struct lw_m2m_record *g)
 {
     if (!g->has_value) {
-        lw__cbor_put_null(b);
+        lw__m2m_cbor_put_null(b);
         return 0;
     }
-    return lw__cbor_put_value(b, &g->value, false);
+    return lw__m2m_cbor_put_value(b, &g->value, false);
 }
 
 /* Map holding r[0..n), whose paths all extend the first lvl ids (depth <= 4 by path length). */
@@ -157,7 +157,7 @@ static int lc_group(struct lw_buf *b, const struct lw_m2m_record *r, size_t n, u
         entries += (m > 1 && !run_prefix(r + k, m, lvl)) ? m : 1;
         k += m;
     }
-    lw__cbor_put_map(b, entries);
+    lw__m2m_cbor_put_map(b, entries);
     for (size_t k = 0; k < n;) {
         size_t m = run_len(r + k, n - k, lvl);
         const struct lw_m2m_record *g = r + k;

@@ -254,39 +254,46 @@ out:
 enum { L_BVER = -1, L_BN = -2, L_BT = -3, L_BU = -4, L_BV = -5, L_BS = -6 };
 enum { L_N = 0, L_U = 1, L_V = 2, L_VS = 3, L_VB = 4, L_S = 5, L_T = 6, L_UT = 7, L_VD = 8 };
 
-static int cbor_time(struct lw__cbor_rd *r, double *out)
+static int cbor_time(struct lw__m2m_cbor_rd *r, double *out)
 {
-    struct lw__cbor_tok t;
+    struct lw__m2m_cbor_tok t;
     struct lw__m2m_num n;
     bool tag1;
-    int rc = lw__cbor_leaf(r, &t, &tag1);
+    int rc = lw__m2m_cbor_leaf(r, &t, &tag1);
     if (rc)
         return rc;
-    if (!lw__cbor_tok_num(&t, &n))
+    if (!lw__m2m_cbor_tok_num(&t, &n))
         return lw__m2m_fail(r->d, LW_EMALFORMED, t.off);
     *out = num_double(&n);
     return 0;
 }
 
-static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_only)
+static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths_only)
 {
     struct lw__m2m_dec *d = r->d;
-    struct lw__cbor_tok m, k, v;
+    struct lw__m2m_cbor_tok m, k, v;
     struct srec s;
     uint32_t seen = 0;
     bool tag1;
     int rc;
     memset(&s, 0, sizeof(s));
-    if ((rc = lw__cbor_next(r, &m)))
+    if ((rc = lw__m2m_cbor_next(r, &m)))
         return rc;
     if (m.kind != LW__CB_MAP)
         return lw__m2m_fail(d, LW_EMALFORMED, m.off);
     for (uint64_t i = 0; m.indef || i < m.u; i++) {
-        if ((rc = lw__cbor_next(r, &k)))
+        int64_t label;
+        /* fast path: the integer labels SenML uses fit the initial byte (0..23, -1..-24) */
+        uint8_t kb = r->off < r->len ? r->p[r->off] : 0xFF;
+        if (kb < 0x18 || (kb >= 0x20 && kb < 0x38)) {
+            k.kind = kb < 0x18 ? LW__CB_UINT : LW__CB_NEG;
+            k.u = kb & 0x1F;
+            k.off = r->off++;
+        } else if ((rc = lw__m2m_cbor_next(r, &k))) {
             return rc;
+        }
         if (k.kind == LW__CB_BREAK && m.indef)
             break;
-        int64_t label;
         if (k.kind == LW__CB_UINT && k.u < 64) {
             label = (int64_t)k.u;
         } else if (k.kind == LW__CB_NEG && k.u < 64) {
@@ -326,7 +333,7 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
         case L_N:
         case L_VS:
         case 100:
-            if ((rc = lw__cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
                 return rc;
             /* names are checked by the path parser (ASCII only); values must be UTF-8 */
             if (v.kind != LW__CB_TEXT ||
@@ -343,14 +350,14 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
             }
             break;
         case L_V:
-            if ((rc = lw__cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
                 return rc;
-            if (!lw__cbor_tok_num(&v, &s.num))
+            if (!lw__m2m_cbor_tok_num(&v, &s.num))
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
             vk = V_NUM;
             break;
         case L_VB:
-            if ((rc = lw__cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
                 return rc;
             if (v.kind != LW__CB_BOOL)
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
@@ -358,7 +365,7 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
             s.b = v.b;
             break;
         case L_VD:
-            if ((rc = lw__cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
                 return rc;
             if (v.kind != LW__CB_BYTES)
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
@@ -366,7 +373,7 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
             s.s = v.s;
             break;
         default: /* bver, bu, u, ut and unknown labels: skip the value */
-            if ((rc = lw__cbor_next(r, &v)) || (rc = lw__cbor_skip(r, &v, 2)))
+            if ((rc = lw__m2m_cbor_next(r, &v)) || (rc = lw__m2m_cbor_skip(r, &v, 2)))
                 return rc;
             if (v.kind == LW__CB_BREAK)
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
@@ -384,12 +391,12 @@ static int cbor_record(struct lw__cbor_rd *r, struct sbase *base, bool paths_onl
 
 int lw__m2m_senml_cbor_decode(struct lw__m2m_dec *d, struct lw_bytes in, bool paths_only)
 {
-    struct lw__cbor_rd r = {in.ptr, in.len, 0, d};
-    struct lw__cbor_tok a, t;
+    struct lw__m2m_cbor_rd r = {in.ptr, in.len, 0, d};
+    struct lw__m2m_cbor_tok a, t;
     struct sbase base;
     int rc;
     memset(&base, 0, sizeof(base));
-    if ((rc = lw__cbor_next(&r, &a)))
+    if ((rc = lw__m2m_cbor_next(&r, &a)))
         return rc;
     if (a.kind != LW__CB_ARRAY)
         return lw__m2m_fail(d, LW_EMALFORMED, a.off);
@@ -398,7 +405,7 @@ int lw__m2m_senml_cbor_decode(struct lw__m2m_dec *d, struct lw_bytes in, bool pa
     for (uint64_t i = 0; a.indef || i < a.u; i++) {
         if (a.indef) {
             size_t save = r.off;
-            if ((rc = lw__cbor_next(&r, &t)))
+            if ((rc = lw__m2m_cbor_next(&r, &t)))
                 return rc;
             if (t.kind == LW__CB_BREAK)
                 break;
@@ -507,9 +514,9 @@ int lw__m2m_senml_json_encode(const struct lw_m2m_path *req, const struct lw_m2m
 static void cbor_time_out(struct lw_buf *b, double t)
 {
     if (t == floor(t) && t >= -9.2e18 && t <= 9.2e18)
-        lw__cbor_put_int(b, (int64_t)t);
+        lw__m2m_cbor_put_int(b, (int64_t)t);
     else
-        lw__cbor_put_float(b, t);
+        lw__m2m_cbor_put_float(b, t);
 }
 
 int lw__m2m_senml_cbor_encode(const struct lw_m2m_path *req, const struct lw_m2m_record *r,
@@ -517,37 +524,37 @@ int lw__m2m_senml_cbor_encode(const struct lw_m2m_path *req, const struct lw_m2m
 {
     char bn[32], nm[32];
     size_t bnl, nml;
-    lw__cbor_put_array(out, n);
+    lw__m2m_cbor_put_array(out, n);
     for (size_t k = 0; k < n; k++) {
         const struct lw_m2m_record *x = &r[k];
         const struct lw_m2m_value *v = &x->value;
         split_name(req, x, bn, &bnl, nm, &nml);
         bool with_bn = k == 0 && bnl;
-        lw__cbor_put_map(out, (size_t)with_bn + (nml > 0) + x->has_value + x->has_time);
+        lw__m2m_cbor_put_map(out, (size_t)with_bn + (nml > 0) + x->has_value + x->has_time);
         if (with_bn) {
-            lw__cbor_put_int(out, L_BN);
-            lw__cbor_put_text(out, bn, bnl);
+            lw__m2m_cbor_put_int(out, L_BN);
+            lw__m2m_cbor_put_text(out, bn, bnl);
         }
         if (nml) {
-            lw__cbor_put_uint(out, L_N);
-            lw__cbor_put_text(out, nm, nml);
+            lw__m2m_cbor_put_uint(out, L_N);
+            lw__m2m_cbor_put_text(out, nm, nml);
         }
         if (x->has_value) {
             switch (v->type) {
             case LW_M2M_T_INTEGER:
             case LW_M2M_T_TIME:
             case LW_M2M_T_UNSIGNED:
-            case LW_M2M_T_FLOAT: lw__cbor_put_uint(out, L_V); break;
-            case LW_M2M_T_BOOLEAN: lw__cbor_put_uint(out, L_VB); break;
-            case LW_M2M_T_OPAQUE: lw__cbor_put_uint(out, L_VD); break;
-            case LW_M2M_T_OBJLNK: lw__cbor_put_text(out, "vlo", 3); break;
-            default: lw__cbor_put_uint(out, L_VS); break;
+            case LW_M2M_T_FLOAT: lw__m2m_cbor_put_uint(out, L_V); break;
+            case LW_M2M_T_BOOLEAN: lw__m2m_cbor_put_uint(out, L_VB); break;
+            case LW_M2M_T_OPAQUE: lw__m2m_cbor_put_uint(out, L_VD); break;
+            case LW_M2M_T_OBJLNK: lw__m2m_cbor_put_text(out, "vlo", 3); break;
+            default: lw__m2m_cbor_put_uint(out, L_VS); break;
             }
-            if (lw__cbor_put_value(out, v, false))
+            if (lw__m2m_cbor_put_value(out, v, false))
                 return LW_EINVAL;
         }
         if (x->has_time) {
-            lw__cbor_put_uint(out, L_T);
+            lw__m2m_cbor_put_uint(out, L_T);
             cbor_time_out(out, x->time);
         }
     }
