@@ -899,15 +899,18 @@ int lw_dtls_input(struct lw_dtls_shard *sh, struct lw_dtls_sess *s, const struct
         struct lw_dtls_sess *dummy;
         return input_new(sh, from, fromlen, data, len, now_ms, created ? created : &dummy);
     }
-    if (s->state == ST_ESTABLISHED && addr_eq(&s->addr, s->addr_len, from, fromlen) &&
-        initial_client_hello(data, len)) {
-        /* The peer starts over (e.g. it rebooted and lost its keys): RFC 6347 §4.2.8 has the
-         * new handshake go through the cookie exchange while this association stays. A late
-         * copy of the hello that created this session is a duplicate, not a new start. */
-        if (ch_fingerprint(sh, data, len) == s->ch_random)
+    if (addr_eq(&s->addr, s->addr_len, from, fromlen) && initial_client_hello(data, len)) {
+        /* A hello with another random: the peer starts over (it rebooted, or gave up on this
+         * handshake). RFC 6347 §4.2.8: the new handshake goes through the cookie exchange while
+         * this association stays. The same random is a retransmission (fed to the session
+         * while it handshakes) or a late duplicate (dropped). */
+        bool same = ch_fingerprint(sh, data, len) == s->ch_random;
+        if (!same) {
+            struct lw_dtls_sess *dummy;
+            return input_new(sh, from, fromlen, data, len, now_ms, created ? created : &dummy);
+        }
+        if (s->state != ST_HANDSHAKE)
             return 0;
-        struct lw_dtls_sess *dummy;
-        return input_new(sh, from, fromlen, data, len, now_ms, created ? created : &dummy);
     }
     if (s->state == ST_CLOSED || s->state == ST_FAILED)
         return 0;

@@ -184,11 +184,11 @@ void lw_dtls_shard_stats(const struct lw_dtls_shard *sh, struct lw_dtls_stats *o
  * With a session, records are processed and callbacks fire; a record from an address other
  * than the session's is accepted only on a CID session and only if it authenticates (then
  * LW_DTLS_EV_PEER_MOVED and the address changes).
- * A new epoch-0 ClientHello from the address of an established session (the device rebooted;
- * RFC 6347 §4.2.8) goes through the cookie exchange like one without a session and, once its
- * cookie verifies, *created receives a new session for that address while `sess` is left as it
- * was: replace it in your tables and free it (a late duplicate of the hello that created `sess`
- * is recognised and ignored).
+ * A new epoch-0 ClientHello from the address of a session in any state (the device rebooted or
+ * restarted its handshake; RFC 6347 §4.2.8) goes through the cookie exchange like one without a
+ * session and, once its cookie verifies, *created receives a new session for that address while
+ * `sess` is left as it was: replace it in your tables and free it. Retransmissions and late
+ * duplicates of the hello that created `sess` (same random) are recognised and not treated so.
  * Returns 0 (also for records wolfSSL silently dropped), LW_EINVAL (bad address, non-CID
  * session from another address), LW_ELIMIT (handshake budget full, nothing allocated),
  * LW_ENOMEM, LW_EDTLS (the session failed; LW_DTLS_EV_FAILED was raised).
