@@ -326,13 +326,28 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         goto out;
     if (dc.subjectCN && dc.subjectCNLen > 0 && dc.subjectCNLen <= LW_DTLS_IDENT_MAX)
         info.cn = (struct lw_bytes){(const uint8_t *)dc.subjectCN, (size_t)dc.subjectCNLen};
+    struct lw_bytes uri = {NULL, 0}, dns = {NULL, 0};
+    for (const DNS_entry *e = dc.altNames; e && info.n_san < LW_DTLS_SAN_MAX; e = e->next) {
+        if ((e->type != ASN_DNS_TYPE && e->type != ASN_URI_TYPE) || !e->name || e->len <= 0)
+            continue;
+        struct lw_bytes v = {(const uint8_t *)e->name, (size_t)e->len};
+        info.san[info.n_san++] = (struct lw_dtls_san){(uint8_t)e->type, v};
+        if (e->type == ASN_URI_TYPE && !uri.len)
+            uri = v;
+        if (e->type == ASN_DNS_TYPE && !dns.len)
+            dns = v;
+    }
     if (ctx->cred.verify_peer)
         ok = ctx->cred.verify_peer(ctx->cred_arg, &info) == 0;
     else
         ok = info.chain_ok;
     if (ok) {
-        memcpy(s->ident, info.cn.ptr ? info.cn.ptr : (const uint8_t *)"", info.cn.len);
-        s->id_len = (uint8_t)info.cn.len;
+        struct lw_bytes id = info.cn.len ? info.cn : uri.len ? uri : dns;
+        if (id.len > LW_DTLS_IDENT_MAX)
+            id.len = 0;
+        if (id.len)
+            memcpy(s->ident, id.ptr, id.len);
+        s->id_len = (uint8_t)id.len;
         s->auth = LW_DTLS_AUTH_X509;
     }
 out:

@@ -60,17 +60,25 @@
 enum lw_dtls_auth {
     LW_DTLS_AUTH_NONE = 0,
     LW_DTLS_AUTH_PSK,  /* identity = PSK identity bytes */
-    LW_DTLS_AUTH_X509, /* identity = certificate subject CN */
+    LW_DTLS_AUTH_X509, /* identity = certificate subject CN, else its first URI SAN, else its
+                        * first DNS SAN (verify_peer saw them all) */
 };
 
 /* Client certificate handed to verify_peer. All views borrowed for the call.
  * Raw public keys (RFC 7250) are not offered: wolfSSL 5.9 (as built by tools/deps.sh, without
  * WOLFSSL_ALWAYS_VERIFY_CB / KEEP_PEER_CERT) accepts an RPK without showing it to the
  * application, so the server could not bind it to a device. */
+#define LW_DTLS_SAN_MAX 8
+struct lw_dtls_san {
+    uint8_t type; /* GeneralName tag: 2 dNSName, 6 uniformResourceIdentifier */
+    struct lw_bytes name;
+};
 struct lw_dtls_peer_info {
-    struct lw_bytes der; /* end-entity certificate (DER) */
-    struct lw_bytes cn;  /* its subject CN (may be empty) */
-    bool chain_ok;       /* the certificate verified against cfg.ca */
+    struct lw_bytes der;                     /* end-entity certificate (DER) */
+    struct lw_bytes cn;                      /* its subject CN (may be empty) */
+    struct lw_dtls_san san[LW_DTLS_SAN_MAX]; /* DNS and URI subjectAltNames, first ones */
+    size_t n_san;
+    bool chain_ok; /* the certificate verified against cfg.ca */
 };
 
 /* Credential store callbacks (the server's), all optional; arg is cfg.cred_arg. They run on the

@@ -1,11 +1,13 @@
 /* Unit tests for lib/dtls with certificates (ECDHE-ECDSA, mutual authentication): a test PKI is
  * generated at run time with wolfCrypt; the device certificate's CN is its endpoint name. */
 #include "harness.h"
+#include "../testutil.h"
 
 #include "base/err.h"
 #include "base/util.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,6 +203,81 @@ START_TEST(test_bad_server_cred)
 }
 END_TEST
 
+static void load(const char *name, struct h_der *out)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/unit/dtls/data/%s", lw_test_top(), name);
+    size_t n = 0;
+    uint8_t *d = lw_test_read_file(path, &n);
+    ck_assert_msg(d != NULL, "missing %s", path);
+    ck_assert_uint_le(n, sizeof(out->d));
+    memcpy(out->d, d, n);
+    out->len = n;
+    free(d);
+}
+
+static struct lw_dtls_peer_info seen;
+static char seen_names[LW_DTLS_SAN_MAX][64];
+static char seen_cn[64];
+
+static int verify_san(void *arg, const struct lw_dtls_peer_info *info)
+{
+    (void)arg;
+    seen = *info; /* views are only valid during the call: copy the strings */
+    size_t cl = LW_MIN(info->cn.len, sizeof(seen_cn) - 1);
+    memcpy(seen_cn, info->cn.ptr, cl);
+    seen_cn[cl] = 0;
+    for (size_t i = 0; i < info->n_san; i++) {
+        size_t n = LW_MIN(info->san[i].name.len, sizeof(seen_names[i]) - 1);
+        memcpy(seen_names[i], info->san[i].name.ptr, n);
+        seen_names[i][n] = 0;
+    }
+    if (!info->chain_ok)
+        return -1;
+    for (size_t i = 0; i < info->n_san; i++)
+        if (info->san[i].type == 6 &&
+            lw_bytes_eq_str(info->san[i].name, "urn:imei:490154203237518"))
+            return 0;
+    return -1;
+}
+
+/* A device certificate made with the openssl CLI (PEM, CA given as PEM): the URI SAN carries
+ * the endpoint name; verify_peer sees CN and both SANs. */
+START_TEST(test_san_pem)
+{
+    setup();
+    struct h_der ca, cert, key;
+    load("san_ca.pem", &ca);
+    load("san_dev.pem", &cert);
+    load("san_dev.key", &key);
+    struct lw_dtls_cfg cfg = {0};
+    struct lw_dtls_ctx *ctx = NULL;
+    cfg.cert = (struct lw_bytes){srv_cert.d, srv_cert.len};
+    cfg.key = (struct lw_bytes){srv_key.d, srv_key.len};
+    cfg.ca = (struct lw_bytes){ca.d, ca.len};
+    cfg.cred.verify_peer = verify_san;
+    ck_assert_int_eq(lw_dtls_ctx_new(&cfg, &ctx), 0);
+    WOLFSSL_CTX *cc = h_cctx_cert(false, "ECDHE-ECDSA-AES128-CCM-8", &pki.ca_cert, &cert, &key);
+    struct h_world w;
+    struct h_client *c = run(&w, ctx, cc);
+    ck_assert(c->hs_done);
+    ck_assert(seen.chain_ok);
+    ck_assert_str_eq(seen_cn, "device-42");
+    ck_assert_uint_eq(seen.n_san, 2);
+    size_t u = seen.san[0].type == 6 ? 0 : 1; /* wolfSSL's list order is its own */
+    ck_assert_uint_eq(seen.san[u].type, 6);
+    ck_assert_str_eq(seen_names[u], "urn:imei:490154203237518");
+    ck_assert_uint_eq(seen.san[1 - u].type, 2);
+    ck_assert_str_eq(seen_names[1 - u], "dev42.example");
+    struct lw_bytes id;
+    ck_assert_int_eq(lw_dtls_sess_identity(c->sess, &id), LW_DTLS_AUTH_X509);
+    ck_assert(lw_bytes_eq_str(id, "device-42"));
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
 Suite *suite_x509(void);
 Suite *suite_x509(void)
 {
@@ -215,6 +292,7 @@ Suite *suite_x509(void)
     tcase_add_test(tc, test_no_client_cert);
     tcase_add_test(tc, test_default_rule_accepts_chain);
     tcase_add_test(tc, test_bad_server_cred);
+    tcase_add_test(tc, test_san_pem);
     suite_add_tcase(s, tc);
     return s;
 }

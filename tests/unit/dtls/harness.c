@@ -362,18 +362,23 @@ void h_pki_leaf(const struct h_pki *p, const char *cn, struct h_der *cert, struc
     wc_FreeRng(&rng);
 }
 
+static int der_or_pem(const struct h_der *b)
+{
+    return b->len > 5 && memcmp(b->d, "-----", 5) == 0 ? WOLFSSL_FILETYPE_PEM
+                                                       : WOLFSSL_FILETYPE_ASN1;
+}
+
 WOLFSSL_CTX *h_cctx_cert(bool v13, const char *ciphers, const struct h_der *ca,
                          const struct h_der *cert, const struct h_der *key)
 {
     WOLFSSL_CTX *c = h_cctx_psk(v13, ciphers, false);
-    if (wolfSSL_CTX_load_verify_buffer(c, ca->d, (long)ca->len, WOLFSSL_FILETYPE_ASN1) !=
-        WOLFSSL_SUCCESS)
+    if (wolfSSL_CTX_load_verify_buffer(c, ca->d, (long)ca->len, der_or_pem(ca)) != WOLFSSL_SUCCESS)
         abort();
     wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, NULL);
     if (cert && cert->len) {
-        if (wolfSSL_CTX_use_certificate_buffer(c, cert->d, (long)cert->len,
-                                               WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
-            wolfSSL_CTX_use_PrivateKey_buffer(c, key->d, (long)key->len, WOLFSSL_FILETYPE_ASN1) !=
+        if (wolfSSL_CTX_use_certificate_buffer(c, cert->d, (long)cert->len, der_or_pem(cert)) !=
+                WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_use_PrivateKey_buffer(c, key->d, (long)key->len, der_or_pem(key)) !=
                 WOLFSSL_SUCCESS)
             abort();
     }
