@@ -48,7 +48,10 @@ static int attach_cbpf(int fd, int family, unsigned n)
         {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
         {BPF_RET | BPF_A, 0, 0, 0},
     };
-    struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])), code};
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof(prog)); /* no uninitialised padding reaches the kernel */
+    prog.len = (unsigned short)(sizeof(code) / sizeof(code[0]));
+    prog.filter = code;
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
 }
 
