@@ -4,6 +4,8 @@
 #include "api/api_int.h"
 #include "auth.h"
 #include "base/err.h"
+#include "control.h"
+#include "events.h"
 #include "../testutil.h"
 
 #include <check.h>
@@ -346,6 +348,52 @@ START_TEST(routes_match_openapi)
 }
 END_TEST
 
+/* SSE over the real event bus: ring eviction, Last-Event-ID replay with a gap note, type and
+ * endpoint filters. */
+START_TEST(sse_resume_from_ring)
+{
+    uv_loop_t *loop = uv_default_loop();
+    ck_assert_int_eq(lw_control_start(loop), 0);
+    lw_events_init(1);
+    api_set.sse_ring = 4;
+    ck_assert_int_eq(api_sse_start(), 0);
+    static const enum lw_event_type types[] = {LW_EV_REGISTERED, LW_EV_UPDATED,
+                                               LW_EV_REGISTERED, LW_EV_UPDATED,
+                                               LW_EV_REGISTERED, LW_EV_DEREGISTERED};
+    for (int i = 0; i < 6; i++) {
+        struct lw_event *ev = lw_event_new(types[i], i == 4 ? "other" : "dev1");
+        ck_assert_ptr_nonnull(ev);
+        json_object_set_new(ev->data, "n", json_integer(i + 1));
+        lw_events_post(ev);
+    }
+    uv_run(loop, UV_RUN_NOWAIT); /* delivers ids 1..6; the ring keeps 3..6 */
+    char req[400];
+    snprintf(req, sizeof(req),
+             "GET /api/v1/events?types=registered,deregistered&endpoint=dev1 HTTP/1.1\r\n"
+             "Authorization: Bearer %s\r\nLast-Event-ID: 1\r\n\r\n",
+             tok_admin);
+    const char *o = run(req, NULL);
+    ck_assert_msg(strncmp(o, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream", 48) == 0, "%s",
+                  o);
+    ck_assert_ptr_nonnull(strstr(o, ": events 2..2 are no longer available"));
+    ck_assert_ptr_nonnull(strstr(o, "id: 3\nevent: registered\ndata: {"));
+    ck_assert_ptr_nonnull(strstr(o, "id: 6\nevent: deregistered\n"));
+    ck_assert_ptr_null(strstr(o, "id: 4\n")); /* updated: filtered by type */
+    ck_assert_ptr_null(strstr(o, "id: 5\n")); /* endpoint "other" */
+    ck_assert_ptr_nonnull(strstr(o, "\"endpoint\":\"dev1\""));
+    ck_assert_int_eq(closed, 0);
+    /* without Last-Event-ID: live events only */
+    lw_buf_reset(&out);
+    snprintf(req, sizeof(req), "GET /api/v1/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+             tok_admin);
+    o = run(req, NULL);
+    ck_assert_ptr_null(strstr(o, "id: "));
+    api_sse_stop();
+    lw_control_stop();
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+END_TEST
+
 Suite *suite_api(void);
 Suite *suite_api(void)
 {
@@ -368,6 +416,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, webhook_signature_vector);
     tcase_add_test(tc, sse_frame);
     tcase_add_test(tc, routes_match_openapi);
+    tcase_add_test(tc, sse_resume_from_ring);
     suite_add_tcase(s, tc);
     return s;
 }
