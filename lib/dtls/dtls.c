@@ -13,6 +13,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/asn.h>
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,10 @@
 #define DEF_MAX_HS       1024
 #define DEF_HELLO_RATE   1000 /* per /24 or /56 and second: carrier NATs put many devices there */
 #define MAX_TLS13_SUITES 5
+
+static_assert(5 + LW_DTLS_CID_MAX + 1 + LW_DTLS_ADDR_MAX + 1 + LW_DTLS_IDENT_MAX + 2 + EXPORT_MAX <=
+                  LW_DTLS_BLOB_MAX,
+              "LW_DTLS_BLOB_MAX too small for the blob layout");
 
 enum { ST_HANDSHAKE, ST_ESTABLISHED, ST_CLOSED, ST_FAILED };
 

@@ -18,16 +18,21 @@
  *    it, so a ClientHello without a valid cookie leaves no per-peer memory behind.
  *
  * Connection IDs (RFC 9146): the server issues fixed-length CIDs (cfg.cid_len bytes, default 6)
- * laid out as [shard id][node id][random...]; lw_dtls_cid_peek() finds the CID in a raw record so
- * the shard can demultiplex (and the kernel's BPF steering can pick the shard byte) before any
- * session lookup. DTLS 1.2 CID record (content type 25): the CID starts at byte 11 (after
- * type(1) version(2) epoch(2) seq(6)). DTLS 1.3 unified header (RFC 9147 §4, first byte
- * 001CSLEE with C set): the CID starts at byte 1.
+ * laid out as [shard id][node id][per-shard counter, XOR a random key]; lw_dtls_cid_peek() finds
+ * the CID in a raw record so the shard can demultiplex (and the kernel's BPF steering can pick the
+ * shard byte) before any session lookup. DTLS 1.2 CID record (content type 25): the CID starts at
+ * byte 11 (after type(1) version(2) epoch(2) seq(6)). DTLS 1.3 unified header (RFC 9147 §4, first
+ * byte 001CSLEE with C set): the CID starts at byte 1.
  *
  * Hibernation: lw_dtls_hibernate() exports an established DTLS 1.2 session (wolfSSL_dtls_export)
  * into a small blob and frees all of its memory; lw_dtls_wake() rebuilds a session from the
- * blob (CID re-enabled before wolfSSL_dtls_import). wolfSSL 5.9 cannot export DTLS 1.3 sessions:
+ * blob (CID re-enabled before wolfSSL_dtls_import, on a DTLS 1.2-only twin context because the
+ * import needs an object already at DTLS 1.2). wolfSSL 5.9 cannot export DTLS 1.3 sessions:
  * hibernating one returns LW_ENOTSUP and the session stays live.
+ *
+ * DoS limits before any session exists: a per-source-prefix token bucket on hellos (fixed
+ * table per shard), the stateless cookie exchange, and cfg.max_handshakes sessions in handshake
+ * per shard.
  *
  * Errors: 0 or a negative LW_E* code; wolfSSL's raw error is kept in the session
  * (lw_dtls_sess_raw_error). Thread rules: ctx any thread; a shard and its sessions only from
@@ -52,7 +57,7 @@
 #define LW_DTLS_CID_MAX   8   /* wolfSSL built with DTLS_CID_MAX_SIZE=8 */
 #define LW_DTLS_ADDR_MAX  28  /* sizeof(struct sockaddr_in6) */
 #define LW_DTLS_IDENT_MAX 128 /* longest PSK identity / certificate name kept */
-#define LW_DTLS_BLOB_MAX  640 /* upper bound of a hibernation blob */
+#define LW_DTLS_BLOB_MAX  704 /* upper bound of a hibernation blob (~360 B in practice) */
 #define LW_DTLS_V12       1
 #define LW_DTLS_V13       2
 
