@@ -40,7 +40,8 @@ struct peer {
     struct lw_timer timer; /* CoAP deadlines and the registration's expiry, whichever first */
     struct peer_addr addr;
     struct lw_coap_ep ep;
-    struct reg *reg; /* the registration bound to this address, or NULL */
+    struct reg *reg;         /* the registration bound to this address, or NULL */
+    struct lw_coap_b1rx *b1; /* a block-wise Register/Update body being received, or NULL */
 };
 
 struct peer_table {

@@ -443,8 +443,11 @@ static struct regsrv *regsrv_of(const struct peer *p)
     return lw_container_of(p->ep.env, struct regsrv, env);
 }
 
+static void b1_free(struct peer *p);
+
 static void peer_free(struct regsrv *r, struct peer *p)
 {
+    b1_free(p);
     lw_wheel_cancel(&r->wheel, &p->timer);
     lw_coap_ep_deinit(&p->ep);
     peer_del(&r->peers, p);
@@ -455,6 +458,8 @@ static void peer_free(struct regsrv *r, struct peer *p)
  * CoAP state). A peer whose callback is running is only re-armed; its caller settles it. */
 static void settle(struct regsrv *r, struct peer *p)
 {
+    if (p->b1 && (!p->b1->active || p->b1->expires <= r->now) && p != r->busy)
+        b1_free(p); /* an abandoned block-wise transfer */
     uint64_t d = lw_coap_ep_next_deadline(&p->ep);
     if (p->reg && p->reg->expires < d)
         d = p->reg->expires;
@@ -901,6 +906,8 @@ static void respond(struct regsrv *r, struct peer *p, const struct lw_coap_msg *
         lw_coap_add_uint(&resp, LW_COAP_OPT_CONTENT_FORMAT, 0);
         resp.payload = LW_BYTES_STR(diag);
     }
+    if (r->block1_req)
+        lw_coap_b1rx_final_opt(r->block1_req, &resp);
     lw_coap_ep_respond(&p->ep, &ref, &resp, r->now);
 }
 
@@ -1243,15 +1250,11 @@ out:
     objlist_release(objs);
 }
 
-static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_msg *m, uint64_t now)
+static void handle(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
 {
-    struct peer *p = ctx;
-    struct regsrv *r = regsrv_of(p);
     struct lw_bytes seg[3];
     size_t nseg = 0, pos = 0;
     const struct lw_coap_opt *o;
-    (void)ep;
-    r->now = now;
     while ((o = lw_coap_next_opt(m, LW_COAP_OPT_URI_PATH, &pos))) {
         if (nseg == LW_ARRAY_SIZE(seg)) {
             nseg++;
@@ -1317,6 +1320,57 @@ static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_ms
         stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
         respond(r, p, m, LW_COAP_METHOD_NOT_ALLOWED, NULL, NULL);
     }
+}
+
+static void b1_free(struct peer *p)
+{
+    if (p->b1) {
+        lw_coap_b1rx_deinit(p->b1);
+        free(p->b1);
+        p->b1 = NULL;
+    }
+}
+
+/* Block-wise Registers and Updates (RFC 7959 §2.5, atomic Block1): a device whose object list
+ * exceeds its block size sends the payload in blocks; the body is reassembled per peer (bounded
+ * by REG_MAX_BODY) and the request handled once complete, its response carrying Block1. */
+#define REG_MAX_BODY 16384
+
+static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_msg *m, uint64_t now)
+{
+    struct peer *p = ctx;
+    struct regsrv *r = regsrv_of(p);
+    (void)ep;
+    r->now = now;
+    if (!lw_coap_find_opt(m, LW_COAP_OPT_BLOCK1)) {
+        handle(r, p, m);
+        return;
+    }
+    struct lw_coap_msg resp, whole;
+    struct lw_bytes body;
+    struct lw_coap_req_ref ref = lw_coap_req_ref_of(m);
+    if (!p->b1) {
+        if (!(p->b1 = malloc(sizeof(*p->b1)))) {
+            stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
+            respond(r, p, m, LW_COAP_INTERNAL_ERROR, NULL, NULL);
+            return;
+        }
+        lw_coap_b1rx_init(p->b1, REG_MAX_BODY, 6, 0);
+    }
+    lw_coap_msg_init(&resp, 0, 0);
+    int rc = lw_coap_b1rx_feed(p->b1, m, now, &resp, &body);
+    if (rc != 0) {
+        lw_coap_ep_respond(&p->ep, &ref, &resp, now);
+        if (rc != LW_EAGAIN)
+            b1_free(p);
+        return;
+    }
+    whole = *m;
+    whole.payload = body;
+    r->block1_req = m;
+    handle(r, p, &whole);
+    r->block1_req = NULL;
+    b1_free(p);
 }
 
 static void on_send(void *ctx, const uint8_t *data, size_t len)
@@ -1434,6 +1488,7 @@ void regsrv_deinit(struct regsrv *r)
     pos = 0;
     struct peer *p;
     while ((p = lw_hmap_next(&r->peers.map, &pos))) {
+        b1_free(p);
         lw_wheel_cancel(&r->wheel, &p->timer);
         lw_coap_ep_deinit(&p->ep);
     }

@@ -157,8 +157,9 @@ struct regsrv {
     struct peer *busy;         /* peer whose callback is running: not freed until it returns */
     uint64_t now;              /* time of the current input or timer */
     struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
-    bool closing;              /* regsrv_deinit: no messages to other shards */
-    uint8_t rkey[16];          /* random stream (when cfg.coap.random is NULL) */
+    const struct lw_coap_msg *block1_req; /* final block of a block-wise request being handled */
+    bool closing;                         /* regsrv_deinit: no messages to other shards */
+    uint8_t rkey[16];                     /* random stream (when cfg.coap.random is NULL) */
     uint64_t rctr;
     struct regsrv_stats stats;
 };

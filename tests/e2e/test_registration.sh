@@ -69,6 +69,11 @@ check "the replaced registration's id answers 4.04" [ "$(code_of "$r")" = "4.04"
 r=$(coap post "rd/$id2")
 check "the new registration's id answers 2.04" [ "$(code_of "$r")" = "2.04" ]
 
+# A Register whose object list needs block-wise transfer (RFC 7959 Block1, 64-byte blocks).
+big=$(python3 -c "print(','.join('</%d/0>' % i for i in range(3300, 3420)))")
+r=$(coap-client-notls -m post -b 64 -B 5 -v 7 -t 40 -e "$big" "$url/rd?ep=e2e-big&lt=60&lwm2m=1.1" 2>&1 | grep -E '^v:1 t:ACK c:[245]\.' | tail -n 1)
+check "block-wise Register (1.2 kB in 64-byte blocks) answers 2.01 with Block1" bash -c '[[ "$1" == *"c:2.01"* && "$1" == *"Location-Path:rd"* && "$1" == *"Block1:18/_/64"* ]]' _ "$r"
+
 check "daemon still running" kill -0 "$LW_DAEMON_PID"
 stop_daemon TERM
 check "daemon stops cleanly" [ "$LW_DAEMON_RC" -eq 0 ]
