@@ -83,8 +83,8 @@ uint64_t hist_quantile(const struct hist *h, double q)
     uint64_t seen = 0;
     for (unsigned b = 0; b < HIST_BUCKETS; b++) {
         seen += h->b[b];
-        if (seen >= rank)
-            return LW_MIN(bucket_upper(b), h->max_us);
+        if (seen >= rank) /* the last bucket also holds everything beyond its range */
+            return b == HIST_BUCKETS - 1 ? h->max_us : LW_MIN(bucket_upper(b), h->max_us);
     }
     return h->max_us;
 }
