@@ -1,7 +1,7 @@
 /* lib/lwm2m/fmt_int.h - internals shared by the content-format codecs (fmt*.c): the decode
- * context, value conversions, base64 / objlnk / UTF-8 / number text helpers, and a pull reader
- * plus writers for CBOR built on libcbor's streaming decoder and encoders. Not a public API.
- * Any thread; no global state.
+ * context, value conversions, base64 / objlnk / UTF-8 / number text helpers, a CBOR pull reader
+ * (own head decoder, see fmt_cbor.c) and CBOR writers built on libcbor's encoders. Not a
+ * public API. Any thread; no global state.
  */
 #ifndef LW_LWM2M_FMT_INT_H
 #define LW_LWM2M_FMT_INT_H
@@ -104,7 +104,7 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
 /* Validates record for encoding: within req and has a known type when has_value. */
 int lw__m2m_check_rec(const struct lw_m2m_path *req, const struct lw_m2m_record *r);
 
-/* ---- CBOR reading (libcbor streaming decoder, one data item head per call) ---- */
+/* ---- CBOR reading (one data item head per call, RFC 8949 §3) ---- */
 enum lw__m2m_cbor_kind {
     LW__CB_UINT,
     LW__CB_NEG, /* value is -1 - u */

@@ -4,7 +4,7 @@
  * JSON is parsed with jansson (json_loadb, arrays/objects only, duplicate keys rejected); its
  * tree is heap-allocated, bounded by cfg.max_input, and freed before returning. Strings are
  * copied into the arena. jansson reads integers as int64, so a JSON integer above INT64_MAX is
- * rejected as malformed. CBOR is read with the libcbor-based pull reader in fmt_cbor.c.
+ * rejected as malformed. CBOR is read with the pull reader in fmt_cbor.c.
  * JSON output is written directly (no intermediate tree) so that floats get their shortest
  * exact decimal form.
  */
