@@ -7,6 +7,7 @@
 #include "registry.h"
 #include "udp.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,6 +20,9 @@
  * each (UV_UDP_RECVMMSG), so this reads up to 16 datagrams per system call. */
 #define RXBUF_SLOTS 16
 #define RXBUF_SIZE  (RXBUF_SLOTS * 65536)
+/* Responses batched per sendmmsg; larger datagrams are sent at once. */
+#define TX_BATCH 32
+#define TX_MAX   LW_COAP_MAX_DGRAM
 
 struct shard {
     unsigned id;
@@ -43,6 +47,16 @@ struct shard {
     bool timer_inited;
     uint64_t armed; /* deadline the timer is armed for, or UINT64_MAX */
     uint8_t *rxbuf;
+    /* Responses queued during a recvmmsg batch (sent by tx_flush). */
+    bool batching;
+    unsigned ntx;
+    struct tx_ent {
+        struct sockaddr_storage to;
+        socklen_t tolen;
+        size_t len;
+        uint8_t sock;
+    } tx[TX_BATCH];
+    uint8_t *txbuf; /* TX_BATCH * TX_MAX bytes */
 };
 
 static struct shard *shards;
@@ -174,38 +188,88 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)s->rxbuf, RXBUF_SIZE);
 }
 
+static void send_failed(struct shard *s, int err)
+{
+    atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_SEND], 1, memory_order_relaxed);
+    log_warn_rl(NET, "shard %u: send failed: %s", s->id, strerror(err));
+}
+
+/* Sends the responses queued while a recvmmsg batch was processed, one sendmmsg per socket. */
+static void tx_flush(struct shard *s)
+{
+    struct mmsghdr mh[TX_BATCH];
+    struct iovec iov[TX_BATCH];
+    for (unsigned sock = 0; sock < s->nudp && s->ntx > 0; sock++) {
+        unsigned n = 0;
+        for (unsigned i = 0; i < s->ntx; i++) {
+            if (s->tx[i].sock != sock)
+                continue;
+            iov[n] = (struct iovec){s->txbuf + (size_t)i * TX_MAX, s->tx[i].len};
+            memset(&mh[n], 0, sizeof(mh[n]));
+            mh[n].msg_hdr.msg_name = &s->tx[i].to;
+            mh[n].msg_hdr.msg_namelen = s->tx[i].tolen;
+            mh[n].msg_hdr.msg_iov = &iov[n];
+            mh[n].msg_hdr.msg_iovlen = 1;
+            n++;
+        }
+        uv_os_fd_t fd;
+        if (n == 0 || uv_fileno((uv_handle_t *)&s->udp[sock], &fd) != 0)
+            continue;
+        for (unsigned done = 0; done < n;) {
+            int rc = sendmmsg(fd, mh + done, n - done, MSG_DONTWAIT);
+            if (rc <= 0) { /* the kernel refused the next one: drop it and go on */
+                send_failed(s, rc < 0 ? errno : EAGAIN);
+                done++;
+            } else {
+                done += (unsigned)rc;
+            }
+        }
+    }
+    s->ntx = 0;
+}
+
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags)
 {
     struct shard *s = h->data;
     struct peer_addr pa;
-    (void)buf;
-    (void)flags; /* UV_UDP_MMSG_CHUNK / UV_UDP_MMSG_FREE: the buffer is the shard's own */
+    /* With UV_UDP_RECVMMSG libuv reports a batch as UV_UDP_MMSG_CHUNK calls followed by one
+     * (nread 0, addr NULL, UV_UDP_MMSG_FREE) call; the buffer is the shard's own, so nothing is
+     * freed here. Responses produced during a batch are queued and sent with one sendmmsg. */
+    s->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
     if (nread < 0) {
         log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
-        return;
+    } else if (nread > 0 || addr != NULL) {
+        if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) == 0)
+            regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
+        rearm(s, false);
     }
-    if (nread == 0 && addr == NULL) /* nothing to read, or the end of a recvmmsg batch */
-        return;
-    if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) != 0)
-        return;
-    regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
-    rearm(s, false);
+    if (!s->batching && s->ntx > 0)
+        tx_flush(s);
 }
 
 static void rs_send(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len)
 {
     struct shard *s = ctx;
+    if (to->sock >= s->nudp)
+        return;
+    if (s->batching && len <= TX_MAX) {
+        if (s->ntx == TX_BATCH)
+            tx_flush(s);
+        struct tx_ent *e = &s->tx[s->ntx];
+        memcpy(s->txbuf + (size_t)s->ntx * TX_MAX, data, len);
+        e->len = len;
+        e->sock = to->sock;
+        e->tolen = peer_addr_to_sa(to, &e->to);
+        s->ntx++;
+        return;
+    }
     struct sockaddr_storage ss;
     peer_addr_to_sa(to, &ss);
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    if (to->sock >= s->nudp)
-        return;
     int rc = uv_udp_try_send(&s->udp[to->sock], &b, 1, (const struct sockaddr *)&ss);
-    if (rc < 0) {
-        atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_SEND], 1, memory_order_relaxed);
-        log_warn_rl(NET, "shard %u: send failed: %s", s->id, uv_strerror(rc));
-    }
+    if (rc < 0)
+        send_failed(s, -rc);
 }
 
 struct drop_msg {
@@ -420,6 +484,8 @@ static void teardown_unstarted(struct shard *s)
     s->rs_inited = false;
     free(s->rxbuf);
     s->rxbuf = NULL;
+    free(s->txbuf);
+    s->txbuf = NULL;
     shard_free_one(s);
     s->started = false;
 }
@@ -482,7 +548,9 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         struct shard *s = &shards[i];
         s->armed = UINT64_MAX;
         s->rxbuf = malloc(RXBUF_SIZE);
-        int rc = s->rxbuf ? regsrv_init(&s->rs, i, &rcfg, &rs_ops, s, uv_now(&s->loop)) : LW_ENOMEM;
+        s->txbuf = malloc((size_t)TX_BATCH * TX_MAX);
+        int rc = s->rxbuf && s->txbuf ? regsrv_init(&s->rs, i, &rcfg, &rs_ops, s, uv_now(&s->loop))
+                                      : LW_ENOMEM;
         if (rc == 0) {
             s->rs_inited = true;
             rc = uv_timer_init(&s->loop, &s->timer);
@@ -538,6 +606,7 @@ void shards_stop(void)
         pthread_mutex_unlock(&shards[i].lock);
         shard_free_one(&shards[i]);
         free(shards[i].rxbuf);
+        free(shards[i].txbuf);
     }
     if (metrics_writer.write)
         lw_metrics_unregister(&metrics_writer);
