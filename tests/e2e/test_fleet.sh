@@ -246,8 +246,16 @@ while True:
         if not j:
             continue
         gen, what, jaddr = j
+        if what.endswith("!rst"):
+            st["notify_after_rst"] = st.get("notify_after_rst", 0) + 1
+            continue
         if what.endswith("!"):
             st["notify"] += 1
+            if what == "observe_composite!":
+                # Reject it: the device must drop the observation (RFC 7641 3.6).
+                s.sendto(build(3, 0, m, b""), addr)
+                st["rst_sent"] = st.get("rst_sent", 0) + 1
+                jobs[tok] = (gen, what + "rst", jaddr)
             continue
         if what.startswith("observe"):
             jobs[tok] = (gen, what + "!", jaddr)
@@ -308,6 +316,8 @@ for k in "read_tlv 2.05" "read_text 2.05" "discover 2.05" "write_attr 2.04" "obs
 done
 check "scripted operations completed on 6 devices" test "$(json_get "$s" 'd["jobs_done"]')" = 6
 check "notifications follow pmin/pmax" test "$(json_get "$s" 'd["notify"] > 0')" = True
+check "an RST to a notification ends the observation" \
+  test "$(json_get "$s" 'd.get("rst_sent", 0) > 0 and d.get("notify_after_rst", 0) == 0')" = True
 check "lifetime write reaches the server in an Update (lt=600)" \
   test "$(json_get "$s" 'd["update_lt"] > 0')" = True
 check "devices re-register after a firmware update" \

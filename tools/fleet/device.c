@@ -69,6 +69,14 @@ static void on_send(void *ctx, const uint8_t *data, size_t len)
         d->last_con_mid = mid;
         d->has_sent_con = true;
         d->last_uplink = E->now;
+    } else if (len >= 4 && (data[0] >> 4 & 3) == LW_COAP_NON && d->x) {
+        /* Remember which MID carried each observation's latest notification. */
+        size_t tkl = data[0] & 15u;
+        for (int i = 0; i < DEV_MAX_OBS && tkl <= 8 && len >= 4 + tkl; i++) {
+            struct dev_obs *o = &d->x->obs[i];
+            if (o->active && o->ref.tkl == tkl && memcmp(o->ref.token, data + 4, tkl) == 0)
+                o->last_mid = lw_load_be16(data + 2);
+        }
     }
     net_send(E, d, &E->server, data, len);
 }
@@ -422,7 +430,26 @@ void dev_input(struct fleet_dev *d, const struct sockaddr_in *src, const uint8_t
         return;
     }
     int rc;
-    if (src->sin_addr.s_addr == E->server.sin_addr.s_addr && src->sin_port == E->server.sin_port) {
+    bool from_server =
+        src->sin_addr.s_addr == E->server.sin_addr.s_addr && src->sin_port == E->server.sin_port;
+    if (from_server && len == 4 && (data[0] >> 4) == (1u << 2 | LW_COAP_RST) && data[1] == 0 &&
+        d->x) {
+        /* The server rejected a (NON) notification: it no longer wants the observation (RFC
+         * 7641 §3.6). The exchange layer keeps no state for NON notifications. */
+        uint16_t mid = lw_load_be16(data + 2);
+        for (int i = 0; i < DEV_MAX_OBS; i++) {
+            struct dev_obs *o = &d->x->obs[i];
+            if (o->active && o->seq && o->last_mid == mid) {
+                o->active = false;
+                if (E->st.observations)
+                    E->st.observations--;
+                stats_op(OP_OBSERVE_CANCEL, fleet_now_us(), true, 0, 0);
+                dev_schedule(d);
+                return;
+            }
+        }
+    }
+    if (from_server) {
         rc = lw_coap_ep_input(&d->ep, data, len, E->now);
     } else if (d->x && d->x->fw.active && src->sin_addr.s_addr == d->x->fw.addr.sin_addr.s_addr &&
                src->sin_port == d->x->fw.addr.sin_port) {

@@ -131,6 +131,7 @@ struct dev_obs {
     bool active;
     uint16_t cf;
     uint32_t seq;
+    uint16_t last_mid; /* MID of the latest notification (an RST to it cancels, RFC 7641 §3.6) */
     uint64_t last_ms;
     uint64_t last_hash;
     double last_num;

@@ -195,8 +195,8 @@ int report_write(struct fleet_eng *e, double duration_s, const struct run_phases
                 "\nlwm2m-fleet report: %u devices, %u registered, %u never registered, "
                 "%.1f s\n",
                 e->ndev, e->st.ever_registered, not_registered, duration_s);
-        fprintf(human, "%-17s %10s %9s %8s %9s %9s %9s %9s %8s\n", "operation", "count", "rate/s",
-                "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "");
+        fprintf(human, "%-17s %10s %9s %8s %9s %9s %9s %9s\n", "operation", "count", "rate/s",
+                "errors", "p50 ms", "p90 ms", "p99 ms", "max ms");
     }
     for (int i = 0; i < OP__COUNT; i++) {
         const struct op_stats *s = &e->st.op[i];
