@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NSH 2
 
@@ -491,6 +492,41 @@ START_TEST(hundred_thousand)
 }
 END_TEST
 
+/* registration.profiles_file: configured profiles resolve Registers that carry only a pid;
+ * a broken file is refused with its name. */
+START_TEST(configured_profiles)
+{
+    char path[] = "/tmp/lwprofXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *json = "{\"meterB\": \"</1/0>,</3/0>,</4/0>\"}";
+    ck_assert_int_eq(write(fd, json, strlen(json)), (int)strlen(json));
+    close(fd);
+    struct lw_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.reg_profiles_file = path;
+    char err[256];
+    ck_assert_int_eq(reg_global_init(&cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(reg_profile_count(), 1);
+    memset(&H, 0, sizeof(H));
+    lw_clock_fake_init(&H.clock, 1000, 1790000000000);
+    struct regsrv_cfg rc = {0};
+    rc.clock = &H.clock;
+    ck_assert_int_eq(regsrv_init(&H.rs[0], 0, &rc, &ops, NULL, 1000), 0);
+    ck_assert_uint_eq(
+        req(0, addr(0x0e000001, 1), LW_COAP_POST, "rd", "ep=cp&lwm2m=1.2&pid=meterB", "", NULL),
+        LW_COAP_CREATED);
+    regsrv_deinit(&H.rs[0]);
+    reg_global_deinit();
+    FILE *f = fopen(path, "w");
+    fputs("{\"bad\": \"</1/0>,<3\"}", f);
+    fclose(f);
+    ck_assert_int_eq(reg_global_init(&cfg, err, sizeof(err)), LW_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    unlink(path);
+}
+END_TEST
+
 Suite *suite_registry(void);
 Suite *suite_registry(void)
 {
@@ -507,5 +543,8 @@ Suite *suite_registry(void)
     tcase_add_test(tc, list_sorted_paged);
     tcase_add_test(tc, hundred_thousand);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("profiles");
+    tcase_add_test(tp, configured_profiles);
+    suite_add_tcase(s, tp);
     return s;
 }
