@@ -1608,50 +1608,77 @@ static int cmp_reg(const void *a, const void *b)
     return strcmp(x->node.name, y->node.name);
 }
 
+/* Top-k selection for listing: a max-heap (by endpoint) of the k smallest matches seen. */
+struct topk {
+    struct reg **v;
+    size_t n, k;
+    bool more;
+};
+
+static void topk_sift_down(struct topk *t, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < t->n && strcmp(t->v[l]->node.name, t->v[m]->node.name) > 0)
+            m = l;
+        if (l + 1 < t->n && strcmp(t->v[l + 1]->node.name, t->v[m]->node.name) > 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        struct reg *x = t->v[i];
+        t->v[i] = t->v[m];
+        t->v[m] = x;
+        i = m;
+    }
+}
+
+static void topk_add(struct topk *t, struct reg *gr)
+{
+    if (t->n < t->k) {
+        size_t i = t->n++;
+        t->v[i] = gr;
+        while (i > 0 && strcmp(t->v[(i - 1) / 2]->node.name, t->v[i]->node.name) < 0) {
+            struct reg *x = t->v[i];
+            t->v[i] = t->v[(i - 1) / 2];
+            t->v[(i - 1) / 2] = x;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    t->more = true;
+    if (strcmp(gr->node.name, t->v[0]->node.name) < 0) {
+        t->v[0] = gr;
+        topk_sift_down(t, 0);
+    }
+}
+
 json_t *regsrv_list(struct regsrv *r, const struct lw_dev_filter *f, const char *cursor,
                     size_t limit, bool *more)
 {
-    /* O(n) scan plus a sort of the matches: the API's paging is not a hot path, and keeping an
-     * ordered index per shard would cost memory on every registration. */
-    size_t n = 0, cap = 64;
-    struct reg **v = malloc(cap * sizeof(*v));
+    /* One O(n log limit) pass (a bounded heap of the `limit` smallest endpoints after the
+     * cursor), then a sort of that page: no per-registration index, and no sort of the whole
+     * table on the shard thread. */
+    struct topk t = {calloc(limit ? limit : 1, sizeof(struct reg *)), 0, limit, false};
     json_t *arr = json_array();
     *more = false;
-    if (!v || !arr)
+    if (!t.v || !arr || limit == 0)
         goto out;
     for (uint32_t i = 0; i < r->nslots; i++) {
         struct reg *gr = r->slots[i];
-        if (!gr || slot_is_free(gr) || !filter_ok(gr, f, cursor))
-            continue;
-        if (n == cap) {
-            struct reg **nv = realloc(v, cap * 2 * sizeof(*v));
-            if (!nv)
-                break;
-            v = nv;
-            cap *= 2;
-        }
-        v[n++] = gr;
+        if (gr && !slot_is_free(gr) && filter_ok(gr, f, cursor))
+            topk_add(&t, gr);
     }
     size_t pos = 0;
     struct reg *mg;
-    while ((mg = lw_hmap_next(&r->moved, &pos))) {
-        if (!filter_ok(mg, f, cursor))
-            continue;
-        if (n == cap) {
-            struct reg **nv = realloc(v, cap * 2 * sizeof(*v));
-            if (!nv)
-                break;
-            v = nv;
-            cap *= 2;
-        }
-        v[n++] = mg;
-    }
-    qsort(v, n, sizeof(*v), cmp_reg);
-    *more = n > limit;
-    for (size_t i = 0; i < n && i < limit; i++)
-        json_array_append_new(arr, reg_json(r, v[i]));
+    while ((mg = lw_hmap_next(&r->moved, &pos)))
+        if (filter_ok(mg, f, cursor))
+            topk_add(&t, mg);
+    qsort(t.v, t.n, sizeof(*t.v), cmp_reg);
+    *more = t.more;
+    for (size_t i = 0; i < t.n; i++)
+        json_array_append_new(arr, reg_json(r, t.v[i]));
 out:
-    free(v);
+    free(t.v);
     return arr;
 }
 

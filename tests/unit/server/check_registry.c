@@ -430,6 +430,18 @@ START_TEST(list_sorted_paged)
     ck_assert(more);
     ck_assert_uint_eq(json_array_size(l), 1);
     json_decref(l);
+    /* Shard 0 holds m3, z9, b2: the first page of 2 is b2, m3. */
+    l = regsrv_list(&H.rs[0], NULL, NULL, 2, &more);
+    ck_assert(more);
+    ck_assert_uint_eq(json_array_size(l), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(l, 0), "endpoint")), "b2");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(l, 1), "endpoint")), "m3");
+    json_decref(l);
+    struct lw_dev_filter flt = {"z", NULL, NULL, -1};
+    l = regsrv_list(&H.rs[0], &flt, NULL, 10, &more);
+    ck_assert(!more);
+    ck_assert_uint_eq(json_array_size(l), 1);
+    json_decref(l);
 }
 END_TEST
 
