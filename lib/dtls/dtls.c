@@ -808,8 +808,15 @@ static bool hello_allowed(struct lw_dtls_shard *sh, const struct sockaddr *from,
         memcpy(key + 1, &a->sin_addr, 3);
     } else if (from->sa_family == AF_INET6 && (size_t)len >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;
-        key[0] = 6;
-        memcpy(key + 1, &a->sin6_addr, 7);
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a->sin6_addr.s6_addr, v4mapped, sizeof(v4mapped)) == 0) {
+            /* ::ffff:a.b.c.d on a dual-stack socket: the IPv4 /24, not one shared /56 */
+            key[0] = 4;
+            memcpy(key + 1, a->sin6_addr.s6_addr + 12, 3);
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, &a->sin6_addr, 7);
+        }
     }
     struct bucket *b = &sh->buckets[lw_siphash(sh->fp_key, key, sizeof(key)) % N_BUCKETS];
     /* tokens are kept in thousandths so that sub-token refills are not lost */

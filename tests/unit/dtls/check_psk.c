@@ -763,6 +763,22 @@ START_TEST(test_hello_rate_limit)
     lw_dtls_shard_stats(w.sh, &st7);
     ck_assert_uint_eq(st7.hello_stateless - st6.hello_stateless, 20 + 10);
     ck_assert_uint_eq(st7.hello_ratelimited - st6.hello_ratelimited, 10);
+    /* IPv4-mapped IPv6 (dual-stack socket): keyed by the IPv4 /24, so two /24s do not share */
+    for (unsigned i = 0; i < 40; i++) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)i)};
+        a6.sin6_addr.s6_addr[10] = 0xff;
+        a6.sin6_addr.s6_addr[11] = 0xff;
+        a6.sin6_addr.s6_addr[12] = 198;
+        a6.sin6_addr.s6_addr[13] = 51;
+        a6.sin6_addr.s6_addr[14] = (uint8_t)(i & 1); /* two /24s, 20 hellos each */
+        a6.sin6_addr.s6_addr[15] = (uint8_t)i;
+        lw_dtls_input(w.sh, NULL, (struct sockaddr *)&a6, sizeof(a6), hello.d, hello.len, w.now,
+                      &cr);
+    }
+    struct lw_dtls_stats st8;
+    lw_dtls_shard_stats(w.sh, &st8);
+    /* one shared bucket would pass at most 20 (1/4096 chance of a table collision aside) */
+    ck_assert_uint_ge(st8.hello_stateless - st7.hello_stateless, 21);
     /* the real client (127.0.0.x, its own prefix) still gets through (it retransmits its
      * first hello, which the test took away) */
     wolfSSL_dtls_got_timeout(c->ssl);
