@@ -172,6 +172,8 @@ static void on_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle 
     struct fleet_dev *d = ctx;
     enum fleet_op op = COOKIE_OP(cookie);
     uint64_t start = COOKIE_START(cookie);
+    if (result == LW_COAP_RES_CANCELED)
+        return; /* the device lost power or the run ended: not the server's doing */
     bool ok = result == LW_COAP_RES_RESPONSE && msg && LW_COAP_CODE_CLASS(msg->code) == 2;
     int code = result == LW_COAP_RES_RESPONSE && msg ? msg->code : 0;
     switch (op) {
@@ -211,6 +213,8 @@ static void on_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle 
         }
         break;
     case OP_DEREGISTER:
+        if (d->state != DS_DEREGISTERING)
+            return;
         stats_op(op, start, ok, code, fail_reason(result));
         set_unregistered(d);
         d->state = DS_OFF;
@@ -228,7 +232,8 @@ static void fw_on_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_hand
     (void)h;
     (void)cookie;
     struct fw_peer *p = ctx;
-    model_fw_pull_done(p->dev, result, msg, E->now);
+    if (result != LW_COAP_RES_CANCELED)
+        model_fw_pull_done(p->dev, result, msg, E->now);
 }
 
 static const struct lw_coap_ops dev_ops = {on_send, on_request, on_response, NULL};
@@ -391,6 +396,7 @@ void dev_power_cycle(struct fleet_dev *d, uint64_t at)
 {
     /* Power loss: every volatile state is gone, including CoAP exchanges and observations. */
     set_unregistered(d);
+    d->state = DS_REBOOTING; /* before deinit: canceled exchanges must not act on the device */
     lw_coap_ep_deinit(&d->ep);
     lw_coap_ep_init(&d->ep, &E->env, d);
     drop_extra(d);
