@@ -49,10 +49,20 @@ fi
 
 # ---- wolfSSL -------------------------------------------------------------------------------
 stamp="$wolf_prefix/.lwm2md-built"
+# The feature set LwM2M needs. ALWAYS_VERIFY_CB + KEEP_PEER_CERT let lib/dtls see every client
+# certificate / raw public key (RPK binding to a device, intermediates checked by our own store).
+wolf_configure=(--enable-static --disable-shared --disable-examples
+  --disable-crypttests --disable-benchmark --enable-dtls --enable-dtls13 --enable-dtlscid
+  --enable-dtls-mtu --enable-psk --enable-aesccm --enable-hkdf --enable-rpk --enable-sessionexport
+  --enable-session-ticket --enable-tls13 --enable-ecc --enable-supportedcurves --enable-sp
+  --enable-sp-asm --enable-aesni --enable-intelasm --enable-certgen --enable-keygen
+  --enable-secure-renegotiation-info --enable-aesgcm --enable-sha512
+  "CPPFLAGS=-DWOLFSSL_STATIC_PSK -DDTLS_CID_MAX_SIZE=8 -DWOLFSSL_ALWAYS_VERIFY_CB -DKEEP_PEER_CERT")
+want_stamp=$(printf '%s\n' "${wolf_configure[@]}" | sha256sum | cut -c1-16)
 want_defines=(WOLFSSL_STATIC_PSK WOLFSSL_DTLS WOLFSSL_DTLS13 WOLFSSL_DTLS_CID WOLFSSL_SESSION_EXPORT HAVE_RPK)
 
-check_wolf() {
-  local opts="$wolf_prefix/include/wolfssl/options.h" d ok=0
+check_wolf() { # [prefix]
+  local opts="${1:-$wolf_prefix}/include/wolfssl/options.h" d ok=0
   [ -f "$opts" ] || return 1
   for d in "${want_defines[@]}"; do
     if ! grep -q "^#define $d\b" "$opts"; then
@@ -63,7 +73,7 @@ check_wolf() {
   return $ok
 }
 
-if [ -f "$stamp" ] && check_wolf; then
+if [ -f "$stamp" ] && [ "$(sed -n 2p "$stamp")" = "$want_stamp" ] && check_wolf; then
   exit 0
 fi
 
@@ -122,17 +132,18 @@ cd "$srcdir"
 say "building wolfSSL from $tarball (about a minute)"
 {
   ./autogen.sh
-  ./configure --prefix="$wolf_prefix" --enable-static --disable-shared --disable-examples \
-    --disable-crypttests --disable-benchmark --enable-dtls --enable-dtls13 --enable-dtlscid \
-    --enable-dtls-mtu --enable-psk --enable-aesccm --enable-hkdf --enable-rpk --enable-sessionexport \
-    --enable-session-ticket --enable-tls13 --enable-ecc --enable-supportedcurves --enable-sp \
-    --enable-sp-asm --enable-aesni --enable-intelasm --enable-certgen --enable-keygen \
-    --enable-secure-renegotiation-info --enable-aesgcm --enable-sha512 \
-    CPPFLAGS="-DWOLFSSL_STATIC_PSK -DDTLS_CID_MAX_SIZE=8"
+  ./configure --prefix="$wolf_prefix" "${wolf_configure[@]}"
   make -j"$(nproc)"
-  make install
+  rm -rf "$deps_dir/stage"
+  make install DESTDIR="$deps_dir/stage"
 } > "$deps_dir/wolfssl-build.log" 2>&1 || { say "wolfSSL build failed; see .deps/wolfssl-build.log"; tail -n 30 "$deps_dir/wolfssl-build.log" >&2; exit 1; }
-check_wolf || { say "refusing this wolfSSL build"; exit 1; }
-echo "$tarball" > "$stamp"
+staged="$deps_dir/stage$wolf_prefix"
+check_wolf "$staged" || { say "refusing this wolfSSL build"; exit 1; }
+printf '%s\n%s\n' "$tarball" "$want_stamp" > "$staged/.lwm2md-built"
+# Swap the new build in with two renames so a concurrent build never sees a half-installed tree.
+rm -rf "$wolf_prefix.old"
+[ -d "$wolf_prefix" ] && mv "$wolf_prefix" "$wolf_prefix.old"
+mv "$staged" "$wolf_prefix"
+rm -rf "$wolf_prefix.old" "$deps_dir/stage"
 rm -rf "$srcdir"
 say "wolfSSL ready in .deps/wolfssl"
