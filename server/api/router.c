@@ -379,7 +379,10 @@ static void h_device_deregister(struct api_req *r, char *const *params, const ch
 static void h_events(struct api_req *r, char *const *params, const char *query)
 {
     (void)params;
-    api_sse_open(r, query);
+    if (r->method == HTTP_HEAD) /* no stream for HEAD: the headers only */
+        api_reply(r, 200, "text/event-stream", NULL, 0);
+    else
+        api_sse_open(r, query);
 }
 
 /* ---- route table ---------------------------------------------------------------------------- */
