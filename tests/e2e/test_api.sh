@@ -238,6 +238,29 @@ PY
   check "deregister via the API: 204" [ "$(code DELETE /api/v1/devices/e2e-fleet-00001/registration "${A[@]}")" = 204 ]
   check "deregistered device: 404 problem" [ "$(code GET /api/v1/devices/e2e-fleet-00001 "${A[@]}")" = 404 ]
   check "404 is device-not-found" is_problem device-not-found
+  check "40 pipelined requests mixing shard queries and probes answered in order" python3 - "$LW_API_PORT" "$ADMIN" <<'PY'
+import re, socket, sys
+port, tok = int(sys.argv[1]), sys.argv[2]
+reqs = []
+for i in range(40):
+    if i % 3 == 0: reqs.append("GET /healthz HTTP/1.1\r\n\r\n")
+    elif i % 3 == 1: reqs.append("GET /api/v1/devices?limit=2 HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % tok)
+    else: reqs.append("GET /api/v1/devices/e2e-fleet-%05d HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % (i, tok))
+reqs.append("GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n")
+s = socket.create_connection(("127.0.0.1", port)); s.settimeout(10)
+s.sendall("".join(reqs).encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+parts = re.split(r"HTTP/1\.1 ", out.decode())[1:]
+ok = len(parts) == 41
+for i, b in enumerate(parts[:40]):
+    want = ['"status":"ok"', '"devices":', '"endpoint":"e2e-fleet-%05d"' % i][i % 3]
+    ok = ok and want in b
+sys.exit(0 if ok and '"status":"ready"' in parts[-1] else 1)
+PY
   check "paging parameters are validated" [ "$(code GET '/api/v1/devices?limit=0' "${A[@]}")" = 400 ]
 fi
 
