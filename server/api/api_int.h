@@ -179,6 +179,7 @@ enum api_role api_auth_check(const char *token, size_t len, char *actor, size_t 
 void api_audit(const struct api_req *r, const char *action, const char *target);
 /* Token store state for /readyz: true when no database is configured or the last refresh worked. */
 bool api_tokens_db_ok(void);
+void api_tokens_metrics(struct lw_buf *out);
 int api_tokens_start(const struct lw_config *cfg);
 /* Adds a token to the in-memory table (what a database refresh does; used by tests). */
 int api_tokens_add(int64_t id, const char *name, enum api_role role, const char *token);
@@ -191,6 +192,7 @@ void api_sse_stop(void);
 void api_sse_open(struct api_req *r, const char *query);
 /* The connection is going away. */
 void api_sse_detach(struct api_conn *c);
+void api_sse_metrics(struct lw_buf *out);
 /* Serialises one event as SSE ("id: N\nevent: T\ndata: {...}\n\n") into out; also the JSON used by
  * webhooks (api_event_json, new reference). */
 json_t *api_event_json(const struct lw_event *ev);

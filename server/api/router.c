@@ -240,6 +240,8 @@ static void h_metrics(struct api_req *r, char *const *params, const char *query)
         lw_buf_printf(&out, "lwm2md_events_total{type=\"%s\"} %llu\n",
                       lw_event_type_name((enum lw_event_type)t), (unsigned long long)counts[t]);
     api_webhooks_metrics(&out);
+    api_sse_metrics(&out);
+    api_tokens_metrics(&out);
     lw_metrics_write_all(&out);
     if (lw_buf_status(&out))
         api_problem(r, 500, "internal", "cannot render metrics");

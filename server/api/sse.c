@@ -166,6 +166,17 @@ void api_sse_stop(void)
     sse.count = sse.cap = 0;
 }
 
+void api_sse_metrics(struct lw_buf *out)
+{
+    lw_buf_printf(out,
+                  "# HELP lwm2md_sse_ring_events Events kept for Last-Event-ID resumption.\n"
+                  "# TYPE lwm2md_sse_ring_events gauge\nlwm2md_sse_ring_events %zu\n"
+                  "# HELP lwm2md_sse_clients_dropped_total Event stream clients disconnected for "
+                  "not reading.\n# TYPE lwm2md_sse_clients_dropped_total counter\n"
+                  "lwm2md_sse_clients_dropped_total %llu\n",
+                  sse.count, (unsigned long long)sse.clients_dropped);
+}
+
 void api_sse_detach(struct api_conn *c)
 {
     c->sse = false;

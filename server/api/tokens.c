@@ -125,6 +125,17 @@ int api_tokens_add(int64_t id, const char *name, enum api_role role, const char 
     return 0;
 }
 
+void api_tokens_metrics(struct lw_buf *out)
+{
+    lw_buf_printf(out,
+                  "# HELP lwm2md_api_tokens Active API tokens loaded from the database.\n"
+                  "# TYPE lwm2md_api_tokens gauge\nlwm2md_api_tokens %zu\n"
+                  "# HELP lwm2md_audit_rows_dropped_total Audit rows not queued for the database "
+                  "(backlog full).\n# TYPE lwm2md_audit_rows_dropped_total counter\n"
+                  "lwm2md_audit_rows_dropped_total %llu\n",
+                  tk.ntoks, (unsigned long long)tk.audit_dropped);
+}
+
 bool api_tokens_db_ok(void)
 {
     return !tk.have_db || tk.db_ok;

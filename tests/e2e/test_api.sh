@@ -274,6 +274,20 @@ for _ in $(seq 1 20); do kill -0 "$hold" 2>/dev/null || break; sleep 0.1; done
 check "the SSE client saw the stream end" bash -c '! kill -0 "$1" 2>/dev/null' _ "$hold"
 kill "$hold" 2>/dev/null || true
 
+# ---- SIGHUP applies reloadable api keys (probes_public)
+rconf=$LW_TMP/api-reload.conf
+printf '[server]\nshards = 2\n[log]\nlevel = debug\nformat = json\n[api]\nprobes_public = true\n' > "$rconf"
+check "daemon for the reload check starts" start_daemon "$LW_TMP/api-reload.log" --config "$rconf" --set "api.bootstrap_token_file=$admin_tok"
+API=http://127.0.0.1:$LW_API_PORT
+check "/metrics public before the reload" [ "$(code GET /metrics)" = 200 ]
+check "metrics include SSE ring and token gauges" bash -c 'curl -s "$1/metrics" | grep -q "^lwm2md_sse_ring_events " && curl -s "$1/metrics" | grep -q "^lwm2md_api_tokens "' _ "$API"
+printf '[server]\nshards = 2\n[log]\nlevel = debug\nformat = json\n[api]\nprobes_public = false\n' > "$rconf"
+kill -HUP "$LW_DAEMON_PID"
+wait_for "$LW_TMP/api-reload.log" '"msg":"configuration reloaded"' 10 >/dev/null
+check "after SIGHUP with probes_public = false, /metrics needs a token (401)" [ "$(code GET /metrics)" = 401 ]
+check "... and serves it with one" [ "$(code GET /metrics -H "Authorization: Bearer $ADMIN")" = 200 ]
+stop_daemon TERM
+
 # ---- TLS (api.tls_cert / api.tls_key)
 if command -v openssl >/dev/null; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$LW_TMP/key.pem" \
