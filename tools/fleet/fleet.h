@@ -92,6 +92,7 @@ struct fleet_stats {
     uint64_t tx_errors;
     uint32_t registered; /* currently registered devices */
     uint32_t ever_registered;
+    uint32_t registered_at_end; /* registered when the steady phase ended */
     uint32_t observations;
 };
 

@@ -539,7 +539,7 @@ int main(int argc, char **argv)
     if (storm_t && storm_recovery < 0 && !o->quiet)
         fprintf(stderr, "\nlwm2m-fleet: storm: only %u of %u devices registered again\n",
                 e->st.registered, storm_target);
-    uint32_t registered_before_end = e->st.registered;
+    e->st.registered_at_end = e->st.registered;
     uint64_t t_steady_end = e->now;
     proc_sample(o->server_pid, &p1);
     if (p1.rss_kb > rss_max)
@@ -599,7 +599,6 @@ int main(int argc, char **argv)
     if (rc)
         fprintf(stderr, "lwm2m-fleet: cannot write the JSON report to \"%s\"\n", o->report_json);
     bool all = e->st.ever_registered == e->ndev;
-    (void)registered_before_end;
     e->closing = true;
     for (uint32_t i = 0; i < e->ndev; i++)
         dev_free(&e->devs[i]);

@@ -176,7 +176,7 @@ int report_write(struct fleet_eng *e, double duration_s, const struct run_phases
     json_object_set_new(root, "devices", json_integer(e->ndev));
     json_object_set_new(root, "started", json_integer(e->started));
     json_object_set_new(root, "registered", json_integer(e->st.ever_registered));
-    json_object_set_new(root, "registered_at_end", json_integer(e->st.registered));
+    json_object_set_new(root, "registered_at_end", json_integer(e->st.registered_at_end));
     json_object_set_new(root, "failed", json_integer(not_registered));
     json_object_set_new(root, "duration_s", json_real(duration_s));
     json_t *phases = json_object();
