@@ -436,5 +436,8 @@ struct api_req *api_conn_find(struct api_conn *c, uint32_t seq)
 void api_conn_shutdown(struct api_conn *c)
 {
     c->closing = true;
+    c->in_header = false;
+    req_free(c->cur); /* a partial request can no longer complete */
+    c->cur = NULL;
     flush(c);
 }

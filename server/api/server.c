@@ -257,6 +257,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tconn *t = s->data;
+    if (nread == UV_EOF && !t->api.sse) {
+        /* half-close: answer what was asked, then close */
+        uv_read_stop(s);
+        t->reading = false;
+        t->api_paused = true;
+        api_conn_shutdown(&t->api);
+        return;
+    }
     if (nread < 0) {
         tconn_close(t);
         return;
@@ -516,12 +524,11 @@ out:
 static void close_idle(struct api_conn *c, void *arg)
 {
     (void)arg;
-    struct tconn *t = tconn_of(c);
-    if (c->sse || (c->queued == 0 && !c->in_header)) {
+    if (c->sse) {
         c->sse = false;
         op_close(c);
     } else {
-        t->api.closing = true; /* answers what is queued, then closes */
+        api_conn_shutdown(c); /* answers what is queued, then closes */
     }
 }
 

@@ -101,6 +101,19 @@ out=$(raw '[b"POST /api/v1/devices HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"]'
 check "oversized body: 413" grep -q "^HTTP/1.1 413" <<< "$out"
 out=$(raw '[b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 2.5]' 4)
 check "slow client (headers not finished within header_timeout) is disconnected" grep -q "<EOF>" <<< "$out"
+check "half-closed client still gets its pipelined answers" python3 - "$LW_API_PORT" "$ADMIN" <<'PY'
+import re, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s.settimeout(5)
+s.sendall(b"GET /healthz HTTP/1.1\r\n\r\nGET /api/v1/devices?limit=1 HTTP/1.1\r\nAuthorization: Bearer " + sys.argv[2].encode() + b"\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+codes = re.findall(rb"HTTP/1\.1 (\d+)", out)
+sys.exit(0 if codes == [b"200", b"200"] else 1)
+PY
 out=$(raw '[b"NOT HTTP AT ALL\r\n\r\n"]')
 check "garbage: 400 problem+json" bash -c 'grep -q "^HTTP/1.1 400" <<< "$1" && grep -q "application/problem+json" <<< "$1"' _ "$out"
 check "daemon still healthy after bad clients" [ "$(code GET /healthz)" = 200 ]
