@@ -241,7 +241,7 @@ static int on_message_complete(llhttp_t *p)
     lw_list_push_back(&c->queue, &r->link);
     c->queued++;
     api_route(r);
-    if (c->closing || c->sse)
+    if (c->closing || c->sse || c->dead)
         return HPE_PAUSED; /* stop parsing: what follows is discarded */
     if (c->queued >= c->lim.max_pipeline)
         return HPE_PAUSED;
@@ -334,7 +334,7 @@ static void execute(struct api_conn *c, const uint8_t *p, size_t n)
     if (err == HPE_PAUSED) {
         const uint8_t *pos = (const uint8_t *)llhttp_get_error_pos(&c->parser);
         llhttp_resume(&c->parser);
-        if (c->closing || c->sse)
+        if (c->closing || c->sse || c->dead)
             return;
         if (!pos || pos < p || pos > p + n)
             pos = p + n;

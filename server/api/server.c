@@ -23,6 +23,7 @@ struct tconn {
     uint64_t last_activity_ms;
     uint64_t header_start_ms;
     bool closing;
+    bool api_inited;
     bool shutting; /* uv_shutdown requested */
     bool reading;
     bool write_paused;     /* reading stopped: too many response bytes queued */
@@ -89,8 +90,13 @@ size_t api_conn_backlog(struct api_conn *c)
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tconn *t = h->data;
-    if (--t->handles == 0)
-        free(t);
+    if (--t->handles > 0)
+        return;
+    if (t->api_inited)
+        api_conn_deinit(&t->api);
+    if (t->ssl)
+        wolfSSL_free(t->ssl); /* not earlier: tconn_close may run inside a wolfSSL call */
+    free(t);
 }
 
 static void tconn_close(struct tconn *t)
@@ -100,10 +106,12 @@ static void tconn_close(struct tconn *t)
     t->closing = true;
     lw_list_remove(&t->api.link);
     srv.nconns--;
-    api_conn_deinit(&t->api);
-    if (t->ssl)
-        wolfSSL_free(t->ssl);
-    t->ssl = NULL;
+    /* Callers may be deep inside the parser or a flush of this connection: its state is freed
+     * only once the handles have closed; until then it is marked dead (nothing more is parsed or
+     * written) and no longer found by async replies. */
+    t->api.dead = true;
+    if (t->api.sse)
+        api_sse_detach(&t->api);
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, on_handle_closed);
     uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
@@ -382,10 +390,10 @@ static void on_connection(uv_stream_t *server, int status)
     t->timer.data = t;
     t->handles = 2;
     api_conn_init(&t->api, ++srv.next_id, &srv.lim, &tcp_ops, t);
+    t->api_inited = true;
     if (srv.tls) {
         t->ssl = wolfSSL_new(srv.tls);
         if (!t->ssl) {
-            api_conn_deinit(&t->api);
             uv_close((uv_handle_t *)&t->timer, on_handle_closed);
             uv_close((uv_handle_t *)&t->tcp, on_handle_closed);
             return;
