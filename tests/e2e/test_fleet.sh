@@ -118,6 +118,8 @@ def probe_job(rid, n):
     result("read_tlv %s" % r[0])
     r = yield ("read_text", 1, "/10243/0/6", [], b"")
     result("read_text %s" % r[0]); float(r[1].decode())
+    r = yield ("read_multi", 1, "/3/0/6", [], b"")
+    result("read_multi %s" % r[0])
     r = yield ("discover", 1, "/3", [(17, u(40))], b"")
     result("discover %s" % r[0]); assert b"</3/0/0>" in r[1]
     r = yield ("write_attr", 3, "/10243/0/6", [(15, b"pmin=1"), (15, b"pmax=2")], b"")
@@ -308,7 +310,7 @@ check "report: duration_s and per-operation rate_per_s/p50_ms/p99_ms/errors" \
 check "server saw 200 registers and 200 de-registers" \
   test "$(json_get "$s" 'd["register"] >= 200 and d["deregister"] >= 200 and d["registered_now"] == 0')" = True
 check "Send (POST /dp) from 1.1 devices" test "$(json_get "$s" 'd["send"] > 0')" = True
-for k in "read_tlv 2.05" "read_text 2.05" "discover 2.05" "write_attr 2.04" "observe 2.05" \
+for k in "read_tlv 2.05" "read_text 2.05" "read_multi 2.05" "discover 2.05" "write_attr 2.04" "observe 2.05" \
          "read_missing 4.04" "read_composite 2.05" "write_lifetime 2.04" "write_composite 2.04" \
          "observe_composite 2.05" "execute_trigger 2.04" \
          "fw_push 2.04" "fw_pull_write 2.04" "fw_state 2" "fw_update 2.04"; do
@@ -365,6 +367,10 @@ if start_daemon "$LW_TMP/fleet-daemon.log"; then
       --scenario storm --quiet --report-json "$LW_TMP/dstorm.json" >/dev/null 2>&1
     check "daemon: power-restoration storm, everyone registers again" \
       test "$(json_get "$LW_TMP/dstorm.json" '"storm_recovery_s" in d and d["failed"] == 0')" = True
+    "$FLEET" --server "coap://127.0.0.1:$LW_COAP_PORT" --devices 300 --rate 1000 --duration 4s \
+      --scenario rebind --quiet --report-json "$LW_TMP/drebind.json" >/dev/null 2>&1
+    check "daemon: NAT rebinding, Updates from new source ports succeed" \
+      test "$(json_get "$LW_TMP/drebind.json" 'd["operations"]["update"]["count"] >= 300 and d["operations"]["update"]["errors"] == 0')" = True
   fi
   stop_daemon
 else

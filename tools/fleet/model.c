@@ -329,15 +329,18 @@ static uint8_t err_code(int rc)
 /* Picks the response format: Accept when given (4.06 if unusable), else a default for the
  * device's version and the shape of the data. */
 static int pick_format(const struct fleet_dev *d, const struct lw_coap_msg *req,
-                       const struct lw_m2m_path *p, size_t nrecs, bool composite, uint16_t *cf)
+                       const struct lw_m2m_path *p, const struct lw_m2m_record *recs, size_t nrecs,
+                       bool composite, uint16_t *cf)
 {
+    /* Single-value formats carry exactly one value at the request path itself. */
+    bool one = nrecs == 1 && lw_m2m_path_eq(&recs[0].path, p);
     uint32_t acc;
     const struct fleet_group *g = dev_group(d);
     if (lw_coap_get_uint(req, LW_COAP_OPT_ACCEPT, &acc) == 0) {
         if (!lw_m2m_cf_supported((uint16_t)acc))
             return LW_ENOTSUP;
         bool single = acc == LW_M2M_CF_TEXT || acc == LW_M2M_CF_OPAQUE || acc == LW_M2M_CF_CBOR;
-        if (single && (nrecs != 1 || composite))
+        if (single && (!one || composite))
             return LW_ENOTSUP;
         if (composite && (acc == LW_M2M_CF_TLV || acc == LW_M2M_CF_JSON))
             return LW_ENOTSUP;
@@ -346,7 +349,9 @@ static int pick_format(const struct fleet_dev *d, const struct lw_coap_msg *req,
     }
     if (composite)
         *cf = g->send_format == LW_M2M_CF_SENML_JSON ? LW_M2M_CF_SENML_JSON : LW_M2M_CF_SENML_CBOR;
-    else if (p->len >= 3 && nrecs == 1)
+    else if (one && recs[0].value.type == LW_M2M_T_OPAQUE)
+        *cf = LW_M2M_CF_OPAQUE;
+    else if (one)
         *cf = LW_M2M_CF_TEXT;
     else
         *cf = g->lwm2m_minor == 0 ? LW_M2M_CF_TLV : g->send_format;
@@ -639,7 +644,7 @@ static void do_read(struct fleet_dev *d, const struct lw_coap_msg *req,
     }
     uint16_t cf;
     const struct lw_m2m_path root = LW_M2M_PATH_ROOT;
-    int rc = pick_format(d, req, &paths[0], rs.n, composite, &cf);
+    int rc = pick_format(d, req, &paths[0], rs.r, rs.n, composite, &cf);
     struct lw_buf b;
     lw_buf_init_fixed(&b, out_mem, sizeof(out_mem));
     if (rc == 0)
