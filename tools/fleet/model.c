@@ -43,22 +43,39 @@ static const struct res_def RES[] = {
     {1, 6, LW_M2M_T_BOOLEAN, OP_R | OP_W, false}, /* Notification Storing */
     {1, 7, LW_M2M_T_STRING, OP_R | OP_W, false},  /* Binding */
     {1, 8, LW_M2M_T_NONE, OP_E, false},           /* Registration Update Trigger */
-    {3, 0, LW_M2M_T_STRING, OP_R, false},         {3, 1, LW_M2M_T_STRING, OP_R, false},
-    {3, 2, LW_M2M_T_STRING, OP_R, false},         {3, 3, LW_M2M_T_STRING, OP_R, false},
-    {3, 4, LW_M2M_T_NONE, OP_E, false},           {3, 6, LW_M2M_T_INTEGER, OP_R, true},
-    {3, 9, LW_M2M_T_INTEGER, OP_R, false},        {3, 10, LW_M2M_T_INTEGER, OP_R, false},
-    {3, 11, LW_M2M_T_INTEGER, OP_R, true},        {3, 13, LW_M2M_T_TIME, OP_R | OP_W, false},
-    {3, 16, LW_M2M_T_STRING, OP_R, false},        {3, 17, LW_M2M_T_STRING, OP_R, false},
-    {3, 19, LW_M2M_T_STRING, OP_R, false},        {3, 20, LW_M2M_T_INTEGER, OP_R, false},
-    {4, 0, LW_M2M_T_INTEGER, OP_R, false},        {4, 1, LW_M2M_T_INTEGER, OP_R, true},
-    {4, 2, LW_M2M_T_INTEGER, OP_R, false},        {4, 3, LW_M2M_T_INTEGER, OP_R, false},
-    {4, 4, LW_M2M_T_STRING, OP_R, true},          {4, 8, LW_M2M_T_INTEGER, OP_R, false},
-    {5, 0, LW_M2M_T_OPAQUE, OP_W, false},         {5, 1, LW_M2M_T_STRING, OP_R | OP_W, false},
-    {5, 2, LW_M2M_T_NONE, OP_E, false},           {5, 3, LW_M2M_T_INTEGER, OP_R, false},
-    {5, 5, LW_M2M_T_INTEGER, OP_R, false},        {5, 6, LW_M2M_T_STRING, OP_R, false},
-    {5, 7, LW_M2M_T_STRING, OP_R, false},         {5, 8, LW_M2M_T_INTEGER, OP_R, true},
-    {5, 9, LW_M2M_T_INTEGER, OP_R, false},        {10243, 0, LW_M2M_T_STRING, OP_R, false},
-    {10243, 1, LW_M2M_T_STRING, OP_R, false},     {10243, 2, LW_M2M_T_STRING, OP_R, false},
+    {3, 0, LW_M2M_T_STRING, OP_R, false},
+    {3, 1, LW_M2M_T_STRING, OP_R, false},
+    {3, 2, LW_M2M_T_STRING, OP_R, false},
+    {3, 3, LW_M2M_T_STRING, OP_R, false},
+    {3, 4, LW_M2M_T_NONE, OP_E, false},
+    {3, 6, LW_M2M_T_INTEGER, OP_R, true},
+    {3, 9, LW_M2M_T_INTEGER, OP_R, false},
+    {3, 10, LW_M2M_T_INTEGER, OP_R, false},
+    {3, 11, LW_M2M_T_INTEGER, OP_R, true},
+    {3, 13, LW_M2M_T_TIME, OP_R | OP_W, false},
+    {3, 16, LW_M2M_T_STRING, OP_R, false},
+    {3, 17, LW_M2M_T_STRING, OP_R, false},
+    {3, 19, LW_M2M_T_STRING, OP_R, false},
+    {3, 20, LW_M2M_T_INTEGER, OP_R, false},
+    {4, 0, LW_M2M_T_INTEGER, OP_R, false},
+    {4, 1, LW_M2M_T_INTEGER, OP_R, true},
+    {4, 2, LW_M2M_T_INTEGER, OP_R, false},
+    {4, 3, LW_M2M_T_INTEGER, OP_R, false},
+    {4, 4, LW_M2M_T_STRING, OP_R, true},
+    {4, 8, LW_M2M_T_INTEGER, OP_R, false},
+    {5, 0, LW_M2M_T_OPAQUE, OP_W, false},
+    {5, 1, LW_M2M_T_STRING, OP_R | OP_W, false},
+    {5, 2, LW_M2M_T_NONE, OP_E, false},
+    {5, 3, LW_M2M_T_INTEGER, OP_R, false},
+    {5, 5, LW_M2M_T_INTEGER, OP_R, false},
+    {5, 6, LW_M2M_T_STRING, OP_R, false},
+    {5, 7, LW_M2M_T_STRING, OP_R, false},
+    {5, 8, LW_M2M_T_INTEGER, OP_R, true},
+    {5, 9, LW_M2M_T_INTEGER, OP_R, false},
+    {5, 10, LW_M2M_T_NONE, OP_E, false},
+    /* Cancel (1.1) */ {10243, 0, LW_M2M_T_STRING, OP_R, false},
+    {10243, 1, LW_M2M_T_STRING, OP_R, false},
+    {10243, 2, LW_M2M_T_STRING, OP_R, false},
     {10243, 4, LW_M2M_T_FLOAT, OP_R, false},  /* Tension (V) */
     {10243, 5, LW_M2M_T_FLOAT, OP_R, false},  /* Current (A) */
     {10243, 6, LW_M2M_T_FLOAT, OP_R, false},  /* Active Power (kW) */
@@ -976,6 +993,13 @@ static void do_execute(struct fleet_dev *d, const struct lw_coap_msg *req,
         struct dev_extra *x = dev_extra(d);
         if (x)
             x->reboot_at = now + 50; /* after the response left */
+    } else if (r->obj == 5 && r->rid == 10) {
+        if (d->fw_state == FW_UPDATING) {
+            code = LW_COAP_METHOD_NOT_ALLOWED; /* too late: already installing */
+        } else if (d->fw_state != FW_IDLE) {
+            fw_reset(d);
+            d->fw_result = 10; /* cancelled */
+        }
     } else if (r->obj == 5) {
         struct dev_extra *x = dev_extra(d);
         if (d->fw_state != FW_DOWNLOADED || !x) {
