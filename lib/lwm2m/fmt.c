@@ -99,11 +99,13 @@ int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off
 {
     if (d->nrec >= d->cfg.max_records)
         return lw__m2m_fail(d, LW_ELIMIT, off);
-    if (!lw_m2m_path_within(&r->path, d->req))
+    if (d->req->len && !lw_m2m_path_within(&r->path, d->req))
         return lw__m2m_fail(d, LW_EMALFORMED, off);
     if (r->has_value && r->path.len < 3)
         return lw__m2m_fail(d, LW_EMALFORMED, off);
-    struct lw_m2m_record *dst = lw_m2m_records_push(d->out, d->a);
+    /* A slot made by lw__m2m_reserve is filled directly (the push would zero it first). */
+    struct lw_m2m_records *o = d->out;
+    struct lw_m2m_record *dst = o->n < o->cap ? &o->v[o->n++] : lw_m2m_records_push(o, d->a);
     if (!dst)
         return lw__m2m_fail(d, LW_ENOMEM, off);
     *dst = *r;
@@ -669,11 +671,10 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
     for (;;) {
         const uint8_t *st = q;
         uint32_t v = 0; /* at most 24 digits: wraps harmlessly, rejected below by length */
-        while (q < end && *q != '/') {
-            unsigned d = (unsigned)*q - '0';
-            if (d > 9)
-                return LW_EMALFORMED;
-            v = v * 10 + d;
+        unsigned dg;
+        /* one test per character: '/' and every other non-digit end the run */
+        while (q < end && (dg = (unsigned)*q - '0') <= 9) {
+            v = v * 10 + dg;
             q++;
         }
         size_t nd = (size_t)(q - st);
@@ -682,8 +683,8 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
         out->id[depth++] = (uint16_t)v; /* written in place: no struct copy */
         if (q == end)
             break;
-        if (++q == end)
-            return LW_EMALFORMED; /* trailing '/' */
+        if (*q != '/' || ++q == end)
+            return LW_EMALFORMED; /* not a digit, or a trailing '/' */
     }
     for (unsigned k = depth; k < 4; k++)
         out->id[k] = 0;

@@ -19,21 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static double half_to_double(uint16_t h)
-{
-    int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    double v;
-    if (exp == 0) {
-        v = ldexp(mant, -24); /* subnormal */
-    } else if (exp != 31) {
-        uint64_t bits = (uint64_t)(exp - 15 + 1023) << 52 | (uint64_t)mant << 42;
-        memcpy(&v, &bits, sizeof(v));
-    } else {
-        v = mant ? NAN : INFINITY;
-    }
-    return (h & 0x8000) ? -v : v;
-}
-
 /* One data item head at r->off (RFC 8949 §3); *start = 1/2 for an indefinite byte/text string.
  * Floats, simple values 20-23 and break are the only major-7 items LwM2M uses; other simple
  * values are refused. Reserved additional information (28-30) and indefinite lengths on
@@ -96,7 +81,7 @@ __attribute__((always_inline)) static inline int raw_next(struct lw__m2m_cbor_rd
         case 23: t->kind = LW__CB_UNDEF; break;
         case 25:
             t->kind = LW__CB_FLOAT;
-            t->f = half_to_double((uint16_t)arg);
+            t->f = lw__m2m_half_to_double((uint16_t)arg);
             break;
         case 26: {
             uint32_t bits = (uint32_t)arg;
@@ -279,30 +264,6 @@ int lw__m2m_cbor_leaf(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t, boo
     }
 }
 
-bool lw__m2m_cbor_tok_num(const struct lw__m2m_cbor_tok *t, struct lw__m2m_num *n)
-{
-    switch (t->kind) {
-    case LW__CB_UINT:
-        n->kind = LW__NUM_UINT;
-        n->u = t->u;
-        return true;
-    case LW__CB_NEG:
-        if (t->u <= INT64_MAX) {
-            n->kind = LW__NUM_INT;
-            n->i = -1 - (int64_t)t->u;
-        } else {
-            n->kind = LW__NUM_FLOAT;
-            n->f = -1.0 - (double)t->u;
-        }
-        return true;
-    case LW__CB_FLOAT:
-        n->kind = LW__NUM_FLOAT;
-        n->f = t->f;
-        return true;
-    default: return false;
-    }
-}
-
 int lw__m2m_cbor_tok_value(struct lw__m2m_dec *d, const struct lw__m2m_cbor_tok *t, bool time_tag,
                            enum lw_m2m_type model, struct lw_m2m_value *v, bool *present)
 {
@@ -434,7 +395,7 @@ void lw__m2m_cbor_put_float(struct lw_buf *b, double d)
     /* libcbor's half encoder rounds; keep its output only when it reads back exactly. */
     size_t n = cbor_encode_half(fs, tmp, sizeof(tmp));
     if (n == 3) {
-        double back = half_to_double((uint16_t)(tmp[1] << 8 | tmp[2]));
+        double back = lw__m2m_half_to_double((uint16_t)(tmp[1] << 8 | tmp[2]));
         if (back == d && signbit(back) == signbit(d)) {
             lw_buf_put(b, tmp, 3);
             return;

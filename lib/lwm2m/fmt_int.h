@@ -8,9 +8,13 @@
 
 #include "lwm2m/fmt.h"
 
+#include "base/buf.h"
+
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- decode context ---- */
 struct lw__m2m_dec {
@@ -140,8 +144,125 @@ int lw__m2m_cbor_skip(struct lw__m2m_cbor_rd *r, const struct lw__m2m_cbor_tok *
 /* Reads one leaf item: skips tags (remembering tag 1 in *time_tag), folds a tag-4 decimal
  * fraction into a FLOAT token. Arrays/maps come back as their head. */
 int lw__m2m_cbor_leaf(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t, bool *time_tag);
-/* UINT/NEG/FLOAT token to a number; false for other kinds. */
-bool lw__m2m_cbor_tok_num(const struct lw__m2m_cbor_tok *t, struct lw__m2m_num *n);
+/* IEEE 754 binary16 to double (RFC 8949 Appendix D). */
+static inline double lw__m2m_half_to_double(uint16_t h)
+{
+    int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    double v;
+    if (exp == 0) {
+        v = ldexp(mant, -24); /* subnormal */
+    } else if (exp != 31) {
+        uint64_t bits = (uint64_t)(exp - 15 + 1023) << 52 | (uint64_t)mant << 42;
+        memcpy(&v, &bits, sizeof(v));
+    } else {
+        v = mant ? NAN : INFINITY;
+    }
+    return (h & 0x8000) ? -v : v;
+}
+
+/* lw__m2m_cbor_leaf with an inlined fast path for the heads SenML values are made of: integers,
+ * definite byte/text strings within the input and cfg.max_value_len, floats and simple values
+ * 20-23. Everything else (tags, indefinite lengths, arrays/maps, truncated input, limits, other
+ * simple values) goes to lw__m2m_cbor_leaf, which also reports the errors, so tokens, results
+ * and error offsets are exactly those of lw__m2m_cbor_leaf. The function-call chain of the
+ * general reader (leaf -> next -> head) was the largest cost of SenML-CBOR decoding. */
+__attribute__((always_inline)) static inline int
+lw__m2m_cbor_leaf_fast(struct lw__m2m_cbor_rd *r, struct lw__m2m_cbor_tok *t, bool *time_tag)
+{
+    size_t off = r->off, left = r->len - off, used = 1;
+    const uint8_t *p = r->p + off;
+    if (left == 0)
+        goto slow;
+    unsigned major = p[0] >> 5, ai = p[0] & 31;
+    uint64_t arg = ai;
+    if (ai >= 24) {
+        if (ai >= 28)
+            goto slow;
+        size_t n = (size_t)1 << (ai - 24);
+        if (left < 1 + n)
+            goto slow;
+        arg = n == 1   ? p[1]
+              : n == 2 ? lw_load_be16(p + 1)
+              : n == 4 ? lw_load_be32(p + 1)
+                       : lw_load_be64(p + 1);
+        used += n;
+    }
+    switch (major) {
+    case 0: t->kind = LW__CB_UINT; break;
+    case 1: t->kind = LW__CB_NEG; break;
+    case 2:
+    case 3:
+        if (arg > left - used || arg > r->d->cfg.max_value_len)
+            goto slow;
+        t->kind = major == 2 ? LW__CB_BYTES : LW__CB_TEXT;
+        t->s = (struct lw_bytes){p + used, (size_t)arg};
+        used += (size_t)arg;
+        break;
+    case 7:
+        switch (ai) {
+        case 20:
+        case 21:
+            t->kind = LW__CB_BOOL;
+            t->b = ai == 21;
+            break;
+        case 22: t->kind = LW__CB_NULL; break;
+        case 23: t->kind = LW__CB_UNDEF; break;
+        case 25:
+            t->kind = LW__CB_FLOAT;
+            t->f = lw__m2m_half_to_double((uint16_t)arg);
+            break;
+        case 26: {
+            uint32_t bits = (uint32_t)arg;
+            float f;
+            memcpy(&f, &bits, sizeof(f));
+            t->kind = LW__CB_FLOAT;
+            t->f = f;
+            break;
+        }
+        case 27:
+            t->kind = LW__CB_FLOAT;
+            memcpy(&t->f, &arg, sizeof(t->f));
+            break;
+        default: goto slow;
+        }
+        arg = 0;
+        break;
+    default: goto slow; /* arrays, maps, tags */
+    }
+    t->u = arg;
+    t->indef = false;
+    t->off = off;
+    r->off = off + used;
+    *time_tag = false;
+    return 0;
+slow:
+    return lw__m2m_cbor_leaf(r, t, time_tag);
+}
+
+/* UINT/NEG/FLOAT token to a number; false for other kinds. Inline: one call per SenML value. */
+static inline bool lw__m2m_cbor_tok_num(const struct lw__m2m_cbor_tok *t, struct lw__m2m_num *n)
+{
+    switch (t->kind) {
+    case LW__CB_UINT:
+        n->kind = LW__NUM_UINT;
+        n->u = t->u;
+        return true;
+    case LW__CB_NEG:
+        if (t->u <= INT64_MAX) {
+            n->kind = LW__NUM_INT;
+            n->i = -1 - (int64_t)t->u;
+        } else {
+            n->kind = LW__NUM_FLOAT;
+            n->f = -1.0 - (double)t->u;
+        }
+        return true;
+    case LW__CB_FLOAT:
+        n->kind = LW__NUM_FLOAT;
+        n->f = t->f;
+        return true;
+    default: return false;
+    }
+}
 /* Leaf token to a value of the model type (text objlnk/corelnk/string, bytes opaque, numbers,
  * bool; NULL gives has_value=false via *present). 0, LW_ETYPE, LW_EMALFORMED (offset set). */
 int lw__m2m_cbor_tok_value(struct lw__m2m_dec *d, const struct lw__m2m_cbor_tok *t, bool time_tag,

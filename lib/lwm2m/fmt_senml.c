@@ -253,19 +253,136 @@ out:
 
 enum { L_BVER = -1, L_BN = -2, L_BT = -3, L_BU = -4, L_BV = -5, L_BS = -6 };
 enum { L_N = 0, L_U = 1, L_V = 2, L_VS = 3, L_VB = 4, L_S = 5, L_T = 6, L_UT = 7, L_VD = 8 };
+#define REJECTED_BITS (1u << (L_BV + 6) | 1u << (L_BS + 6) | 1u << (L_S + 6))
 
 static int cbor_time(struct lw__m2m_cbor_rd *r, double *out)
 {
     struct lw__m2m_cbor_tok t;
     struct lw__m2m_num n;
     bool tag1;
-    int rc = lw__m2m_cbor_leaf(r, &t, &tag1);
+    int rc = lw__m2m_cbor_leaf_fast(r, &t, &tag1);
     if (rc)
         return rc;
+    if (t.kind == LW__CB_UINT) { /* the usual case, same result as the general one below */
+        *out = (double)t.u;
+        return 0;
+    }
     if (!lw__m2m_cbor_tok_num(&t, &n))
         return lw__m2m_fail(r->d, LW_EMALFORMED, t.off);
     *out = num_double(&n);
     return 0;
+}
+
+/* Whole-record fast path for the common shape of a SenML-CBOR record: a definite map of n (0),
+ * v (2), vb (4) and t (6) with short heads (n a definite text string, numbers and booleans
+ * without tags). It reads into *s without side effects and returns false at the first thing it
+ * does not handle (any other label, a duplicate, tags, limits, truncation, ...); the caller then
+ * reads the same record with the general code below, which also reports every error. So what it
+ * accepts, the general code accepts with the same srec. This is most of the SenML-CBOR decode
+ * speed-up: no token structs, reader calls or label bookkeeping per pair. */
+static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, size_t *end)
+{
+    const uint8_t *p = r->p;
+    size_t off = r->off, len = r->len;
+    if (off >= len)
+        return false;
+    unsigned mb = p[off];
+    if (mb < 0xA1 || mb > 0xA7 || (size_t)(mb & 0x1F) > (len - off - 1) / 2)
+        return false;
+    unsigned pairs = mb & 0x1F, seen = 0;
+    off++;
+    s->has_n = s->has_t = false;
+    s->n = (struct lw_bytes){NULL, 0};
+    s->vk = V_NONE;
+    s->voff = 0;
+    for (unsigned i = 0; i < pairs; i++) {
+        if (len - off < 2)
+            return false;
+        unsigned key = p[off], ib = p[off + 1];
+        if (key > 6 || (seen >> key) & 1)
+            return false;
+        seen |= 1u << key;
+        size_t voff = off + 1, left = len - voff, used;
+        uint64_t arg;
+        /* the value's head: additional information 0-27 only */
+        unsigned ai = ib & 31;
+        if (ai < 24) {
+            arg = ai;
+            used = 1;
+        } else if (ai < 28) {
+            size_t nb = (size_t)1 << (ai - 24);
+            if (left < 1 + nb)
+                return false;
+            const uint8_t *q = p + voff + 1;
+            arg = nb == 1   ? q[0]
+                  : nb == 2 ? lw_load_be16(q)
+                  : nb == 4 ? lw_load_be32(q)
+                            : lw_load_be64(q);
+            used = 1 + nb;
+        } else {
+            return false;
+        }
+        unsigned major = ib >> 5;
+        struct lw__m2m_num num = {LW__NUM_UINT, 0, 0, 0};
+        bool isnum = true;
+        if (major == 0) {
+            num.u = arg;
+        } else if (major == 1 && arg <= INT64_MAX) {
+            num.kind = LW__NUM_INT;
+            num.i = -1 - (int64_t)arg;
+        } else if (major == 7 && ai >= 25) {
+            num.kind = LW__NUM_FLOAT;
+            if (ai == 25) {
+                num.f = lw__m2m_half_to_double((uint16_t)arg);
+            } else if (ai == 26) {
+                uint32_t bits = (uint32_t)arg;
+                float f;
+                memcpy(&f, &bits, sizeof(f));
+                num.f = f;
+            } else {
+                memcpy(&num.f, &arg, sizeof(num.f));
+            }
+        } else {
+            isnum = false;
+        }
+        switch (key) {
+        case L_N:
+            if (major != 3 || arg > left - used || arg > r->d->cfg.max_value_len)
+                return false;
+            s->n = (struct lw_bytes){p + voff + used, (size_t)arg};
+            s->has_n = true;
+            used += (size_t)arg;
+            break;
+        case L_V:
+            if (!isnum)
+                return false;
+            s->num = num;
+            s->vk = V_NUM;
+            s->voff = voff;
+            break;
+        case L_VB:
+            if (ib != 0xF4 && ib != 0xF5)
+                return false;
+            s->b = ib == 0xF5;
+            s->vk = V_BOOL;
+            s->voff = voff;
+            break;
+        case L_T:
+            if (!isnum)
+                return false;
+            s->t = num.kind == LW__NUM_UINT  ? (double)num.u
+                   : num.kind == LW__NUM_INT ? (double)num.i
+                                             : num.f;
+            s->has_t = true;
+            break;
+        default: return false; /* u, vs, s, ut: the general code */
+        }
+        off = voff + used;
+    }
+    if ((seen >> L_V & 1) && (seen >> L_VB & 1))
+        return false; /* two values: an error, reported by the general code */
+    *end = off;
+    return true;
 }
 
 static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths_only)
@@ -277,24 +394,41 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
     bool tag1;
     int rc;
     memset(&s, 0, sizeof(s));
-    if ((rc = lw__m2m_cbor_next(r, &m)))
+    size_t end;
+    if (cbor_record_fast(r, &s, &end)) {
+        size_t moff = r->off;
+        r->off = end;
+        return emit(d, base, &s, paths_only, moff);
+    }
+    memset(&s, 0, sizeof(s));
+    /* fast path: a definite map of up to 23 pairs, same count check as lw__m2m_cbor_next */
+    uint8_t mb = r->off < r->len ? r->p[r->off] : 0xFF;
+    if (mb >= 0xA0 && mb < 0xB8 && (size_t)(mb & 0x1F) <= (r->len - r->off - 1) / 2) {
+        m.kind = LW__CB_MAP;
+        m.indef = false;
+        m.u = mb & 0x1F;
+        m.off = r->off++;
+    } else if ((rc = lw__m2m_cbor_next(r, &m))) {
         return rc;
+    }
     if (m.kind != LW__CB_MAP)
         return lw__m2m_fail(d, LW_EMALFORMED, m.off);
     for (uint64_t i = 0; m.indef || i < m.u; i++) {
         int64_t label;
+        size_t koff = r->off; /* the key's offset, as the reader would report it */
         /* fast path: the integer labels SenML uses fit the initial byte (0..23, -1..-24) */
         uint8_t kb = r->off < r->len ? r->p[r->off] : 0xFF;
-        if (kb < 0x18 || (kb >= 0x20 && kb < 0x38)) {
-            k.kind = kb < 0x18 ? LW__CB_UINT : LW__CB_NEG;
-            k.u = kb & 0x1F;
-            k.off = r->off++;
+        if (kb < 0x18) {
+            label = kb;
+            r->off++;
+        } else if (kb >= 0x20 && kb < 0x38) {
+            label = -1 - (int64_t)(kb & 0x1F);
+            r->off++;
         } else if ((rc = lw__m2m_cbor_next(r, &k))) {
             return rc;
-        }
-        if (k.kind == LW__CB_BREAK && m.indef)
+        } else if (k.kind == LW__CB_BREAK && m.indef) {
             break;
-        if (k.kind == LW__CB_UINT && k.u < 64) {
+        } else if (k.kind == LW__CB_UINT && k.u < 64) {
             label = (int64_t)k.u;
         } else if (k.kind == LW__CB_NEG && k.u < 64) {
             label = -1 - (int64_t)k.u;
@@ -302,19 +436,18 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
             label = 100;
         } else if (k.kind == LW__CB_TEXT) {
             if (rejected_label((const char *)k.s.ptr, k.s.len))
-                return lw__m2m_fail(d, LW_EMALFORMED, k.off);
+                return lw__m2m_fail(d, LW_EMALFORMED, koff);
             label = 101; /* unknown text label: skip its value */
         } else if (k.kind == LW__CB_UINT || k.kind == LW__CB_NEG) {
             label = 101;
         } else {
-            return lw__m2m_fail(d, LW_EMALFORMED, k.off);
+            return lw__m2m_fail(d, LW_EMALFORMED, koff);
         }
-        if (label == L_BV || label == L_BS || label == L_S)
-            return lw__m2m_fail(d, LW_EMALFORMED, k.off);
-        if (label >= -6 && label <= 8) { /* duplicate known label */
+        if (label >= -6 && label <= 8) {
+            /* one bit per known label: rejected labels (bv, bs, s) and duplicates in one test */
             uint32_t bit = 1u << (label + 6);
-            if (seen & bit)
-                return lw__m2m_fail(d, LW_EMALFORMED, k.off);
+            if ((seen | REJECTED_BITS) & bit)
+                return lw__m2m_fail(d, LW_EMALFORMED, koff);
             seen |= bit;
         }
         enum vkind vk = V_NONE;
@@ -333,7 +466,7 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
         case L_N:
         case L_VS:
         case 100:
-            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf_fast(r, &v, &tag1)))
                 return rc;
             /* names are checked by the path parser (ASCII only); values must be UTF-8 */
             if (v.kind != LW__CB_TEXT ||
@@ -350,14 +483,14 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
             }
             break;
         case L_V:
-            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf_fast(r, &v, &tag1)))
                 return rc;
             if (!lw__m2m_cbor_tok_num(&v, &s.num))
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
             vk = V_NUM;
             break;
         case L_VB:
-            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf_fast(r, &v, &tag1)))
                 return rc;
             if (v.kind != LW__CB_BOOL)
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
@@ -365,7 +498,7 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
             s.b = v.b;
             break;
         case L_VD:
-            if ((rc = lw__m2m_cbor_leaf(r, &v, &tag1)))
+            if ((rc = lw__m2m_cbor_leaf_fast(r, &v, &tag1)))
                 return rc;
             if (v.kind != LW__CB_BYTES)
                 return lw__m2m_fail(d, LW_EMALFORMED, v.off);
@@ -381,7 +514,7 @@ static int cbor_record(struct lw__m2m_cbor_rd *r, struct sbase *base, bool paths
         }
         if (vk != V_NONE) {
             if (s.vk != V_NONE)
-                return lw__m2m_fail(d, LW_EMALFORMED, k.off);
+                return lw__m2m_fail(d, LW_EMALFORMED, koff);
             s.vk = vk;
             s.voff = v.off;
         }
