@@ -1,6 +1,6 @@
 /* Fuzz target: how a simulated lwm2m-fleet device handles datagrams from the server under test
  * (network input: the simulator must survive any server). Fuzz targets do not link tools/, so
- * the fleet sources are included here; tools/fleet/net.c is replaced by the stubs below (no
+ * the fleet sources are included here; tools/fleet/net.c is replaced by the fakes below (no
  * sockets: datagrams the device sends are counted and dropped).
  *
  * Input: a sequence of records, each a 2-byte big-endian length and that many bytes, delivered
