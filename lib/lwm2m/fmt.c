@@ -87,32 +87,6 @@ int lw__m2m_fail(struct lw__m2m_dec *d, int err, size_t off)
     return err;
 }
 
-enum lw_m2m_type lw__m2m_type_of(const struct lw__m2m_dec *d, const struct lw_m2m_path *p)
-{
-    if (!d->types || !d->types->type_of || p->len < 3)
-        return LW_M2M_T_NONE;
-    enum lw_m2m_type t = d->types->type_of(d->types->ctx, p);
-    return (unsigned)t <= LW_M2M_T_CORELNK ? t : LW_M2M_T_NONE;
-}
-
-int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off)
-{
-    if (d->nrec >= d->cfg.max_records)
-        return lw__m2m_fail(d, LW_ELIMIT, off);
-    if (d->req->len && !lw_m2m_path_within(&r->path, d->req))
-        return lw__m2m_fail(d, LW_EMALFORMED, off);
-    if (r->has_value && r->path.len < 3)
-        return lw__m2m_fail(d, LW_EMALFORMED, off);
-    /* A slot made by lw__m2m_reserve is filled directly (the push would zero it first). */
-    struct lw_m2m_records *o = d->out;
-    struct lw_m2m_record *dst = o->n < o->cap ? &o->v[o->n++] : lw_m2m_records_push(o, d->a);
-    if (!dst)
-        return lw__m2m_fail(d, LW_ENOMEM, off);
-    *dst = *r;
-    d->nrec++;
-    return 0;
-}
-
 void lw__m2m_reserve(struct lw__m2m_dec *d, size_t n)
 {
     struct lw_m2m_records *r = d->out;
@@ -643,31 +617,18 @@ void lw__m2m_json_put_str(struct lw_buf *b, const uint8_t *s, size_t n)
     lw_buf_put_u8(b, '"');
 }
 
-int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, size_t n_len,
-                         struct lw_m2m_path *out)
+/* The path grammar of lw_m2m_path_parse over s[0..len), 1 <= len <= 24. A leaf function with
+ * the joining of bn and n kept out of it (fewer registers to save per call). */
+static int name_parse(const uint8_t *s, size_t len, struct lw_m2m_path *out)
 {
-    /* Same grammar as lw_m2m_path_parse, inlined: this runs once per SenML record. The longest
-     * valid path, "/65534/65534/65534/65534", has 24 characters. */
-    uint8_t buf[32];
-    const uint8_t *s = buf;
-    size_t len = bn_len + n_len;
-    unsigned depth = 0;
-    if (len == 0 || len > 24)
-        return LW_EMALFORMED;
-    if (bn_len == 0) {
-        s = n;
-    } else if (n_len == 0) {
-        s = bn;
-    } else {
-        memcpy(buf, bn, bn_len);
-        memcpy(buf + bn_len, n, n_len);
-    }
+    static const struct lw_m2m_path root = {{0, 0, 0, 0}, 0};
     if (s[0] != '/')
         return LW_EMALFORMED;
-    out->len = 0;
+    *out = root; /* ids past the parsed depth stay 0 */
     if (len == 1)
         return 0;
     const uint8_t *q = s + 1, *end = s + len;
+    unsigned depth = 0;
     for (;;) {
         const uint8_t *st = q;
         uint32_t v = 0; /* at most 24 digits: wraps harmlessly, rejected below by length */
@@ -678,18 +639,34 @@ int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, siz
             q++;
         }
         size_t nd = (size_t)(q - st);
-        if (nd == 0 || nd > 5 || depth == 4 || v > LW_M2M_ID_MAX || (nd > 1 && *st == '0'))
-            return LW_EMALFORMED;
-        out->id[depth++] = (uint16_t)v; /* written in place: no struct copy */
+        if (nd - 1 > 4 || depth == 4 || v > LW_M2M_ID_MAX || (nd > 1 && *st == '0'))
+            return LW_EMALFORMED; /* nd - 1 > 4: no digits (wraps) or more than 5 */
+        out->id[depth++] = (uint16_t)v;
         if (q == end)
             break;
         if (*q != '/' || ++q == end)
             return LW_EMALFORMED; /* not a digit, or a trailing '/' */
     }
-    for (unsigned k = depth; k < 4; k++)
-        out->id[k] = 0;
     out->len = (uint8_t)depth;
     return 0;
+}
+
+int lw__m2m_name_to_path(const uint8_t *bn, size_t bn_len, const uint8_t *n, size_t n_len,
+                         struct lw_m2m_path *out)
+{
+    /* Same grammar as lw_m2m_path_parse, inlined: this runs once per SenML record. The longest
+     * valid path, "/65534/65534/65534/65534", has 24 characters. */
+    size_t len = bn_len + n_len;
+    if (len == 0 || len > 24)
+        return LW_EMALFORMED;
+    if (bn_len == 0)
+        return name_parse(n, len, out);
+    if (n_len == 0)
+        return name_parse(bn, len, out);
+    uint8_t buf[24];
+    memcpy(buf, bn, bn_len);
+    memcpy(buf + bn_len, n, n_len);
+    return name_parse(buf, len, out);
 }
 
 size_t lw__m2m_json_elem_off(struct lw_bytes in, size_t k, unsigned depth)

@@ -9,6 +9,7 @@
 #include "lwm2m/fmt.h"
 
 #include "base/buf.h"
+#include "base/err.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -29,11 +30,37 @@ struct lw__m2m_dec {
 
 /* Records `off` as the error offset and returns err. */
 int lw__m2m_fail(struct lw__m2m_dec *d, int err, size_t off);
-/* The object model's type of p (len 3/4), LW_M2M_T_NONE when unknown or no resolver. */
-enum lw_m2m_type lw__m2m_type_of(const struct lw__m2m_dec *d, const struct lw_m2m_path *p);
+
+/* The object model's type of p (len 3/4), LW_M2M_T_NONE when unknown or no resolver. Inline
+ * (as is lw__m2m_add): both run once per decoded record. */
+static inline enum lw_m2m_type lw__m2m_type_of(const struct lw__m2m_dec *d,
+                                               const struct lw_m2m_path *p)
+{
+    if (!d->types || !d->types->type_of || p->len < 3)
+        return LW_M2M_T_NONE;
+    enum lw_m2m_type t = d->types->type_of(d->types->ctx, p);
+    return (unsigned)t <= LW_M2M_T_CORELNK ? t : LW_M2M_T_NONE;
+}
+
 /* Appends a record (copied); checks max_records (LW_ELIMIT), that the path lies within the
  * request path (LW_EMALFORMED) and that valued records name a resource or resource instance. */
-int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off);
+static inline int lw__m2m_add(struct lw__m2m_dec *d, const struct lw_m2m_record *r, size_t off)
+{
+    if (d->nrec >= d->cfg.max_records)
+        return lw__m2m_fail(d, LW_ELIMIT, off);
+    if (d->req->len && !lw_m2m_path_within(&r->path, d->req))
+        return lw__m2m_fail(d, LW_EMALFORMED, off);
+    if (r->has_value && r->path.len < 3)
+        return lw__m2m_fail(d, LW_EMALFORMED, off);
+    /* A slot made by lw__m2m_reserve is filled directly (the push would zero it first). */
+    struct lw_m2m_records *o = d->out;
+    struct lw_m2m_record *dst = o->n < o->cap ? &o->v[o->n++] : lw_m2m_records_push(o, d->a);
+    if (!dst)
+        return lw__m2m_fail(d, LW_ENOMEM, off);
+    *dst = *r;
+    d->nrec++;
+    return 0;
+}
 
 /* Makes room for n more records in one arena allocation (capped by max_records); a hint. */
 void lw__m2m_reserve(struct lw__m2m_dec *d, size_t n);

@@ -280,6 +280,58 @@ static int cbor_time(struct lw__m2m_cbor_rd *r, double *out)
  * reads the same record with the general code below, which also reports every error. So what it
  * accepts, the general code accepts with the same srec. This is most of the SenML-CBOR decode
  * speed-up: no token structs, reader calls or label bookkeeping per pair. */
+/* A number head (unsigned, negative up to INT64_MIN, half/single/double float) at p, as
+ * lw__m2m_cbor_tok_num gives it; false for anything else or when truncated. */
+static inline bool fast_num(const uint8_t *p, size_t left, struct lw__m2m_num *num, size_t *used)
+{
+    unsigned ib = p[0], major = ib >> 5, ai = ib & 31;
+    uint64_t arg = ai;
+    size_t u = 1;
+    if (ai >= 24) {
+        if (ai >= 28)
+            return false;
+        u += (size_t)1 << (ai - 24);
+        if (left < u)
+            return false;
+        arg = ai == 24   ? p[1]
+              : ai == 25 ? lw_load_be16(p + 1)
+              : ai == 26 ? lw_load_be32(p + 1)
+                         : lw_load_be64(p + 1);
+    }
+    *used = u;
+    if (major == 0) {
+        num->kind = LW__NUM_UINT;
+        num->u = arg;
+        return true;
+    }
+    if (major == 1 && arg <= INT64_MAX) {
+        num->kind = LW__NUM_INT;
+        num->i = -1 - (int64_t)arg;
+        return true;
+    }
+    if (major != 7 || ai < 25)
+        return false;
+    num->kind = LW__NUM_FLOAT;
+    if (ai == 25) {
+        num->f = lw__m2m_half_to_double((uint16_t)arg);
+    } else if (ai == 26) {
+        uint32_t bits = (uint32_t)arg;
+        float f;
+        memcpy(&f, &bits, sizeof(f));
+        num->f = f;
+    } else {
+        memcpy(&num->f, &arg, sizeof(num->f));
+    }
+    return true;
+}
+
+/* Whole-record fast path for the common shape of a SenML-CBOR record: a definite map of n (0),
+ * v (2), vb (4) and t (6) with short heads (n a definite text string, numbers and booleans
+ * without tags). It reads into *s without side effects and returns false at the first thing it
+ * does not handle (any other label, a duplicate, tags, limits, truncation, ...); the caller then
+ * reads the same record with the general code below, which also reports every error. So what it
+ * accepts, the general code accepts with the same srec. This is most of the SenML-CBOR decode
+ * speed-up: no token structs, reader calls or label bookkeeping per pair. */
 static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, size_t *end)
 {
     const uint8_t *p = r->p;
@@ -291,70 +343,36 @@ static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, si
         return false;
     unsigned pairs = mb & 0x1F, seen = 0;
     off++;
-    s->has_n = s->has_t = false;
-    s->n = (struct lw_bytes){NULL, 0};
-    s->vk = V_NONE;
-    s->voff = 0;
     for (unsigned i = 0; i < pairs; i++) {
         if (len - off < 2)
             return false;
         unsigned key = p[off], ib = p[off + 1];
-        if (key > 6 || (seen >> key) & 1)
+        if (key > L_T || (seen >> key) & 1)
             return false;
         seen |= 1u << key;
         size_t voff = off + 1, left = len - voff, used;
-        uint64_t arg;
-        /* the value's head: additional information 0-27 only */
-        unsigned ai = ib & 31;
-        if (ai < 24) {
-            arg = ai;
-            used = 1;
-        } else if (ai < 28) {
-            size_t nb = (size_t)1 << (ai - 24);
-            if (left < 1 + nb)
-                return false;
-            const uint8_t *q = p + voff + 1;
-            arg = nb == 1   ? q[0]
-                  : nb == 2 ? lw_load_be16(q)
-                  : nb == 4 ? lw_load_be32(q)
-                            : lw_load_be64(q);
-            used = 1 + nb;
-        } else {
-            return false;
-        }
-        unsigned major = ib >> 5;
         struct lw__m2m_num num = {LW__NUM_UINT, 0, 0, 0};
-        bool isnum = true;
-        if (major == 0) {
-            num.u = arg;
-        } else if (major == 1 && arg <= INT64_MAX) {
-            num.kind = LW__NUM_INT;
-            num.i = -1 - (int64_t)arg;
-        } else if (major == 7 && ai >= 25) {
-            num.kind = LW__NUM_FLOAT;
-            if (ai == 25) {
-                num.f = lw__m2m_half_to_double((uint16_t)arg);
-            } else if (ai == 26) {
-                uint32_t bits = (uint32_t)arg;
-                float f;
-                memcpy(&f, &bits, sizeof(f));
-                num.f = f;
-            } else {
-                memcpy(&num.f, &arg, sizeof(num.f));
-            }
-        } else {
-            isnum = false;
-        }
         switch (key) {
-        case L_N:
-            if (major != 3 || arg > left - used || arg > r->d->cfg.max_value_len)
+        case L_N: {
+            size_t sl = ib - 0x60u; /* a text string of up to 24 + 255 bytes */
+            used = 1;
+            if (ib == 0x78) {
+                if (left < 2)
+                    return false;
+                sl = p[voff + 1];
+                used = 2;
+            } else if (ib < 0x60 || ib > 0x77) {
                 return false;
-            s->n = (struct lw_bytes){p + voff + used, (size_t)arg};
+            }
+            if (sl > left - used || sl > r->d->cfg.max_value_len)
+                return false;
+            s->n = (struct lw_bytes){p + voff + used, sl};
             s->has_n = true;
-            used += (size_t)arg;
+            used += sl;
             break;
+        }
         case L_V:
-            if (!isnum)
+            if (!fast_num(p + voff, left, &num, &used))
                 return false;
             s->num = num;
             s->vk = V_NUM;
@@ -363,19 +381,20 @@ static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, si
         case L_VB:
             if (ib != 0xF4 && ib != 0xF5)
                 return false;
+            used = 1;
             s->b = ib == 0xF5;
             s->vk = V_BOOL;
             s->voff = voff;
             break;
         case L_T:
-            if (!isnum)
+            if (!fast_num(p + voff, left, &num, &used))
                 return false;
             s->t = num.kind == LW__NUM_UINT  ? (double)num.u
                    : num.kind == LW__NUM_INT ? (double)num.i
                                              : num.f;
             s->has_t = true;
             break;
-        default: return false; /* u, vs, s, ut: the general code */
+        default: return false; /* u, vs, s: the general code */
         }
         off = voff + used;
     }
