@@ -116,6 +116,15 @@ sys.exit(0 if codes == [b"200", b"200"] else 1)
 PY
 out=$(raw '[b"NOT HTTP AT ALL\r\n\r\n"]')
 check "garbage: 400 problem+json" bash -c 'grep -q "^HTTP/1.1 400" <<< "$1" && grep -q "application/problem+json" <<< "$1"' _ "$out"
+python3 - "$LW_API_PORT" "$ADMIN" <<'PY'
+import socket, struct, sys, time
+for i in range(20):  # pipelined requests, then an abortive close (RST) while answers are in flight
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall((b"GET /metrics HTTP/1.1\r\n\r\nGET /api/v1/devices?limit=1000 HTTP/1.1\r\nAuthorization: Bearer " + sys.argv[2].encode() + b"\r\n\r\n") * 10)
+    if i % 2: time.sleep(0.01)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+PY
 check "daemon still healthy after bad clients" [ "$(code GET /healthz)" = 200 ]
 
 # ---- route table vs OpenAPI
