@@ -33,6 +33,7 @@ struct key {
 
 static const char *const logfmt_names[] = {"auto", "logfmt", "json", "journal", NULL};
 static const char *const migrate_names[] = {"auto", "off", NULL};
+static const char *const dtlsver_names[] = {"any", "1.2", "1.3", NULL};
 
 #define OFF(f) offsetof(struct lw_config, f)
 /* The documentation of every key lives in config/lwm2md.conf.example and docs/configuration.md;
@@ -54,6 +55,22 @@ static const struct key keys[] = {
      false},
     {"coaps", "listen", K_LISTEN, OFF(coaps_listen), OFF(coaps_listen_n), "0.0.0.0:5684, [::]:5684",
      0, 0, NULL, false, false, false},
+    {"coaps", "cert", K_STR, OFF(coaps_cert), 0, "", 0, 0, NULL, false, false, true},
+    {"coaps", "key", K_STR, OFF(coaps_key), 0, "", 0, 0, NULL, false, false, true},
+    {"coaps", "ca", K_STR, OFF(coaps_ca), 0, "", 0, 0, NULL, false, false, true},
+    {"coaps", "ciphers", K_STR, OFF(coaps_ciphers), 0, "", 0, 0, NULL, false, false, false},
+    {"coaps", "versions", K_ENUM, OFF(coaps_versions), 0, "any", 0, 0, dtlsver_names, false, false,
+     false},
+    {"coaps", "psk_hint", K_STR, OFF(coaps_psk_hint), 0, "", 0, 0, NULL, false, false, false},
+    {"coaps", "cid", K_BOOL, OFF(coaps_cid), 0, "true", 0, 0, NULL, false, false, false},
+    {"coaps", "hibernate_idle", K_DURATION, OFF(coaps_hibernate_idle), 0, "60s", 0, 86400000, NULL,
+     false, false, false},
+    {"coaps", "handshake_timeout", K_DURATION, OFF(coaps_handshake_timeout), 0, "30s", 1000, 600000,
+     NULL, false, false, false},
+    {"coaps", "max_handshakes", K_UINT, OFF(coaps_max_handshakes), 0, "1024", 1, 1000000, NULL,
+     false, false, false},
+    {"coaps", "hello_rate", K_UINT, OFF(coaps_hello_rate), 0, "1000", 0, 10000000, NULL, false,
+     false, false},
     {"api", "listen", K_LISTEN, OFF(api_listen), OFF(api_listen_n), "127.0.0.1:8080", 0, 0, NULL,
      false, false, false},
     {"api", "bootstrap_token_file", K_STR, OFF(api_bootstrap_token_file), 0, "", 0, 0, NULL, false,

@@ -21,6 +21,7 @@
 
 enum lw_log_format { LW_LOGFMT_AUTO, LW_LOGFMT_LOGFMT, LW_LOGFMT_JSON, LW_LOGFMT_JOURNAL };
 enum lw_db_migrate { LW_MIGRATE_AUTO, LW_MIGRATE_OFF };
+enum lw_coaps_versions { LW_COAPS_VANY, LW_COAPS_V12, LW_COAPS_V13 };
 
 struct lw_listen {
     char host[64]; /* numeric IPv4/IPv6 address, brackets removed */
@@ -41,6 +42,17 @@ struct lw_config {
     unsigned coap_max_peers;       /* per shard; 0 = unlimited */
     struct lw_listen coaps_listen[LW_CFG_MAX_LISTEN];
     unsigned coaps_listen_n;
+    char *coaps_cert;    /* server certificate chain (PEM/DER), "" = PSK only */
+    char *coaps_key;     /* its private key (ECDSA P-256) */
+    char *coaps_ca;      /* trust store for client certificates, "" = none */
+    char *coaps_ciphers; /* wolfSSL suite list, "" = built-in default */
+    enum lw_coaps_versions coaps_versions;
+    char *coaps_psk_hint;             /* PSK identity hint (DTLS 1.2), "" = none */
+    bool coaps_cid;                   /* negotiate RFC 9146 connection ids */
+    unsigned coaps_hibernate_idle;    /* ms idle before a session is exported; 0 = never */
+    unsigned coaps_handshake_timeout; /* ms */
+    unsigned coaps_max_handshakes;    /* per shard in flight */
+    unsigned coaps_hello_rate;        /* hellos/s per source prefix and shard; 0 = no limit */
     /* [api] */
     struct lw_listen api_listen[LW_CFG_MAX_LISTEN];
     unsigned api_listen_n;

@@ -309,6 +309,7 @@ struct reg {
     uint32_t lifetime_s;
     uint8_t ver; /* LwM2M enabler version major << 4 | minor */
     bool queue;
+    uint8_t sec; /* enum regsrv_secmode of the Register */
     char binding[7];
     struct dir_node node; /* must stay last: the name follows it */
 };
@@ -616,6 +617,7 @@ struct reg_snap {
     struct peer_addr addr;
     bool has_addr, queue;
     uint8_t ver;
+    uint8_t sec;
     char binding[7];
     /* Borrowed from the registration while on the shard thread; copies after the struct in a
      * heap snapshot (snap_clone). */
@@ -638,6 +640,7 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
         sn->addr = gr->peer->addr;
     sn->queue = gr->queue;
     sn->ver = gr->ver;
+    sn->sec = gr->sec;
     memcpy(sn->binding, gr->binding, sizeof(sn->binding));
     sn->ep = gr->node.name;
     sn->sms = gr->extra ? gr->extra->sms : NULL;
@@ -660,6 +663,26 @@ static struct reg_snap *snap_clone(const struct reg_snap *sn)
     return c;
 }
 
+static const char *sec_name(uint8_t m)
+{
+    switch (m) {
+    case RS_SEC_PSK: return "psk";
+    case RS_SEC_RPK: return "rpk";
+    case RS_SEC_X509: return "x509";
+    default: return "nosec";
+    }
+}
+
+/* ETS int-401: a request may touch a registration only with the security it was made with:
+ * NoSec for a NoSec registration, a DTLS identity bound to its endpoint for a DTLS one. */
+static bool sec_allows(const struct reg *gr, uint8_t mode, const char *ep, size_t ep_len)
+{
+    if ((gr->sec == RS_SEC_NOSEC) != (mode == RS_SEC_NOSEC))
+        return false;
+    return mode == RS_SEC_NOSEC ||
+           (ep_len == gr->node.len && memcmp(ep, gr->node.name, ep_len) == 0);
+}
+
 /* Fills obj with the registration JSON (devices.h schema). */
 static void snap_json(const struct reg_snap *sn, json_t *j)
 {
@@ -680,7 +703,7 @@ static void snap_json(const struct reg_snap *sn, json_t *j)
     json_object_set_new(j, "expires_at", time_json(sn->expires_s));
     json_object_set_new(j, "sms", sn->sms ? json_string(sn->sms) : json_null());
     json_object_set_new(j, "profile_id", sn->pid ? json_string(sn->pid) : json_null());
-    json_object_set_new(j, "security_mode", json_string("nosec"));
+    json_object_set_new(j, "security_mode", json_string(sec_name(sn->sec)));
     json_object_set_new(j, "objects", sn->objs ? json_incref(sn->objs) : json_array());
 }
 
@@ -1123,6 +1146,18 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
         respond(r, p, m, rc == LW_ENOMEM ? LW_COAP_INTERNAL_ERROR : LW_COAP_BAD_REQUEST, bad, NULL);
         goto out;
     }
+    const struct regsrv_sec *sec = r->sec;
+    if (sec && sec->mode != RS_SEC_NOSEC
+            ? !(sec->ep_len == pr.ep.len && memcmp(sec->ep, pr.ep.ptr, pr.ep.len) == 0)
+            : r->ops->ep_secured &&
+                  r->ops->ep_secured(r->ctx, (const char *)pr.ep.ptr, pr.ep.len)) {
+        stat_inc(&r->stats.results[RS_FORBIDDEN]);
+        respond(r, p, m, LW_COAP_FORBIDDEN,
+                sec && sec->mode != RS_SEC_NOSEC ? "endpoint not bound to this identity"
+                                                 : "endpoint requires a secure connection",
+                NULL);
+        goto out;
+    }
     struct dir_ref old;
     if (r->cfg.max_regs && dir_count() >= r->cfg.max_regs &&
         dir_lookup((const char *)pr.ep.ptr, pr.ep.len, &old) != 0) {
@@ -1150,6 +1185,7 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
     gr->objs = objs;
     objs = NULL;
     gr->ver = ver;
+    gr->sec = sec ? sec->mode : RS_SEC_NOSEC;
     gr->lifetime_s = lt;
     gr->queue = queue || pr.q;
     if (pr.has_b)
@@ -1291,11 +1327,23 @@ static void handle(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m
             f->from = r->shard;
             f->id = id;
             f->addr = p->addr;
+            if (r->sec && r->sec->mode != RS_SEC_NOSEC) {
+                f->sec_mode = r->sec->mode;
+                f->sec_len = r->sec->ep_len;
+                memcpy(f->sec_ep, r->sec->ep, r->sec->ep_len);
+            }
             f->len = r->cur_dgram.len;
             memcpy(f->data, r->cur_dgram.ptr, f->len);
             r->ops->post_fwd(r->ctx, (unsigned)fwd_target(r, id), f);
             return;
         }
+    }
+    if (gr && (m->code == LW_COAP_POST || m->code == LW_COAP_DELETE) &&
+        !sec_allows(gr, r->sec ? r->sec->mode : RS_SEC_NOSEC, r->sec ? r->sec->ep : NULL,
+                    r->sec ? r->sec->ep_len : 0)) {
+        stat_inc(&r->stats.results[RS_FORBIDDEN]);
+        respond(r, p, m, LW_COAP_FORBIDDEN, NULL, NULL);
+        return;
     }
     if (m->code == LW_COAP_POST) {
         if (!gr) {
@@ -1503,6 +1551,12 @@ void regsrv_deinit(struct regsrv *r)
 void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t *data, size_t len,
                   uint64_t now)
 {
+    regsrv_input_sec(r, from, NULL, data, len, now);
+}
+
+void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
+                      const uint8_t *data, size_t len, uint64_t now)
+{
     stat_inc(&r->stats.rx);
     r->now = now;
     struct peer *p = peer_find(&r->peers, from);
@@ -1537,7 +1591,9 @@ void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t 
     }
     r->busy = p;
     r->cur_dgram = LW_BYTES(data, len);
+    r->sec = sec;
     int rc = lw_coap_ep_input(&p->ep, data, len, now);
+    r->sec = NULL;
     r->cur_dgram = LW_BYTES(NULL, 0);
     r->busy = NULL;
     if (rc == LW_EMALFORMED || rc == LW_EBADOPT || rc == LW_EPROTO)
@@ -1702,7 +1758,10 @@ static void fwd_at_holder(struct regsrv *r, struct regsrv_fwd *f)
     }
     f->kind = RS_FWD_REPLY;
     f->code = LW_COAP_NOT_FOUND;
-    if (gr && lw_coap_parse(&m, f->data, f->len, NULL, NULL) == 0) {
+    if (gr && !sec_allows(gr, f->sec_mode, f->sec_ep, f->sec_len)) {
+        stat_inc(&r->stats.results[RS_FORBIDDEN]);
+        f->code = LW_COAP_FORBIDDEN;
+    } else if (gr && lw_coap_parse(&m, f->data, f->len, NULL, NULL) == 0) {
         if (m.code == LW_COAP_DELETE) {
             stat_inc(&r->stats.results[RS_DEREG_OK]);
             post_event(r, LW_EV_DEREGISTERED, gr, "client", false);
@@ -1761,7 +1820,7 @@ static void fwd_back(struct regsrv *r, struct regsrv_fwd *f)
         do_update(r, p, &m, gr);
     } else {
         /* A De-register the holder answered (and counted), or an id nobody holds. */
-        if (f->code != LW_COAP_DELETED)
+        if (f->code != LW_COAP_DELETED && f->code != LW_COAP_FORBIDDEN)
             stat_inc(&r->stats.results[m.code == LW_COAP_DELETE ? RS_DEREG_NOT_FOUND
                                                                 : RS_UPD_NOT_FOUND]);
         respond(r, p, &m, f->code, NULL, NULL);

@@ -70,6 +70,7 @@ enum regsrv_result {
     RS_DEREG_NOT_FOUND,
     RS_EXPIRED,
     RS_OTHER_REQUEST, /* 4.04 / 4.05 for other resources and methods */
+    RS_FORBIDDEN,     /* 4.03: endpoint not bound to the DTLS identity, or another security */
     RS__COUNT
 };
 
@@ -110,8 +111,23 @@ enum regsrv_fwd_kind {
     RS_FWD_GONE,  /* to the issuing shard: the registration is gone; free its slot */
 };
 
+/* Security of a datagram: NoSec, or the endpoint a DTLS identity is bound to (creds.h). A
+ * Register over DTLS must name that endpoint (else 4.03); a Register over NoSec must name an
+ * endpoint without credentials (ops->ep_secured). Updates and De-registers may touch a
+ * registration only with the same security: NoSec for NoSec, a DTLS identity bound to the
+ * registration's endpoint for DTLS (ETS int-401); otherwise 4.03. */
+enum regsrv_secmode { RS_SEC_NOSEC = 0, RS_SEC_PSK = 1, RS_SEC_RPK = 2, RS_SEC_X509 = 3 };
+struct regsrv_sec {
+    uint8_t mode;   /* enum regsrv_secmode */
+    uint8_t ep_len; /* bound endpoint (not NUL-terminated), when mode != NOSEC */
+    const char *ep;
+};
+
 struct regsrv_fwd {
-    struct xmsg m; /* transport for the shard layer */
+    struct xmsg m;    /* transport for the shard layer */
+    uint8_t sec_mode; /* security of the forwarded request (struct regsrv_sec) */
+    uint8_t sec_len;
+    char sec_ep[DIR_MAX_NAME + 1];
     unsigned from; /* shard that received the request */
     uint8_t kind;  /* enum regsrv_fwd_kind */
     uint8_t code;  /* De-register result (2.02 / 4.04) */
@@ -135,6 +151,9 @@ struct regsrv_ops {
     void (*post_fwd)(void *ctx, unsigned shard, struct regsrv_fwd *f);
     /* An event (takes ownership). NULL: lw_events_post. */
     void (*event)(void *ctx, struct lw_event *ev);
+    /* True when endpoint ep (len bytes) has DTLS credentials, so a NoSec Register of it is
+     * refused (4.03). NULL: none has. Any thread may call it (creds_ep_secured). */
+    bool (*ep_secured)(void *ctx, const char *ep, size_t len);
 };
 
 struct reg;
@@ -158,6 +177,7 @@ struct regsrv {
     uint64_t now;              /* time of the current input or timer */
     struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
     const struct lw_coap_msg *block1_req; /* final block of a block-wise request being handled */
+    const struct regsrv_sec *sec;         /* security of the datagram being handled (NULL: NoSec) */
     bool closing;                         /* regsrv_deinit: no messages to other shards */
     uint8_t rkey[16];                     /* random stream (when cfg.coap.random is NULL) */
     uint64_t rctr;
@@ -172,6 +192,10 @@ void regsrv_deinit(struct regsrv *r);
 /* One datagram from `from` (borrowed). */
 void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t *data, size_t len,
                   uint64_t now);
+/* The same for a datagram that arrived with security sec (borrowed; NULL: NoSec), e.g. the
+ * plaintext of a DTLS record. */
+void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
+                      const uint8_t *data, size_t len, uint64_t now);
 /* Runs due timers (retransmissions, dedup expiry, lifetime expiry). */
 void regsrv_advance(struct regsrv *r, uint64_t now);
 /* Earliest time regsrv_advance has work, or UINT64_MAX. */

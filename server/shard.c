@@ -2,6 +2,8 @@
 
 #include "base/err.h"
 #include "base/util.h"
+#include "coaps.h"
+#include "creds.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +44,10 @@ struct shard {
     /* Transport and registrations (owned by the shard thread once it runs). */
     struct regsrv rs;
     bool rs_inited;
-    uv_udp_t udp[LW_CFG_MAX_LISTEN];
+    uv_udp_t udp[2 * LW_CFG_MAX_LISTEN];
     unsigned nudp;
+    unsigned ncoap;      /* udp[0..ncoap-1] are CoAP (NoSec) sockets, the rest CoAPS */
+    struct coaps *coaps; /* DTLS sessions (NULL without coaps.listen) */
     uv_timer_t timer;
     bool timer_inited;
     uint64_t armed; /* deadline the timer is armed for, or UINT64_MAX */
@@ -154,6 +159,7 @@ static void run_stop(struct shard *s, struct xmsg *m)
 /* ---- transport: datagrams in, datagrams out, one timer ---- */
 
 static void on_timer(uv_timer_t *t);
+static void tx_flush(struct shard *s);
 
 /* Arms the loop timer for the service's next deadline when that is earlier than what is armed
  * (a later deadline needs nothing: the timer fires early and re-arms). */
@@ -162,6 +168,8 @@ static void rearm(struct shard *s, bool force)
     if (s->stopping || !s->timer_inited)
         return;
     uint64_t d = regsrv_next_deadline(&s->rs);
+    if (s->coaps)
+        d = LW_MIN(d, coaps_next_deadline(s->coaps));
     if (!force && d >= s->armed)
         return;
     s->armed = d;
@@ -178,6 +186,10 @@ static void on_timer(uv_timer_t *t)
     struct shard *s = t->data;
     s->armed = UINT64_MAX;
     regsrv_advance(&s->rs, uv_now(&s->loop));
+    if (s->coaps)
+        coaps_advance(s->coaps, uv_now(&s->loop));
+    if (s->ntx > 0)
+        tx_flush(s);
     rearm(s, true);
 }
 
@@ -239,6 +251,13 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     s->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
     if (nread < 0) {
         log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
+    } else if ((nread > 0 || addr != NULL) && (unsigned)(h - s->udp) >= s->ncoap) {
+        if (s->coaps && addr)
+            coaps_input(s->coaps, (uint8_t)(h - s->udp), addr,
+                        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in),
+                        (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
+        rearm(s, false);
     } else if (nread > 0 || addr != NULL) {
         if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) == 0)
             regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
@@ -248,10 +267,11 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         tx_flush(s);
 }
 
-static void rs_send(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len)
+/* Sends one datagram on socket `sock` (queued for sendmmsg during a receive batch). */
+static void raw_send(struct shard *s, uint8_t sock, const struct sockaddr *to, socklen_t tolen,
+                     const uint8_t *data, size_t len)
 {
-    struct shard *s = ctx;
-    if (to->sock >= s->nudp)
+    if (sock >= s->nudp || tolen > sizeof(struct sockaddr_storage))
         return;
     if (s->batching && len <= TX_MAX) {
         if (s->ntx == TX_BATCH)
@@ -259,17 +279,46 @@ static void rs_send(void *ctx, const struct peer_addr *to, const uint8_t *data, 
         struct tx_ent *e = &s->tx[s->ntx];
         memcpy(s->txbuf + (size_t)s->ntx * TX_MAX, data, len);
         e->len = len;
-        e->sock = to->sock;
-        e->tolen = peer_addr_to_sa(to, &e->to);
+        e->sock = sock;
+        memcpy(&e->to, to, tolen);
+        e->tolen = tolen;
         s->ntx++;
         return;
     }
-    struct sockaddr_storage ss;
-    peer_addr_to_sa(to, &ss);
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int rc = uv_udp_try_send(&s->udp[to->sock], &b, 1, (const struct sockaddr *)&ss);
+    int rc = uv_udp_try_send(&s->udp[sock], &b, 1, to);
     if (rc < 0)
         send_failed(s, -rc);
+}
+
+static void rs_send(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len)
+{
+    struct shard *s = ctx;
+    if (to->sock >= s->nudp)
+        return;
+    if (to->sock >= s->ncoap) { /* CoAPS: encrypt for the peer's DTLS session */
+        int rc = s->coaps ? coaps_write(s->coaps, to, data, len, uv_now(&s->loop)) : LW_ENOENT;
+        if (rc != 0)
+            log_debug(DTLS, "shard %u: cannot send over dtls: %s", s->id, lw_strerror(rc));
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = peer_addr_to_sa(to, &ss);
+    raw_send(s, to->sock, (const struct sockaddr *)&ss, sl, data, len);
+}
+
+static void coaps_raw_send(void *ctx, uint8_t sock, const struct sockaddr *to, socklen_t tolen,
+                           const uint8_t *data, size_t len)
+{
+    raw_send(ctx, sock, to, tolen, data, len);
+}
+
+static const struct coaps_ops cs_ops = {.send = coaps_raw_send};
+
+static bool rs_ep_secured(void *ctx, const char *ep, size_t len)
+{
+    (void)ctx;
+    return creds_ep_secured(ep, len);
 }
 
 struct drop_msg {
@@ -326,8 +375,10 @@ static void rs_post_fwd(void *ctx, unsigned shard, struct regsrv_fwd *f)
         regsrv_fwd_free(f);
 }
 
-static const struct regsrv_ops rs_ops = {
-    .send = rs_send, .drop_remote = rs_drop_remote, .post_fwd = rs_post_fwd};
+static const struct regsrv_ops rs_ops = {.send = rs_send,
+                                         .drop_remote = rs_drop_remote,
+                                         .post_fwd = rs_post_fwd,
+                                         .ep_secured = rs_ep_secured};
 
 /* ---- metrics (control thread; reads relaxed atomics) ---- */
 
@@ -339,6 +390,61 @@ static void metric_head(struct lw_buf *out, const char *name, const char *type, 
 static uint64_t ld(_Atomic uint64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void write_dtls_metrics(struct lw_buf *out)
+{
+    static const struct {
+        const char *name, *label;
+        size_t off;
+    } ev[] = {
+        {"lwm2md_dtls_handshakes_total", "result=\"ok\"",
+         offsetof(struct coaps_stats, handshakes_ok)},
+        {"lwm2md_dtls_handshakes_total", "result=\"failed\"",
+         offsetof(struct coaps_stats, handshakes_failed)},
+        {"lwm2md_dtls_handshakes_total", "result=\"unbound\"",
+         offsetof(struct coaps_stats, unbound)},
+        {"lwm2md_dtls_hello_total", "result=\"stateless\"",
+         offsetof(struct coaps_stats, hello_stateless)},
+        {"lwm2md_dtls_hello_total", "result=\"ratelimited\"",
+         offsetof(struct coaps_stats, hello_ratelimited)},
+        {"lwm2md_dtls_hello_total", "result=\"budget\"",
+         offsetof(struct coaps_stats, budget_refused)},
+        {"lwm2md_dtls_session_events_total", "event=\"hibernated\"",
+         offsetof(struct coaps_stats, hibernations)},
+        {"lwm2md_dtls_session_events_total", "event=\"woken\"",
+         offsetof(struct coaps_stats, wakes)},
+        {"lwm2md_dtls_session_events_total", "event=\"wake_failed\"",
+         offsetof(struct coaps_stats, wake_failed)},
+        {"lwm2md_dtls_session_events_total", "event=\"peer_moved\"",
+         offsetof(struct coaps_stats, peer_moved)},
+        {"lwm2md_dtls_session_events_total", "event=\"cid_stale\"",
+         offsetof(struct coaps_stats, cid_stale)},
+        {"lwm2md_dtls_sessions", "state=\"live\"", offsetof(struct coaps_stats, sessions)},
+        {"lwm2md_dtls_sessions", "state=\"hibernated\"", offsetof(struct coaps_stats, hibernated)},
+    };
+    if (!coaps_enabled())
+        return;
+    const char *last = NULL;
+    for (size_t k = 0; k < LW_ARRAY_SIZE(ev); k++) {
+        if (!last || strcmp(last, ev[k].name) != 0) {
+            bool gauge = strcmp(ev[k].name, "lwm2md_dtls_sessions") == 0;
+            metric_head(out, ev[k].name, gauge ? "gauge" : "counter",
+                        gauge ? "DTLS sessions held, by state."
+                              : "DTLS handshakes, hellos and session events.");
+            last = ev[k].name;
+        }
+        for (unsigned i = 0; i < nshards; i++) {
+            if (!shards[i].coaps)
+                continue;
+            const struct coaps_stats *st = coaps_stats(shards[i].coaps);
+            uint64_t v = ld((_Atomic uint64_t *)((const char *)st + ev[k].off));
+            if (ev[k].off == offsetof(struct coaps_stats, sessions))
+                v -= ld((_Atomic uint64_t *)&st->hibernated);
+            lw_buf_printf(out, "%s{shard=\"%u\",%s} %llu\n", ev[k].name, i, ev[k].label,
+                          (unsigned long long)v);
+        }
+    }
 }
 
 static void write_metrics(void *ctx, struct lw_buf *out)
@@ -356,7 +462,8 @@ static void write_metrics(void *ctx, struct lw_buf *out)
                                                      "deregister_ok",
                                                      "deregister_not_found",
                                                      "expired",
-                                                     "other"};
+                                                     "other",
+                                                     "forbidden"};
     (void)ctx;
     metric_head(out, "lwm2md_shard_datagrams_in_total", "counter", "Datagrams received.");
     for (unsigned i = 0; i < nshards; i++)
@@ -386,6 +493,7 @@ static void write_metrics(void *ctx, struct lw_buf *out)
     for (unsigned i = 0; i < nshards; i++)
         lw_buf_printf(out, "lwm2md_shard_registrations{shard=\"%u\"} %llu\n", i,
                       (unsigned long long)ld(&shards[i].rs.stats.regs));
+    write_dtls_metrics(out);
     metric_head(out, "lwm2md_directory_endpoints", "gauge", "Endpoints in the directory.");
     lw_buf_printf(out, "lwm2md_directory_endpoints %zu\n", dir_count());
     metric_head(out, "lwm2md_events_coalesced_total", "counter",
@@ -422,45 +530,63 @@ static void shard_main(void *arg)
         regsrv_deinit(&s->rs);
         s->rs_inited = false;
     }
+    coaps_free(s->coaps);
+    s->coaps = NULL;
 }
 
-/* Opens every coap.listen group and hands socket i of each to shard i. Before any thread. */
-static int open_transport(unsigned n, const struct lw_config *cfg)
+/* Opens one listen group and hands its socket i to shard i (appended to its udp[]). */
+static int open_group(unsigned n, const struct lw_listen *l, bool dtls)
 {
     int fds[256];
     char err[256];
-    for (unsigned l = 0; l < cfg->coap_listen_n; l++) {
-        int rc = udp_group_open(&cfg->coap_listen[l], n, fds, err, sizeof(err));
-        if (rc) {
-            log_err(NET, "cannot listen for coap: %s", err);
-            return rc;
-        }
-        unsigned port = udp_bound_port(fds[0]);
-        for (unsigned i = 0; i < n; i++) {
-            struct shard *s = &shards[i];
-            uv_udp_t *u = &s->udp[s->nudp];
-            rc = uv_udp_init_ex(&s->loop, u, AF_UNSPEC | UV_UDP_RECVMMSG);
-            if (rc == 0) {
-                s->nudp++;
-                u->data = s;
-                rc = uv_udp_open(u, fds[i]);
-                if (rc == 0)
-                    fds[i] = -1; /* the handle owns it */
-                if (rc == 0)
-                    rc = uv_udp_recv_start(u, on_alloc, on_recv);
-            }
-            if (rc) {
-                log_err(NET, "shard %u: cannot use its coap socket: %s", i, uv_strerror(rc));
-                for (unsigned k = i; k < n; k++)
-                    if (fds[k] >= 0)
-                        close(fds[k]);
-                return LW_EIO;
-            }
-        }
-        log_info(NET, "coap listening on %s%s%s:%u with %u socket%s",
-                 strchr(cfg->coap_listen[l].host, ':') ? "[" : "", cfg->coap_listen[l].host,
-                 strchr(cfg->coap_listen[l].host, ':') ? "]" : "", port, n, n == 1 ? "" : "s");
+    const char *what = dtls ? "coaps" : "coap";
+    int rc = dtls ? udp_group_open_dtls(l, n, fds, err, sizeof(err))
+                  : udp_group_open(l, n, fds, err, sizeof(err));
+    if (rc) {
+        log_err(NET, "cannot listen for %s: %s", what, err);
+        return rc;
     }
+    unsigned port = udp_bound_port(fds[0]);
+    for (unsigned i = 0; i < n; i++) {
+        struct shard *s = &shards[i];
+        uv_udp_t *u = &s->udp[s->nudp];
+        rc = uv_udp_init_ex(&s->loop, u, AF_UNSPEC | UV_UDP_RECVMMSG);
+        if (rc == 0) {
+            s->nudp++;
+            u->data = s;
+            rc = uv_udp_open(u, fds[i]);
+            if (rc == 0)
+                fds[i] = -1; /* the handle owns it */
+            if (rc == 0)
+                rc = uv_udp_recv_start(u, on_alloc, on_recv);
+        }
+        if (rc) {
+            log_err(NET, "shard %u: cannot use its %s socket: %s", i, what, uv_strerror(rc));
+            for (unsigned k = i; k < n; k++)
+                if (fds[k] >= 0)
+                    close(fds[k]);
+            return LW_EIO;
+        }
+    }
+    log_info(NET, "%s listening on %s%s%s:%u with %u socket%s", what,
+             strchr(l->host, ':') ? "[" : "", l->host, strchr(l->host, ':') ? "]" : "", port, n,
+             n == 1 ? "" : "s");
+    return 0;
+}
+
+/* Opens every coap.listen group, then (with DTLS configured) every coaps.listen group; socket i
+ * of each goes to shard i. Before any thread. */
+static int open_transport(unsigned n, const struct lw_config *cfg)
+{
+    int rc;
+    for (unsigned l = 0; l < cfg->coap_listen_n; l++)
+        if ((rc = open_group(n, &cfg->coap_listen[l], false)) != 0)
+            return rc;
+    for (unsigned i = 0; i < n; i++)
+        shards[i].ncoap = shards[i].nudp;
+    for (unsigned l = 0; coaps_enabled() && l < cfg->coaps_listen_n; l++)
+        if ((rc = open_group(n, &cfg->coaps_listen[l], true)) != 0)
+            return rc;
     return 0;
 }
 
@@ -482,6 +608,8 @@ static void teardown_unstarted(struct shard *s)
     if (s->rs_inited)
         regsrv_deinit(&s->rs);
     s->rs_inited = false;
+    coaps_free(s->coaps);
+    s->coaps = NULL;
     free(s->rxbuf);
     s->rxbuf = NULL;
     free(s->txbuf);
@@ -499,6 +627,7 @@ static void abandon_all(void)
     shards = NULL;
     nshards = 0;
     reg_global_deinit();
+    coaps_global_deinit();
     globals_inited = false;
 }
 
@@ -511,9 +640,16 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         log_err(M2M, "cannot start the registration interface: %s", err);
         return LW_ECONFIG;
     }
+    if (coaps_global_init(cfg, err, sizeof(err)) != 0) {
+        log_err(DTLS, "cannot start coaps: %s", err);
+        coaps_global_deinit();
+        reg_global_deinit();
+        return LW_ECONFIG;
+    }
     globals_inited = true;
     shards = calloc(n, sizeof(*shards));
     if (!shards) {
+        coaps_global_deinit();
         reg_global_deinit();
         globals_inited = false;
         return LW_ENOMEM;
@@ -553,6 +689,10 @@ int shards_start(unsigned n, const struct lw_config *cfg)
                                       : LW_ENOMEM;
         if (rc == 0) {
             s->rs_inited = true;
+            if (coaps_enabled())
+                rc = coaps_new(i, &s->rs, &cs_ops, s, uv_now(&s->loop), &s->coaps);
+        }
+        if (rc == 0) {
             rc = uv_timer_init(&s->loop, &s->timer);
             s->timer_inited = rc == 0;
             s->timer.data = s;
@@ -614,8 +754,10 @@ void shards_stop(void)
     free(shards);
     shards = NULL;
     nshards = 0;
-    if (globals_inited)
+    if (globals_inited) {
         reg_global_deinit();
+        coaps_global_deinit();
+    }
     globals_inited = false;
 }
 

@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -55,6 +57,55 @@ static int attach_cbpf(int fd, int family, unsigned n)
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
 }
 
+unsigned udp_steer_dtls(const uint8_t *data, size_t len, const struct sockaddr *sa, unsigned n)
+{
+    unsigned sh = UINT32_MAX;
+    if (n <= 1)
+        return 0;
+    if (len >= 13 && data[0] == 25)
+        sh = data[11]; /* DTLS 1.2 tls12_cid record: CID after type, version, epoch, seq */
+    else if (len >= 3 && data[0] != 25 && (data[0] & 0xf0) == 0x30)
+        sh = data[1]; /* DTLS 1.3 unified header with the C bit: CID right after it */
+    return sh < n ? sh : udp_steer(sa, n);
+}
+
+/* The CoAPS program: a record carrying one of our CIDs goes to the shard named by the CID's
+ * first byte (DTLS 1.2 content type 25: payload byte 11; DTLS 1.3 unified header 001C.... with C
+ * set: byte 1); anything else, or a shard byte out of range, falls through to the address hash
+ * of attach_cbpf. Reuseport programs see the UDP payload at offset 0. Mirrors udp_steer_dtls. */
+static int attach_cbpf_dtls(int fd, int family, unsigned n)
+{
+    uint32_t addr_low = (uint32_t)(family == AF_INET ? 14 : 22);
+    uint32_t port = (uint32_t)(family == AF_INET ? 20 : 40);
+    struct sock_filter code[] = {
+        /* 0 */ {BPF_LD | BPF_W | BPF_LEN, 0, 0, 0},
+        /* 1 */ {BPF_JMP | BPF_JGE | BPF_K, 0, 11, 3},
+        /* 2 */ {BPF_LD | BPF_B | BPF_ABS, 0, 0, 0},
+        /* 3 */ {BPF_JMP | BPF_JEQ | BPF_K, 0, 4, 25},
+        /* 4 */ {BPF_LD | BPF_W | BPF_LEN, 0, 0, 0},
+        /* 5 */ {BPF_JMP | BPF_JGE | BPF_K, 0, 7, 13},
+        /* 6 */ {BPF_LD | BPF_B | BPF_ABS, 0, 0, 11},
+        /* 7 */ {BPF_JMP | BPF_JA, 0, 0, 3},
+        /* 8 */ {BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xf0},
+        /* 9 */ {BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 0x30},
+        /* 10 */ {BPF_LD | BPF_B | BPF_ABS, 0, 0, 1},
+        /* 11 */ {BPF_JMP | BPF_JGE | BPF_K, 1, 0, n},
+        /* 12 */ {BPF_RET | BPF_A, 0, 0, 0},
+        /* 13: address hash */
+        {BPF_LD | BPF_H | BPF_ABS, 0, 0, (uint32_t)SKF_NET_OFF + addr_low},
+        {BPF_MISC | BPF_TAX, 0, 0, 0},
+        {BPF_LD | BPF_H | BPF_ABS, 0, 0, (uint32_t)SKF_NET_OFF + port},
+        {BPF_ALU | BPF_XOR | BPF_X, 0, 0, 0},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    struct sock_fprog prog;
+    memset(&prog, 0, sizeof(prog));
+    prog.len = (unsigned short)(sizeof(code) / sizeof(code[0]));
+    prog.filter = code;
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
+
 unsigned udp_bound_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -66,7 +117,8 @@ unsigned udp_bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen)
+static int group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen,
+                      bool dtls)
 {
     struct sockaddr_storage ss;
     socklen_t slen;
@@ -121,7 +173,8 @@ int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, s
         if (port == 0)
             port = udp_bound_port(fd);
     }
-    if (n > 1 && attach_cbpf(fds[0], family, n) != 0) {
+    if (n > 1 &&
+        (dtls ? attach_cbpf_dtls(fds[0], family, n) : attach_cbpf(fds[0], family, n)) != 0) {
         rc = -errno;
         snprintf(err, errlen, "SO_ATTACH_REUSEPORT_CBPF: %s", strerror(errno));
         goto out;
@@ -135,4 +188,14 @@ out:
             }
     }
     return rc;
+}
+
+int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen)
+{
+    return group_open(l, n, fds, err, errlen, false);
+}
+
+int udp_group_open_dtls(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen)
+{
+    return group_open(l, n, fds, err, errlen, true);
 }

@@ -22,12 +22,21 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 /* Opens n sockets bound to l (port 0: the first bind picks one and the others share it),
  * attaches the steering program when n > 1, and stores them in fds[0..n-1]. 0, or a negative
  * LW_E* code with err describing the problem (nothing left open). */
 int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen);
+/* The same for a CoAPS group: its program first steers DTLS records that carry a Connection ID
+ * to the shard named by the CID's first byte (server-issued CIDs, lib/dtls/dtls.h: DTLS 1.2
+ * record type 25 -> payload byte 11; DTLS 1.3 unified header with the C bit -> byte 1), so a
+ * NAT-rebound device reaches the shard holding its session without a userspace hop; other
+ * datagrams (and shard bytes >= n) use the address hash. */
+int udp_group_open_dtls(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen);
+/* The shard the CoAPS program picks for payload data from sa. */
+unsigned udp_steer_dtls(const uint8_t *data, size_t len, const struct sockaddr *sa, unsigned n);
 /* The shard the steering program picks for a datagram from sa (AF_INET / AF_INET6). */
 unsigned udp_steer(const struct sockaddr *sa, unsigned n);
 /* The port a bound socket listens on (0 on error). */

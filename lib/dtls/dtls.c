@@ -414,9 +414,10 @@ static int setup_wctx(struct lw_dtls_ctx *c, WOLFSSL_CTX *w, const struct lw_dtl
         if (wolfSSL_CTX_check_private_key(w) != WOLFSSL_SUCCESS)
             return LW_ECONFIG;
         c->certs = true;
-        /* Certificate suites authenticate both sides: a client certificate is mandatory. */
-        wolfSSL_CTX_set_verify(w, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                               verify_cb);
+        /* Certificate suites authenticate both sides: a client certificate is mandatory, except
+         * on PSK suites (FAIL_IF_NO_PEER_CERT would refuse every PSK client once a server
+         * certificate is configured). */
+        wolfSSL_CTX_set_verify(w, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_EXCEPT_PSK, verify_cb);
     }
     return 0;
 }

@@ -213,6 +213,11 @@ void api_conn_each(void (*fn)(struct api_conn *c, void *arg), void *arg);
 /* Bytes queued for writing to c and not yet sent. */
 size_t api_conn_backlog(struct api_conn *c);
 
+/* ---- device credentials (credentials.c; route handlers) ------------------------------------ */
+void h_credentials_put(struct api_req *r, char *const *params, const char *query);
+void h_credentials_get(struct api_req *r, char *const *params, const char *query);
+void h_credentials_delete(struct api_req *r, char *const *params, const char *query);
+
 /* ---- metrics (router.c) -------------------------------------------------------------------- */
 void api_metrics_observe(const struct api_req *r, uint64_t dur_ns);
 void api_metrics_write(struct lw_buf *out);

@@ -398,6 +398,12 @@ const struct api_route api_routes[] = {
      "device_get"},
     {HTTP_DELETE, "/api/v1/devices/{endpoint}/registration", h_device_deregister, API_ROLE_ADMIN,
      false, true, "device_deregister"},
+    {HTTP_PUT, "/api/v1/devices/{endpoint}/credentials", h_credentials_put, API_ROLE_ADMIN, false,
+     true, "credentials_put"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/credentials", h_credentials_get, API_ROLE_ADMIN, false,
+     false, "credentials_get"},
+    {HTTP_DELETE, "/api/v1/devices/{endpoint}/credentials", h_credentials_delete, API_ROLE_ADMIN,
+     false, true, "credentials_delete"},
     {HTTP_GET, "/api/v1/events", h_events, API_ROLE_VIEWER, false, false, "events"},
 };
 const size_t api_routes_n = LW_ARRAY_SIZE(api_routes);

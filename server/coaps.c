@@ -1,0 +1,610 @@
+#include "coaps.h"
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/timer.h"
+#include "base/util.h"
+#include "creds.h"
+#include "dtls/dtls.h"
+#include "log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CID_LEN 6 /* [shard][node][4-byte counter]; lib/dtls default */
+
+static struct {
+    struct lw_dtls_ctx *ctx;
+    bool enabled;
+    bool no_cid;
+    uint8_t node;
+    uint32_t hibernate_ms;
+} G;
+
+/* One DTLS peer of a shard. */
+struct csess {
+    struct lw_timer timer; /* handshake deadline, or the idle deadline that hibernates */
+    struct coaps *c;
+    struct lw_dtls_sess *s; /* NULL while hibernated */
+    uint8_t *blob;          /* the exported session while hibernated (owned) */
+    struct csess *grave;    /* next in c->grave while waiting to be freed */
+    uint64_t last;          /* last record received or sent (ms) */
+    struct peer_addr addr;  /* key of c->by_addr */
+    uint16_t blob_len;
+    uint8_t cid_len; /* key of c->by_cid when non-zero */
+    uint8_t cid[LW_DTLS_CID_MAX];
+    uint8_t mode; /* enum regsrv_secmode once bound to an endpoint, else NOSEC */
+    uint8_t ep_len;
+    bool dead;   /* failed, closed or timed out: freed once the current call returns */
+    bool in_cid; /* present in c->by_cid */
+    char ep[CREDS_EP_MAX + 1];
+};
+
+struct coaps {
+    unsigned shard;
+    struct regsrv *rs;
+    const struct coaps_ops *ops;
+    void *ctx;
+    struct lw_dtls_shard *sh;
+    struct lw_wheel wheel;
+    struct lw_hmap by_addr, by_cid;
+    uint8_t hkey[16];
+    uint64_t now;
+    uint8_t cur_sock;
+    struct csess *grave;
+    struct coaps_stats stats;
+};
+
+/* ---- credentials callbacks (shard threads, during handshakes) ---- */
+
+static size_t cb_psk(void *arg, const uint8_t *id, size_t id_len, uint8_t *key, size_t cap)
+{
+    (void)arg;
+    return creds_psk_key(id, id_len, key, cap);
+}
+
+/* The name a certificate is bound by: its CN, else its first URI SAN, else its first DNS SAN
+ * (the same order lib/dtls reports as the session identity). */
+static struct lw_bytes cert_name(const struct lw_dtls_peer_info *info)
+{
+    if (info->cn.len)
+        return info->cn;
+    for (int want = 6; want >= 2; want -= 4)
+        for (size_t i = 0; i < info->n_san; i++)
+            if (info->san[i].type == want)
+                return info->san[i].name;
+    return LW_BYTES(NULL, 0);
+}
+
+static int cb_verify(void *arg, const struct lw_dtls_peer_info *info)
+{
+    char ep[CREDS_EP_MAX + 1];
+    struct lw_bytes name = cert_name(info);
+    (void)arg;
+    if (!info->der.len || !name.len)
+        return -1;
+    return creds_bind(CREDS_X509, name.ptr, name.len, info->der.ptr, info->der.len, info->chain_ok,
+                      ep, sizeof(ep));
+}
+
+/* ---- global context ---- */
+
+static int read_file(const char *path, struct lw_bytes *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    long n;
+    int rc = LW_ECONFIG;
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %m", path);
+        return LW_ECONFIG;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > (1 << 20) ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(err, errlen, "cannot read %s: too large or not a file", path);
+        goto out;
+    }
+    buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        snprintf(err, errlen, "cannot read %s", path);
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    *out = LW_BYTES(buf, (size_t)n);
+    rc = 0;
+out:
+    fclose(f);
+    return rc;
+}
+
+int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
+{
+    struct lw_bytes cert = {0}, key = {0}, ca = {0};
+    struct lw_dtls_cfg dc;
+    int rc = 0;
+    memset(&G, 0, sizeof(G));
+    if ((rc = creds_init()) != 0) { /* also without listeners: the API manages it */
+        snprintf(err, errlen, "cannot create the credential store: %s", lw_strerror(rc));
+        return rc;
+    }
+    if (cfg->coaps_listen_n == 0)
+        return 0;
+    if ((cfg->coaps_cert[0] != 0) != (cfg->coaps_key[0] != 0)) {
+        snprintf(err, errlen, "coaps.cert and coaps.key must be set together");
+        return LW_ECONFIG;
+    }
+    if (cfg->coaps_cert[0] && ((rc = read_file(cfg->coaps_cert, &cert, err, errlen)) != 0 ||
+                               (rc = read_file(cfg->coaps_key, &key, err, errlen)) != 0))
+        goto out;
+    if (cfg->coaps_ca[0] && (rc = read_file(cfg->coaps_ca, &ca, err, errlen)) != 0)
+        goto out;
+    memset(&dc, 0, sizeof(dc));
+    dc.ciphers = cfg->coaps_ciphers[0] ? cfg->coaps_ciphers : NULL;
+    dc.versions = cfg->coaps_versions == LW_COAPS_V12   ? LW_DTLS_V12
+                  : cfg->coaps_versions == LW_COAPS_V13 ? LW_DTLS_V13
+                                                        : 0;
+    dc.no_cid = !cfg->coaps_cid;
+    dc.cid_len = CID_LEN;
+    dc.node_id = (uint8_t)cfg->node_id;
+    dc.psk_hint = cfg->coaps_psk_hint[0] ? cfg->coaps_psk_hint : NULL;
+    dc.cert = cert;
+    dc.key = key;
+    dc.ca = ca;
+    dc.handshake_ms = cfg->coaps_handshake_timeout;
+    dc.max_handshakes = cfg->coaps_max_handshakes;
+    dc.hello_rate = cfg->coaps_hello_rate;
+    dc.no_hello_limit = cfg->coaps_hello_rate == 0;
+    dc.cred.psk_lookup = cb_psk;
+    dc.cred.verify_peer = cb_verify;
+    rc = lw_dtls_ctx_new(&dc, &G.ctx);
+    if (rc) {
+        snprintf(err, errlen,
+                 "cannot create the DTLS context: %s (check coaps.cert, coaps.key, "
+                 "coaps.ca and coaps.ciphers)",
+                 lw_strerror(rc));
+        goto out;
+    }
+    G.enabled = true;
+    G.no_cid = dc.no_cid;
+    G.node = dc.node_id;
+    G.hibernate_ms = cfg->coaps_hibernate_idle;
+out:
+    if (key.ptr) {
+        explicit_bzero((void *)key.ptr, key.len);
+        free((void *)key.ptr);
+    }
+    free((void *)cert.ptr);
+    free((void *)ca.ptr);
+    return rc;
+}
+
+void coaps_global_deinit(void)
+{
+    lw_dtls_ctx_free(G.ctx);
+    G.ctx = NULL;
+    G.enabled = false;
+    creds_deinit();
+}
+
+bool coaps_enabled(void)
+{
+    return G.enabled;
+}
+
+/* ---- session tables ---- */
+
+static uint64_t h_addr(const struct coaps *c, const struct peer_addr *a)
+{
+    return lw_siphash(c->hkey, a, sizeof(*a));
+}
+
+static uint64_t h_cid(const struct coaps *c, const uint8_t *cid, size_t len)
+{
+    return lw_siphash(c->hkey, cid, len) ^ 1;
+}
+
+static bool addr_eq(const void *item, const void *key)
+{
+    return memcmp(&((const struct csess *)item)->addr, key, sizeof(struct peer_addr)) == 0;
+}
+
+static bool cid_eq(const void *item, const void *key)
+{
+    const struct csess *cs = item;
+    const struct lw_bytes *k = key;
+    return cs->cid_len == k->len && memcmp(cs->cid, k->ptr, k->len) == 0;
+}
+
+static struct csess *find_addr(const struct coaps *c, const struct peer_addr *a)
+{
+    return lw_hmap_get(&c->by_addr, h_addr(c, a), a, addr_eq);
+}
+
+static void stat_inc(_Atomic uint64_t *v)
+{
+    atomic_fetch_add_explicit(v, 1, memory_order_relaxed);
+}
+
+static void stat_add(_Atomic uint64_t *v, int64_t d)
+{
+    atomic_fetch_add_explicit(v, (uint64_t)d, memory_order_relaxed);
+}
+
+/* Unlinks cs from the tables and its timer, and queues it for freeing (c->grave). */
+static void cs_kill(struct coaps *c, struct csess *cs)
+{
+    if (cs->grave || c->grave == cs)
+        return; /* already queued */
+    lw_hmap_del_item(&c->by_addr, h_addr(c, &cs->addr), cs);
+    if (cs->in_cid)
+        lw_hmap_del_item(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), cs);
+    cs->in_cid = false;
+    lw_wheel_cancel(&c->wheel, &cs->timer);
+    cs->dead = true;
+    cs->grave = c->grave ? c->grave : cs; /* self-link marks the tail */
+    c->grave = cs;
+}
+
+static void cs_free(struct coaps *c, struct csess *cs)
+{
+    if (cs->s) {
+        lw_dtls_sess_set_user(cs->s, NULL);
+        lw_dtls_sess_free(cs->s);
+    } else {
+        stat_add(&c->stats.hibernated, -1);
+    }
+    free(cs->blob);
+    stat_add(&c->stats.sessions, -1);
+    free(cs);
+}
+
+static void bury(struct coaps *c)
+{
+    while (c->grave) {
+        struct csess *cs = c->grave;
+        c->grave = cs->grave == cs ? NULL : cs->grave;
+        cs_free(c, cs);
+    }
+}
+
+static void cs_arm(struct coaps *c, struct csess *cs)
+{
+    uint64_t t = UINT64_MAX;
+    if (cs->dead || !cs->s)
+        t = UINT64_MAX;
+    else if (!lw_dtls_sess_established(cs->s))
+        t = lw_dtls_next_timeout(cs->s);
+    else if (G.hibernate_ms && lw_dtls_sess_version(cs->s) == 12)
+        t = cs->last + G.hibernate_ms;
+    if (t == UINT64_MAX)
+        lw_wheel_cancel(&c->wheel, &cs->timer);
+    else
+        lw_wheel_arm(&c->wheel, &cs->timer, t);
+}
+
+static void sync_stats(struct coaps *c)
+{
+    struct lw_dtls_stats ds;
+    lw_dtls_shard_stats(c->sh, &ds);
+    atomic_store_explicit(&c->stats.hello_stateless, ds.hello_stateless, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.hello_ratelimited, ds.hello_ratelimited, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.budget_refused, ds.budget_refused, memory_order_relaxed);
+}
+
+/* ---- hibernation ---- */
+
+static void hibernate(struct coaps *c, struct csess *cs)
+{
+    uint8_t tmp[LW_DTLS_BLOB_MAX];
+    struct lw_buf b;
+    lw_buf_init_fixed(&b, tmp, sizeof(tmp));
+    int rc = lw_dtls_hibernate(cs->s, &b);
+    if (rc != 0) {
+        if (rc != LW_ENOTSUP && rc != LW_EAGAIN)
+            log_warn_rl(DTLS, "shard %u: cannot hibernate a session: %s", c->shard,
+                        lw_strerror(rc));
+        lw_wheel_cancel(&c->wheel, &cs->timer); /* stays live */
+        return;
+    }
+    cs->s = NULL; /* freed by lw_dtls_hibernate */
+    cs->blob = malloc(b.len);
+    if (!cs->blob) {
+        log_warn_rl(DTLS, "shard %u: out of memory hibernating a session", c->shard);
+        cs_kill(c, cs);
+        stat_add(&c->stats.hibernated, 1); /* cs_free counts it back */
+        return;
+    }
+    memcpy(cs->blob, tmp, b.len);
+    cs->blob_len = (uint16_t)b.len;
+    stat_inc(&c->stats.hibernations);
+    stat_add(&c->stats.hibernated, 1);
+}
+
+/* Rebuilds the session of a hibernated cs. false: it could not be woken and was killed. */
+static bool wake(struct coaps *c, struct csess *cs)
+{
+    struct lw_dtls_sess *s = NULL;
+    int rc = lw_dtls_wake(c->sh, cs->blob, cs->blob_len, c->now, &s);
+    if (rc != 0) {
+        stat_inc(&c->stats.wake_failed);
+        log_warn_rl(DTLS, "shard %u: cannot wake a hibernated session: %s", c->shard,
+                    lw_strerror(rc));
+        cs_kill(c, cs);
+        return false;
+    }
+    free(cs->blob);
+    cs->blob = NULL;
+    cs->blob_len = 0;
+    cs->s = s;
+    lw_dtls_sess_set_user(s, cs);
+    stat_inc(&c->stats.wakes);
+    stat_add(&c->stats.hibernated, -1);
+    return true;
+}
+
+static void on_cs_timer(struct lw_timer *t)
+{
+    struct csess *cs = lw_container_of(t, struct csess, timer);
+    struct coaps *c = cs->c;
+    if (cs->dead || !cs->s)
+        return;
+    if (!lw_dtls_sess_established(cs->s)) {
+        lw_dtls_timeout(cs->s, c->now);
+        if (!cs->dead)
+            cs_arm(c, cs);
+    } else if (G.hibernate_ms && c->now >= cs->last + G.hibernate_ms) {
+        hibernate(c, cs);
+    } else {
+        cs_arm(c, cs);
+    }
+}
+
+/* ---- lib/dtls callbacks ---- */
+
+static void d_send(void *arg, struct lw_dtls_sess *sess, const struct sockaddr *to, socklen_t tolen,
+                   const uint8_t *data, size_t len)
+{
+    struct coaps *c = arg;
+    struct csess *cs = sess ? lw_dtls_sess_user(sess) : NULL;
+    c->ops->send(c->ctx, cs ? cs->addr.sock : c->cur_sock, to, tolen, data, len);
+}
+
+static void d_deliver(void *arg, struct lw_dtls_sess *sess, const uint8_t *data, size_t len)
+{
+    struct coaps *c = arg;
+    struct csess *cs = lw_dtls_sess_user(sess);
+    if (!cs || cs->dead || cs->mode == RS_SEC_NOSEC)
+        return;
+    struct regsrv_sec sec = {cs->mode, cs->ep_len, cs->ep};
+    cs->last = c->now;
+    regsrv_input_sec(c->rs, &cs->addr, &sec, data, len, c->now);
+}
+
+static void bind_identity(struct coaps *c, struct csess *cs)
+{
+    struct lw_bytes id;
+    enum lw_dtls_auth auth = lw_dtls_sess_identity(cs->s, &id);
+    enum creds_mode m = auth == LW_DTLS_AUTH_PSK    ? CREDS_PSK
+                        : auth == LW_DTLS_AUTH_X509 ? CREDS_X509
+                                                    : CREDS_NONE;
+    int rc = m == CREDS_NONE ? LW_ENOENT
+                             : creds_bind(m, id.ptr, id.len, NULL, 0, true, cs->ep, sizeof(cs->ep));
+    if (rc != 0) {
+        /* Credentials removed during the handshake, or an identity without an endpoint. */
+        stat_inc(&c->stats.unbound);
+        log_info_rl(DTLS, "shard %u: dtls identity bound to no endpoint: closing", c->shard);
+        lw_dtls_close(cs->s);
+        cs_kill(c, cs);
+        return;
+    }
+    cs->ep_len = (uint8_t)strlen(cs->ep);
+    cs->mode = m == CREDS_PSK ? RS_SEC_PSK : RS_SEC_X509;
+    struct lw_bytes cid = lw_dtls_sess_cid(cs->s);
+    if (cid.len && cid.len <= LW_DTLS_CID_MAX && !cs->in_cid) {
+        memcpy(cs->cid, cid.ptr, cid.len);
+        cs->cid_len = (uint8_t)cid.len;
+        if (lw_hmap_put(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), cs) == 0)
+            cs->in_cid = true;
+    }
+    stat_inc(&c->stats.handshakes_ok);
+    log_debug(DTLS, "shard %u: dtls %d session established for endpoint %s%s", c->shard,
+              lw_dtls_sess_version(cs->s), cs->ep, cs->in_cid ? " with a connection id" : "");
+}
+
+static void moved(struct coaps *c, struct csess *cs)
+{
+    socklen_t len;
+    struct peer_addr na;
+    const struct sockaddr *sa = lw_dtls_sess_addr(cs->s, &len);
+    if (!sa || peer_addr_from_sa(&na, sa, cs->addr.sock) != 0)
+        return;
+    struct csess *other = find_addr(c, &na);
+    if (other && other != cs)
+        cs_kill(c, other); /* a stale session at the new address */
+    lw_hmap_del_item(&c->by_addr, h_addr(c, &cs->addr), cs);
+    cs->addr = na;
+    if (lw_hmap_put(&c->by_addr, h_addr(c, &cs->addr), cs) != 0)
+        cs_kill(c, cs);
+    stat_inc(&c->stats.peer_moved);
+}
+
+static void d_event(void *arg, struct lw_dtls_sess *sess, enum lw_dtls_event ev, int detail)
+{
+    struct coaps *c = arg;
+    struct csess *cs = lw_dtls_sess_user(sess);
+    if (!cs || cs->dead)
+        return;
+    switch (ev) {
+    case LW_DTLS_EV_ESTABLISHED: bind_identity(c, cs); break;
+    case LW_DTLS_EV_PEER_MOVED: moved(c, cs); break;
+    case LW_DTLS_EV_CLOSED: cs_kill(c, cs); break;
+    case LW_DTLS_EV_FAILED:
+    case LW_DTLS_EV_TIMEOUT:
+        if (cs->mode == RS_SEC_NOSEC) {
+            stat_inc(&c->stats.handshakes_failed);
+            log_info_rl(DTLS, "shard %u: dtls handshake failed: %s (wolfSSL error %d)", c->shard,
+                        ev == LW_DTLS_EV_TIMEOUT ? "timed out" : "alert or bad credentials",
+                        detail);
+        }
+        cs_kill(c, cs);
+        break;
+    }
+}
+
+static const struct lw_dtls_shard_ops dtls_ops = {d_send, d_deliver, d_event};
+
+/* ---- per shard ---- */
+
+int coaps_new(unsigned shard_id, struct regsrv *rs, const struct coaps_ops *ops, void *ctx,
+              uint64_t now, struct coaps **out)
+{
+    struct coaps *c = calloc(1, sizeof(*c));
+    int rc = LW_ENOMEM;
+    *out = NULL;
+    if (!c || !G.ctx)
+        goto out;
+    c->shard = shard_id;
+    c->rs = rs;
+    c->ops = ops;
+    c->ctx = ctx;
+    c->now = now;
+    lw_wheel_init(&c->wheel, now);
+    if ((rc = lw_random(c->hkey, sizeof(c->hkey))) != 0)
+        goto out;
+    if ((rc = lw_hmap_init(&c->by_addr, 0)) != 0 || (rc = lw_hmap_init(&c->by_cid, 0)) != 0)
+        goto out;
+    rc = lw_dtls_shard_new(G.ctx, (uint8_t)shard_id, &dtls_ops, c, &c->sh);
+out:
+    if (rc) {
+        coaps_free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+void coaps_free(struct coaps *c)
+{
+    if (!c)
+        return;
+    size_t pos = 0;
+    struct csess *cs;
+    while ((cs = lw_hmap_next(&c->by_addr, &pos))) {
+        cs->grave = c->grave ? c->grave : cs;
+        c->grave = cs;
+    }
+    bury(c);
+    lw_hmap_deinit(&c->by_addr);
+    lw_hmap_deinit(&c->by_cid);
+    lw_dtls_shard_free(c->sh);
+    free(c);
+}
+
+static struct csess *cs_new(struct coaps *c, struct lw_dtls_sess *s, const struct peer_addr *pa)
+{
+    struct csess *cs = calloc(1, sizeof(*cs));
+    if (!cs)
+        return NULL;
+    cs->c = c;
+    cs->s = s;
+    cs->addr = *pa;
+    cs->last = c->now;
+    lw_timer_init(&cs->timer, on_cs_timer);
+    if (lw_hmap_put(&c->by_addr, h_addr(c, pa), cs) != 0) {
+        free(cs);
+        return NULL;
+    }
+    lw_dtls_sess_set_user(s, cs);
+    stat_add(&c->stats.sessions, 1);
+    return cs;
+}
+
+void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, socklen_t fromlen,
+                 const uint8_t *data, size_t len, uint64_t now)
+{
+    struct peer_addr pa;
+    struct csess *cs = NULL;
+    struct lw_bytes cid;
+    c->now = now;
+    c->cur_sock = sock;
+    if (peer_addr_from_sa(&pa, from, sock) != 0)
+        return;
+    int k = G.no_cid ? 0 : lw_dtls_cid_peek(data, len, CID_LEN, &cid);
+    if (k < 0)
+        return;
+    if (k == 1) {
+        /* A CID record: demultiplexed by its CID (the address may have changed). */
+        if (cid.ptr[0] != (uint8_t)c->shard || cid.ptr[1] != G.node ||
+            !(cs = lw_hmap_get(&c->by_cid, h_cid(c, cid.ptr, cid.len), &cid, cid_eq))) {
+            stat_inc(&c->stats.cid_stale);
+            return;
+        }
+    } else {
+        cs = find_addr(c, &pa);
+    }
+    if (cs && !cs->s && !wake(c, cs))
+        cs = NULL;
+    struct lw_dtls_sess *created = NULL;
+    int rc = lw_dtls_input(c->sh, cs ? cs->s : NULL, from, fromlen, data, len, now, &created);
+    if (created) {
+        /* A new handshake from this address replaces whatever session it had. */
+        struct csess *old = find_addr(c, &pa);
+        if (old)
+            cs_kill(c, old);
+        struct csess *ncs = cs_new(c, created, &pa);
+        if (!ncs) {
+            lw_dtls_sess_free(created);
+            log_warn_rl(DTLS, "shard %u: out of memory for a dtls session", c->shard);
+        } else {
+            cs_arm(c, ncs);
+        }
+    }
+    if (rc == LW_EDTLS && cs && !cs->dead)
+        cs_kill(c, cs);
+    if (cs && !cs->dead) {
+        if (cs->s && lw_dtls_sess_established(cs->s))
+            cs->last = now;
+        cs_arm(c, cs);
+    }
+    bury(c);
+    sync_stats(c);
+}
+
+int coaps_write(struct coaps *c, const struct peer_addr *to, const uint8_t *data, size_t len,
+                uint64_t now)
+{
+    struct csess *cs = find_addr(c, to);
+    if (!cs || cs->dead)
+        return LW_ENOENT;
+    if (!cs->s && !wake(c, cs))
+        return LW_ENOENT;
+    cs->last = now;
+    int rc = lw_dtls_write(cs->s, data, len, now);
+    if (rc == LW_EDTLS || rc == LW_ECANCELED)
+        cs_kill(c, cs);
+    else
+        cs_arm(c, cs);
+    return rc;
+}
+
+void coaps_advance(struct coaps *c, uint64_t now)
+{
+    c->now = now;
+    lw_wheel_advance(&c->wheel, now);
+    bury(c);
+    sync_stats(c);
+}
+
+uint64_t coaps_next_deadline(const struct coaps *c)
+{
+    return lw_wheel_next_deadline(&c->wheel);
+}
+
+const struct coaps_stats *coaps_stats(const struct coaps *c)
+{
+    return &c->stats;
+}

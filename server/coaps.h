@@ -1,0 +1,72 @@
+/* server/coaps.h - CoAP over DTLS for the shards: glue between a shard's CoAPS sockets,
+ * lib/dtls (one lw_dtls_shard per shard, one lw_dtls_sess per peer) and the registration service
+ * (plaintext goes to regsrv_input_sec with the endpoint the DTLS identity is bound to).
+ *
+ * Per peer: a `struct csess` (this file) indexed by transport address and by Connection ID, plus
+ * the lib/dtls session (a second allocation; the registry's `struct peer` is a third, as for
+ * NoSec). A CID record is demultiplexed by its CID before any address lookup, so a NAT-rebound
+ * device keeps its session; records naming another shard or node in their CID are dropped and
+ * counted. Handshake retransmission and timeout deadlines and the idle hibernation deadline run
+ * on this file's timer wheel, which the shard's loop timer drives (coaps_next_deadline /
+ * coaps_advance). After coaps.hibernate_idle without traffic an established DTLS 1.2 session is
+ * exported into a blob of ~360 bytes and its wolfSSL state freed; the next record wakes it.
+ *
+ * Threads: coaps_global_* on the control thread before the shards start / after they stop; one
+ * struct coaps per shard, used only by that shard's thread.
+ */
+#ifndef LW_SERVER_COAPS_H
+#define LW_SERVER_COAPS_H
+
+#include "config.h"
+#include "peer.h"
+#include "registry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Builds the shared DTLS context from cfg (server certificate, key, trust store, suites,
+ * versions, limits; credentials from creds.h). Nothing to do when coaps.listen is empty.
+ * 0, or LW_ECONFIG / LW_ENOMEM with err describing the problem. */
+int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen);
+void coaps_global_deinit(void);
+/* True after coaps_global_init when CoAPS listeners are configured. */
+bool coaps_enabled(void);
+
+struct coaps;
+
+struct coaps_ops {
+    /* Sends one datagram on the shard's socket `sock` (the index in peer_addr.sock). */
+    void (*send)(void *ctx, uint8_t sock, const struct sockaddr *to, socklen_t tolen,
+                 const uint8_t *data, size_t len);
+};
+
+/* Counters of one shard (written by its thread, read relaxed by the metrics writer). */
+struct coaps_stats {
+    _Atomic uint64_t sessions, hibernated; /* gauges */
+    _Atomic uint64_t handshakes_ok, handshakes_failed, hibernations, wakes, wake_failed;
+    _Atomic uint64_t unbound;    /* established, but the identity maps to no endpoint */
+    _Atomic uint64_t cid_stale;  /* CID records naming another shard/node, or an unknown CID */
+    _Atomic uint64_t peer_moved; /* NAT rebinding followed through a CID */
+    _Atomic uint64_t hello_stateless, hello_ratelimited, budget_refused;
+};
+
+/* Per-shard state: rs (borrowed) receives plaintext; ops/ctx borrowed. shard_id is the CID's
+ * first byte. 0, LW_ENOMEM, LW_EDTLS, LW_EIO. */
+int coaps_new(unsigned shard_id, struct regsrv *rs, const struct coaps_ops *ops, void *ctx,
+              uint64_t now, struct coaps **out);
+/* Frees every session (sends nothing) and the shard state. NULL is a no-op. */
+void coaps_free(struct coaps *c);
+/* One datagram received on CoAPS socket `sock` (borrowed). */
+void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, socklen_t fromlen,
+                 const uint8_t *data, size_t len, uint64_t now);
+/* Encrypts a CoAP datagram for the peer at `to` (its session must be established; a hibernated
+ * one is woken). 0, LW_ENOENT (no session), or the lw_dtls_write error. */
+int coaps_write(struct coaps *c, const struct peer_addr *to, const uint8_t *data, size_t len,
+                uint64_t now);
+void coaps_advance(struct coaps *c, uint64_t now);
+uint64_t coaps_next_deadline(const struct coaps *c);
+const struct coaps_stats *coaps_stats(const struct coaps *c);
+
+#endif
