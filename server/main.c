@@ -13,6 +13,7 @@
 #include "shard.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,11 @@ static void check_database(const struct lw_config *cfg)
 
 static int run_daemon(struct daemon *d)
 {
+    /* Before anything else: a SIGHUP that arrives while starting must not kill us (the reload
+     * handler is installed later), and a peer closing a TCP connection must not raise SIGPIPE
+     * (writes report EPIPE instead). */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
     const struct lw_config *cfg = lw_cfg_get(d->cfg_state);
     lw_log_configure(cfg);
     log_notice(SYS, "lwm2md %s (%s) starting: pid=%d", LW_VERSION, LW_GIT_REV, (int)getpid());

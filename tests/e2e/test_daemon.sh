@@ -13,6 +13,7 @@ check "ready line names the shard count" grep -qF '"msg":"ready: 2 shards"' "$lo
 conf=$LW_TMP/reload.conf
 printf '[log]\nlevel = info\n' > "$conf"
 stop_daemon TERM
+log=$LW_TMP/daemon-reload.log
 start_daemon "$log" --config "$conf" --set log.format=json
 kill -HUP "$LW_DAEMON_PID"
 check "reload is logged" wait_for "$log" '"msg":"configuration reloaded"' 10
