@@ -108,8 +108,82 @@ check "PUT x509 pin for the other certificate's name: 201" [ "$(curl_put dtls-pi
 r=$(cs coap-client-openssl post 'rd?ep=dtls-pinned&lt=120' -c "$pki/other.pem" -j "$pki/other.key" -n -t 40 -e "$OBJS")
 check "certificate not matching its pin: handshake refused" [ -z "$r" ]
 
+# Source port change mid-session (tests/e2e/tools/dtls_client.c on the project's wolfSSL).
+cli=$LW_TMP/dtls_client
+wolf=$LW_TOP/.deps/wolfssl
+if cc -O1 -o "$cli" "$LW_TOP/tests/e2e/tools/dtls_client.c" -I"$wolf/include" "$wolf/lib/libwolfssl.a" -lm 2>"$LW_TMP/cc.err"; then
+  curl_put dtls-cid "{\"mode\":\"psk\",\"identity\":\"cid-id\",\"key\":\"$(hex $KEY1)\"}" >/dev/null
+  curl_put dtls-nocid "{\"mode\":\"psk\",\"identity\":\"nocid-id\",\"key\":\"$(hex $KEY1)\"}" >/dev/null
+  out=$(timeout 60 "$cli" "$LW_COAPS_PORT" cid-id "$KEY1" dtls-cid rebind-cid)
+  check "CID client: Register, Update, new source port, Update still 2.04" grep -q "update-after-rebind 204" <<< "$out"
+  out=$(timeout 60 "$cli" "$LW_COAPS_PORT" nocid-id "$KEY1" dtls-nocid rebind-nocid)
+  check "no-CID client: after the port change the Update is not answered" grep -q "update-after-rebind 0" <<< "$out"
+  check "no-CID client: a new handshake from the new port keeps the registration (2.04)" grep -q "update-new-handshake 204" <<< "$out"
+  check "the CID session followed the device (peer_moved counted)" bash -c 'curl -s "$1/metrics" | grep "^lwm2md_dtls_session_events_total" | grep "peer_moved" | grep -qv " 0$"' _ "$API"
+else
+  fail "dtls_client compiles against the project's wolfSSL"; sed 's/^/    | /' "$LW_TMP/cc.err" | head
+fi
+
+# Spoofed ClientHello flood from many source addresses (127.1.x.y): answered statelessly, no
+# session allocated, and a legitimate handshake still completes.
+metric() { curl -s "$API/metrics" | awk -v m="$1" '$1 == m {s += $2} END {print s + 0}'; }
+live0=$(metric 'lwm2md_dtls_sessions{shard="0",state="live"}')
+python3 - "$LW_COAPS_PORT" <<'PY'
+import os, socket, struct, sys
+port = int(sys.argv[1])
+def hello():
+    body = b"\xfe\xfd" + os.urandom(32) + b"\x00" + b"\x00" + b"\x00\x02\xc0\xa8" + b"\x01\x00"
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + b"\x00\x00" + b"\x00\x00\x00" + struct.pack(">I", len(body))[1:] + body
+    return b"\x16\xfe\xfd" + b"\x00\x00" + b"\x00" * 6 + struct.pack(">H", len(hs)) + hs
+for i in range(2000):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.1.%d.%d" % (i // 250, 1 + i % 250), 0))
+    s.sendto(hello(), ("127.0.0.1", port))
+    s.close()
+PY
+sleep 1
+stateless=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_hello_total/ && $1 ~ /stateless/ {s += $2} END {print s + 0}')
+check "flood: 2000 spoofed hellos answered statelessly (got $stateless)" [ "$stateless" -ge 2000 ]
+live=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_sessions/ {s += $2} END {print s + 0}')
+check "flood: no session allocated for them ($live sessions held)" [ "$live" -lt 20 ]
+r=$(cs coap-client-openssl post 'rd?ep=dtls-psk1&lt=120' -u psk1-id -k $KEY1 -t 40 -e "$OBJS")
+check "flood: a legitimate handshake still completes (2.01)" [ "$(code_of "$r")" = "2.01" ]
+
 check "no PSK key in the log" bash -c '! grep -qF -e "$2" -e "$3" -e "$4" "$1"' _ "$log" "$KEY1" "$KEY2" "$(hex $KEY1)"
 check "dtls metrics exported" bash -c 'curl -s "$1/metrics" | grep -q "^lwm2md_dtls_handshakes_total{shard=\"0\",result=\"ok\"}"' _ "$API"
 check "daemon stops cleanly" stop_daemon
 check "exit status 0" [ "$LW_DAEMON_RC" = 0 ]
+
+# Hibernation round trip under load: N devices register over DTLS 1.2 with a CID, idle past
+# coaps.hibernate_idle (their sessions are exported and freed), then each sends an Update on its
+# session: every one must wake and answer. RSS of the daemon is reported per device.
+N=${LW_DTLS_LOAD:-2000}
+if [ -x "$cli" ]; then
+  log2=$LW_TMP/dtls-load.log
+  check "daemon with coaps.hibernate_idle=1s starts" start_daemon "$log2" \
+    --set "api.bootstrap_token_file=$admin_tok" --set coaps.hibernate_idle=1s --set log.level=info
+  API="http://127.0.0.1:$LW_API_PORT"
+  cfgf=$LW_TMP/creds.curl
+  : > "$cfgf"
+  for ((i = 0; i < N; i++)); do
+    [ "$i" -gt 0 ] && echo next >> "$cfgf"
+    printf 'url = "%s/api/v1/devices/load%d/credentials"\nrequest = "PUT"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"mode\\":\\"psk\\",\\"identity\\":\\"load-id%d\\",\\"key\\":\\"%s\\"}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+      "$API" "$i" "$ADMIN" "$i" "$(hex $KEY1)" >> "$cfgf"
+  done
+  created=$(curl -s -K "$cfgf" | grep -c '^201$')
+  check "$N credentials provisioned through the API" [ "$created" = "$N" ]
+  rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  out=$(timeout 600 "$cli" "$LW_COAPS_PORT" load-id "$KEY1" load load "$N" 3000)
+  echo "$out" | sed 's/^/    | /'
+  rss1=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  check "load: $N handshakes and Registers" grep -qx "registered $N" <<< "$out"
+  check "load: every hibernated session woke and answered its Update" grep -qx "updated $N" <<< "$out"
+  hib=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_session_events_total/ && $1 ~ /"hibernated"/ {s += $2} END {print s + 0}')
+  wok=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_session_events_total/ && $1 ~ /"woken"/ {s += $2} END {print s + 0}')
+  check "load: sessions hibernated ($hib) and woken ($wok)" [ "$hib" -ge "$N" ] && [ "$wok" -ge "$N" ]
+  sleep 2 # idle again: everything hibernated
+  rss2=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  echo "    rss: before ${rss0} kB, after load ${rss1} kB, idle again ${rss2} kB; $(( (rss2 - rss0) * 1024 / N )) B per registered hibernated device"
+  check "daemon stops cleanly after the load" stop_daemon
+fi
 finish
