@@ -341,6 +341,77 @@ int lw__m2m_parse_double(const char *s, size_t len, double *out)
     return 0;
 }
 
+/* Decimal digits of v into out (no NUL); returns their count. */
+static size_t u64_dec(uint64_t v, char *out)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t k = 0; k < n; k++)
+        out[k] = tmp[n - 1 - k];
+    return n;
+}
+
+size_t lw__m2m_path_text(const struct lw_m2m_path *p, char out[32])
+{
+    size_t o = 0;
+    if (p->len == 0)
+        out[o++] = '/';
+    for (unsigned k = 0; k < p->len && k < 4; k++) {
+        unsigned v = p->id[k];
+        size_t nd = v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : v < 10000 ? 4 : 5;
+        out[o++] = '/';
+        for (size_t j = nd; j-- > 0; v /= 10) /* written from the last digit back */
+            out[o + j] = (char)('0' + v % 10);
+        o += nd;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* Exact decimal text of a finite non-integral d that is a multiple of 2^-10 with at most 15
+ * significant digits, as "%.15g" prints it (such a value lies in [2^-10, 1e15), where %g uses
+ * fixed notation, and its exact expansion is what %.15g yields and reads back exactly); 0 when
+ * d is not such a value. Saves snprintf + strtod for the common sensor values (20.5, 0.25). */
+static size_t dyadic_text(double d, char out[32])
+{
+    double a = fabs(d);
+    if (!(a < 1e15))
+        return 0;
+    unsigned k = 1;
+    double m = a * 2;
+    while (m != floor(m)) {
+        if (++k > 10)
+            return 0;
+        m *= 2; /* exact: scaling by 2 */
+    }
+    uint64_t ip = (uint64_t)a, mm = (uint64_t)m;
+    static const uint32_t pow5[11] = {1,     5,     25,     125,     625,    3125,
+                                      15625, 78125, 390625, 1953125, 9765625};
+    uint64_t frac = (mm - (ip << k)) * pow5[k]; /* k decimal digits, the last one 5 */
+    char fd[10];
+    for (unsigned j = k; j-- > 0; frac /= 10)
+        fd[j] = (char)('0' + frac % 10);
+    size_t o = 0;
+    if (d < 0)
+        out[o++] = '-';
+    size_t id = u64_dec(ip, out + o);
+    unsigned lead = 0; /* zeros after the point that are not significant (ip == 0) */
+    while (ip == 0 && lead < k && fd[lead] == '0')
+        lead++;
+    if ((ip ? id : 0) + k - lead > 15)
+        return 0;
+    o += id;
+    out[o++] = '.';
+    memcpy(out + o, fd, k);
+    o += k;
+    out[o] = '\0';
+    return o;
+}
+
 size_t lw__m2m_fmt_double(double d, char out[32], bool force_point)
 {
     int n = 0;
@@ -349,10 +420,15 @@ size_t lw__m2m_fmt_double(double d, char out[32], bool force_point)
         return (size_t)n;
     }
     if (d == floor(d) && fabs(d) < 1e15) {
-        n = snprintf(out, 32, "%" PRId64, (int64_t)d);
+        /* what "%" PRId64 prints, without snprintf */
+        int64_t i = (int64_t)d;
         if (d == 0 && signbit(d)) /* keep -0 */
-            n = snprintf(out, 32, "-0");
-    } else {
+            out[n++] = '-';
+        if (i < 0)
+            out[n++] = '-';
+        n += (int)u64_dec(i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i, out + n);
+        out[n] = '\0';
+    } else if ((n = (int)dyadic_text(d, out)) == 0) {
         /* %g drops trailing zeros, so the first precision that reads back exactly is the
          * shortest for values of up to 15 significant digits (rounding error < half an ulp). */
         for (int prec = 15; prec <= 17; prec++) {

@@ -113,6 +113,9 @@ int lw__m2m_put_text_value(struct lw_buf *b, const struct lw_m2m_value *v);
  * force_point an integral value gets ".0". out needs 32 bytes. */
 size_t lw__m2m_fmt_double(double d, char out[32], bool force_point);
 int lw__m2m_parse_double(const char *s, size_t len, double *out);
+/* What lw_m2m_path_format writes for a path (len <= 4), NUL-terminated, without snprintf;
+ * returns the length. */
+size_t lw__m2m_path_text(const struct lw_m2m_path *p, char out[32]);
 
 /* ---- text helpers ---- */
 bool lw__m2m_utf8_valid(const uint8_t *p, size_t n);

@@ -578,13 +578,11 @@ static void split_name(const struct lw_m2m_path *req, const struct lw_m2m_record
                        size_t *bn_len, char *n, size_t *n_len)
 {
     struct lw_m2m_path rest = {{0, 0, 0, 0}, 0};
-    int l = req->len ? lw_m2m_path_format(req, bn, 32) : 0;
-    *bn_len = l > 0 ? (size_t)l : 0;
+    *bn_len = req->len ? lw__m2m_path_text(req, bn) : 0;
     for (unsigned k = req->len; k < r->path.len; k++)
         rest.id[rest.len++] = r->path.id[k];
     if (req->len == 0 || rest.len) {
-        l = lw_m2m_path_format(&rest, n, 32);
-        *n_len = l > 0 ? (size_t)l : 0;
+        *n_len = lw__m2m_path_text(&rest, n);
     } else {
         *n_len = 0;
     }
