@@ -431,6 +431,10 @@ void dev_free(struct fleet_dev *d)
 void dev_input(struct fleet_dev *d, const struct sockaddr_in *src, const uint8_t *data, size_t len)
 {
     const struct fleet_group *g = dev_group(d);
+    if (d->state == DS_REBOOTING || (d->state == DS_OFF && !d->has_sent_con)) {
+        E->st.rx_asleep++; /* powered off (rebooting) or not switched on yet */
+        return;
+    }
     if (g->queue_mode && E->now > d->last_uplink + g->awake_ms) {
         E->st.rx_asleep++; /* radio off: the server must wait for our next uplink */
         return;
