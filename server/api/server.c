@@ -10,6 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wolfssl/options.h>
@@ -499,6 +500,8 @@ int lw_api_start(uv_loop_t *loop, const struct lw_config *cfg)
     int rc = 0;
     srv.loop = loop;
     srv.stopping = false;
+    /* A write to a connection the peer reset must fail with EPIPE, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
     apply(cfg);
     api_set.sse_ring = cfg->api_sse_ring ? cfg->api_sse_ring : 10000;
     if ((rc = tls_setup(cfg)) != 0)
