@@ -37,6 +37,11 @@ struct sbase {
     bool has_bt;
 };
 
+static double num_double(const struct lw__m2m_num *n)
+{
+    return n->kind == LW__NUM_INT ? (double)n->i : n->kind == LW__NUM_UINT ? (double)n->u : n->f;
+}
+
 static int emit(struct lw__m2m_dec *d, const struct sbase *base, const struct srec *s,
                 bool paths_only, size_t off)
 {
@@ -65,8 +70,12 @@ static int emit(struct lw__m2m_dec *d, const struct sbase *base, const struct sr
     rec.has_value = true;
     switch (s->vk) {
     case V_NUM:
-        if (lw__m2m_num_to_value(&s->num, model, v))
+        if (model == LW_M2M_T_FLOAT) { /* the usual sensor value: lw__m2m_num_to_value inlined */
+            v->type = model;
+            v->f = num_double(&s->num);
+        } else if (lw__m2m_num_to_value(&s->num, model, v)) {
             return lw__m2m_fail(d, LW_ETYPE, s->voff);
+        }
         break;
     case V_STR:
         if (model == LW_M2M_T_OBJLNK) { /* vlo is the profile's field; tolerate vs */
@@ -127,11 +136,6 @@ static bool json_num(json_t *j, struct lw__m2m_num *n)
         return true;
     }
     return false;
-}
-
-static double num_double(const struct lw__m2m_num *n)
-{
-    return n->kind == LW__NUM_INT ? (double)n->i : n->kind == LW__NUM_UINT ? (double)n->u : n->f;
 }
 
 static int jstr(struct lw__m2m_dec *d, json_t *j, struct lw_bytes *out)
@@ -351,7 +355,7 @@ static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, si
             return false;
         seen |= 1u << key;
         size_t voff = off + 1, left = len - voff, used;
-        struct lw__m2m_num num = {LW__NUM_UINT, 0, 0, 0};
+        struct lw__m2m_num num;
         switch (key) {
         case L_N: {
             size_t sl = ib - 0x60u; /* a text string of up to 24 + 255 bytes */
@@ -372,9 +376,8 @@ static bool cbor_record_fast(const struct lw__m2m_cbor_rd *r, struct srec *s, si
             break;
         }
         case L_V:
-            if (!fast_num(p + voff, left, &num, &used))
+            if (!fast_num(p + voff, left, &s->num, &used)) /* s is zeroed by the caller */
                 return false;
-            s->num = num;
             s->vk = V_NUM;
             s->voff = voff;
             break;
