@@ -9,6 +9,7 @@
 #include "dtls/dtls.h"
 #include "log.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ struct coaps {
     uint64_t now;
     uint8_t cur_sock;
     struct csess *grave;
+    uint64_t last_trim;        /* when freed wolfSSL memory was last handed back to the kernel */
+    uint32_t freed_since_trim; /* live sessions hibernated or freed since */
     struct coaps_stats stats;
 };
 
@@ -254,6 +257,7 @@ static void cs_free(struct coaps *c, struct csess *cs)
     if (cs->s) {
         lw_dtls_sess_set_user(cs->s, NULL);
         lw_dtls_sess_free(cs->s);
+        c->freed_since_trim++;
     } else {
         stat_add(&c->stats.hibernated, -1);
     }
@@ -322,6 +326,7 @@ static void hibernate(struct coaps *c, struct csess *cs)
     cs->blob_len = (uint16_t)b.len;
     stat_inc(&c->stats.hibernations);
     stat_add(&c->stats.hibernated, 1);
+    c->freed_since_trim++;
 }
 
 /* Rebuilds the session of a hibernated cs. false: it could not be woken and was killed. */
@@ -597,6 +602,14 @@ void coaps_advance(struct coaps *c, uint64_t now)
     lw_wheel_advance(&c->wheel, now);
     bury(c);
     sync_stats(c);
+    /* Hibernation and closing free the wolfSSL state of a session in small chunks that glibc
+     * keeps in its arenas; hand whole free pages back after a wave of them (64+, at most once a
+     * second), so the resident size follows the number of live sessions. */
+    if (c->freed_since_trim >= 64 && now - c->last_trim >= 1000) {
+        malloc_trim(0);
+        c->last_trim = now;
+        c->freed_since_trim = 0;
+    }
 }
 
 uint64_t coaps_next_deadline(const struct coaps *c)

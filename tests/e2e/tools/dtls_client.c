@@ -6,9 +6,10 @@
  *   dtls_client PORT IDENTITY KEY EP rebind-cid    Register, move to a new source port, Update
  *   dtls_client PORT IDENTITY KEY EP rebind-nocid  the same without a CID: the Update is lost,
  *                                                  a new handshake from the new port succeeds
- *   dtls_client PORT IDPREFIX KEY EPPREFIX load N WAIT_MS
+ *   dtls_client PORT IDPREFIX KEY EPPREFIX load N WAIT_MS [HOLD_MS]
  *                N sessions (identity IDPREFIX<i>, endpoint EPPREFIX<i>) register, idle WAIT_MS,
- *                then each sends an Update on its session; prints the counts.
+ *                then each sends an Update on its session; prints the counts. With HOLD_MS the
+ *                sessions are then held that long and abandoned without close_notify.
  * Output: "key value" lines. Exit 0 when every step got the expected answer.
  */
 #include <wolfssl/options.h>
@@ -260,6 +261,8 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "load") == 0 && argc >= 8) {
         int n = atoi(argv[6]), wait_ms = atoi(argv[7]), hs = 0, reg = 0, upd = 0;
         struct cli *cs = calloc((size_t)n, sizeof(*cs));
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < n; i++) {
             cs[i].fd = -1;
             cs[i].mid = (unsigned short)(i * 7);
@@ -270,15 +273,30 @@ int main(int argc, char **argv)
             hs++;
             reg += request(&cs[i], 1) == 201;
         }
-        printf("handshakes %d\nregistered %d\n", hs, reg);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        printf("handshakes %d\nregistered %d\nhandshake_register_per_s %.0f\n", hs, reg,
+               secs > 0 ? hs / secs : 0.0);
         fflush(stdout);
         struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < n; i++)
             if (cs[i].ssl && cs[i].regid[0])
                 upd += request(&cs[i], 0) == 204;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        printf("wake_update_per_s %.0f\n", secs > 0 ? upd / secs : 0.0);
         printf("updated %d\nclient_rss_kb %ld\n", upd, rss_kb());
+        fflush(stdout);
         ok = hs == n && reg == n && upd == n;
+        if (argc >= 9) { /* hold the sessions (the server hibernates them again), then vanish
+                          * without close_notify, like devices going to sleep */
+            int hold = atoi(argv[8]);
+            struct timespec th = {hold / 1000, (long)(hold % 1000) * 1000000L};
+            nanosleep(&th, NULL);
+            return ok ? 0 : 1;
+        }
         for (int i = 0; i < n; i++)
             cli_close(&cs[i]);
         free(cs);
