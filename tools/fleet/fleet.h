@@ -192,6 +192,7 @@ struct fleet_opts {
     uint64_t devices; /* 0: from the fleet file */
     double rate;
     uint64_t duration_ms;
+    bool has_duration;
     const char *fleet_file;
     int security;
     const char *psk_identity, *psk_key;

@@ -314,6 +314,7 @@ static int fleet_key(struct pctx *c, const char *k, const char *v)
         if (fleet_parse_duration(v, &ms) || ms > UINT32_MAX)
             return fail(c, "duration: expected a duration such as 60s or 10m");
         f->duration_ms = (uint32_t)ms;
+        f->has_duration = true;
     } else if (strcmp(k, "sockets") == 0) {
         if (parse_u32(v, 1024, &f->sockets) || f->sockets == 0)
             return fail(c, "sockets: expected 1..1024");

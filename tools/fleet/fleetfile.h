@@ -51,9 +51,10 @@ struct fleet_group {
 };
 
 struct fleet_file {
-    char server[160];          /* coap://host:port (empty: not set) */
-    double rate;               /* registrations per second during ramp-up (0: not set) */
-    uint32_t duration_ms;      /* steady phase after ramp-up (0: not set) */
+    char server[160];     /* coap://host:port (empty: not set) */
+    double rate;          /* registrations per second during ramp-up (0: not set) */
+    uint32_t duration_ms; /* steady phase after ramp-up (when has_duration) */
+    bool has_duration;
     uint32_t sockets;          /* UDP sockets per address epoch (0: default) */
     int scenario;              /* enum fleet_scenario, -1: not set */
     double loss, dup, reorder; /* impairment probabilities 0..1 (both directions) */

@@ -189,6 +189,7 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
             }
             break;
         case 'd':
+            o->has_duration = true;
             if (fleet_parse_duration(optarg, &o->duration_ms)) {
                 fprintf(stderr, "lwm2m-fleet: --duration: expected seconds or 30s, 5m, 1h\n");
                 return 2;
@@ -410,8 +411,8 @@ int main(int argc, char **argv)
         o->server = e->file.server[0] ? e->file.server : "coap://127.0.0.1:5683";
     if (o->rate <= 0)
         o->rate = e->file.rate > 0 ? e->file.rate : 100;
-    if (!o->duration_ms)
-        o->duration_ms = e->file.duration_ms ? e->file.duration_ms : 30000;
+    if (!o->has_duration)
+        o->duration_ms = e->file.has_duration ? e->file.duration_ms : 30000;
     if (o->scenario < 0)
         o->scenario = e->file.scenario >= 0 ? e->file.scenario : FLEET_SC_STEADY;
     if (o->loss < 0)

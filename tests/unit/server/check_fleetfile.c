@@ -74,6 +74,12 @@ START_TEST(test_full_file)
     /* Defaults of keys not given. */
     ck_assert_str_eq(ff.groups[1].endpoint, "fleet-{g}-{n:7}");
     ck_assert_uint_eq(ff.groups[1].lifetime_s, 300);
+    /* An explicit zero is not "unset". */
+    ck_assert_int_eq(parse("[fleet]\nduration = 0\n"), 0);
+    ck_assert(ff.has_duration);
+    ck_assert_uint_eq(ff.duration_ms, 0);
+    ck_assert_int_eq(parse("[fleet]\nrate = 1\n"), 0);
+    ck_assert(!ff.has_duration);
 }
 END_TEST
 
