@@ -46,6 +46,10 @@ void stats_op(enum fleet_op op, uint64_t start_us, bool ok, int code, int reason
         s->ok++;
         uint64_t now = fleet_now_us();
         hist_add(&s->lat, now > start_us ? now - start_us : 0);
+        if (!s->first_start_us || start_us < s->first_start_us)
+            s->first_start_us = start_us;
+        if (now > s->last_done_us)
+            s->last_done_us = now;
         return;
     }
     s->errors++;

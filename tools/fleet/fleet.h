@@ -78,6 +78,7 @@ struct op_stats {
     uint64_t by_code[256]; /* error responses by CoAP code */
     uint64_t by_reason[R__COUNT];
     struct hist lat;
+    uint64_t first_start_us, last_done_us; /* window of this operation: its rate is ok / window */
 };
 
 struct fleet_stats {

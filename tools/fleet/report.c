@@ -206,7 +206,13 @@ int report_write(struct fleet_eng *e, double duration_s, const struct run_phases
         double p90 = (double)hist_quantile(&s->lat, 0.90) / 1000.0;
         double p99 = (double)hist_quantile(&s->lat, 0.99) / 1000.0;
         double mx = (double)s->lat.max_us / 1000.0;
-        double rate = duration_s > 0 ? (double)s->ok / duration_s : 0;
+        /* Rate over the window in which this operation ran (first start to last completion), not
+         * the whole run: registrations during a 10 s ramp of a 60 s run are 5x faster than
+         * count / 60. */
+        double window_s = s->last_done_us > s->first_start_us
+                              ? (double)(s->last_done_us - s->first_start_us) / 1e6
+                              : duration_s;
+        double rate = window_s > 0 ? (double)s->ok / window_s : 0;
         json_t *o = json_object();
         json_object_set_new(o, "count", json_integer((json_int_t)s->ok));
         json_object_set_new(o, "rate_per_s", json_real(rate));
