@@ -11,6 +11,7 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "shard.h"
+#include "store/migrate.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -55,6 +56,8 @@ static void usage(FILE *out)
         "subcommands (after the options):\n"
         "  token create --role viewer|operator|admin [--name N]   new API token, printed once\n"
         "  token list | token revoke ID                           API tokens in database.url\n"
+        "  migrate [--status]     apply pending schema migrations (--status: list them; exit\n"
+        "                         status 3 when some are pending)\n"
         "  healthcheck            GET /healthz on the first api.listen address (exit 0 on 200)\n"
         "\n"
         "Configuration precedence: defaults < FILE < conf.d/*.conf < LWM2MD_SECTION_KEY < --set.\n"
@@ -138,6 +141,13 @@ static void check_database(const struct lw_config *cfg)
     }
 }
 
+static void log_open_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    log_warn(SYS, "open handle at exit: %s%s", uv_handle_type_name(uv_handle_get_type(h)),
+             uv_is_closing(h) ? " (closing)" : "");
+}
+
 static int run_daemon(struct daemon *d)
 {
     /* Before anything else: a SIGHUP that arrives while starting must not kill us (the reload
@@ -157,6 +167,8 @@ static int run_daemon(struct daemon *d)
             log_err(API, "bootstrap admin token not loaded: %s", why);
     }
     check_database(cfg);
+    if (lw_store_startup_migrate(cfg) != 0)
+        return EXIT_FAILURE;
 
     unsigned n = cfg->shards;
     if (n == 0) {
@@ -221,8 +233,10 @@ static int run_daemon(struct daemon *d)
     uv_close((uv_handle_t *)&d->watchdog, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(d->loop);
-    if (rc)
+    if (rc) {
         log_warn(SYS, "control loop closed with handles still open: %s", uv_strerror(rc));
+        uv_walk(d->loop, log_open_handle, NULL);
+    }
     lw_auth_clear();
     log_notice(SYS, "stopped");
     return d->failed ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -279,7 +293,7 @@ int main(int argc, char **argv)
     }
     const char *sub = optind < argc ? argv[optind] : NULL;
     bool known_sub = sub && (strcmp(sub, "token") == 0 || strcmp(sub, "healthcheck") == 0 ||
-                             strcmp(sub, "routes") == 0);
+                             strcmp(sub, "routes") == 0 || strcmp(sub, "migrate") == 0);
     if (sub && !known_sub) {
         fprintf(stderr, "lwm2md: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -295,6 +309,8 @@ int main(int argc, char **argv)
         const struct lw_config *cfg = lw_cfg_get(d.cfg_state);
         if (strcmp(sub, "token") == 0)
             status = lw_api_cli_token(cfg, argc - optind, argv + optind, stdout, stderr);
+        else if (strcmp(sub, "migrate") == 0)
+            status = lw_store_cli_migrate(cfg, argc - optind, argv + optind, stdout, stderr);
         else if (strcmp(sub, "healthcheck") == 0)
             status = lw_api_cli_healthcheck(cfg, stderr);
         else
