@@ -23,6 +23,7 @@ static struct {
     bool no_cid;
     uint8_t node;
     uint32_t hibernate_ms;
+    uint64_t max_idle_ms; /* a session idle this long has outlived any registration: dropped */
 } G;
 
 /* One DTLS peer of a shard. */
@@ -181,6 +182,8 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     G.no_cid = dc.no_cid;
     G.node = dc.node_id;
     G.hibernate_ms = cfg->coaps_hibernate_idle;
+    G.max_idle_ms = (uint64_t)(cfg->reg_lifetime_max ? cfg->reg_lifetime_max : 86400) * 1000 +
+                    cfg->reg_expiry_grace;
 out:
     if (key.ptr) {
         explicit_bzero((void *)key.ptr, key.len);
@@ -284,12 +287,16 @@ static void bury(struct coaps *c)
 static void cs_arm(struct coaps *c, struct csess *cs)
 {
     uint64_t t = UINT64_MAX;
-    if (cs->dead || !cs->s)
+    if (cs->dead)
         t = UINT64_MAX;
+    else if (!cs->s)
+        t = cs->last + G.max_idle_ms;
     else if (!lw_dtls_sess_established(cs->s))
         t = lw_dtls_next_timeout(cs->s);
     else if (G.hibernate_ms && lw_dtls_sess_version(cs->s) == 12)
-        t = cs->last + G.hibernate_ms;
+        t = cs->last + LW_MIN(G.hibernate_ms, G.max_idle_ms);
+    else
+        t = cs->last + G.max_idle_ms;
     if (t == UINT64_MAX)
         lw_wheel_cancel(&c->wheel, &cs->timer);
     else
@@ -317,7 +324,8 @@ static void hibernate(struct coaps *c, struct csess *cs)
         if (rc != LW_ENOTSUP && rc != LW_EAGAIN)
             log_warn_rl(DTLS, "shard %u: cannot hibernate a session: %s", c->shard,
                         lw_strerror(rc));
-        lw_wheel_cancel(&c->wheel, &cs->timer); /* stays live */
+        cs->last = c->now; /* stays live; try again after another idle period */
+        cs_arm(c, cs);
         return;
     }
     cs->s = NULL; /* freed by lw_dtls_hibernate */
@@ -333,6 +341,7 @@ static void hibernate(struct coaps *c, struct csess *cs)
     stat_inc(&c->stats.hibernations);
     stat_add(&c->stats.hibernated, 1);
     c->freed_since_trim++;
+    cs_arm(c, cs);
 }
 
 /* Rebuilds the session of a hibernated cs. false: it could not be woken and was killed. */
@@ -361,7 +370,16 @@ static void on_cs_timer(struct lw_timer *t)
 {
     struct csess *cs = lw_container_of(t, struct csess, timer);
     struct coaps *c = cs->c;
-    if (cs->dead || !cs->s)
+    if (cs->dead)
+        return;
+    if (c->now >= cs->last + G.max_idle_ms) {
+        /* Idle longer than any registration lives: the device is gone (or will handshake). */
+        if (cs->s && lw_dtls_sess_established(cs->s))
+            lw_dtls_close(cs->s);
+        cs_kill(c, cs);
+        return;
+    }
+    if (!cs->s)
         return;
     if (!lw_dtls_sess_established(cs->s)) {
         lw_dtls_timeout(cs->s, c->now);
@@ -548,9 +566,12 @@ void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, soc
     if (k < 0)
         return;
     if (k == 1) {
-        /* A CID record: demultiplexed by its CID (the address may have changed). */
+        /* A CID record: demultiplexed by its CID (the address may have changed). A CID not in
+         * the table yet may belong to a session still handshaking at this address (DTLS 1.3
+         * sends its last flight with the CID). */
         if (cid.ptr[0] != (uint8_t)c->shard || cid.ptr[1] != G.node ||
-            !(cs = lw_hmap_get(&c->by_cid, h_cid(c, cid.ptr, cid.len), &cid, cid_eq))) {
+            (!(cs = lw_hmap_get(&c->by_cid, h_cid(c, cid.ptr, cid.len), &cid, cid_eq)) &&
+             !(cs = find_addr(c, &pa)))) {
             stat_inc(&c->stats.cid_stale);
             return;
         }

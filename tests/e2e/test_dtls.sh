@@ -119,6 +119,9 @@ if cc -O1 -o "$cli" "$LW_TOP/tests/e2e/tools/dtls_client.c" -I"$wolf/include" "$
   out=$(timeout 60 "$cli" "$LW_COAPS_PORT" nocid-id "$KEY1" dtls-nocid rebind-nocid)
   check "no-CID client: after the port change the Update is not answered" grep -q "update-after-rebind 0" <<< "$out"
   check "no-CID client: a new handshake from the new port keeps the registration (2.04)" grep -q "update-new-handshake 204" <<< "$out"
+  curl_put dtls-cid13 "{\"mode\":\"psk\",\"identity\":\"cid13-id\",\"key\":\"$(hex $KEY1)\"}" >/dev/null
+  out=$(DTLS_CLIENT_V13=1 timeout 60 "$cli" "$LW_COAPS_PORT" cid13-id "$KEY1" dtls-cid13 rebind-cid)
+  check "DTLS 1.3 CID client (TLS_AES_128_CCM_8_SHA256): Update after the port change 2.04" grep -q "update-after-rebind 204" <<< "$out"
   check "the CID session followed the device (peer_moved counted)" bash -c 'curl -s "$1/metrics" | grep "^lwm2md_dtls_session_events_total" | grep "peer_moved" | grep -qv " 0$"' _ "$API"
 else
   fail "dtls_client compiles against the project's wolfSSL"; sed 's/^/    | /' "$LW_TMP/cc.err" | head
@@ -173,16 +176,23 @@ if [ -x "$cli" ]; then
   created=$(curl -s -K "$cfgf" | grep -c '^201$')
   check "$N credentials provisioned through the API" [ "$created" = "$N" ]
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
-  out=$(timeout 600 "$cli" "$LW_COAPS_PORT" load-id "$KEY1" load load "$N" 3000)
-  echo "$out" | sed 's/^/    | /'
+  outf=$LW_TMP/load.out
+  timeout 600 "$cli" "$LW_COAPS_PORT" load-id "$KEY1" load load "$N" 3000 8000 > "$outf" &
+  clipid=$!
+  wait_for "$outf" "client_rss_kb" 600 >/dev/null
   rss1=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  sleep 4 # idle again: every session hibernated (and the freed memory trimmed)
+  rss2=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  hibnow=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_sessions/ && $1 ~ /hibernated/ {s += $2} END {print s + 0}')
+  wait $clipid
+  out=$(cat "$outf")
+  echo "$out" | sed 's/^/    | /'
   check "load: $N handshakes and Registers" grep -qx "registered $N" <<< "$out"
   check "load: every hibernated session woke and answered its Update" grep -qx "updated $N" <<< "$out"
   hib=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_session_events_total/ && $1 ~ /"hibernated"/ {s += $2} END {print s + 0}')
   wok=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_session_events_total/ && $1 ~ /"woken"/ {s += $2} END {print s + 0}')
   check "load: sessions hibernated ($hib) and woken ($wok)" [ "$hib" -ge "$N" ] && [ "$wok" -ge "$N" ]
-  sleep 2 # idle again: everything hibernated
-  rss2=$(awk '/^VmRSS/ {print $2}' "/proc/$LW_DAEMON_PID/status")
+  check "load: all $N sessions hibernated again while idle ($hibnow)" [ "$hibnow" = "$N" ]
   echo "    rss: before ${rss0} kB, after load ${rss1} kB, idle again ${rss2} kB; $(( (rss2 - rss0) * 1024 / N )) B per registered hibernated device"
   check "daemon stops cleanly after the load" stop_daemon
 fi

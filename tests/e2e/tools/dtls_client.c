@@ -10,6 +10,7 @@
  *                N sessions (identity IDPREFIX<i>, endpoint EPPREFIX<i>) register, idle WAIT_MS,
  *                then each sends an Update on its session; prints the counts. With HOLD_MS the
  *                sessions are then held that long and abandoned without close_notify.
+ * DTLS_CLIENT_V13=1 in the environment makes it a DTLS 1.3 client (TLS_AES_128_CCM_8_SHA256).
  * Output: "key value" lines. Exit 0 when every step got the expected answer.
  */
 #include <wolfssl/options.h>
@@ -52,6 +53,13 @@ static unsigned int psk_cb(WOLFSSL *ssl, const char *hint, char *identity, unsig
     return (unsigned int)n;
 }
 
+static unsigned int psk13_cb(WOLFSSL *ssl, const char *hint, char *identity, unsigned int id_max,
+                             unsigned char *key, unsigned int key_max, const char **suite)
+{
+    *suite = "TLS13-AES128-CCM-8-SHA256";
+    return psk_cb(ssl, hint, identity, id_max, key, key_max);
+}
+
 static int new_socket(void)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -86,8 +94,10 @@ static int cli_connect(struct cli *c, int use_cid)
         if (r == WOLFSSL_SUCCESS)
             return 0;
         int e = wolfSSL_get_error(c->ssl, r);
-        if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+        if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) {
+            fprintf(stderr, "dtls_client: handshake error %d\n", e);
             return -1;
+        }
         if (!readable(c->fd, 500))
             wolfSSL_dtls_got_timeout(c->ssl);
     }
@@ -216,9 +226,11 @@ int main(int argc, char **argv)
     g_srv.sin_port = htons((unsigned short)atoi(argv[1]));
     g_srv.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     wolfSSL_Init();
-    g_ctx = wolfSSL_CTX_new(wolfDTLSv1_2_client_method());
+    int v13 = getenv("DTLS_CLIENT_V13") != NULL; /* DTLS 1.3 (unified header CID records) */
+    g_ctx = wolfSSL_CTX_new(v13 ? wolfDTLSv1_3_client_method() : wolfDTLSv1_2_client_method());
     wolfSSL_CTX_set_psk_client_callback(g_ctx, psk_cb);
-    wolfSSL_CTX_set_cipher_list(g_ctx, "PSK-AES128-CCM-8");
+    wolfSSL_CTX_set_psk_client_tls13_callback(g_ctx, psk13_cb);
+    wolfSSL_CTX_set_cipher_list(g_ctx, v13 ? "TLS13-AES128-CCM-8-SHA256" : "PSK-AES128-CCM-8");
     wolfSSL_CTX_set_verify(g_ctx, WOLFSSL_VERIFY_NONE, NULL);
     const char *mode = argv[5];
     int ok = 1;
