@@ -8,6 +8,7 @@
 #include "creds.h"
 #include "dtls/dtls.h"
 #include "log.h"
+#include "shard.h"
 
 #include <malloc.h>
 #include <stdatomic.h>
@@ -650,4 +651,56 @@ uint64_t coaps_next_deadline(const struct coaps *c)
 const struct coaps_stats *coaps_stats(const struct coaps *c)
 {
     return &c->stats;
+}
+
+/* ---- revocation ---- */
+
+struct revoke_msg {
+    struct xmsg m;
+    char ep[CREDS_EP_MAX + 1];
+};
+
+static void run_revoke(struct shard *s, struct xmsg *m)
+{
+    struct revoke_msg *r = lw_container_of(m, struct revoke_msg, m);
+    struct coaps *c = shard_coaps(s);
+    size_t n = 0;
+    if (c) {
+        size_t pos = 0, len = strlen(r->ep);
+        struct csess *cs;
+        /* Kill while iterating is not allowed: collect on the grave list first. */
+        while ((cs = lw_hmap_next(&c->by_addr, &pos))) {
+            if (cs->dead || cs->mode == RS_SEC_NOSEC || cs->ep_len != len ||
+                memcmp(cs->ep, r->ep, len) != 0)
+                continue;
+            if (cs->s && lw_dtls_sess_established(cs->s))
+                lw_dtls_close(cs->s);
+            cs->dead = true; /* unlinked below */
+            n++;
+        }
+        for (pos = 0; n && (cs = lw_hmap_next(&c->by_addr, &pos));)
+            if (cs->dead) {
+                cs->dead = false;
+                cs_kill(c, cs);
+                pos = 0; /* the table changed: start over */
+            }
+        bury(c);
+    }
+    if (n)
+        log_info(DTLS, "shard %u: %zu dtls session%s of endpoint %s closed: credentials changed",
+                 shard_id(s), n, n == 1 ? "" : "s", r->ep);
+    free(r);
+}
+
+void coaps_revoke(const char *ep)
+{
+    for (unsigned i = 0; G.enabled && i < shards_count(); i++) {
+        struct revoke_msg *r = calloc(1, sizeof(*r));
+        if (!r)
+            return;
+        r->m.run = run_revoke;
+        snprintf(r->ep, sizeof(r->ep), "%s", ep);
+        if (!shard_post(shard_get(i), &r->m))
+            free(r);
+    }
 }

@@ -68,5 +68,8 @@ int coaps_write(struct coaps *c, const struct peer_addr *to, const uint8_t *data
 void coaps_advance(struct coaps *c, uint64_t now);
 uint64_t coaps_next_deadline(const struct coaps *c);
 const struct coaps_stats *coaps_stats(const struct coaps *c);
+/* Closes (close_notify) and frees every session bound to endpoint ep on every shard, by message
+ * (credentials replaced or deleted: the old key must not keep working). Control thread. */
+void coaps_revoke(const char *ep);
 
 #endif

@@ -81,6 +81,11 @@ struct regsrv *shard_regsrv(struct shard *s)
     return &s->rs;
 }
 
+struct coaps *shard_coaps(struct shard *s)
+{
+    return s->coaps;
+}
+
 unsigned shard_for_addr(const struct sockaddr *sa)
 {
     return udp_steer(sa, nshards);

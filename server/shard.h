@@ -42,6 +42,8 @@ bool shard_post(struct shard *s, struct xmsg *m);
 bool shards_ready(void);
 /* The shard's registration service (registry.h); only on that shard's thread. */
 struct regsrv *shard_regsrv(struct shard *s);
+/* The shard's DTLS state (coaps.h), NULL without CoAPS; only on that shard's thread. */
+struct coaps *shard_coaps(struct shard *s);
 /* The shard that owns datagrams from sa (the kernel steering rule, udp_steer). */
 unsigned shard_for_addr(const struct sockaddr *sa);
 

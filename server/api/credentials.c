@@ -4,12 +4,14 @@
  *                                                   [,"pin_sha256":"<hex>"]}
  *   GET    /api/v1/devices/{endpoint}/credentials  metadata only
  *   DELETE /api/v1/devices/{endpoint}/credentials
+ * Replacing or deleting credentials closes the endpoint's DTLS sessions (coaps_revoke).
  * Keys are never returned nor logged: answers carry the metadata of creds_info(). The store is
  * in memory (creds.h) until W1.8 persists it encrypted. Control thread. */
 #include "api_int.h"
 
 #include "base/err.h"
 #include "base/util.h"
+#include "coaps.h"
 #include "creds.h"
 #include "dir.h"
 
@@ -112,8 +114,11 @@ void h_credentials_put(struct api_req *r, char *const *params, const char *query
     else if (rc)
         api_problem(r, rc == LW_ENOMEM ? 503 : 500, "internal", "cannot store the credentials: %s",
                     lw_strerror(rc));
-    else
+    else {
+        if (existed) /* sessions made with the old credentials end */
+            coaps_revoke(params[0]);
         api_reply_json(r, existed ? 200 : 201, creds_info(params[0]));
+    }
 out:
     explicit_bzero(key, sizeof(key));
 }
@@ -131,8 +136,10 @@ void h_credentials_get(struct api_req *r, char *const *params, const char *query
 void h_credentials_delete(struct api_req *r, char *const *params, const char *query)
 {
     (void)query;
-    if (creds_del(params[0]) != 0)
+    if (creds_del(params[0]) != 0) {
         api_problem(r, 404, "credentials-not-found", "no credentials for this endpoint");
-    else
+    } else {
+        coaps_revoke(params[0]);
         api_reply(r, 204, NULL, NULL, 0);
+    }
 }
