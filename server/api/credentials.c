@@ -56,9 +56,7 @@ void h_credentials_put(struct api_req *r, char *const *params, const char *query
         api_problem(r, 400, "invalid-parameter", "invalid endpoint name");
         return;
     }
-    if (!api_decode_json_body(r))
-        return;
-    if (!json_is_object(r->json)) {
+    if (!json_is_object(r->json)) { /* decoded by the router */
         api_problem(r, 400, "bad-request", "expected a JSON object");
         return;
     }
