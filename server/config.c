@@ -118,6 +118,8 @@ static const struct key keys[] = {
     {"database", "url", K_STR, OFF(db_url), 0, "", 0, 0, NULL, false, true, false},
     {"database", "migrate", K_ENUM, OFF(db_migrate), 0, "auto", 0, 0, migrate_names, false, false,
      false},
+    {"database", "schema_dir", K_STR, OFF(db_schema_dir), 0, "/usr/local/share/lwm2md/schema", 0, 0,
+     NULL, false, false, true},
     {"log", "level", K_STR, OFF(log_level), 0, "info", 0, 0, NULL, true, false, false},
     {"log", "groups", K_STR, OFF(log_groups), 0, "", 0, 0, NULL, true, false, false},
     {"log", "format", K_ENUM, OFF(log_format), 0, "auto", 0, 0, logfmt_names, false, false, false},

@@ -83,6 +83,7 @@ struct lw_config {
     /* [database] */
     char *db_url; /* secret: may carry a password */
     enum lw_db_migrate db_migrate;
+    char *db_schema_dir; /* directory of the NNN_name.sql migrations */
     /* [log] */
     char *log_level;  /* default level: err warning notice info debug */
     char *log_groups; /* per-group overrides: "net=debug,coap=warning" */

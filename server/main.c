@@ -9,6 +9,7 @@
 #include "control.h"
 #include "events.h"
 #include "log.h"
+#include "ops.h"
 #include "sdnotify.h"
 #include "shard.h"
 #include "store/migrate.h"
@@ -186,6 +187,10 @@ static int run_daemon(struct daemon *d)
         return EXIT_FAILURE;
     }
     lw_events_init(1);
+    if (ops_start(d->loop, NULL) != 0) {
+        log_err(SYS, "cannot start the operations engine");
+        return EXIT_FAILURE;
+    }
     if (shards_start(n, cfg) != 0) {
         lw_control_stop();
         uv_run(d->loop, UV_RUN_DEFAULT);
@@ -227,6 +232,7 @@ static int run_daemon(struct daemon *d)
     /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
     shards_stop();
     lw_control_stop(); /* runs replies and events the shards posted while stopping */
+    ops_stop();
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);

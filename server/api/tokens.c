@@ -1,5 +1,5 @@
 /* server/api/tokens.c - API bearer tokens persisted in PostgreSQL (api_tokens), the audit log
- * (audit_log), the minimal schema migration runner, and the `lwm2md token` CLI.
+ * (audit_log), and the `lwm2md token` CLI (which migrates the schema first, store/migrate.h).
  *
  * Token format: "lwm2md_<id>_<43 chars base64url secret>"; the table keeps a per-token random salt
  * and SHA-256(salt || token), never the token. The daemon holds the non-revoked rows in memory,
@@ -14,8 +14,8 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "log.h"
+#include "store/migrate.h"
 
-#include <dirent.h>
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -139,125 +139,6 @@ void api_tokens_metrics(struct lw_buf *out)
 bool api_tokens_db_ok(void)
 {
     return !tk.have_db || tk.db_ok;
-}
-
-/* ---- migrations ----------------------------------------------------------------------------- */
-
-static const char *schema_dir(void)
-{
-    static const char *const dirs[] = {"schema", "/usr/local/share/lwm2md/schema",
-                                       "/usr/share/lwm2md/schema"};
-    const char *env = getenv("LWM2MD_SCHEMA_DIR");
-    if (env && *env)
-        return env;
-    for (size_t i = 0; i < LW_ARRAY_SIZE(dirs); i++) {
-        DIR *d = opendir(dirs[i]);
-        if (d) {
-            closedir(d);
-            return dirs[i];
-        }
-    }
-    return NULL;
-}
-
-static int sql_filter(const struct dirent *d)
-{
-    size_t n = strlen(d->d_name);
-    return n > 4 && strcmp(d->d_name + n - 4, ".sql") == 0 && d->d_name[0] != '.';
-}
-
-static void quiet_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static bool exec_ok(PGconn *pg, const char *sql, char *why, size_t whycap)
-{
-    PGresult *res = PQexec(pg, sql);
-    ExecStatusType st = PQresultStatus(res);
-    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok)
-        snprintf(why, whycap, "%s", PQresultErrorMessage(res));
-    PQclear(res);
-    return ok;
-}
-
-/* Applies schema/NNN_*.sql files not yet in schema_migrations, each in one transaction.
- * Blocking: called at start-up (before the loop runs) and by CLI commands. */
-static int migrate(PGconn *pg, char *why, size_t whycap)
-{
-    const char *dir = schema_dir();
-    int rc = 0;
-    struct dirent **list = NULL;
-    int n = 0;
-    if (!dir) {
-        snprintf(why, whycap, "no schema directory found (set LWM2MD_SCHEMA_DIR)");
-        return LW_ENOENT;
-    }
-    PQsetNoticeProcessor(pg, quiet_notice, NULL);
-    if (!exec_ok(pg,
-                 "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
-                 "applied_at timestamptz NOT NULL DEFAULT now())",
-                 why, whycap))
-        return LW_EDB;
-    n = scandir(dir, &list, sql_filter, alphasort);
-    for (int i = 0; i < n && rc == 0; i++) {
-        const char *name = list[i]->d_name;
-        const char *params[1] = {name};
-        PGresult *res = PQexecParams(pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
-                                     NULL, params, NULL, NULL, 0);
-        bool done = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
-        bool bad = PQresultStatus(res) != PGRES_TUPLES_OK;
-        PQclear(res);
-        if (bad) {
-            snprintf(why, whycap, "%s", PQerrorMessage(pg));
-            rc = LW_EDB;
-            break;
-        }
-        if (done)
-            continue;
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        FILE *f = fopen(path, "r");
-        char *sql = NULL;
-        size_t len = 0;
-        if (f) {
-            FILE *m = open_memstream(&sql, &len);
-            char buf[4096];
-            size_t got;
-            while (m && (got = fread(buf, 1, sizeof(buf), f)) > 0)
-                fwrite(buf, 1, got, m);
-            if (m)
-                fclose(m);
-            fclose(f);
-        }
-        if (!sql) {
-            snprintf(why, whycap, "cannot read %.300s", path);
-            rc = LW_EIO;
-            break;
-        }
-        char w2[256] = "";
-        if (!exec_ok(pg, "BEGIN", why, whycap) || !exec_ok(pg, sql, w2, sizeof(w2))) {
-            snprintf(why, whycap, "%.100s: %.250s", name, w2);
-            exec_ok(pg, "ROLLBACK", w2, sizeof(w2));
-            rc = LW_EDB;
-        } else {
-            res = PQexecParams(pg, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, NULL,
-                               params, NULL, NULL, 0);
-            bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-            PQclear(res);
-            if (!ok || !exec_ok(pg, "COMMIT", why, whycap)) {
-                exec_ok(pg, "ROLLBACK", w2, sizeof(w2));
-                rc = LW_EDB;
-            }
-        }
-        free(sql);
-    }
-    for (int i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-    return rc;
 }
 
 /* ---- background jobs (thread pool) ---------------------------------------------------------- */
@@ -427,18 +308,7 @@ int api_tokens_start(const struct lw_config *cfg)
     tk.url = strdup(cfg->db_url);
     if (!tk.url)
         return LW_ENOMEM;
-    /* Start-up, before the loop runs: migrating synchronously is acceptable here. */
-    if (cfg->db_migrate == LW_MIGRATE_AUTO) {
-        PGconn *pg = PQconnectdb(tk.url);
-        char why[512] = "";
-        if (PQstatus(pg) != CONNECTION_OK)
-            log_warn(STORE, "schema migration skipped: database not reachable");
-        else if (migrate(pg, why, sizeof(why)) != 0)
-            log_err(STORE, "schema migration failed: %s", why);
-        else
-            log_info(STORE, "database schema up to date");
-        PQfinish(pg);
-    }
+    /* The schema was migrated (or checked) by lw_store_startup_migrate() before this. */
     uv_timer_init(uv_default_loop(), &tk.timer);
     unsigned every = cfg->api_token_refresh ? cfg->api_token_refresh : 30000;
     uv_timer_start(&tk.timer, on_refresh, 0, every);
@@ -504,7 +374,14 @@ static PGconn *cli_connect(const struct lw_config *cfg, FILE *err)
         return NULL;
     }
     char why[512];
-    if (migrate(pg, why, sizeof(why)) != 0) {
+    int rc = cfg->db_migrate == LW_MIGRATE_AUTO
+                 ? lw_store_migrate(pg, cfg->db_schema_dir, NULL, why, sizeof(why))
+                 : 0;
+    /* Without the schema files (no configuration given, nothing installed) the tables the
+     * daemon created are used as they are. */
+    if (rc == LW_ENOENT) {
+        fprintf(err, "lwm2md token: schema not migrated: %s\n", why);
+    } else if (rc) {
         fprintf(err, "lwm2md token: schema migration failed: %s\n", why);
         PQfinish(pg);
         return NULL;
