@@ -6,7 +6,7 @@
 # session woken by import). Reports handshakes+Registers per second, wake+Update per second,
 # and the daemon's resident memory per registered, hibernated device (RSS delta / N after a
 # malloc_trim wave). The lib-level handshake rate next to a raw wolfSSL loop in the same run is
-# tests/bench/dtls_bench.c. Appends a JSON line to bench/results/dtls_daemon.json.
+# tests/bench/dtls_bench.c. The per-prefix hello limit is off (all clients share 127.0.0.1). Appends a JSON line to bench/results/dtls_daemon.json.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-build}
@@ -28,7 +28,7 @@ cport=$(port) sport=$(port) aport=$(port)
 tok=$(cat "$tmp/tok")
 "$bin" --set server.shards=1 --set "coap.listen=127.0.0.1:$cport" --set "coaps.listen=127.0.0.1:$sport" \
   --set "api.listen=127.0.0.1:$aport" --set "api.bootstrap_token_file=$tmp/tok" \
-  --set "server.state_dir=$tmp/state" --set coaps.hibernate_idle=${DTLS_DAEMON_HIBERNATE:-1s} --set log.level=warning \
+  --set "server.state_dir=$tmp/state" --set coaps.hibernate_idle=${DTLS_DAEMON_HIBERNATE:-1s} --set coaps.hello_rate=0 --set log.level=warning \
   > "$tmp/d.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$aport/healthz" && break; sleep 0.1; done
