@@ -6,6 +6,7 @@
 #include "lwm2m/link.h"
 #include "control.h"
 #include "lwm2m/registry.h"
+#include "ops.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -1214,6 +1215,7 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
     regsrv_id_format(gr->node.id, id);
     respond(r, p, m, LW_COAP_CREATED, NULL, id);
     post_event(r, LW_EV_REGISTERED, gr, NULL, false);
+    ops_uplink(r, gr->node.id, gr->node.gen, true);
 out:
     objlist_release(objs);
 }
@@ -1281,6 +1283,7 @@ static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg
     stat_inc(&r->stats.results[RS_UPD_OK]);
     respond(r, p, m, LW_COAP_CHANGED, NULL, NULL);
     post_event(r, LW_EV_UPDATED, gr, NULL, heartbeat);
+    ops_uplink(r, gr->node.id, gr->node.gen, false);
 out:
     lw_buf_deinit(&b);
     objlist_release(objs);
@@ -1298,6 +1301,8 @@ static void handle(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m
         }
         seg[nseg++] = LW_BYTES(lw_coap_opt_data(o), o->len);
     }
+    if (nseg == 1 && lw_bytes_eq_str(seg[0], "dp") && ops_dev_request(r, p, m))
+        return; /* Send (ops.c) */
     if (nseg < 1 || nseg > 2 || !lw_bytes_eq_str(seg[0], "rd")) {
         stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
         respond(r, p, m, LW_COAP_NOT_FOUND, NULL, NULL);
@@ -1502,7 +1507,10 @@ int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
     }
     r->ops = ops;
     r->ctx = ctx;
-    r->coap_ops = (struct lw_coap_ops){.send = on_send, .on_request = on_request};
+    r->coap_ops = (struct lw_coap_ops){.send = on_send,
+                                       .on_request = on_request,
+                                       .on_response = ops_coap_response,
+                                       .on_notify = ops_coap_notify};
     int rc = lw_coap_env_init(&r->env, &r->cfg.coap, &r->coap_ops);
     if (rc)
         return rc;
@@ -1625,6 +1633,45 @@ int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason,
     post_event(r, LW_EV_DEREGISTERED, gr, reason, false);
     reg_destroy(r, gr);
     return 0;
+}
+
+int regsrv_dev_find(struct regsrv *r, uint64_t id, uint32_t gen, struct regsrv_dev *out)
+{
+    struct reg *gr = reg_find(r, id);
+    if (!gr || gr->node.gen != gen || !gr->peer)
+        return LW_ENOENT;
+    out->peer = gr->peer;
+    out->ver = gr->ver;
+    out->queue = gr->queue;
+    out->ep = gr->node.name;
+    return 0;
+}
+
+int regsrv_dev_types(struct regsrv *r, const struct peer *p, struct lw_arena *a,
+                     struct lw_m2m_reg_links *links, struct lw_m2m_reg_types_ctx *ctx)
+{
+    ctx->reg_links = NULL;
+    ctx->registry = g.objreg;
+    if (!p->reg || !p->reg->objs)
+        return LW_ENOENT;
+    size_t off = 0;
+    (void)r;
+    if (lw_m2m_link_parse_reg(p->reg->objs->bytes, p->reg->objs->len, a, NULL, links, &off) != 0)
+        return LW_ENOMEM;
+    ctx->reg_links = links;
+    return 0;
+}
+
+const struct lw_m2m_registry *regsrv_objreg(void)
+{
+    return g.objreg;
+}
+
+void regsrv_peer_settle(struct regsrv *r, struct peer *p, uint64_t now)
+{
+    if (now > r->now)
+        r->now = now;
+    settle(r, p);
 }
 
 int regsrv_get_json(struct regsrv *r, uint64_t id, uint32_t gen, json_t **json)

@@ -210,6 +210,28 @@ void regsrv_fwd_free(struct regsrv_fwd *f);
 int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason, json_t **json);
 /* The registration JSON (devices.h schema) of (id, gen): 0 with *json owned, or LW_ENOENT. */
 int regsrv_get_json(struct regsrv *r, uint64_t id, uint32_t gen, json_t **json);
+/* ---- device management (ops.c) ---- */
+struct regsrv_dev {
+    struct peer *peer; /* borrowed: valid on this shard's thread until the next event */
+    uint8_t ver;       /* LwM2M version, major << 4 | minor */
+    bool queue;        /* registered in queue mode */
+    const char *ep;    /* endpoint name (borrowed) */
+};
+/* Facts about registration (id, gen) on this shard: 0 or LW_ENOENT (gone, or not bound). */
+int regsrv_dev_find(struct regsrv *r, uint64_t id, uint32_t gen, struct regsrv_dev *out);
+/* A type resolver context for the device bound to p: its announced object versions, parsed into
+ * links (memory from a; borrowed by ctx). 0, LW_ENOENT (no object list: ctx falls back to the
+ * newest versions) or LW_ENOMEM. */
+struct lw_m2m_reg_links;
+struct lw_m2m_reg_types_ctx;
+int regsrv_dev_types(struct regsrv *r, const struct peer *p, struct lw_arena *a,
+                     struct lw_m2m_reg_links *links, struct lw_m2m_reg_types_ctx *ctx);
+/* The process-wide object registry (read-only after reg_global_init; any thread). */
+struct lw_m2m_registry;
+const struct lw_m2m_registry *regsrv_objreg(void);
+/* Re-arms p's timer after work was queued on p->ep outside a datagram or timer callback. */
+void regsrv_peer_settle(struct regsrv *r, struct peer *p, uint64_t now);
+
 /* Registrations matching f with endpoint > cursor (NULL: all), the `limit` smallest in endpoint
  * byte order, as a JSON array (owned) sorted by endpoint. *more is set when more matched. */
 json_t *regsrv_list(struct regsrv *r, const struct lw_dev_filter *f, const char *cursor,

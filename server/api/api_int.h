@@ -218,6 +218,16 @@ void h_credentials_put(struct api_req *r, char *const *params, const char *query
 void h_credentials_get(struct api_req *r, char *const *params, const char *query);
 void h_credentials_delete(struct api_req *r, char *const *params, const char *query);
 
+/* ---- device management (dm.c; route handlers) ---------------------------------------------- */
+void h_dm_read(struct api_req *r, char *const *params, const char *query);
+void h_dm_discover(struct api_req *r, char *const *params, const char *query);
+void h_dm_write(struct api_req *r, char *const *params, const char *query);
+void h_dm_patch(struct api_req *r, char *const *params, const char *query);
+void h_dm_create(struct api_req *r, char *const *params, const char *query);
+void h_dm_delete(struct api_req *r, char *const *params, const char *query);
+void h_dm_execute(struct api_req *r, char *const *params, const char *query);
+void h_operation_get(struct api_req *r, char *const *params, const char *query);
+
 /* ---- metrics (router.c) -------------------------------------------------------------------- */
 void api_metrics_observe(const struct api_req *r, uint64_t dur_ns);
 void api_metrics_write(struct lw_buf *out);

@@ -21,7 +21,7 @@ struct api_settings api_set = {
     .sse_ring = 10000,
 };
 
-#define MAX_SEGS 8
+#define MAX_SEGS 10
 
 /* ---- roles ---------------------------------------------------------------------------------- */
 
@@ -54,6 +54,7 @@ const char *api_status_text(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 409: return "Conflict";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
@@ -405,6 +406,38 @@ const struct api_route api_routes[] = {
     {HTTP_DELETE, "/api/v1/devices/{endpoint}/credentials", h_credentials_delete, API_ROLE_ADMIN,
      false, true, "credentials_delete"},
     {HTTP_GET, "/api/v1/events", h_events, API_ROLE_VIEWER, false, false, "events"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/data/{o}", h_dm_read, API_ROLE_VIEWER, false, false,
+     "dm_read"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/discover/{o}", h_dm_discover, API_ROLE_VIEWER, false,
+     false, "dm_discover"},
+    {HTTP_POST, "/api/v1/devices/{endpoint}/data/{o}", h_dm_create, API_ROLE_OPERATOR, false, true,
+     "dm_create"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/data/{o}/{i}", h_dm_read, API_ROLE_VIEWER, false, false,
+     "dm_read"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/discover/{o}/{i}", h_dm_discover, API_ROLE_VIEWER, false,
+     false, "dm_discover"},
+    {HTTP_PUT, "/api/v1/devices/{endpoint}/data/{o}/{i}", h_dm_write, API_ROLE_OPERATOR, false,
+     true, "dm_write"},
+    {HTTP_PATCH, "/api/v1/devices/{endpoint}/data/{o}/{i}", h_dm_patch, API_ROLE_OPERATOR, false,
+     true, "dm_patch"},
+    {HTTP_DELETE, "/api/v1/devices/{endpoint}/data/{o}/{i}", h_dm_delete, API_ROLE_OPERATOR, false,
+     true, "dm_delete"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/data/{o}/{i}/{r}", h_dm_read, API_ROLE_VIEWER, false,
+     false, "dm_read"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/discover/{o}/{i}/{r}", h_dm_discover, API_ROLE_VIEWER,
+     false, false, "dm_discover"},
+    {HTTP_PUT, "/api/v1/devices/{endpoint}/data/{o}/{i}/{r}", h_dm_write, API_ROLE_OPERATOR, false,
+     true, "dm_write"},
+    {HTTP_POST, "/api/v1/devices/{endpoint}/execute/{o}/{i}/{r}", h_dm_execute, API_ROLE_OPERATOR,
+     false, true, "dm_execute"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/data/{o}/{i}/{r}/{ri}", h_dm_read, API_ROLE_VIEWER,
+     false, false, "dm_read"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/discover/{o}/{i}/{r}/{ri}", h_dm_discover,
+     API_ROLE_VIEWER, false, false, "dm_discover"},
+    {HTTP_PUT, "/api/v1/devices/{endpoint}/data/{o}/{i}/{r}/{ri}", h_dm_write, API_ROLE_OPERATOR,
+     false, true, "dm_write"},
+    {HTTP_GET, "/api/v1/operations/{id}", h_operation_get, API_ROLE_VIEWER, false, false,
+     "operation_get"},
 };
 const size_t api_routes_n = LW_ARRAY_SIZE(api_routes);
 

@@ -1,0 +1,277 @@
+/* server/api/dm.c - device management routes: Read / Write / Execute / Discover / Delete /
+ * Create through operation resources (ops.h), and GET /api/v1/operations/{id}.
+ *
+ * A call validates its input (404 unknown device, 400 bad path / body / value type, 406
+ * unsupported format), creates an operation and, with ?wait=DURATION (default
+ * ops_wait_default_ms, 0 = do not wait), answers 200 with the finished operation when it
+ * completes in time, else 202 with Location: /api/v1/operations/{id}. Control thread only. */
+#include "api_int.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "lwm2m/fmt.h"
+#include "lwm2m/registry.h"
+#include "ops.h"
+#include "registry.h"
+#include "values.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_WAIT_MS 300000u
+
+static uint64_t cookie_of(const struct api_req *r)
+{
+    return r->conn->id << 24 | (r->seq & 0xffffff);
+}
+
+static struct api_req *req_of_cookie(uint64_t cookie)
+{
+    struct api_conn *c = api_conn_lookup(cookie >> 24);
+    if (!c)
+        return NULL;
+    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
+    return r && !r->done ? r : NULL;
+}
+
+/* "250ms", "5s", "2m", or bare seconds. -1 when malformed. */
+static int64_t parse_duration(const char *s)
+{
+    char *end;
+    if (!*s)
+        return -1;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    double mul = 1000;
+    if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "s") || !*end)
+        mul = 1000;
+    else if (!strcmp(end, "m"))
+        mul = 60000;
+    else
+        return -1;
+    double ms = v * mul;
+    return ms > 1e9 ? -1 : (int64_t)ms;
+}
+
+static void on_wait(uint64_t cookie, json_t *op, bool final)
+{
+    struct api_req *r = req_of_cookie(cookie);
+    if (!r)
+        return;
+    if (!final) {
+        char h[96];
+        snprintf(h, sizeof(h), "Location: /api/v1/operations/%s\r\n",
+                 json_string_value(json_object_get(op, "id")));
+        api_reply_headers(r, h);
+        api_reply_json(r, 202, json_incref(op));
+    } else {
+        api_reply_json(r, 200, json_incref(op));
+    }
+}
+
+/* Joins params[first..] ("3","0","1") into a path; false after answering 400. */
+static bool path_of(struct api_req *r, char *const *params, int first, int n, struct lw_m2m_path *p)
+{
+    char s[64] = "";
+    size_t len = 0;
+    for (int i = first; i < first + n; i++) {
+        int w = snprintf(s + len, sizeof(s) - len, "/%s", params[i]);
+        if (w < 0 || (size_t)w >= sizeof(s) - len)
+            goto bad;
+        len += (size_t)w;
+    }
+    if (n == 0)
+        snprintf(s, sizeof(s), "/");
+    if (lw_m2m_path_parse(s, strlen(s), p) == 0)
+        return true;
+bad:
+    api_problem(r, 400, "invalid-path", "'%s' is not an LwM2M path (/object/instance/resource/...)",
+                s);
+    return false;
+}
+
+/* Common tail: format, wait, submit. */
+static void submit(struct api_req *r, struct ops_spec *sp, const char *query)
+{
+    char buf[64];
+    int64_t wait = ops_wait_default_ms();
+    uint64_t id;
+    sp->endpoint = r->target;
+    sp->format = OPS_FORMAT_DEFAULT;
+    int q = api_query_get(query, "format", buf, sizeof(buf));
+    if (q < 0 || (q > 0 && (lw_m2m_cf_parse(buf, strlen(buf), &sp->format) != 0 ||
+                            !lw_m2m_cf_supported(sp->format)))) {
+        api_problem(r, 406, "unsupported-format",
+                    "format must be one of tlv, senml-json, senml-cbor, lwm2m-cbor, json, text, "
+                    "opaque, cbor");
+        return;
+    }
+    if ((q = api_query_get(query, "wait", buf, sizeof(buf))) != 0) {
+        wait = q < 0 ? -1 : parse_duration(buf);
+        if (wait < 0 || wait > MAX_WAIT_MS) {
+            api_problem(r, 400, "invalid-parameter", "wait must be a duration up to 5m");
+            return;
+        }
+    }
+    if ((q = api_query_get(query, "timeout", buf, sizeof(buf))) != 0) {
+        int64_t t = q < 0 ? -1 : parse_duration(buf);
+        if (t <= 0 || t > 3600000) {
+            api_problem(r, 400, "invalid-parameter", "timeout must be a duration up to 1h");
+            return;
+        }
+        sp->timeout_ms = (uint32_t)t;
+    }
+    int rc = ops_submit(sp, &id);
+    switch (rc) {
+    case 0: break;
+    case LW_ENOENT:
+        api_problem(r, 404, "device-not-found", "no device is registered as '%s'", r->target);
+        return;
+    case LW_ECANCELED: api_problem(r, 503, "shutting-down", "the server is stopping"); return;
+    case LW_EINVAL: api_problem(r, 400, "invalid-parameter", "invalid endpoint"); return;
+    default:
+        api_problem(r, 500, "internal", "cannot create the operation: %s", lw_strerror(rc));
+        return;
+    }
+    char target[200];
+    snprintf(target, sizeof(target), "%s %s", r->target, ops_kind_name(sp->kind));
+    api_audit(r, ops_kind_name(sp->kind), target);
+    if (ops_wait(id, (uint32_t)wait, on_wait, cookie_of(r)) != 0)
+        api_problem(r, 500, "internal", "operation %llu vanished", (unsigned long long)id);
+}
+
+/* Validates a values body against the newest object versions (the shard checks again against
+ * the device's own versions). false after answering 400. */
+static bool check_values(struct api_req *r, const struct lw_m2m_path *within)
+{
+    struct lw_arena a;
+    struct lw_m2m_records recs = {0};
+    char err[200] = "";
+    if (!r->json) {
+        api_problem(r, 400, "invalid-body", "a JSON body {\"values\":[...]} is required");
+        return false;
+    }
+    struct lw_m2m_types t = {0};
+    if (regsrv_objreg())
+        t = lw_m2m_registry_types(regsrv_objreg());
+    lw_arena_init(&a, 4096, 16u << 20);
+    int rc = values_from_json(r->json, within, &t, &a, &recs, err, sizeof(err));
+    lw_arena_deinit(&a);
+    if (rc == 0 && recs.n == 0) {
+        snprintf(err, sizeof(err), "\"values\" is empty");
+        rc = LW_EINVAL;
+    }
+    if (rc) {
+        api_problem(r, 400, rc == LW_ETYPE ? "invalid-value" : "invalid-body", "%s",
+                    *err ? err : lw_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static int nparams(const struct api_req *r)
+{
+    /* params after the endpoint: count the segments after ".../data/" etc. from the route */
+    const char *p = api_routes[r->route].pattern;
+    int n = 0;
+    for (; *p; p++)
+        n += *p == '{';
+    return n - 1;
+}
+
+void h_dm_read(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_READ};
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    submit(r, &sp, query);
+}
+
+void h_dm_discover(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_DISCOVER};
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    submit(r, &sp, query);
+}
+
+static void write_common(struct api_req *r, char *const *params, const char *query,
+                         enum ops_kind kind)
+{
+    struct ops_spec sp = {.kind = kind};
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    if (sp.path.len < 2 && kind != OPS_CREATE) {
+        api_problem(r, 400, "invalid-path", "Write needs an object instance or resource path");
+        return;
+    }
+    if (kind == OPS_WRITE_PARTIAL && sp.path.len < 2) {
+        api_problem(r, 400, "invalid-path", "partial update needs an object instance path");
+        return;
+    }
+    if (!check_values(r, &sp.path))
+        return;
+    sp.body = r->json;
+    submit(r, &sp, query);
+}
+
+void h_dm_write(struct api_req *r, char *const *params, const char *query)
+{
+    write_common(r, params, query, OPS_WRITE);
+}
+
+void h_dm_patch(struct api_req *r, char *const *params, const char *query)
+{
+    write_common(r, params, query, OPS_WRITE_PARTIAL);
+}
+
+void h_dm_create(struct api_req *r, char *const *params, const char *query)
+{
+    write_common(r, params, query, OPS_CREATE);
+}
+
+void h_dm_delete(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_DELETE};
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    if (sp.path.len != 2) {
+        api_problem(r, 400, "invalid-path", "Delete needs an object instance path /o/i");
+        return;
+    }
+    submit(r, &sp, query);
+}
+
+void h_dm_execute(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_EXECUTE};
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    if (sp.path.len != 3) {
+        api_problem(r, 400, "invalid-path", "Execute needs a resource path /o/i/r");
+        return;
+    }
+    const json_t *args = r->json ? json_object_get(r->json, "arguments") : NULL;
+    if (args && !json_is_string(args)) {
+        api_problem(r, 400, "invalid-body", "\"arguments\" must be a string, e.g. \"0='a',1\"");
+        return;
+    }
+    sp.args = args ? json_string_value(args) : NULL;
+    submit(r, &sp, query);
+}
+
+void h_operation_get(struct api_req *r, char *const *params, const char *query)
+{
+    uint64_t id;
+    (void)query;
+    json_t *j = lw_parse_u64(params[0], strlen(params[0]), &id) == 0 ? ops_json(id) : NULL;
+    if (!j) {
+        api_problem(r, 404, "operation-not-found", "no operation '%s' (unknown or expired)",
+                    params[0]);
+        return;
+    }
+    api_reply_json(r, 200, j);
+}

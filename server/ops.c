@@ -1,0 +1,810 @@
+/* The operations engine (ops.h): operation resources on the control thread, request encoding
+ * and response decoding on the shard that owns the device. Messages between them carry ids
+ * (operation id, registration id + generation), never pointers into the other thread's state. */
+#include "ops.h"
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/list.h"
+#include "base/timer.h"
+#include "base/util.h"
+#include "control.h"
+#include "dir.h"
+#include "events.h"
+#include "log.h"
+#include "lwm2m/fmt.h"
+#include "lwm2m/link.h"
+#include "lwm2m/registry.h"
+#include "registry.h"
+#include "shard.h"
+#include "values.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[OPS__COUNT] = {
+    "read", "discover", "write", "write-partial", "execute", "create", "delete",
+};
+static const char *const state_names[] = {"queued", "sent", "succeeded", "failed", "timeout"};
+
+const char *ops_kind_name(enum ops_kind k)
+{
+    return (unsigned)k < OPS__COUNT ? kind_names[k] : "unknown";
+}
+
+const char *ops_state_name(enum ops_state s)
+{
+    return (unsigned)s < LW_ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+static uint64_t hash_id(uint64_t id)
+{
+    return id * 0x9e3779b97f4a7c15ull ^ (id >> 29);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Messages
+ */
+enum { MSG_REQ, MSG_CANCEL };
+
+/* control -> shard */
+struct req_msg {
+    struct xmsg m;
+    int what;
+    uint64_t op_id, reg_id;
+    uint32_t gen;
+    uint8_t kind;
+    uint16_t cf;
+    struct lw_m2m_path path;
+    json_t *body; /* owned reference */
+    char *args;   /* owned */
+};
+
+/* shard -> control */
+struct res_msg {
+    struct xmsg m;
+    uint64_t op_id;
+    uint8_t state;
+    uint8_t code;
+    uint16_t cf;
+    json_t *result; /* owned */
+    char error[160];
+};
+
+static void run_shard(struct shard *s, struct xmsg *m);
+
+static void req_free(struct req_msg *q)
+{
+    json_decref(q->body);
+    free(q->args);
+    free(q);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Control thread: operation resources
+ */
+struct waiter {
+    struct lw_timer t;
+    struct waiter *next;
+    struct op *op;
+    ops_wait_fn fn;
+    uint64_t cookie;
+};
+
+struct op {
+    struct lw_list link; /* history, oldest first */
+    struct lw_timer tmo;
+    uint64_t id, reg_id;
+    uint32_t gen;
+    unsigned shard;
+    uint8_t kind, state, code;
+    uint16_t cf;
+    char ep[DIR_MAX_NAME + 1];
+    char path[32];
+    json_t *result;
+    char error[160];
+    int64_t created_ms, sent_ms, done_ms;
+    struct waiter *waiters;
+};
+
+static struct {
+    bool started;
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    struct lw_wheel wheel;
+    struct lw_hmap map;
+    struct lw_list fifo;
+    size_t n;
+    uint64_t next_id;
+    struct ops_cfg cfg;
+} C;
+
+static bool op_eq(const void *item, const void *key)
+{
+    return ((const struct op *)item)->id == *(const uint64_t *)key;
+}
+
+static struct op *op_find(uint64_t id)
+{
+    return C.started ? lw_hmap_get(&C.map, hash_id(id), &id, op_eq) : NULL;
+}
+
+static void kick(void);
+
+static void on_uv_timer(uv_timer_t *t)
+{
+    (void)t;
+    lw_wheel_advance(&C.wheel, uv_now(C.loop));
+    kick();
+}
+
+static void kick(void)
+{
+    if (!C.started)
+        return;
+    uint64_t d = lw_wheel_next_deadline(&C.wheel);
+    if (d == LW_WHEEL_NEVER) {
+        uv_timer_stop(&C.timer);
+        return;
+    }
+    uint64_t now = uv_now(C.loop);
+    uv_timer_start(&C.timer, on_uv_timer, d > now ? d - now : 0, 0);
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (!ms)
+        return json_null();
+    char b[32], out[40];
+    values_rfc3339(ms / 1000, b);
+    /* milliseconds: "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+    size_t n = strlen(b);
+    if (n > 0)
+        b[n - 1] = '\0';
+    snprintf(out, sizeof(out), "%s.%03dZ", b, (int)(ms % 1000));
+    return json_string(out);
+}
+
+static json_t *op_to_json(const struct op *o)
+{
+    char id[24], code[8];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)o->id);
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "endpoint", json_string(o->ep));
+    json_object_set_new(j, "kind", json_string(ops_kind_name(o->kind)));
+    json_object_set_new(j, "path", json_string(o->path));
+    json_object_set_new(j, "state", json_string(ops_state_name(o->state)));
+    if (o->code) {
+        snprintf(code, sizeof(code), "%u.%02u", LW_COAP_CODE_CLASS(o->code),
+                 LW_COAP_CODE_DETAIL(o->code));
+        json_object_set_new(j, "coap_code", json_string(code));
+    } else {
+        json_object_set_new(j, "coap_code", json_null());
+    }
+    const char *fmt = o->cf != OPS_FORMAT_DEFAULT ? lw_m2m_cf_name(o->cf) : NULL;
+    json_object_set_new(j, "format", fmt ? json_string(fmt) : json_null());
+    json_object_set_new(j, "result", o->result ? json_incref(o->result) : json_null());
+    json_object_set_new(j, "error", o->error[0] ? json_string(o->error) : json_null());
+    json_object_set_new(j, "created_at", time_or_null(o->created_ms));
+    json_object_set_new(j, "sent_at", time_or_null(o->sent_ms));
+    json_object_set_new(j, "completed_at", time_or_null(o->done_ms));
+    json_object_set_new(j, "duration_ms",
+                        o->done_ms ? json_integer(o->done_ms - o->created_ms) : json_null());
+    return j;
+}
+
+static bool op_final(const struct op *o)
+{
+    return o->state >= OPS_SUCCEEDED;
+}
+
+static void op_free(struct op *o)
+{
+    lw_wheel_cancel(&C.wheel, &o->tmo);
+    while (o->waiters) {
+        struct waiter *w = o->waiters;
+        o->waiters = w->next;
+        lw_wheel_cancel(&C.wheel, &w->t);
+        free(w);
+    }
+    json_decref(o->result);
+    free(o);
+}
+
+/* Drops the oldest finished operations beyond the history size. */
+static void evict(void)
+{
+    struct lw_list *it = C.fifo.next;
+    while (C.n > C.cfg.history && it != &C.fifo) {
+        struct op *o = lw_container_of(it, struct op, link);
+        it = it->next;
+        if (!op_final(o))
+            continue;
+        lw_list_remove(&o->link);
+        lw_hmap_del_item(&C.map, hash_id(o->id), o);
+        C.n--;
+        op_free(o);
+    }
+}
+
+static void wake(struct op *o, bool final)
+{
+    json_t *j = NULL;
+    while (o->waiters) {
+        struct waiter *w = o->waiters;
+        o->waiters = w->next;
+        lw_wheel_cancel(&C.wheel, &w->t);
+        if (!j)
+            j = op_to_json(o);
+        w->fn(w->cookie, j, final);
+        free(w);
+    }
+    json_decref(j);
+}
+
+static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, const char *error)
+{
+    if (op_final(o)) {
+        json_decref(result);
+        return;
+    }
+    o->state = state;
+    o->code = code;
+    json_decref(o->result);
+    o->result = result;
+    snprintf(o->error, sizeof(o->error), "%s", error ? error : "");
+    o->done_ms = lw_wall_ms();
+    lw_wheel_cancel(&C.wheel, &o->tmo);
+    struct lw_event *ev = lw_event_new(LW_EV_OPERATION, o->ep);
+    if (ev) {
+        json_decref(ev->data);
+        ev->data = op_to_json(o);
+        lw_events_post(ev);
+    }
+    log_debug(M2M, "operation %llu %s %s %s: %s", (unsigned long long)o->id, ops_kind_name(o->kind),
+              o->ep, o->path, ops_state_name(o->state));
+    wake(o, true);
+    evict();
+    kick();
+}
+
+static void post_cancel(struct op *o)
+{
+    struct req_msg *q = calloc(1, sizeof(*q));
+    struct shard *s = o->shard < shards_count() ? shard_get(o->shard) : NULL;
+    if (!q || !s) {
+        free(q);
+        return;
+    }
+    q->what = MSG_CANCEL;
+    q->op_id = o->id;
+    q->reg_id = o->reg_id;
+    q->gen = o->gen;
+    q->m.run = run_shard;
+    if (!shard_post(s, &q->m))
+        req_free(q);
+}
+
+static void on_op_timeout(struct lw_timer *t)
+{
+    struct op *o = lw_container_of(t, struct op, tmo);
+    post_cancel(o);
+    finish(o, OPS_TIMEOUT, 0, NULL, "the device did not answer in time");
+}
+
+static void on_wait_timeout(struct lw_timer *t)
+{
+    struct waiter *w = lw_container_of(t, struct waiter, t);
+    struct op *o = w->op;
+    struct waiter **pp = &o->waiters;
+    while (*pp && *pp != w)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = w->next;
+    json_t *j = op_to_json(o);
+    w->fn(w->cookie, j, false);
+    json_decref(j);
+    free(w);
+}
+
+/* Control thread: a shard's answer. */
+static void run_result(struct shard *s, struct xmsg *m)
+{
+    struct res_msg *rm = lw_container_of(m, struct res_msg, m);
+    (void)s;
+    struct op *o = op_find(rm->op_id);
+    if (!o) {
+        json_decref(rm->result);
+    } else if (rm->state == OPS_SENT || rm->state == OPS_QUEUED) {
+        if (!op_final(o)) {
+            o->state = rm->state;
+            if (rm->state == OPS_SENT && !o->sent_ms)
+                o->sent_ms = lw_wall_ms();
+            if (rm->state == OPS_QUEUED)
+                wake(o, false); /* a sleeping device: ?wait does not block */
+        }
+        json_decref(rm->result);
+    } else {
+        if (rm->cf != OPS_FORMAT_DEFAULT)
+            o->cf = rm->cf;
+        finish(o, rm->state, rm->code, rm->result, rm->error[0] ? rm->error : NULL);
+    }
+    free(rm);
+}
+
+int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
+{
+    memset(&C, 0, sizeof(C));
+    if (cfg)
+        C.cfg = *cfg;
+    if (!C.cfg.timeout_ms)
+        C.cfg.timeout_ms = 60000;
+    if (!C.cfg.wait_default_ms)
+        C.cfg.wait_default_ms = 5000;
+    if (!C.cfg.history)
+        C.cfg.history = 10000;
+    C.loop = loop;
+    if (lw_hmap_init(&C.map, 0) != 0)
+        return LW_ENOMEM;
+    lw_list_init(&C.fifo);
+    lw_wheel_init(&C.wheel, uv_now(loop));
+    uv_timer_init(loop, &C.timer);
+    C.next_id = 1;
+    C.started = true;
+    return 0;
+}
+
+uint32_t ops_wait_default_ms(void)
+{
+    return C.cfg.wait_default_ms ? C.cfg.wait_default_ms : 5000;
+}
+
+void ops_stop(void)
+{
+    if (!C.started)
+        return;
+    struct lw_list *it;
+    while ((it = lw_list_pop_front(&C.fifo))) {
+        struct op *o = lw_container_of(it, struct op, link);
+        wake(o, false);
+        op_free(o);
+    }
+    lw_hmap_deinit(&C.map);
+    uv_timer_stop(&C.timer);
+    uv_close((uv_handle_t *)&C.timer, NULL);
+    C.started = false;
+}
+
+int ops_submit(const struct ops_spec *sp, uint64_t *id)
+{
+    struct dir_ref ref;
+    if (!C.started)
+        return LW_ECANCELED;
+    size_t eplen = strlen(sp->endpoint);
+    if (eplen == 0 || eplen > DIR_MAX_NAME || (unsigned)sp->kind >= OPS__COUNT)
+        return LW_EINVAL;
+    if (dir_lookup(sp->endpoint, eplen, &ref) != 0)
+        return LW_ENOENT;
+    struct shard *s = ref.shard < shards_count() ? shard_get(ref.shard) : NULL;
+    if (!s)
+        return LW_ENOENT;
+    struct op *o = calloc(1, sizeof(*o));
+    struct req_msg *q = calloc(1, sizeof(*q));
+    if (!o || !q || (sp->args && !(q->args = strdup(sp->args)))) {
+        free(o);
+        if (q)
+            req_free(q);
+        return LW_ENOMEM;
+    }
+    o->id = C.next_id++;
+    o->reg_id = ref.id;
+    o->gen = ref.gen;
+    o->shard = ref.shard;
+    o->kind = (uint8_t)sp->kind;
+    o->state = OPS_QUEUED;
+    o->cf = sp->format;
+    memcpy(o->ep, sp->endpoint, eplen + 1);
+    lw_m2m_path_format(&sp->path, o->path, sizeof(o->path));
+    o->created_ms = lw_wall_ms();
+    lw_timer_init(&o->tmo, on_op_timeout);
+    if (lw_hmap_put(&C.map, hash_id(o->id), o) != 0) {
+        free(o);
+        req_free(q);
+        return LW_ENOMEM;
+    }
+    lw_list_push_back(&C.fifo, &o->link);
+    C.n++;
+    q->what = MSG_REQ;
+    q->op_id = o->id;
+    q->reg_id = ref.id;
+    q->gen = ref.gen;
+    q->kind = (uint8_t)sp->kind;
+    q->cf = sp->format;
+    q->path = sp->path;
+    q->body = sp->body ? json_incref(sp->body) : NULL;
+    q->m.run = run_shard;
+    if (!shard_post(s, &q->m)) {
+        req_free(q);
+        finish(o, OPS_FAILED, 0, NULL, "the server is stopping");
+    } else {
+        uint64_t now = uv_now(C.loop);
+        lw_wheel_advance(&C.wheel, now);
+        lw_wheel_arm(&C.wheel, &o->tmo, now + (sp->timeout_ms ? sp->timeout_ms : C.cfg.timeout_ms));
+        kick();
+    }
+    *id = o->id;
+    evict();
+    return 0;
+}
+
+json_t *ops_json(uint64_t id)
+{
+    struct op *o = op_find(id);
+    return o ? op_to_json(o) : NULL;
+}
+
+int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie)
+{
+    struct op *o = op_find(id);
+    if (!o)
+        return LW_ENOENT;
+    if (op_final(o) || ms == 0) {
+        json_t *j = op_to_json(o);
+        fn(cookie, j, op_final(o));
+        json_decref(j);
+        return 0;
+    }
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return LW_ENOMEM;
+    w->op = o;
+    w->fn = fn;
+    w->cookie = cookie;
+    w->next = o->waiters;
+    o->waiters = w;
+    lw_timer_init(&w->t, on_wait_timeout);
+    uint64_t now = uv_now(C.loop);
+    lw_wheel_advance(&C.wheel, now);
+    lw_wheel_arm(&C.wheel, &w->t, now + ms);
+    kick();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Shard threads
+ */
+struct infl {
+    uint64_t op_id, reg_id;
+    uint32_t gen;
+    struct lw_coap_handle h;
+    uint8_t kind;
+    uint16_t cf;
+    struct lw_m2m_path path;
+};
+
+struct ops_shard {
+    struct lw_hmap infl; /* struct infl by op id */
+    struct lw_arena arena;
+};
+
+/* Per-shard state, indexed by shard id; each entry is created and used only by its shard's
+ * thread (ops_stop runs after the shards joined). */
+static struct ops_shard *SH[256];
+
+static bool infl_eq(const void *item, const void *key)
+{
+    return ((const struct infl *)item)->op_id == *(const uint64_t *)key;
+}
+
+static struct ops_shard *shard_state(unsigned i, bool create)
+{
+    if (i >= LW_ARRAY_SIZE(SH))
+        return NULL;
+    if (!SH[i] && create) {
+        struct ops_shard *x = calloc(1, sizeof(*x));
+        if (!x || lw_hmap_init(&x->infl, 0) != 0) {
+            free(x);
+            return NULL;
+        }
+        lw_arena_init(&x->arena, 4096, 4u << 20);
+        SH[i] = x;
+    }
+    return SH[i];
+}
+
+static void post_result(uint64_t op_id, uint8_t state, uint8_t code, uint16_t cf, json_t *result,
+                        const char *error)
+{
+    struct res_msg *rm = calloc(1, sizeof(*rm));
+    if (!rm) {
+        json_decref(result);
+        return;
+    }
+    rm->op_id = op_id;
+    rm->state = state;
+    rm->code = code;
+    rm->cf = cf;
+    rm->result = result;
+    if (error)
+        snprintf(rm->error, sizeof(rm->error), "%s", error);
+    rm->m.run = run_result;
+    if (!lw_control_post(&rm->m)) {
+        json_decref(rm->result);
+        free(rm);
+    }
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    return lw_m2m_path_cmp(&((const struct lw_m2m_record *)a)->path,
+                           &((const struct lw_m2m_record *)b)->path);
+}
+
+/* The content format for a request to a device of version ver (protocol.md §4.3). */
+static uint16_t default_cf(uint8_t ver, const struct lw_m2m_path *p, bool write)
+{
+    (void)p;
+    (void)write;
+    if (ver <= 0x10)
+        return LW_M2M_CF_TLV;
+    if (ver >= 0x12)
+        return LW_M2M_CF_LWM2M_CBOR;
+    return LW_M2M_CF_SENML_CBOR;
+}
+
+/* Builds and sends the CoAP request of q on dev's endpoint. 0, or an error with why. */
+static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg *q,
+                    const struct regsrv_dev *dev, uint64_t now, char *why, size_t cap)
+{
+    struct lw_coap_msg msg;
+    struct lw_buf pl;
+    char path[32];
+    struct lw_m2m_reg_links links;
+    struct lw_m2m_reg_types_ctx tctx;
+    struct lw_m2m_types types = {0};
+    struct infl *in = NULL;
+    int rc = 0;
+    uint16_t cf = q->cf;
+    lw_buf_init(&pl, 256);
+    lw_coap_msg_init(&msg, LW_COAP_CON, LW_COAP_GET);
+    lw_m2m_path_format(&q->path, path, sizeof(path));
+    if (q->path.len > 0 && (rc = lw_coap_add_uri_path(&msg, path + 1)) != 0)
+        goto out;
+    switch (q->kind) {
+    case OPS_READ:
+        if (cf == OPS_FORMAT_DEFAULT)
+            cf = default_cf(dev->ver, &q->path, false);
+        rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
+        break;
+    case OPS_DISCOVER:
+        msg.code = LW_COAP_GET;
+        rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, 40);
+        cf = OPS_FORMAT_DEFAULT;
+        break;
+    case OPS_WRITE:
+    case OPS_WRITE_PARTIAL:
+    case OPS_CREATE: {
+        struct lw_m2m_records recs = {0};
+        msg.code = q->kind == OPS_WRITE ? LW_COAP_PUT : LW_COAP_POST;
+        if (cf == OPS_FORMAT_DEFAULT)
+            cf = default_cf(dev->ver, &q->path, true);
+        if (regsrv_dev_types(r, dev->peer, &x->arena, &links, &tctx) == 0 || tctx.registry)
+            types = tctx.reg_links ? lw_m2m_link_reg_types(&tctx)
+                                   : lw_m2m_registry_types(tctx.registry);
+        if ((rc = values_from_json(q->body, &q->path, &types, &x->arena, &recs, why, cap)) != 0)
+            goto out;
+        if (recs.n > 1)
+            qsort(recs.v, recs.n, sizeof(*recs.v), cmp_rec);
+        if ((rc = lw_m2m_encode(cf, &q->path, recs.v, recs.n, &pl)) != 0) {
+            snprintf(why, cap, "cannot encode the values as %s: %s",
+                     lw_m2m_cf_name(cf) ? lw_m2m_cf_name(cf) : "?", lw_strerror(rc));
+            goto out;
+        }
+        rc = lw_coap_add_uint(&msg, LW_COAP_OPT_CONTENT_FORMAT, cf);
+        msg.payload = lw_buf_bytes(&pl);
+        break;
+    }
+    case OPS_EXECUTE:
+        msg.code = LW_COAP_POST;
+        if (q->args && *q->args) {
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_CONTENT_FORMAT, LW_M2M_CF_TEXT);
+            msg.payload = LW_BYTES(q->args, strlen(q->args));
+        }
+        cf = OPS_FORMAT_DEFAULT;
+        break;
+    case OPS_DELETE:
+        msg.code = LW_COAP_DELETE;
+        cf = OPS_FORMAT_DEFAULT;
+        break;
+    default: rc = LW_EINVAL; break;
+    }
+    if (rc) {
+        if (!*why)
+            snprintf(why, cap, "cannot build the request: %s", lw_strerror(rc));
+        goto out;
+    }
+    if (!(in = calloc(1, sizeof(*in)))) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    in->op_id = q->op_id;
+    in->reg_id = q->reg_id;
+    in->gen = q->gen;
+    in->kind = q->kind;
+    in->cf = cf;
+    in->path = q->path;
+    if ((rc = lw_hmap_put(&x->infl, hash_id(in->op_id), in)) != 0) {
+        free(in);
+        goto out;
+    }
+    rc = lw_coap_ep_request(&dev->peer->ep, &msg, q->op_id, now, &in->h);
+    if (rc) {
+        lw_hmap_del_item(&x->infl, hash_id(in->op_id), in);
+        free(in);
+        snprintf(why, cap, "cannot send the request: %s", lw_strerror(rc));
+        goto out;
+    }
+    regsrv_peer_settle(r, dev->peer, now);
+out:
+    lw_buf_deinit(&pl);
+    lw_arena_reset(&x->arena);
+    return rc;
+}
+
+void run_shard(struct shard *s, struct xmsg *m)
+{
+    struct req_msg *q = lw_container_of(m, struct req_msg, m);
+    struct regsrv *r = shard_regsrv(s);
+    struct ops_shard *x = shard_state(shard_id(s), true);
+    struct regsrv_dev dev;
+    char why[160] = "";
+    uint64_t now = lw_mono_ms();
+    if (q->what == MSG_CANCEL) {
+        struct infl *in = x ? lw_hmap_del(&x->infl, hash_id(q->op_id), &q->op_id, infl_eq) : NULL;
+        if (in && regsrv_dev_find(r, in->reg_id, in->gen, &dev) == 0) {
+            lw_coap_ep_cancel(&dev.peer->ep, in->h, now);
+            regsrv_peer_settle(r, dev.peer, now);
+        }
+        free(in);
+        goto out;
+    }
+    if (!x) {
+        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, "out of memory");
+        goto out;
+    }
+    if (regsrv_dev_find(r, q->reg_id, q->gen, &dev) != 0) {
+        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
+                    "the device is no longer registered");
+        goto out;
+    }
+    int rc = send_req(r, x, q, &dev, now, why, sizeof(why));
+    if (rc)
+        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
+                    *why ? why : lw_strerror(rc));
+    else
+        post_result(q->op_id, OPS_SENT, 0, OPS_FORMAT_DEFAULT, NULL, NULL);
+out:
+    req_free(q);
+}
+
+static struct regsrv *regsrv_of_ep(struct lw_coap_ep *ep)
+{
+    return lw_container_of(ep->env, struct regsrv, env);
+}
+
+/* Decodes a response payload into {"values":[...]} (or {"error"} text on failure). */
+static json_t *decode_values(struct regsrv *r, struct ops_shard *x, struct peer *p,
+                             const struct infl *in, const struct lw_coap_msg *msg, uint16_t *cfo)
+{
+    uint32_t cf = LW_M2M_CF_TEXT;
+    struct lw_m2m_reg_links links;
+    struct lw_m2m_reg_types_ctx tctx;
+    struct lw_m2m_types types = {0};
+    struct lw_m2m_records recs = {0};
+    size_t off = 0;
+    json_t *res = json_object();
+    lw_coap_get_uint(msg, LW_COAP_OPT_CONTENT_FORMAT, &cf);
+    *cfo = (uint16_t)cf;
+    if (regsrv_dev_types(r, p, &x->arena, &links, &tctx) == 0 || tctx.registry)
+        types =
+            tctx.reg_links ? lw_m2m_link_reg_types(&tctx) : lw_m2m_registry_types(tctx.registry);
+    int rc =
+        lw_m2m_decode((uint16_t)cf, msg->payload, &in->path, &types, NULL, &x->arena, &recs, &off);
+    if (rc) {
+        char e[128];
+        snprintf(e, sizeof(e), "cannot decode the %s payload: %s at byte %zu",
+                 lw_m2m_cf_name((uint16_t)cf) ? lw_m2m_cf_name((uint16_t)cf) : "unknown",
+                 lw_strerror(rc), off);
+        json_object_set_new(res, "decode_error", json_string(e));
+    } else {
+        json_object_set_new(res, "values", values_records_json(recs.v, recs.n));
+    }
+    lw_arena_reset(&x->arena);
+    return res;
+}
+
+void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
+                       int result, const struct lw_coap_msg *msg)
+{
+    struct peer *p = ctx;
+    struct regsrv *r = regsrv_of_ep(ep);
+    struct ops_shard *x = shard_state(r->shard, false);
+    (void)h;
+    struct infl *in = x ? lw_hmap_del(&x->infl, hash_id(cookie), &cookie, infl_eq) : NULL;
+    if (!in)
+        return;
+    uint8_t state = OPS_FAILED, code = 0;
+    uint16_t cf = OPS_FORMAT_DEFAULT;
+    json_t *res = NULL;
+    const char *err = NULL;
+    switch (result) {
+    case LW_COAP_RES_RESPONSE:
+        code = msg->code;
+        state = LW_COAP_CODE_CLASS(code) == 2 ? OPS_SUCCEEDED : OPS_FAILED;
+        if (state == OPS_FAILED) {
+            if (msg->payload.len > 0)
+                res = json_pack("{s:s%}", "diagnostic", (const char *)msg->payload.ptr,
+                                msg->payload.len);
+            break;
+        }
+        if (in->kind == OPS_READ && msg->payload.len > 0) {
+            res = decode_values(r, x, p, in, msg, &cf);
+        } else if (in->kind == OPS_DISCOVER) {
+            res =
+                json_pack("{s:s%}", "links", msg->payload.len ? (const char *)msg->payload.ptr : "",
+                          msg->payload.len);
+        } else if (in->kind == OPS_CREATE) {
+            char loc[64] = "";
+            size_t pos = 0, n = 0;
+            const struct lw_coap_opt *o;
+            while ((o = lw_coap_next_opt(msg, LW_COAP_OPT_LOCATION_PATH, &pos)) &&
+                   n + o->len + 2 < sizeof(loc)) {
+                loc[n++] = '/';
+                memcpy(loc + n, lw_coap_opt_data(o), o->len);
+                n += o->len;
+                loc[n] = '\0';
+            }
+            res = json_pack("{s:s}", "location", loc);
+        }
+        break;
+    case LW_COAP_RES_TIMEOUT:
+        state = OPS_TIMEOUT;
+        err = "the device did not answer (CoAP retransmissions exhausted)";
+        break;
+    case LW_COAP_RES_RESET: err = "the device answered with a CoAP Reset"; break;
+    case LW_COAP_RES_CANCELED: err = "canceled"; break;
+    default: err = "block-wise transfer failed"; break;
+    }
+    post_result(in->op_id, state, code, cf, res, err);
+    free(in);
+}
+
+void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
+                     const struct lw_coap_msg *msg, unsigned flags)
+{
+    (void)ctx;
+    (void)ep;
+    (void)h;
+    (void)cookie;
+    (void)msg;
+    (void)flags;
+}
+
+void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered)
+{
+    (void)r;
+    (void)id;
+    (void)gen;
+    (void)registered;
+}
+
+bool ops_dev_request(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
+{
+    (void)r;
+    (void)p;
+    (void)m;
+    return false;
+}

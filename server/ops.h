@@ -1,0 +1,88 @@
+/* server/ops.h - the operations engine: LwM2M Device Management requests the server originates
+ * (protocol.md §4.3), driven by the HTTP API. Every call creates an operation resource that
+ * lives on the control thread (id, state queued/sent/succeeded/failed/timeout, CoAP code,
+ * result, timings); its request travels to the shard that owns the device (by mailbox, carrying
+ * ids), which encodes it for the device (format by request, else by the device's LwM2M
+ * version), hands it to the peer's CoAP endpoint (NSTART = 1: later requests wait in order) and
+ * posts the outcome back. Results become `operation` events.
+ *
+ * Threads: ops_start/ops_stop/ops_submit/ops_json/ops_wait on the control thread. The ops_coap_*
+ * and ops_uplink/ops_dev_request hooks are called by registry.c on a shard thread.
+ */
+#ifndef LW_SERVER_OPS_H
+#define LW_SERVER_OPS_H
+
+#include "coap/coap.h"
+#include "lwm2m/value.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum ops_kind {
+    OPS_READ,
+    OPS_DISCOVER,
+    OPS_WRITE,         /* replace: PUT */
+    OPS_WRITE_PARTIAL, /* partial update: POST */
+    OPS_EXECUTE,
+    OPS_CREATE,
+    OPS_DELETE,
+    OPS__COUNT
+};
+
+enum ops_state { OPS_QUEUED, OPS_SENT, OPS_SUCCEEDED, OPS_FAILED, OPS_TIMEOUT };
+
+#define OPS_FORMAT_DEFAULT 0xffff
+
+struct ops_spec {
+    enum ops_kind kind;
+    const char *endpoint;    /* borrowed */
+    struct lw_m2m_path path; /* target */
+    uint16_t format;         /* content format, or OPS_FORMAT_DEFAULT */
+    json_t *body;            /* borrowed (incref'd when kept): values for Write/Create */
+    const char *args;        /* Execute arguments (borrowed), NULL = none */
+    uint32_t timeout_ms;     /* 0: the default */
+};
+
+/* Defaults; zero fields mean the values shown. */
+struct ops_cfg {
+    uint32_t timeout_ms;      /* 60 s: an operation not completed by then is `timeout` */
+    uint32_t wait_default_ms; /* 5 s: ?wait when not given */
+    uint32_t history;         /* 10000 finished operations kept for GET */
+};
+
+/* 0 or LW_ENOMEM. cfg may be NULL. */
+int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg);
+/* Fails waiting requests, frees every operation, closes the timer. */
+void ops_stop(void);
+uint32_t ops_wait_default_ms(void);
+
+/* Creates an operation and sends its request to the device's shard: 0 with *id set,
+ * LW_ENOENT (endpoint not registered), LW_EINVAL, LW_ENOMEM or LW_ECANCELED (stopping). */
+int ops_submit(const struct ops_spec *s, uint64_t *id);
+/* The operation resource as JSON (new reference), or NULL when unknown/evicted. */
+json_t *ops_json(uint64_t id);
+
+/* Calls fn(cookie, op_json, final) once: when the operation completes (final = true) or after
+ * ms (final = false), whichever first; at once when it already completed. op_json is borrowed.
+ * 0 or LW_ENOENT / LW_ENOMEM. */
+typedef void (*ops_wait_fn)(uint64_t cookie, json_t *op, bool final);
+int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie);
+
+const char *ops_kind_name(enum ops_kind k);
+const char *ops_state_name(enum ops_state s);
+
+/* ---- hooks for registry.c (shard thread) ---- */
+struct regsrv;
+struct peer;
+void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
+                       int result, const struct lw_coap_msg *msg);
+void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
+                     const struct lw_coap_msg *msg, unsigned flags);
+/* The device (id, gen) registered (registered = true) or updated. */
+void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered);
+/* A device request other than registration (Send POST /dp). true when answered. */
+bool ops_dev_request(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m);
+
+#endif

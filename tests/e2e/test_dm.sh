@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Device management through the API against the real daemon, with lwm2m-fleet devices of LwM2M
+# 1.0 (TLV), 1.1 (SenML CBOR) and 1.2 (LwM2M CBOR): Read / Write / Execute / Discover / Create /
+# Delete as operation resources with ?wait, formats per request, problem+json for bad input,
+# and timeouts for a silent device.
+. "$(dirname "$0")/lib.sh"
+
+FLEET=${LW_FLEET:-$LW_TOP/build/bin/lwm2m-fleet}
+if [ ! -x "$FLEET" ] || ! command -v python3 >/dev/null; then
+  echo "  SKIP: lwm2m-fleet or python3 missing: device management tests skipped"
+  finish
+  exit 0
+fi
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
+
+log=$LW_TMP/dm.log
+tok=$LW_TMP/dm-token
+(umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
+T=$(cat "$tok")
+check "daemon starts" start_daemon "$log" --set "api.bootstrap_token_file=$tok"
+A=http://127.0.0.1:$LW_API_PORT
+body=$LW_TMP/dm-body
+# api METHOD PATH [json]: status code on stdout, body in $body.
+api() {
+  local m=$1 p=$2
+  if [ $# -ge 3 ]; then
+    curl -s -o "$body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $T" \
+      -H 'Content-Type: application/json' --data "$3" "$A$p"
+  else
+    curl -s -o "$body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $T" "$A$p"
+  fi
+}
+field() { jq_ "$1" < "$body"; }
+
+cat > "$LW_TMP/dm-fleet.ini" <<INI
+[fleet]
+rate = 100/s
+duration = 600s
+deregister = false
+[group a]
+count = 1
+endpoint = dm-v11-{n}
+lwm2m = 1.1
+objects = 3,4,5,10243
+lifetime = 300s
+send_interval = 0
+format = senml-cbor
+[group b]
+count = 1
+endpoint = dm-v10-{n}
+lwm2m = 1.0
+objects = 3,4,10243
+lifetime = 300s
+send_interval = 0
+format = tlv
+[group c]
+count = 1
+endpoint = dm-v12-{n}
+lwm2m = 1.2
+objects = 3,4,10243
+lifetime = 300s
+send_interval = 0
+format = lwm2m-cbor
+INI
+"$FLEET" --fleet "$LW_TMP/dm-fleet.ini" --server "coap://127.0.0.1:$LW_COAP_PORT" --quiet \
+  >"$LW_TMP/dm-fleet.out" 2>&1 &
+fleet_pid=$!
+for _ in $(seq 1 50); do
+  n=$(curl -s -H "Authorization: Bearer $T" "$A/api/v1/devices" | jq_ 'len(d["devices"])')
+  [ "$n" = 3 ] && break
+  sleep 0.1
+done
+check "three fleet devices registered" test "$n" = 3
+
+# ---- Read in each version's default format, and per request ----------------------------------
+for v in 10:tlv 11:senml-cbor 12:lwm2m-cbor; do
+  ep=dm-v${v%%:*}-0 fmt=${v#*:}
+  check "$ep: GET data/3/0 answers 200 (wait)" test "$(api GET "/api/v1/devices/$ep/data/3/0")" = 200
+  check "$ep: read succeeded with 2.05 in $fmt" \
+    test "$(field '(d["state"], d["coap_code"], d["format"])')" = "('succeeded', '2.05', '$fmt')"
+  check "$ep: /3/0/2 (serial) is the endpoint, typed string" \
+    test "$(field '[(v["type"], v["value"]) for v in d["result"]["values"] if v["path"]=="/3/0/2"][0]')" = "('string', '$ep')"
+done
+check "time values carry RFC 3339 and epoch" \
+  test "$(field '[("epoch" in v and v["value"].endswith("Z")) for v in d["result"]["values"] if v["type"]=="time"][0]')" = True
+check "integers are JSON numbers" \
+  test "$(field '[type(v["value"]).__name__ for v in d["result"]["values"] if v["path"]=="/3/0/9"][0]')" = int
+for f in text tlv senml-json senml-cbor json lwm2m-cbor; do
+  api GET "/api/v1/devices/dm-v11-0/data/3/0/0?format=$f" >/dev/null
+  check "read /3/0/0 as $f" test "$(field '(d["format"], d["result"]["values"][0]["value"])')" = "('$f', 'lwm2md-fleet')"
+done
+check "multi-instance resource read /3/0/6" \
+  test "$(api GET /api/v1/devices/dm-v10-0/data/3/0/6)" = 200 -a "$(field 'd["result"]["values"][0]["path"]')" = /3/0/6/0
+check "resource instance read /3/0/6/0" \
+  test "$(api GET /api/v1/devices/dm-v11-0/data/3/0/6/0)" = 200 -a "$(field 'd["state"]')" = succeeded
+check "read of an absent resource: operation failed with 4.04" \
+  test "$(api GET /api/v1/devices/dm-v11-0/data/3/0/99)" = 200 -a "$(field '(d["state"], d["coap_code"])')" = "('failed', '4.04')"
+
+# ---- operation resources -----------------------------------------------------------------------
+code=$(curl -s -D "$LW_TMP/dm-hdr" -o "$body" -w '%{http_code}' -H "Authorization: Bearer $T" \
+  "$A/api/v1/devices/dm-v11-0/data/3/0?wait=0")
+check "wait=0 answers 202" test "$code" = 202
+loc=$(grep -i '^Location:' "$LW_TMP/dm-hdr" | tr -d '\r' | cut -d' ' -f2)
+check "202 carries Location: /api/v1/operations/{id}" bash -c "[[ '$loc' == /api/v1/operations/* ]]"
+sleep 0.3
+check "GET the operation: succeeded with its result" \
+  test "$(api GET "$loc")" = 200 -a "$(field '(d["state"], len(d["result"]["values"]) > 5)')" = "('succeeded', True)"
+check "operation has timings" test "$(field 'd["created_at"] is not None and d["completed_at"] is not None and d["duration_ms"] >= 0')" = True
+check "unknown operation: 404" test "$(api GET /api/v1/operations/999999)" = 404
+check "operation events are posted" grep -q '"msg":"operation' "$log"
+
+# ---- Write / Execute / Discover / Create / Delete ----------------------------------------------
+check "write (replace) /1/0/3 in TLV (1.0)" \
+  test "$(api PUT /api/v1/devices/dm-v10-0/data/1/0/3 '{"values":[{"path":"/1/0/3","value":30}]}')" = 200 -a "$(field '(d["state"], d["coap_code"])')" = "('succeeded', '2.04')"
+check "partial update /1/0 in SenML CBOR (1.1)" \
+  test "$(api PATCH /api/v1/devices/dm-v11-0/data/1/0 '{"values":[{"path":"/1/0/2","value":5},{"path":"/1/0/3","value":60}]}')" = 200 -a "$(field 'd["state"]')" = succeeded
+check "write time /3/0/13 as RFC 3339 in LwM2M CBOR (1.2)" \
+  test "$(api PUT /api/v1/devices/dm-v12-0/data/3/0/13 '{"values":[{"path":"/3/0/13","value":"2026-01-02T03:04:05Z"}]}')" = 200 -a "$(field 'd["state"]')" = succeeded
+check "write as senml-json on request" \
+  test "$(api PUT '/api/v1/devices/dm-v11-0/data/1/0/3?format=senml-json' '{"values":[{"path":"/1/0/3","value":61}]}')" = 200 -a "$(field '(d["state"], d["format"])')" = "('succeeded', 'senml-json')"
+check "execute /1/0/8 (registration update trigger)" \
+  test "$(api POST /api/v1/devices/dm-v11-0/execute/1/0/8)" = 200 -a "$(field '(d["state"], d["coap_code"])')" = "('succeeded', '2.04')"
+check "execute with arguments" \
+  test "$(api POST /api/v1/devices/dm-v11-0/execute/1/0/8 '{"arguments":"0='"'"'x'"'"'"}')" = 200 -a "$(field 'd["state"]')" = succeeded
+check "discover /3/0 returns link format" \
+  test "$(api GET /api/v1/devices/dm-v11-0/discover/3/0)" = 200 -a "$(field 'd["result"]["links"].startswith("</3/0>")')" = True
+check "create (device refuses: 4.05 reported)" \
+  test "$(api POST /api/v1/devices/dm-v11-0/data/3 '{"values":[{"path":"/3/1/0","value":"x"}]}')" = 200 -a "$(field '(d["kind"], d["coap_code"])')" = "('create', '4.05')"
+check "delete (device refuses: 4.05 reported)" \
+  test "$(api DELETE /api/v1/devices/dm-v11-0/data/3/0)" = 200 -a "$(field '(d["kind"], d["coap_code"])')" = "('delete', '4.05')"
+
+# ---- bad input: problem+json ---------------------------------------------------------------------
+is_problem() { test "$(field 'd["type"]')" = "urn:lwm2md:problem:$1"; }
+check "unknown device: 404 problem" test "$(api GET /api/v1/devices/nobody/data/3/0)" = 404
+check "  device-not-found" is_problem device-not-found
+check "bad path: 400" test "$(api GET /api/v1/devices/dm-v11-0/data/3/zero)" = 400
+check "  invalid-path" is_problem invalid-path
+check "id out of range: 400" test "$(api GET /api/v1/devices/dm-v11-0/data/65535)" = 400
+check "value of the wrong type: 400" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/data/1/0/3 '{"values":[{"path":"/1/0/3","value":"soon"}]}')" = 400
+check "  invalid-value" is_problem invalid-value
+check "declared type contradicting the model: 400" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/data/1/0/3 '{"values":[{"path":"/1/0/3","type":"string","value":"x"}]}')" = 400
+check "value outside the target path: 400" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/data/1/0/3 '{"values":[{"path":"/1/0/2","value":1}]}')" = 400
+check "write without a body: 400" test "$(api PUT /api/v1/devices/dm-v11-0/data/1/0/3)" = 400
+check "unsupported format: 406" test "$(api GET '/api/v1/devices/dm-v11-0/data/3/0?format=xml')" = 406
+check "  unsupported-format" is_problem unsupported-format
+check "bad wait: 400" test "$(api GET '/api/v1/devices/dm-v11-0/data/3/0?wait=soon')" = 400
+check "execute needs a resource path: 400" test "$(api POST /api/v1/devices/dm-v11-0/execute/1/0 2>/dev/null)" != 200
+check "viewer routes need a token: 401" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "$A/api/v1/devices/dm-v11-0/data/3/0")" = 401
+
+# ---- a silent device: per-operation timeout ------------------------------------------------------
+kill -STOP "$fleet_pid"
+check "silent device: wait=1s answers 202 (still sent)" \
+  test "$(api GET '/api/v1/devices/dm-v11-0/data/3/0?wait=1s&timeout=2s')" = 202 -a "$(field 'd["state"]')" = sent
+op=$(field 'd["id"]')
+sleep 2.5
+check "silent device: the operation times out" \
+  test "$(api GET "/api/v1/operations/$op")" = 200 -a "$(field 'd["state"]')" = timeout
+kill -CONT "$fleet_pid"
+check "after the timeout the device answers again (queue not stuck)" \
+  test "$(api GET '/api/v1/devices/dm-v11-0/data/3/0/0?wait=10s')" = 200 -a "$(field 'd["state"]')" = succeeded
+
+kill "$fleet_pid" 2>/dev/null
+wait "$fleet_pid" 2>/dev/null
+stop_daemon
+check "daemon exits 0" test "$LW_DAEMON_RC" = 0
+finish
