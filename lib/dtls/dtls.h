@@ -70,9 +70,9 @@ enum lw_dtls_auth {
 };
 
 /* Client certificate handed to verify_peer. All views borrowed for the call.
- * Raw public keys (RFC 7250) are not offered: wolfSSL 5.9 (as built by tools/deps.sh, without
- * WOLFSSL_ALWAYS_VERIFY_CB / KEEP_PEER_CERT) accepts an RPK without showing it to the
- * application, so the server could not bind it to a device. */
+ * Raw public keys (RFC 7250) are not offered yet: tools/deps.sh now builds wolfSSL with HAVE_RPK,
+ * WOLFSSL_ALWAYS_VERIFY_CB and KEEP_PEER_CERT, which should let verify_peer see the client's
+ * SubjectPublicKeyInfo, but the certificate-type negotiation and that path are not wired here. */
 #define LW_DTLS_SAN_MAX 8
 struct lw_dtls_san {
     uint8_t type; /* GeneralName tag: 2 dNSName, 6 uniformResourceIdentifier */
