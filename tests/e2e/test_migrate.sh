@@ -83,14 +83,14 @@ check "tampered migration: refused before the shards start" bash -c '! grep -q "
 odir=$LW_TMP/schema-old
 rm -rf "$odir"; mkdir -p "$odir"; cp "$LW_TOP/schema/001_init.sql" "$odir/"
 err=$(mig "$U" --set "database.schema_dir=$odir" migrate 2>&1); rc=$?
-check "older build than the database: migrate refuses" bash -c '[ "$1" = 1 ] && grep -q "002_core.sql is applied but not in the schema directory" <<< "$2"' _ "$rc" "$err"
+check "older build than the database: migrate refuses" bash -c '[ "$1" = 1 ] && grep -q "_.*\\.sql is applied but not in the schema directory" <<< "$2"' _ "$rc" "$err"
 
 # ---- migrate = off
 U2=$(newdb)
 mig "$U2" --set "database.schema_dir=$odir" migrate >/dev/null
 run_daemon_once "$U2" "$LW_TMP/mig-off.log" --set database.migrate=off
 check "migrate = off with a pending migration: refuses to start (exit 1)" [ "$RC" = 1 ]
-check "migrate = off: the message says what to do" grep -q 'refusing to start: 1 schema migration(s) pending and database.migrate = off: run `lwm2md migrate`' "$LW_TMP/mig-off.log"
+check "migrate = off: the message says what to do" grep -qF "refusing to start: $((nfiles - 1)) schema migration(s) pending and database.migrate = off: run \`lwm2md migrate\`" "$LW_TMP/mig-off.log"
 check "migrate = off: nothing was applied" [ "$(q "$U2" "select count(*) from schema_migrations")" = 1 ]
 mig "$U2" migrate >/dev/null
 run_daemon_once "$U2" "$LW_TMP/mig-off2.log" --set database.migrate=off

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Write-behind of registrations (server/store/store.c) against the harness's PostgreSQL: Register,
+# Update and De-register of a coap-client device reach the registrations table; a fleet of 500
+# devices is persisted in batches; a PostgreSQL outage does not stop the daemon answering, the
+# store reports it in /metrics and writes what was queued once the database is back; a change
+# made right before SIGTERM is written by the graceful stop.
+source "$(dirname "$0")/lib.sh"
+
+if ! command -v coap-client-notls >/dev/null; then
+  echo "  SKIP - coap-client-notls not installed (apt-get install libcoap3-bin)"
+  finish
+  exit 0
+fi
+FLEET=${LW_FLEET:-$LW_TOP/build/bin/lwm2m-fleet}
+pgdir=$LW_TOP/${BUILD:-build}/e2e/pg
+
+log=$LW_TMP/persistence.log
+q() { psql -tAq "$LW_PG_URL" -c "$1"; }
+# until_eq SECONDS EXPECTED SQL: true once the query prints EXPECTED.
+until_eq() {
+  local secs=$1 want=$2 sql=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    [ "$(q "$sql" 2>/dev/null)" = "$want" ] && return 0
+    sleep 0.1
+  done
+  echo "    (after ${secs}s: '$(q "$sql" 2>&1)', wanted '$want')"
+  return 1
+}
+coap() {
+  local m=$1 u=$2 p=${3-}
+  local args=(-m "$m" -B 5 -v 7)
+  [ -n "$p" ] && args+=(-t 40 -e "$p")
+  coap-client-notls "${args[@]}" "coap://127.0.0.1:$LW_COAP_PORT/$u" 2>&1 |
+    grep -E '^v:1 t:(ACK|CON|NON) c:[245]\.' | tail -n 1
+}
+code_of() { sed -n 's/.* c:\([0-9.]*\) .*/\1/p' <<< "$1"; }
+loc_of() { sed -n 's/.*Location-Path:rd, Location-Path:\([A-Za-z0-9]*\) .*/\1/p' <<< "$1"; }
+metric() { curl -s "http://127.0.0.1:$LW_API_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+
+check "daemon starts" start_daemon "$log"
+q "DELETE FROM registrations" >/dev/null
+
+# ---- one device: Register, Update, De-register
+r=$(coap post 'rd?ep=persist-dev1&lt=300&lwm2m=1.1&b=U' '</1/0>,</3/0>,</5/0>')
+id=$(loc_of "$r")
+check "Register answers 2.01" [ "$(code_of "$r")" = 2.01 ]
+check "the registration row appears" until_eq 5 1 "SELECT count(*) FROM registrations WHERE endpoint = 'persist-dev1'"
+check "row: registration id, lifetime, version, binding" [ "$(q "SELECT reg_id || ' ' || lifetime || ' ' || lwm2m_version || ' ' || binding FROM registrations WHERE endpoint = 'persist-dev1'")" = "$id 300 1.1 U" ]
+check "row: source address and port" [ "$(q "SELECT host(address) = '127.0.0.1' AND port > 0 FROM registrations WHERE endpoint = 'persist-dev1'")" = t ]
+check "row: announced objects" [ "$(q "SELECT jsonb_path_query_array(objects, '\$[*].id')::text FROM registrations WHERE endpoint = 'persist-dev1'")" = "[1, 3, 5]" ]
+check "row: expiry = last update + lifetime" [ "$(q "SELECT expires_at - updated_at = interval '300 s' FROM registrations WHERE endpoint = 'persist-dev1'")" = t ]
+r=$(coap post "rd/$id?lt=600")
+check "Update answers 2.04" [ "$(code_of "$r")" = 2.04 ]
+check "the Update's lifetime is written" until_eq 5 600 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-dev1'"
+r=$(coap delete "rd/$id")
+check "De-register answers 2.02" [ "$(code_of "$r")" = 2.02 ]
+check "the row is deleted" until_eq 5 0 "SELECT count(*) FROM registrations WHERE endpoint = 'persist-dev1'"
+
+# ---- a fleet: batched writes
+if [ -x "$FLEET" ]; then
+  "$FLEET" --server "coap://127.0.0.1:$LW_COAP_PORT" --devices 500 --rate 2000 --duration 2s \
+    --quiet --no-deregister >"$LW_TMP/persist-fleet.out" 2>&1
+  check "500 fleet devices persisted" until_eq 10 500 "SELECT count(*) FROM registrations"
+  check "metrics: batches committed, rows written" bash -c '[ "$1" -ge 1 ] && [ "$2" -ge 500 ]' _ "$(metric lwm2md_store_batches_total)" "$(metric lwm2md_store_upserts_total)"
+  check "metrics: nothing dropped or refused" [ "$(metric lwm2md_store_dropped_total) $(metric lwm2md_store_batches_failed_total)" = "0 0" ]
+else
+  fail "lwm2m-fleet is built ($FLEET)"
+fi
+
+# ---- PostgreSQL outage
+check "metrics: store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
+bash "$LW_TOP/tools/pg.sh" stop "$pgdir"
+r=$(coap post 'rd?ep=persist-outage&lt=300&lwm2m=1.1' '</1/0>,</3/0>')
+check "database down: Register still answers 2.01" [ "$(code_of "$r")" = 2.01 ]
+oid=$(loc_of "$r")
+r=$(coap post "rd/$oid?lt=900")
+check "database down: Update still answers 2.04" [ "$(code_of "$r")" = 2.04 ]
+check "database down: metrics show the store disconnected" bash -c 'for i in $(seq 50); do [ "$(curl -s "$1/metrics" | awk "\$1 == \"lwm2md_store_connected\" { print \$2 }")" = 0 ] && exit 0; sleep 0.1; done; exit 1' _ "http://127.0.0.1:$LW_API_PORT"
+check "database down: the change is queued" [ "$(metric lwm2md_store_queued)" -ge 1 ]
+url2=$(bash "$LW_TOP/tools/pg.sh" start "$pgdir")
+if [ "$url2" = "$LW_PG_URL" ]; then
+  check "database back: the queued registration is written (newest state)" until_eq 20 900 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-outage'"
+  check "database back: metrics show the store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
+else
+  fail "PostgreSQL came back on the same address (was $LW_PG_URL, now $url2)"
+fi
+
+# ---- graceful stop writes what is queued
+r=$(coap post 'rd?ep=persist-last&lt=300&lwm2m=1.1' '</3/0>')
+stop_daemon TERM
+check "graceful stop: exit 0" [ "$LW_DAEMON_RC" = 0 ]
+check "graceful stop: the last Register is in the table" [ "$(q "SELECT count(*) FROM registrations WHERE endpoint = 'persist-last'")" = 1 ]
+finish
