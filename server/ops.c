@@ -13,6 +13,7 @@
 #include "dir.h"
 #include "events.h"
 #include "log.h"
+#include "observe.h"
 #include "lwm2m/fmt.h"
 #include "lwm2m/link.h"
 #include "lwm2m/registry.h"
@@ -25,7 +26,8 @@
 #include <string.h>
 
 static const char *const kind_names[OPS__COUNT] = {
-    "read", "discover", "write", "write-partial", "execute", "create", "delete",
+    "read",   "discover",         "write",   "write-partial",  "execute", "create",
+    "delete", "write-attributes", "observe", "observe-cancel",
 };
 static const char *const state_names[] = {"queued", "sent", "succeeded", "failed", "timeout"};
 
@@ -47,7 +49,7 @@ static uint64_t hash_id(uint64_t id)
 /* ------------------------------------------------------------------------------------------------
  * Messages
  */
-enum { MSG_REQ, MSG_CANCEL };
+enum { MSG_REQ, MSG_CANCEL, MSG_FORGET };
 
 /* control -> shard */
 struct req_msg {
@@ -59,7 +61,8 @@ struct req_msg {
     uint16_t cf;
     struct lw_m2m_path path;
     json_t *body; /* owned reference */
-    char *args;   /* owned */
+    char *args;   /* owned: Execute arguments or the Write-Attributes query */
+    uint64_t obs_id, obs_op;
 };
 
 /* shard -> control */
@@ -103,6 +106,7 @@ struct op {
     uint16_t cf;
     char ep[DIR_MAX_NAME + 1];
     char path[32];
+    uint64_t obs_id;
     json_t *result;
     char error[160];
     int64_t created_ms, sent_ms, done_ms;
@@ -267,6 +271,8 @@ static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, co
     log_debug(M2M, "operation %llu %s %s %s: %s", (unsigned long long)o->id, ops_kind_name(o->kind),
               o->ep, o->path, ops_state_name(o->state));
     wake(o, true);
+    if (o->kind == OPS_OBSERVE)
+        observe_op_done(o->obs_id, o->id, o->state == OPS_SUCCEEDED, o->error);
     evict();
     kick();
 }
@@ -354,7 +360,7 @@ int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
     uv_timer_init(loop, &C.timer);
     C.next_id = 1;
     C.started = true;
-    return 0;
+    return observe_start();
 }
 
 uint32_t ops_wait_default_ms(void)
@@ -366,6 +372,7 @@ void ops_stop(void)
 {
     if (!C.started)
         return;
+    observe_stop();
     struct lw_list *it;
     while ((it = lw_list_pop_front(&C.fifo))) {
         struct op *o = lw_container_of(it, struct op, link);
@@ -393,7 +400,8 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
         return LW_ENOENT;
     struct op *o = calloc(1, sizeof(*o));
     struct req_msg *q = calloc(1, sizeof(*q));
-    if (!o || !q || (sp->args && !(q->args = strdup(sp->args)))) {
+    const char *args = sp->kind == OPS_ATTRIBUTES ? sp->query : sp->args;
+    if (!o || !q || (args && !(q->args = strdup(args)))) {
         free(o);
         if (q)
             req_free(q);
@@ -406,6 +414,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     o->kind = (uint8_t)sp->kind;
     o->state = OPS_QUEUED;
     o->cf = sp->format;
+    o->obs_id = sp->obs_id;
     memcpy(o->ep, sp->endpoint, eplen + 1);
     lw_m2m_path_format(&sp->path, o->path, sizeof(o->path));
     o->created_ms = lw_wall_ms();
@@ -424,6 +433,8 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     q->kind = (uint8_t)sp->kind;
     q->cf = sp->format;
     q->path = sp->path;
+    q->obs_id = sp->obs_id;
+    q->obs_op = sp->obs_op;
     q->body = sp->body ? json_incref(sp->body) : NULL;
     q->m.run = run_shard;
     if (!shard_post(s, &q->m)) {
@@ -477,7 +488,7 @@ int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie)
  * Shard threads
  */
 struct infl {
-    uint64_t op_id, reg_id;
+    uint64_t op_id, reg_id, obs_id;
     uint32_t gen;
     struct lw_coap_handle h;
     uint8_t kind;
@@ -485,8 +496,20 @@ struct infl {
     struct lw_m2m_path path;
 };
 
+/* An established observation on this shard, keyed by the operation that established it (the
+ * CoAP layer reports its notifications with that cookie). */
+struct sobs {
+    uint64_t op_id, obs_id, reg_id;
+    uint32_t gen;
+    struct lw_coap_handle h;
+    struct lw_m2m_path path;
+    uint16_t cf;
+    char ep[DIR_MAX_NAME + 1];
+};
+
 struct ops_shard {
     struct lw_hmap infl; /* struct infl by op id */
+    struct lw_hmap obs;  /* struct sobs by establishing op id */
     struct lw_arena arena;
 };
 
@@ -499,13 +522,20 @@ static bool infl_eq(const void *item, const void *key)
     return ((const struct infl *)item)->op_id == *(const uint64_t *)key;
 }
 
+static bool sobs_eq(const void *item, const void *key)
+{
+    return ((const struct sobs *)item)->op_id == *(const uint64_t *)key;
+}
+
 static struct ops_shard *shard_state(unsigned i, bool create)
 {
     if (i >= LW_ARRAY_SIZE(SH))
         return NULL;
     if (!SH[i] && create) {
         struct ops_shard *x = calloc(1, sizeof(*x));
-        if (!x || lw_hmap_init(&x->infl, 0) != 0) {
+        if (!x || lw_hmap_init(&x->infl, 0) != 0 || lw_hmap_init(&x->obs, 0) != 0) {
+            if (x)
+                lw_hmap_deinit(&x->infl);
             free(x);
             return NULL;
         }
@@ -619,6 +649,63 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         msg.code = LW_COAP_DELETE;
         cf = OPS_FORMAT_DEFAULT;
         break;
+    case OPS_ATTRIBUTES: {
+        /* Write-Attributes: PUT with one Uri-Query per attribute and no payload (protocol.md
+         * §4.6); the query text lives in q->args until the request is copied. */
+        msg.code = LW_COAP_PUT;
+        cf = OPS_FORMAT_DEFAULT;
+        char *save = NULL, *qs = q->args;
+        for (char *t = qs ? strtok_r(qs, "&", &save) : NULL; t && !rc;
+             t = strtok_r(NULL, "&", &save))
+            rc = lw_coap_add_str(&msg, LW_COAP_OPT_URI_QUERY, t);
+        break;
+    }
+    case OPS_OBSERVE:
+        if (cf == OPS_FORMAT_DEFAULT)
+            cf = default_cf(dev->ver, &q->path, false);
+        if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 0)))
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
+        break;
+    case OPS_OBSERVE_CANCEL: {
+        /* Active cancel (RFC 7641 §3.6): GET with Observe 1, the observation's token and URI. */
+        struct sobs *ob = lw_hmap_del(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq);
+        if (!ob || ob->reg_id != q->reg_id || ob->gen != q->gen) {
+            free(ob);
+            snprintf(why, cap, "the observation is not active on the device");
+            rc = LW_ENOENT;
+            goto out;
+        }
+        cf = ob->cf;
+        if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 1)))
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
+        struct lw_coap_handle oh = ob->h;
+        free(ob);
+        if (rc)
+            break;
+        if (!(in = calloc(1, sizeof(*in)))) {
+            rc = LW_ENOMEM;
+            goto out;
+        }
+        in->op_id = q->op_id;
+        in->reg_id = q->reg_id;
+        in->gen = q->gen;
+        in->kind = q->kind;
+        in->cf = cf;
+        in->path = q->path;
+        if ((rc = lw_hmap_put(&x->infl, hash_id(in->op_id), in)) != 0) {
+            free(in);
+            goto out;
+        }
+        rc = lw_coap_ep_observe_cancel(&dev->peer->ep, oh, &msg, q->op_id, now, &in->h);
+        if (rc) {
+            lw_hmap_del_item(&x->infl, hash_id(in->op_id), in);
+            free(in);
+            snprintf(why, cap, "cannot send the cancel: %s", lw_strerror(rc));
+            goto out;
+        }
+        regsrv_peer_settle(r, dev->peer, now);
+        goto out;
+    }
     default: rc = LW_EINVAL; break;
     }
     if (rc) {
@@ -632,6 +719,7 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
     }
     in->op_id = q->op_id;
     in->reg_id = q->reg_id;
+    in->obs_id = q->obs_id;
     in->gen = q->gen;
     in->kind = q->kind;
     in->cf = cf;
@@ -671,6 +759,15 @@ void run_shard(struct shard *s, struct xmsg *m)
         free(in);
         goto out;
     }
+    if (q->what == MSG_FORGET) {
+        struct sobs *ob = x ? lw_hmap_del(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq) : NULL;
+        if (ob && regsrv_dev_find(r, ob->reg_id, ob->gen, &dev) == 0) {
+            lw_coap_ep_cancel(&dev.peer->ep, ob->h, now);
+            regsrv_peer_settle(r, dev.peer, now);
+        }
+        free(ob);
+        goto out;
+    }
     if (!x) {
         post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, "out of memory");
         goto out;
@@ -697,7 +794,8 @@ static struct regsrv *regsrv_of_ep(struct lw_coap_ep *ep)
 
 /* Decodes a response payload into {"values":[...]} (or {"error"} text on failure). */
 static json_t *decode_values(struct regsrv *r, struct ops_shard *x, struct peer *p,
-                             const struct infl *in, const struct lw_coap_msg *msg, uint16_t *cfo)
+                             const struct lw_m2m_path *path, const struct lw_coap_msg *msg,
+                             uint16_t *cfo)
 {
     uint32_t cf = LW_M2M_CF_TEXT;
     struct lw_m2m_reg_links links;
@@ -711,8 +809,7 @@ static json_t *decode_values(struct regsrv *r, struct ops_shard *x, struct peer 
     if (regsrv_dev_types(r, p, &x->arena, &links, &tctx) == 0 || tctx.registry)
         types =
             tctx.reg_links ? lw_m2m_link_reg_types(&tctx) : lw_m2m_registry_types(tctx.registry);
-    int rc =
-        lw_m2m_decode((uint16_t)cf, msg->payload, &in->path, &types, NULL, &x->arena, &recs, &off);
+    int rc = lw_m2m_decode((uint16_t)cf, msg->payload, path, &types, NULL, &x->arena, &recs, &off);
     if (rc) {
         char e[128];
         snprintf(e, sizeof(e), "cannot decode the %s payload: %s at byte %zu",
@@ -732,7 +829,6 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
     struct peer *p = ctx;
     struct regsrv *r = regsrv_of_ep(ep);
     struct ops_shard *x = shard_state(r->shard, false);
-    (void)h;
     struct infl *in = x ? lw_hmap_del(&x->infl, hash_id(cookie), &cookie, infl_eq) : NULL;
     if (!in)
         return;
@@ -750,8 +846,36 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
                                 msg->payload.len);
             break;
         }
-        if (in->kind == OPS_READ && msg->payload.len > 0) {
-            res = decode_values(r, x, p, in, msg, &cf);
+        if ((in->kind == OPS_READ || in->kind == OPS_OBSERVE) && msg->payload.len > 0)
+            res = decode_values(r, x, p, &in->path, msg, &cf);
+        if (in->kind == OPS_OBSERVE && !lw_coap_find_opt(msg, LW_COAP_OPT_OBSERVE)) {
+            state = OPS_FAILED; /* answered without Observe: the device will not notify */
+            err = "the device answered without an Observe option";
+        } else if (in->kind == OPS_OBSERVE) {
+            struct sobs *ob = calloc(1, sizeof(*ob));
+            struct regsrv_dev dev;
+            if (ob && regsrv_dev_find(r, in->reg_id, in->gen, &dev) == 0) {
+                ob->op_id = in->op_id;
+                ob->obs_id = in->obs_id;
+                ob->reg_id = in->reg_id;
+                ob->gen = in->gen;
+                ob->h = h;
+                ob->path = in->path;
+                ob->cf = in->cf;
+                snprintf(ob->ep, sizeof(ob->ep), "%s", dev.ep);
+                if (lw_hmap_put(&x->obs, hash_id(ob->op_id), ob) != 0) {
+                    free(ob);
+                    ob = NULL;
+                }
+            } else {
+                free(ob);
+                ob = NULL;
+            }
+            if (!ob) {
+                lw_coap_ep_cancel(ep, h, r->now);
+                state = OPS_FAILED;
+                err = "out of memory";
+            }
         } else if (in->kind == OPS_DISCOVER) {
             res =
                 json_pack("{s:s%}", "links", msg->payload.len ? (const char *)msg->payload.ptr : "",
@@ -785,12 +909,56 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
 void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
                      const struct lw_coap_msg *msg, unsigned flags)
 {
-    (void)ctx;
-    (void)ep;
+    struct peer *p = ctx;
+    struct regsrv *r = regsrv_of_ep(ep);
+    struct ops_shard *x = shard_state(r->shard, false);
+    struct sobs *ob = x ? lw_hmap_get(&x->obs, hash_id(cookie), &cookie, sobs_eq) : NULL;
+    char id[24], path[32];
     (void)h;
-    (void)cookie;
-    (void)msg;
-    (void)flags;
+    if (!ob || (!(flags & LW_COAP_NOTIFY_FRESH) && !(flags & LW_COAP_NOTIFY_FINAL)))
+        return;
+    struct lw_event *ev = lw_event_new(LW_EV_NOTIFICATION, ob->ep);
+    if (ev) {
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)ob->obs_id);
+        lw_m2m_path_format(&ob->path, path, sizeof(path));
+        json_object_set_new(ev->data, "observation", json_string(id));
+        json_object_set_new(ev->data, "path", json_string(path));
+        if (LW_COAP_CODE_CLASS(msg->code) == 2 && msg->payload.len > 0) {
+            uint16_t cf;
+            json_t *v = decode_values(r, x, p, &ob->path, msg, &cf);
+            json_object_update(ev->data, v);
+            json_decref(v);
+            const char *n = lw_m2m_cf_name(cf);
+            json_object_set_new(ev->data, "format", n ? json_string(n) : json_null());
+        }
+        if (flags & LW_COAP_NOTIFY_FINAL) {
+            char code[8];
+            snprintf(code, sizeof(code), "%u.%02u", LW_COAP_CODE_CLASS(msg->code),
+                     LW_COAP_CODE_DETAIL(msg->code));
+            json_object_set_new(ev->data, "final", json_true());
+            json_object_set_new(ev->data, "coap_code", json_string(code));
+        }
+        lw_events_post(ev);
+    }
+    if (flags & LW_COAP_NOTIFY_FINAL) {
+        lw_hmap_del_item(&x->obs, hash_id(ob->op_id), ob);
+        free(ob);
+    }
+}
+
+void ops_observe_forget(const char *endpoint, uint64_t obs_op)
+{
+    (void)endpoint;
+    for (unsigned i = 0; i < shards_count(); i++) {
+        struct req_msg *q = calloc(1, sizeof(*q));
+        if (!q)
+            return;
+        q->what = MSG_FORGET;
+        q->obs_op = obs_op;
+        q->m.run = run_shard;
+        if (!shard_post(shard_get(i), &q->m))
+            req_free(q);
+    }
 }
 
 void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered)

@@ -28,6 +28,9 @@ enum ops_kind {
     OPS_EXECUTE,
     OPS_CREATE,
     OPS_DELETE,
+    OPS_ATTRIBUTES,     /* Write-Attributes: PUT with the query, no payload */
+    OPS_OBSERVE,        /* GET + Observe 0; notifications follow (observe.h) */
+    OPS_OBSERVE_CANCEL, /* active cancel: GET + Observe 1 with the observation's token */
     OPS__COUNT
 };
 
@@ -43,6 +46,9 @@ struct ops_spec {
     json_t *body;            /* borrowed (incref'd when kept): values for Write/Create */
     const char *args;        /* Execute arguments (borrowed), NULL = none */
     uint32_t timeout_ms;     /* 0: the default */
+    const char *query;       /* Write-Attributes query "pmin=1&pmax=5" (borrowed) */
+    uint64_t obs_id;         /* OPS_OBSERVE / OPS_OBSERVE_CANCEL: the observation (observe.h) */
+    uint64_t obs_op;         /* OPS_OBSERVE_CANCEL: the operation that established it */
 };
 
 /* Defaults; zero fields mean the values shown. */
@@ -71,6 +77,9 @@ typedef void (*ops_wait_fn)(uint64_t cookie, json_t *op, bool final);
 int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie);
 
 const char *ops_kind_name(enum ops_kind k);
+/* Forgets the shard-side state of the observation established by operation obs_op, without
+ * telling the device (passive cancel: its next notification gets a Reset, RFC 7641 §3.6). */
+void ops_observe_forget(const char *endpoint, uint64_t obs_op);
 const char *ops_state_name(enum ops_state s);
 
 /* ---- hooks for registry.c (shard thread) ---- */

@@ -227,6 +227,11 @@ void h_dm_create(struct api_req *r, char *const *params, const char *query);
 void h_dm_delete(struct api_req *r, char *const *params, const char *query);
 void h_dm_execute(struct api_req *r, char *const *params, const char *query);
 void h_operation_get(struct api_req *r, char *const *params, const char *query);
+void h_dm_attributes(struct api_req *r, char *const *params, const char *query);
+void h_observations_post(struct api_req *r, char *const *params, const char *query);
+void h_observations_list(struct api_req *r, char *const *params, const char *query);
+void h_observation_delete(struct api_req *r, char *const *params, const char *query);
+void h_values_get(struct api_req *r, char *const *params, const char *query);
 
 /* ---- metrics (router.c) -------------------------------------------------------------------- */
 void api_metrics_observe(const struct api_req *r, uint64_t dur_ns);

@@ -10,6 +10,7 @@
 #include "base/util.h"
 #include "lwm2m/fmt.h"
 #include "lwm2m/registry.h"
+#include "observe.h"
 #include "ops.h"
 #include "registry.h"
 #include "values.h"
@@ -274,4 +275,94 @@ void h_operation_get(struct api_req *r, char *const *params, const char *query)
         return;
     }
     api_reply_json(r, 200, j);
+}
+
+/* ---- Write-Attributes, observations, values ------------------------------------------------- */
+void h_dm_attributes(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_ATTRIBUTES};
+    char q[256], err[160];
+    if (!path_of(r, params, 1, nparams(r), &sp.path))
+        return;
+    const json_t *attrs = r->json ? json_object_get(r->json, "attributes") : NULL;
+    if (!attrs)
+        attrs = r->json;
+    if (!json_is_object(attrs) || json_object_size(attrs) == 0) {
+        api_problem(r, 400, "invalid-body",
+                    "a JSON object of attributes is required, e.g. {\"pmin\":10,\"pmax\":60}");
+        return;
+    }
+    if (observe_attr_query(attrs, q, sizeof(q), err, sizeof(err)) != 0) {
+        api_problem(r, 400, "invalid-attributes", "%s", err);
+        return;
+    }
+    sp.query = q;
+    submit(r, &sp, query);
+}
+
+void h_observations_post(struct api_req *r, char *const *params, const char *query)
+{
+    char err[200] = "";
+    json_t *out = NULL;
+    (void)params;
+    (void)query;
+    if (!json_is_object(r->json)) {
+        api_problem(r, 400, "invalid-body", "a JSON body {\"paths\":[\"/3/0/13\"]} is required");
+        return;
+    }
+    const json_t *c = json_object_get(r->json, "composite");
+    int rc = observe_create(r->target, json_object_get(r->json, "paths"),
+                            json_object_get(r->json, "attributes"), json_is_true(c), &out, err,
+                            sizeof(err));
+    switch (rc) {
+    case 0: {
+        char h[400];
+        snprintf(h, sizeof(h), "Location: /api/v1/devices/%s/observations/%s\r\n", r->target,
+                 json_string_value(json_object_get(out, "id")));
+        if (strlen(h) < sizeof(r->extra_hdr)) /* else no Location: the body names the id */
+            api_reply_headers(r, h);
+        api_audit(r, "observe", r->target);
+        api_reply_json(r, 201, out);
+        return;
+    }
+    case LW_ENOENT:
+        api_problem(r, 404, "device-not-found", "no device is registered as '%s'", r->target);
+        return;
+    case LW_ELIMIT: api_problem(r, 409, "too-many-observations", "%s", err); return;
+    case LW_EINVAL: api_problem(r, 400, "invalid-body", "%s", err); return;
+    default: api_problem(r, 500, "internal", "%s", lw_strerror(rc)); return;
+    }
+}
+
+void h_observations_list(struct api_req *r, char *const *params, const char *query)
+{
+    (void)params;
+    (void)query;
+    api_reply_json(r, 200, json_pack("{s:o}", "observations", observe_list(r->target)));
+}
+
+void h_observation_delete(struct api_req *r, char *const *params, const char *query)
+{
+    uint64_t id;
+    char act[8] = "";
+    int q = api_query_get(query, "active", act, sizeof(act));
+    if (q < 0 || (q > 0 && strcmp(act, "true") && strcmp(act, "false"))) {
+        api_problem(r, 400, "invalid-parameter", "active must be true or false");
+        return;
+    }
+    if (lw_parse_u64(params[1], strlen(params[1]), &id) != 0 ||
+        observe_delete(r->target, id, !strcmp(act, "true")) != 0) {
+        api_problem(r, 404, "observation-not-found", "no observation '%s' on '%s'", params[1],
+                    r->target);
+        return;
+    }
+    api_audit(r, "observe-cancel", r->target);
+    api_reply(r, 204, NULL, NULL, 0);
+}
+
+void h_values_get(struct api_req *r, char *const *params, const char *query)
+{
+    (void)params;
+    (void)query;
+    api_reply_json(r, 200, observe_values(r->target));
 }

@@ -151,6 +151,65 @@ check "execute needs a resource path: 400" test "$(api POST /api/v1/devices/dm-v
 check "viewer routes need a token: 401" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "$A/api/v1/devices/dm-v11-0/data/3/0")" = 401
 
+# ---- Write-Attributes --------------------------------------------------------------------------
+check "write-attributes pmin/pmax" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/13 '{"pmin":1,"pmax":30}')" = 200 -a "$(field '(d["kind"], d["state"], d["coap_code"])')" = "('write-attributes', 'succeeded', '2.04')"
+check "write-attributes gt/lt/st on a numeric resource" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/9 '{"gt":80,"lt":20,"st":5}')" = 200 -a "$(field 'd["state"]')" = succeeded
+check "attributes: pmax < pmin is 400" test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/13 '{"pmin":10,"pmax":5}')" = 400
+check "attributes: lt + 2st >= gt is 400" test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/9 '{"gt":10,"lt":8,"st":2}')" = 400
+check "attributes: unknown attribute is 400" test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/9 '{"foo":1}')" = 400
+check "attributes: negative pmin is 400" test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/9 '{"pmin":-1}')" = 400
+check "attributes: edge must be 0/1" test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/9 '{"edge":2}')" = 400
+
+# ---- Observe, notifications, values cache, cancel, re-registration -------------------------------
+sse=$LW_TMP/dm-sse
+curl -s -N -H "Authorization: Bearer $T" "$A/api/v1/events?types=notification,operation" > "$sse" &
+sse_pid=$!
+sleep 0.3
+check "observe /3/0/13 with pmin=1 pmax=2: 201" \
+  test "$(api POST /api/v1/devices/dm-v11-0/observations '{"paths":["/3/0/13"],"attributes":{"pmin":1,"pmax":2}}')" = 201
+obs=$(field 'd["id"]')
+sleep 3.5
+nnot() { grep -c "\"observation\":\"$1\"" "$sse"; }
+n1=$(nnot "$obs")
+check "notifications arrive about once per second (pmin 1 / pmax 2): $n1 in 3.5 s" test "$n1" -ge 2 -a "$n1" -le 5
+check "observation is active" \
+  test "$(api GET /api/v1/devices/dm-v11-0/observations)" = 200 -a "$(field '[o["state"] for o in d["observations"] if o["id"]=="'"$obs"'"][0]')" = active
+check "values cache has /3/0/13 from notify" \
+  test "$(api GET /api/v1/devices/dm-v11-0/values)" = 200 -a "$(field '[v["source"] for v in d["values"] if v["path"]=="/3/0/13"][0]')" = notify
+check "values cache has reads too, with timestamps" \
+  test "$(field '[("timestamp" in v, v["source"]) for v in d["values"] if v["path"]=="/3/0/0"][0]')" = "(True, 'read')"
+check "observe of a bad path: 400" test "$(api POST /api/v1/devices/dm-v11-0/observations '{"paths":["/x"]}')" = 400
+check "observe on an unknown device: 404" test "$(api POST /api/v1/devices/nobody/observations '{"paths":["/3/0/13"]}')" = 404
+check "observe with bad attributes: 400" \
+  test "$(api POST /api/v1/devices/dm-v11-0/observations '{"paths":["/3/0/13"],"attributes":{"pmin":5,"pmax":1}}')" = 400
+# re-registration: the device reboots (Execute /3/0/4) and registers again; the server observes again
+api POST /api/v1/devices/dm-v11-0/execute/3/0/4 >/dev/null
+for _ in $(seq 1 80); do
+  api GET /api/v1/devices/dm-v11-0/observations >/dev/null
+  [ "$(field '[o["established_count"] for o in d["observations"] if o["id"]=="'"$obs"'"][0]')" = 2 ] && break
+  sleep 0.1
+done
+check "after re-registration the observation is established again" \
+  test "$(field '[(o["established_count"], o["state"]) for o in d["observations"] if o["id"]=="'"$obs"'"][0]')" = "(2, 'active')"
+n2=$(nnot "$obs"); sleep 2.5; n3=$(nnot "$obs")
+check "notifications resume after re-registration" test "$n3" -gt "$n2"
+check "passive cancel: DELETE 204" test "$(api DELETE "/api/v1/devices/dm-v11-0/observations/$obs")" = 204
+sleep 1.5; n4=$(nnot "$obs"); sleep 2.5; n5=$(nnot "$obs")
+check "passive cancel: notifications stop (device got a Reset)" test "$n5" = "$n4"
+check "cancelled observation is gone" test "$(api DELETE "/api/v1/devices/dm-v11-0/observations/$obs")" = 404
+api POST /api/v1/devices/dm-v12-0/observations '{"paths":["/3/0/13"],"attributes":{"pmin":1,"pmax":1}}' >/dev/null
+obs2=$(field 'd["id"]')
+sleep 2
+check "observe on 1.2 (LwM2M CBOR) notifies" test "$(nnot "$obs2")" -ge 1
+check "active cancel: DELETE ?active=true 204" test "$(api DELETE "/api/v1/devices/dm-v12-0/observations/$obs2?active=true")" = 204
+sleep 0.5
+check "active cancel: an observe-cancel operation succeeded" grep -q '"kind":"observe-cancel","path":"/3/0/13","state":"succeeded"' "$sse"
+n6=$(nnot "$obs2"); sleep 2.5; n7=$(nnot "$obs2")
+check "active cancel: notifications stop" test "$n7" = "$n6"
+kill "$sse_pid" 2>/dev/null
+
 # ---- a silent device: per-operation timeout ------------------------------------------------------
 kill -STOP "$fleet_pid"
 check "silent device: wait=1s answers 202 (still sent)" \

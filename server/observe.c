@@ -1,0 +1,448 @@
+/* Observations as desired state and the last-known values cache (observe.h). Both live on the
+ * control thread and follow the event bus: `registered` re-establishes an endpoint's
+ * observations, `deregistered`/`expired` drop its cache, `notification`, `send` and finished
+ * `operation` reads feed the cache. */
+#include "observe.h"
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "events.h"
+#include "log.h"
+#include "lwm2m/value.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_OBS_PER_DEV   64
+#define MAX_CACHE_PER_DEV 1024
+
+struct obsv {
+    struct obsv *next;
+    char ep[128];
+    uint64_t id;
+    uint64_t op; /* the operation that (last) established it, 0 = none yet */
+    char path[32];
+    struct lw_m2m_path p;
+    json_t *attrs; /* owned or NULL */
+    char query[256];
+    bool composite;
+    char state[16]; /* pending, active, failed, ended */
+    char error[160];
+    int64_t created_ms;
+    uint64_t established;
+};
+
+static struct {
+    bool started;
+    json_t *cache;    /* endpoint -> {path -> entry} */
+    json_t *devs;     /* endpoint -> number of observations */
+    struct obsv *all; /* every observation (small: bounded per device) */
+    uint64_t next_id;
+    struct lw_event_sink sink;
+} O;
+
+/* O.devs counts observations per endpoint, so events about endpoints without any cost one hash
+ * lookup; only endpoints that have some scan the (per-device bounded) list. */
+static int dev_count(const char *ep)
+{
+    return (int)json_integer_value(json_object_get(O.devs, ep));
+}
+
+static void dev_add(const char *ep, int d)
+{
+    int n = dev_count(ep) + d;
+    if (n <= 0)
+        json_object_del(O.devs, ep);
+    else
+        json_object_set_new(O.devs, ep, json_integer(n));
+}
+
+static struct obsv *find_obs(const char *ep, uint64_t id)
+{
+    for (struct obsv *o = O.all; o; o = o->next)
+        if (o->id == id && (!ep || !strcmp(o->ep, ep)))
+            return o;
+    return NULL;
+}
+
+static json_t *obs_json(const struct obsv *o)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)o->id);
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "endpoint", json_string(o->ep));
+    json_object_set_new(j, "paths", json_pack("[s]", o->path));
+    json_object_set_new(j, "composite", json_boolean(o->composite));
+    json_object_set_new(j, "attributes", o->attrs ? json_incref(o->attrs) : json_object());
+    json_object_set_new(j, "state", json_string(o->state));
+    json_object_set_new(j, "error", o->error[0] ? json_string(o->error) : json_null());
+    json_object_set_new(j, "established_count", json_integer((json_int_t)o->established));
+    if (o->op) {
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)o->op);
+        json_object_set_new(j, "operation", json_string(id));
+    } else {
+        json_object_set_new(j, "operation", json_null());
+    }
+    return j;
+}
+
+/* Sends Write-Attributes (when the observation has attributes) and Observe. */
+static int establish(struct obsv *o)
+{
+    const char *ep = o->ep;
+    uint64_t id;
+    int rc;
+    if (o->query[0]) {
+        struct ops_spec wa = {.kind = OPS_ATTRIBUTES,
+                              .endpoint = ep,
+                              .path = o->p,
+                              .format = OPS_FORMAT_DEFAULT,
+                              .query = o->query};
+        if ((rc = ops_submit(&wa, &id)) != 0)
+            return rc;
+    }
+    struct ops_spec sp = {.kind = OPS_OBSERVE,
+                          .endpoint = ep,
+                          .path = o->p,
+                          .format = OPS_FORMAT_DEFAULT,
+                          .obs_id = o->id};
+    if ((rc = ops_submit(&sp, &id)) != 0)
+        return rc;
+    o->op = id;
+    snprintf(o->state, sizeof(o->state), "pending");
+    o->error[0] = '\0';
+    return 0;
+}
+
+int observe_attr_query(const json_t *attrs, char *q, size_t qcap, char *err, size_t ecap)
+{
+    static const char *const uints[] = {"pmin", "pmax", "epmin", "epmax", "hqmax"};
+    static const char *const nums[] = {"gt", "lt", "st"};
+    static const char *const bools[] = {"edge", "con"};
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    q[0] = '\0';
+    if (!attrs || json_is_null(attrs))
+        return 0;
+    if (!json_is_object(attrs)) {
+        snprintf(err, ecap, "attributes must be an object");
+        return LW_EINVAL;
+    }
+    json_object_foreach((json_t *)attrs, k, v)
+    {
+        char val[48];
+        int kind = -1;
+        for (size_t i = 0; i < LW_ARRAY_SIZE(uints); i++)
+            if (!strcmp(k, uints[i]))
+                kind = 0;
+        for (size_t i = 0; i < LW_ARRAY_SIZE(nums); i++)
+            if (!strcmp(k, nums[i]))
+                kind = 1;
+        for (size_t i = 0; i < LW_ARRAY_SIZE(bools); i++)
+            if (!strcmp(k, bools[i]))
+                kind = 2;
+        if (kind < 0) {
+            snprintf(err, ecap,
+                     "unknown attribute '%s' (pmin, pmax, gt, lt, st, epmin, epmax, edge, con, "
+                     "hqmax)",
+                     k);
+            return LW_EINVAL;
+        }
+        if (json_is_null(v)) {
+            snprintf(val, sizeof(val), "%s", k); /* no value: remove the attribute */
+        } else if (kind == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 0xffffffffLL) {
+                snprintf(err, ecap, "%s must be a non-negative integer (seconds)", k);
+                return LW_EINVAL;
+            }
+            snprintf(val, sizeof(val), "%s=%lld", k, (long long)json_integer_value(v));
+        } else if (kind == 1) {
+            if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+                (!strcmp(k, "st") && json_number_value(v) < 0)) {
+                snprintf(err, ecap, "%s must be a number%s", k, strcmp(k, "st") ? "" : " >= 0");
+                return LW_EINVAL;
+            }
+            snprintf(val, sizeof(val), "%s=%.17g", k, json_number_value(v));
+        } else {
+            int b =
+                json_is_boolean(v) ? json_is_true(v)
+                : json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)
+                    ? (int)json_integer_value(v)
+                    : -1;
+            if (b < 0) {
+                snprintf(err, ecap, "%s must be 0 or 1", k);
+                return LW_EINVAL;
+            }
+            snprintf(val, sizeof(val), "%s=%d", k, b);
+        }
+        int w = snprintf(q + n, qcap - n, "%s%s", n ? "&" : "", val);
+        if (w < 0 || (size_t)w >= qcap - n) {
+            snprintf(err, ecap, "too many attributes");
+            return LW_EINVAL;
+        }
+        n += (size_t)w;
+    }
+    /* Cross-attribute rules (LwM2M 1.1 §5.1.2): pmax >= pmin, epmax > epmin, lt < gt and
+     * lt + 2 * st < gt. */
+    const json_t *pmin = json_object_get(attrs, "pmin"), *pmax = json_object_get(attrs, "pmax");
+    if (json_is_integer(pmin) && json_is_integer(pmax) &&
+        json_integer_value(pmax) < json_integer_value(pmin)) {
+        snprintf(err, ecap, "pmax must not be less than pmin");
+        return LW_EINVAL;
+    }
+    const json_t *epmin = json_object_get(attrs, "epmin"), *epmax = json_object_get(attrs, "epmax");
+    if (json_is_integer(epmin) && json_is_integer(epmax) &&
+        json_integer_value(epmax) <= json_integer_value(epmin)) {
+        snprintf(err, ecap, "epmax must be greater than epmin");
+        return LW_EINVAL;
+    }
+    const json_t *gt = json_object_get(attrs, "gt"), *lt = json_object_get(attrs, "lt"),
+                 *st = json_object_get(attrs, "st");
+    if (json_is_number(gt) && json_is_number(lt)) {
+        double s = json_is_number(st) ? json_number_value(st) : 0;
+        if (!(json_number_value(lt) + 2 * s < json_number_value(gt))) {
+            snprintf(err, ecap, "lt + 2*st must be less than gt");
+            return LW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int observe_create(const char *endpoint, const json_t *paths, const json_t *attrs, bool composite,
+                   json_t **out, char *err, size_t cap)
+{
+    struct lw_m2m_path p;
+    const json_t *jp = json_is_array(paths) ? json_array_get(paths, 0) : paths;
+    if (composite) {
+        snprintf(err, cap, "composite observations are not supported yet");
+        return LW_EINVAL;
+    }
+    if (json_is_array(paths) && json_array_size(paths) != 1) {
+        snprintf(err, cap, "give exactly one path (or composite=true)");
+        return LW_EINVAL;
+    }
+    if (!json_is_string(jp) ||
+        lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &p) != 0 || p.len < 1) {
+        snprintf(err, cap, "\"paths\" must hold an LwM2M path such as \"/3/0/13\"");
+        return LW_EINVAL;
+    }
+    if (strlen(endpoint) >= sizeof(((struct obsv *)0)->ep))
+        return LW_ENOENT;
+    if (dev_count(endpoint) >= MAX_OBS_PER_DEV) {
+        snprintf(err, cap, "at most %d observations per device", MAX_OBS_PER_DEV);
+        return LW_ELIMIT;
+    }
+    struct obsv *o = calloc(1, sizeof(*o));
+    if (!o)
+        return LW_ENOMEM;
+    int rc = observe_attr_query(attrs, o->query, sizeof(o->query), err, cap);
+    if (rc) {
+        free(o);
+        return rc;
+    }
+    o->id = O.next_id++;
+    o->p = p;
+    lw_m2m_path_format(&p, o->path, sizeof(o->path));
+    o->attrs = attrs && json_is_object(attrs) ? json_deep_copy(attrs) : NULL;
+    o->created_ms = lw_wall_ms();
+    snprintf(o->ep, sizeof(o->ep), "%s", endpoint);
+    if ((rc = establish(o)) != 0) {
+        json_decref(o->attrs);
+        free(o);
+        if (rc == LW_ENOENT)
+            snprintf(err, cap, "no device is registered as '%s'", endpoint);
+        return rc;
+    }
+    o->next = O.all;
+    O.all = o;
+    dev_add(endpoint, 1);
+    *out = obs_json(o);
+    return 0;
+}
+
+json_t *observe_list(const char *endpoint)
+{
+    json_t *a = json_array();
+    if (dev_count(endpoint) == 0)
+        return a;
+    for (struct obsv *o = O.all; o; o = o->next)
+        if (!strcmp(o->ep, endpoint))
+            json_array_append_new(a, obs_json(o));
+    return a;
+}
+
+int observe_delete(const char *endpoint, uint64_t id, bool active)
+{
+    struct obsv **pp = &O.all, *o;
+    while ((o = *pp) && !(o->id == id && !strcmp(o->ep, endpoint)))
+        pp = &o->next;
+    if (!o)
+        return LW_ENOENT;
+    *pp = o->next;
+    uint64_t opid;
+    if (o->op && active && !strcmp(o->state, "active")) {
+        struct ops_spec sp = {.kind = OPS_OBSERVE_CANCEL,
+                              .endpoint = o->ep,
+                              .path = o->p,
+                              .format = OPS_FORMAT_DEFAULT,
+                              .obs_id = o->id,
+                              .obs_op = o->op};
+        if (ops_submit(&sp, &opid) != 0)
+            ops_observe_forget(o->ep, o->op);
+    } else if (o->op) {
+        ops_observe_forget(o->ep, o->op);
+    }
+    dev_add(o->ep, -1);
+    json_decref(o->attrs);
+    free(o);
+    return 0;
+}
+
+void observe_op_done(uint64_t obs_id, uint64_t op_id, bool ok, const char *why)
+{
+    struct obsv *o = find_obs(NULL, obs_id);
+    if (!o || o->op != op_id)
+        return;
+    snprintf(o->state, sizeof(o->state), "%s", ok ? "active" : "failed");
+    snprintf(o->error, sizeof(o->error), "%s", ok || !why ? "" : why);
+    if (ok)
+        o->established++;
+}
+
+void observe_ended(uint64_t obs_id, uint64_t op_id)
+{
+    (void)op_id;
+    struct obsv *o = find_obs(NULL, obs_id);
+    if (o)
+        snprintf(o->state, sizeof(o->state), "ended");
+}
+
+/* ---- values cache --------------------------------------------------------------------------- */
+static void cache_put(const char *ep, const json_t *values, const char *source, int64_t ms)
+{
+    json_t *dev = json_object_get(O.cache, ep);
+    size_t i;
+    json_t *v;
+    char ts[40];
+    if (!json_is_array(values) || json_array_size(values) == 0)
+        return;
+    if (!dev) {
+        dev = json_object();
+        json_object_set_new(O.cache, ep, dev);
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(ms % 1000));
+    json_array_foreach(values, i, v)
+    {
+        const char *path = json_string_value(json_object_get(v, "path"));
+        if (!path || !json_object_get(v, "value"))
+            continue;
+        if (!json_object_get(dev, path) && json_object_size(dev) >= MAX_CACHE_PER_DEV)
+            continue;
+        json_t *e = json_deep_copy(v);
+        json_object_set_new(e, "timestamp", json_string(ts));
+        json_object_set_new(e, "source", json_string(source));
+        json_object_set_new(dev, path, e);
+    }
+}
+
+json_t *observe_values(const char *endpoint)
+{
+    json_t *a = json_array();
+    json_t *dev = json_object_get(O.cache, endpoint);
+    const char *k;
+    json_t *v;
+    json_object_foreach(dev, k, v) json_array_append(a, v);
+    return json_pack("{s:o}", "values", a);
+}
+
+static void on_event(void *ctx, const struct lw_event *ev)
+{
+    (void)ctx;
+    switch (ev->type) {
+    case LW_EV_REGISTERED:
+        if (dev_count(ev->endpoint) > 0)
+            for (struct obsv *o = O.all; o; o = o->next)
+                if (!strcmp(o->ep, ev->endpoint)) {
+                    /* The device forgot its observations: establish them again (desired state). */
+                    if (o->op)
+                        ops_observe_forget(o->ep, o->op);
+                    int rc = establish(o);
+                    if (rc)
+                        log_warn(M2M, "cannot re-establish observation %llu of %s: %s",
+                                 (unsigned long long)o->id, o->ep, lw_strerror(rc));
+                }
+        break;
+    case LW_EV_DEREGISTERED:
+    case LW_EV_EXPIRED:
+        json_object_del(O.cache, ev->endpoint);
+        for (struct obsv *o = O.all; dev_count(ev->endpoint) > 0 && o; o = o->next)
+            if (!strcmp(o->ep, ev->endpoint))
+                snprintf(o->state, sizeof(o->state), "pending");
+        break;
+    case LW_EV_NOTIFICATION: {
+        cache_put(ev->endpoint, json_object_get(ev->data, "values"), "notify", ev->time_ms);
+        if (json_is_true(json_object_get(ev->data, "final"))) {
+            uint64_t id;
+            const char *s = json_string_value(json_object_get(ev->data, "observation"));
+            if (s && lw_parse_u64(s, strlen(s), &id) == 0)
+                observe_ended(id, 0);
+        }
+        break;
+    }
+    case LW_EV_SEND:
+        cache_put(ev->endpoint, json_object_get(ev->data, "values"), "send", ev->time_ms);
+        break;
+    case LW_EV_OPERATION: {
+        const char *kind = json_string_value(json_object_get(ev->data, "kind"));
+        const char *state = json_string_value(json_object_get(ev->data, "state"));
+        if (kind && state && !strcmp(state, "succeeded") &&
+            (!strcmp(kind, "read") || !strcmp(kind, "observe")))
+            cache_put(ev->endpoint, json_object_get(json_object_get(ev->data, "result"), "values"),
+                      "read", ev->time_ms);
+        break;
+    }
+    default: break;
+    }
+}
+
+int observe_start(void)
+{
+    memset(&O, 0, sizeof(O));
+    O.cache = json_object();
+    O.devs = json_object();
+    if (!O.cache || !O.devs)
+        return LW_ENOMEM;
+    O.next_id = 1;
+    O.sink.on_event = on_event;
+    lw_events_subscribe(&O.sink);
+    O.started = true;
+    return 0;
+}
+
+void observe_stop(void)
+{
+    if (!O.started)
+        return;
+    lw_events_unsubscribe(&O.sink);
+    while (O.all) {
+        struct obsv *o = O.all;
+        O.all = o->next;
+        json_decref(o->attrs);
+        free(o);
+    }
+    json_decref(O.cache);
+    json_decref(O.devs);
+    O.started = false;
+}
