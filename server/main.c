@@ -224,7 +224,8 @@ static int run_daemon(struct daemon *d)
     }
 
     if (lw_api_start(d->loop, cfg) != 0) {
-        uv_stop(d->loop);
+        /* No uv_stop here: the loop has not run, and a pending stop flag would make the
+         * clean-up uv_run below return before it runs the close callbacks. */
         d->stopping = true;
         d->failed = true;
     }

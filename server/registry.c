@@ -1900,3 +1900,149 @@ void regsrv_fwd_run(struct regsrv *r, struct regsrv_fwd *f, uint64_t now)
     default: fwd_note(r, f); break;
     }
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Restore at start
+ */
+
+/* Grows the slot table to hold index i; new slots are left free-tagged (the free list is rebuilt
+ * by regsrv_restore_done). */
+static int slots_cover(struct regsrv *r, uint32_t i)
+{
+    if (i < r->nslots)
+        return 0;
+    if (i >= MAX_SLOTS)
+        return LW_EINVAL;
+    uint32_t ncap = r->nslots ? r->nslots : 1024;
+    while (ncap <= i)
+        ncap *= 2;
+    if (ncap > MAX_SLOTS)
+        ncap = MAX_SLOTS;
+    struct reg **ns = realloc(r->slots, ncap * sizeof(*ns));
+    if (!ns)
+        return LW_ENOMEM;
+    for (uint32_t k = r->nslots; k < ncap; k++)
+        ns[k] = (struct reg *)(((uintptr_t)SLOT_NONE << 1) | SLOT_FREE_TAG);
+    r->slots = ns;
+    r->nslots = ncap;
+    return 0;
+}
+
+int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now)
+{
+    size_t eplen = strlen(sv->ep);
+    uint32_t slot = slot_of(sv->id);
+    struct objlist *objs = NULL;
+    struct reg *gr = NULL;
+    struct peer *p = NULL;
+    struct lw_buf b = {0}; /* canonical() initialises it */
+    struct dir_ref old;
+    int rc;
+    r->now = now;
+    int64_t left_ms = sv->expires_ms - lw_clock_wall(r->cfg.clock);
+    if (dir_id_shard(sv->id) != r->shard || eplen == 0 || eplen > DIR_MAX_NAME) {
+        rc = LW_EINVAL;
+        goto out;
+    }
+    if (left_ms <= 0) {
+        rc = LW_ETIMEDOUT;
+        goto out;
+    }
+    if (dir_lookup(sv->ep, eplen, &old) == 0) {
+        rc = LW_EEXIST;
+        goto out;
+    }
+    if ((rc = slots_cover(r, slot)) != 0)
+        goto out;
+    if (!slot_is_free(r->slots[slot])) {
+        rc = LW_EEXIST;
+        goto out;
+    }
+    if (sv->links_len) {
+        struct lw_m2m_reg_links l;
+        size_t off;
+        if (lw_m2m_link_parse_reg(sv->links, sv->links_len, &r->arena, NULL, &l, &off) != 0 ||
+            canonical(&l, &b) != 0) {
+            rc = LW_EINVAL;
+            goto out;
+        }
+        pthread_mutex_lock(&g.lock);
+        objs = intern_locked(b.data, b.len);
+        pthread_mutex_unlock(&g.lock);
+        if (!objs) {
+            rc = LW_ENOMEM;
+            goto out;
+        }
+    }
+    p = peer_find(&r->peers, &sv->addr);
+    if (!p) {
+        p = peer_add(&r->peers, &sv->addr);
+        if (!p) {
+            rc = LW_ENOMEM;
+            goto out;
+        }
+        stat_add(&r->stats.peers, 1);
+        lw_coap_ep_init(&p->ep, &r->env, p);
+        lw_timer_init(&p->timer, on_peer_timer);
+    }
+    gr = calloc(1, sizeof(*gr) + eplen + 1);
+    if (!gr) {
+        rc = LW_ENOMEM;
+        goto out;
+    }
+    gr->node.id = sv->id;
+    gr->node.gen = ++r->next_gen;
+    gr->node.shard = (uint8_t)r->shard;
+    gr->node.len = (uint8_t)eplen;
+    memcpy(gr->node.name, sv->ep, eplen);
+    gr->objs = objs;
+    objs = NULL;
+    gr->ver = sv->ver;
+    gr->sec = sv->sec;
+    gr->queue = sv->queue;
+    gr->lifetime_s = sv->lifetime_s;
+    gr->registered_s = sv->registered_s;
+    gr->updated_s = sv->updated_s;
+    memcpy(gr->binding, sv->binding, sizeof(gr->binding));
+    gr->binding[sizeof(gr->binding) - 1] = '\0';
+    if (sv->sms || sv->pid) {
+        gr->extra = calloc(1, sizeof(*gr->extra));
+        if (!gr->extra || (sv->sms && !(gr->extra->sms = strdup(sv->sms))) ||
+            (sv->pid && !(gr->extra->pid = strdup(sv->pid)))) {
+            reg_free_detached(gr);
+            gr = NULL;
+            rc = LW_ENOMEM;
+            goto out;
+        }
+    }
+    if ((rc = dir_put(&gr->node, &old)) < 0) {
+        reg_free_detached(gr);
+        gr = NULL;
+        goto out;
+    }
+    r->slots[slot] = gr;
+    stat_add(&r->stats.regs, 1);
+    gr->expires = now + (uint64_t)left_ms + r->cfg.expiry_grace_ms;
+    bind_peer(r, gr, p);
+    settle(r, p);
+    p = NULL;
+    rc = 0;
+out:
+    if (p && !p->reg)
+        settle(r, p);
+    objlist_release(objs);
+    lw_buf_deinit(&b);
+    lw_arena_reset(&r->arena);
+    return rc;
+}
+
+void regsrv_restore_done(struct regsrv *r)
+{
+    r->free_head = SLOT_NONE;
+    for (uint32_t i = r->nslots; i-- > 0;) {
+        if (slot_is_free(r->slots[i]) && !slot_is_moved(r->slots[i])) {
+            r->slots[i] = (struct reg *)(((uintptr_t)r->free_head << 1) | SLOT_FREE_TAG);
+            r->free_head = i;
+        }
+    }
+}

@@ -232,6 +232,30 @@ const struct lw_m2m_registry *regsrv_objreg(void);
 /* Re-arms p's timer after work was queued on p->ep outside a datagram or timer callback. */
 void regsrv_peer_settle(struct regsrv *r, struct peer *p, uint64_t now);
 
+/* ---- restore at start (store/restore.c), before the shard's thread and sockets run ---- */
+struct regsrv_saved {
+    uint64_t id;           /* registration id as issued (its issuer must be this shard) */
+    const char *ep;        /* endpoint name, NUL-terminated (borrowed) */
+    struct peer_addr addr; /* last source address (sock 0) */
+    uint8_t ver;           /* major << 4 | minor */
+    uint8_t sec;           /* enum regsrv_secmode */
+    bool queue;
+    char binding[7];
+    uint32_t lifetime_s, registered_s, updated_s;
+    int64_t expires_ms;   /* wall clock: when the registration expires */
+    const char *sms;      /* NULL or borrowed */
+    const char *pid;      /* NULL or borrowed */
+    const uint8_t *links; /* CoRE link format object list (borrowed), may be empty */
+    size_t links_len;
+};
+/* Puts a saved registration back under its id (no event is posted; the directory learns it).
+ * Only between regsrv_init and regsrv_restore_done. 0, LW_EINVAL (id of another shard, or bad
+ * object list), LW_EEXIST (slot or endpoint already restored), LW_ETIMEDOUT (already expired) or
+ * LW_ENOMEM. */
+int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now);
+/* Rebuilds the free slot list after restores. */
+void regsrv_restore_done(struct regsrv *r);
+
 /* Registrations matching f with endpoint > cursor (NULL: all), the `limit` smallest in endpoint
  * byte order, as a JSON array (owned) sorted by endpoint. *more is set when more matched. */
 json_t *regsrv_list(struct regsrv *r, const struct lw_dev_filter *f, const char *cursor,

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "store/store.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -708,6 +709,12 @@ int shards_start(unsigned n, const struct lw_config *cfg)
             abandon_all();
             return LW_ENOMEM;
         }
+    }
+    /* Live registrations from the database, before any socket opens (store.h). */
+    if (lw_store_restore(cfg, n) != 0) {
+        log_err(SHARD, "cannot restore the registrations: out of memory");
+        abandon_all();
+        return LW_ENOMEM;
     }
     if (open_transport(n, cfg) != 0) {
         abandon_all();

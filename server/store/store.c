@@ -18,11 +18,13 @@
 #define BACKOFF_MAX_MS 10000u
 #define STOP_BUDGET_MS 5000
 
-/* Deletes the endpoints of $1 (jsonb array of text) and upserts the rows of $2 (jsonb array of
- * objects); a batch names each endpoint once, so the two parts never touch the same row. */
+/* Deletes the registrations of $1 (jsonb array of {ep, id}: a delete names the registration it
+ * ends, so a late "replaced" from another shard cannot delete its successor) and upserts the rows
+ * of $2 (jsonb array of objects); a batch names each endpoint once, so the two parts never touch
+ * the same row. */
 static const char batch_sql[] =
-    "WITH del AS (DELETE FROM registrations WHERE endpoint IN "
-    "(SELECT jsonb_array_elements_text($1::jsonb))), "
+    "WITH del AS (DELETE FROM registrations g USING jsonb_to_recordset($1::jsonb) AS d(ep text, "
+    "id text) WHERE g.endpoint = d.ep AND (d.id IS NULL OR g.reg_id = d.id)), "
     "x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(ep text, id text, addr inet, "
     "port integer, ver text, b text, q boolean, lt integer, sms text, reg timestamptz, "
     "upd timestamptz, exp timestamptz, objs jsonb, pid text, sec text)) "
@@ -50,7 +52,7 @@ struct store {
     int poll_fd;
     uv_timer_t flush_timer, retry_timer;
     unsigned backoff_ms;
-    json_t *pending;  /* endpoint -> row object (upsert) or null (delete); owned */
+    json_t *pending;  /* endpoint -> row object (upsert) or {"del": reg id} (delete); owned */
     json_t *inflight; /* the batch being written, same shape; NULL when none */
     bool flushing;    /* inflight sent, waiting for PQflush to finish */
     bool batch_ok;    /* every result of the batch in flight so far succeeded */
@@ -131,6 +133,11 @@ static json_t *row_of(const struct lw_event *ev)
 
 static void schedule_flush(void);
 
+static bool is_del(const json_t *v)
+{
+    return json_object_get(v, "del") != NULL;
+}
+
 static void on_event(void *ctx, const struct lw_event *ev)
 {
     (void)ctx;
@@ -139,15 +146,32 @@ static void on_event(void *ctx, const struct lw_event *ev)
     case LW_EV_REGISTERED:
     case LW_EV_UPDATED: val = row_of(ev); break;
     case LW_EV_DEREGISTERED:
-    case LW_EV_EXPIRED: val = json_null(); break;
+    case LW_EV_EXPIRED:
+        val = json_pack("{s:O}", "del", json_object_get(ev->data, "registration_id"));
+        break;
     default: return;
     }
     if (!val || !ev->endpoint[0]) {
         json_decref(val);
         return;
     }
+    /* Events about one endpoint come from different shards in any order: a registration that
+     * replaced another may be announced before the other's end. A delete therefore only
+     * applies to the registration it names. */
+    json_t *cur = json_object_get(st.pending, ev->endpoint);
+    json_t *del = json_object_get(val, "del");
+    if (del && cur && !json_equal(del, json_object_get(cur, is_del(cur) ? "del" : "id"))) {
+        atomic_fetch_add_explicit(&st.changes, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st.coalesced, 1, memory_order_relaxed);
+        json_decref(val);
+        return;
+    }
     atomic_fetch_add_explicit(&st.changes, 1, memory_order_relaxed);
-    if (json_object_get(st.pending, ev->endpoint)) {
+    if (del && cur && !is_del(cur))
+        /* it ends the registration queued for writing: whatever row the table still has for
+         * the endpoint is older, delete it too */
+        json_object_set_new(val, "del", json_null());
+    if (cur) {
         atomic_fetch_add_explicit(&st.coalesced, 1, memory_order_relaxed);
     } else if (json_object_size(st.pending) >= LW_STORE_QUEUE_MAX) {
         atomic_fetch_add_explicit(&st.dropped, 1, memory_order_relaxed);
@@ -305,7 +329,7 @@ static void batch_done(bool ok, const char *why)
     size_t dels = 0;
     const char *ep;
     json_t *v;
-    json_object_foreach(st.inflight, ep, v) dels += json_is_null(v);
+    json_object_foreach(st.inflight, ep, v) dels += is_del(v);
     if (ok) {
         atomic_fetch_add_explicit(&st.batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&st.upserts, n - dels, memory_order_relaxed);
@@ -394,8 +418,9 @@ static json_t *take_batch(char **p1, char **p2)
     {
         if (json_object_size(batch) >= LW_STORE_BATCH_MAX)
             break;
-        if (json_is_null(v))
-            json_array_append_new(dels, json_string(ep));
+        if (is_del(v))
+            json_array_append_new(
+                dels, json_pack("{s:s,s:O}", "ep", ep, "id", json_object_get(v, "del")));
         else
             json_array_append(rows, v);
         json_object_set(batch, ep, v);

@@ -53,4 +53,12 @@ void lw_store_stop(void);
 bool lw_store_db_ok(void);
 void lw_store_get_stats(struct lw_store_stats *out);
 
+/* Restore at start (store/restore.c): loads the live registrations (expires_at in the future)
+ * from cfg->db_url into the shards that issued their ids, so devices keep their Location and
+ * are not asked to Register again. Called by shards_start after the registration services exist
+ * and before any socket opens or shard thread runs; blocking libpq is fine there. Rows of
+ * shards that no longer exist, expired or malformed rows are skipped (counted in the log).
+ * Returns 0 (also without a database or when it is unreachable: logged) or LW_ENOMEM. */
+int lw_store_restore(const struct lw_config *cfg, unsigned nshards);
+
 #endif

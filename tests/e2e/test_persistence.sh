@@ -85,6 +85,35 @@ else
   fail "PostgreSQL came back on the same address (was $LW_PG_URL, now $url2)"
 fi
 
+# ---- kill -9, restart: registrations restored before the sockets open
+r=$(coap post 'rd?ep=persist-crash&lt=300&lwm2m=1.0&b=UQ' '</1/0>,</3/0>,</3303/0>,</3303/1>')
+cid=$(loc_of "$r")
+check "crash: Register answers 2.01" [ "$(code_of "$r")" = 2.01 ]
+check "crash: the row is written before the crash" until_eq 5 1 "SELECT count(*) FROM registrations WHERE endpoint = 'persist-crash'"
+live=$(q "SELECT count(*) FROM registrations WHERE expires_at > now()")
+kill -KILL "$LW_DAEMON_PID"; wait "$LW_DAEMON_PID" 2>/dev/null; LW_DAEMON_PID=""
+log2=$LW_TMP/persistence-2.log
+admin_tok=$LW_TMP/persist-admin
+(umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$admin_tok")
+check "crash: the daemon restarts" start_daemon "$log2" --set "api.bootstrap_token_file=$admin_tok"
+check "crash: every live registration restored" grep -q "registrations restored: restored=$live expired=0 skipped=0" "$log2"
+check "crash: restored before the sockets opened" bash -c 'r=$(grep -n "registrations restored" "$1" | head -1 | cut -d: -f1); s=$(grep -n "shards started\|\"msg\":\"ready" "$1" | head -1 | cut -d: -f1); [ -n "$r" ] && [ -n "$s" ] && [ "$r" -lt "$s" ]' _ "$log2"
+api_get() { curl -s -H "Authorization: Bearer $(cat "$admin_tok")" "http://127.0.0.1:$LW_API_PORT$1"; }
+dev=$(api_get /api/v1/devices/persist-crash)
+check "crash: the API shows the restored device with its id, binding and objects" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); d = d.get("registration", d)
+ok = d["registration_id"] == sys.argv[2] and d["binding"] == "UQ" and d["lifetime_s"] == 300 \
+    and d["lwm2m_version"] == "1.0" and d["queue_mode"] is True \
+    and sorted(o["id"] for o in d["objects"]) == [1, 3, 3303] \
+    and [o["instances"] for o in d["objects"] if o["id"] == 3303] == [[0, 1]]
+sys.exit(0 if ok else 1)' "$dev" "$cid"
+r=$(coap post "rd/$cid")
+check "crash: an Update with the old Location answers 2.04 (no new Register)" [ "$(code_of "$r")" = 2.04 ]
+r=$(coap post "rd/$cid?lt=450")
+check "crash: the restored registration keeps being written" [ "$(code_of "$r")" = 2.04 ]
+check "crash: ... the new lifetime reaches the table" until_eq 5 450 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-crash'"
+
 # ---- graceful stop writes what is queued
 r=$(coap post 'rd?ep=persist-last&lt=300&lwm2m=1.1' '</3/0>')
 stop_daemon TERM
