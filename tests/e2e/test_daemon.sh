@@ -42,6 +42,18 @@ check "--print-config masks secrets" bash -c '! grep -q s3cret <<< "$1" && grep 
 out=$("$LW_BIN" --bogus 2>&1); rc=$?
 check "unknown option exits 2" [ "$rc" -eq 2 ]
 
+# A listener that cannot be opened: clear error, exit status 1, every handle closed.
+busy=$(free_port t)
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$busy" &
+holder=$!
+sleep 0.5
+out=$("$LW_BIN" --set "coap.listen=127.0.0.1:$(free_port u)" --set coaps.listen= \
+      --set "api.listen=127.0.0.1:$busy" --set log.format=json 2>&1); rc=$?
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+check "API port in use: exit status 1" [ "$rc" -eq 1 ]
+check "API port in use: the error names the address" grep -qF "cannot listen on 127.0.0.1:$busy" <<< "$out"
+check "API port in use: clean shutdown (no open handles)" bash -c '! grep -q "handles still open" <<< "$1" && grep -qF "\"msg\":\"stopped\"" <<< "$1"' _ "$out"
+
 # valgrind: start, serve, stop cleanly with no leaks or errors.
 if [ -n "${LW_SANITIZED:-}" ]; then
   echo "  SKIP - valgrind run: this is a sanitizer build (ASan and valgrind cannot be combined)"
