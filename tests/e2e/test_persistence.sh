@@ -12,7 +12,16 @@ if ! command -v coap-client-notls >/dev/null; then
   exit 0
 fi
 FLEET=${LW_FLEET:-$LW_TOP/build/bin/lwm2m-fleet}
-pgdir=$LW_TOP/${BUILD:-build}/e2e/pg
+pgdir=$(readlink -f "$LW_TOP/${BUILD:-build}/e2e/pg")
+pgport=${LW_PG_URL##*:}
+pgport=${pgport%%/*}
+# pg_stop / pg_start: the harness's cluster, restarted on the same port (the daemon keeps its URL).
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() { as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$pgdir/data" -m fast -w stop >/dev/null; }
+pg_start() {
+  as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir/run -c max_connections=200" start >/dev/null
+}
 
 log=$LW_TMP/persistence.log
 q() { psql -tAq "$LW_PG_URL" -c "$1"; }
@@ -69,7 +78,7 @@ fi
 
 # ---- PostgreSQL outage
 check "metrics: store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
-bash "$LW_TOP/tools/pg.sh" stop "$pgdir"
+pg_stop
 r=$(coap post 'rd?ep=persist-outage&lt=300&lwm2m=1.1' '</1/0>,</3/0>')
 check "database down: Register still answers 2.01" [ "$(code_of "$r")" = 2.01 ]
 oid=$(loc_of "$r")
@@ -77,13 +86,9 @@ r=$(coap post "rd/$oid?lt=900")
 check "database down: Update still answers 2.04" [ "$(code_of "$r")" = 2.04 ]
 check "database down: metrics show the store disconnected" bash -c 'for i in $(seq 50); do [ "$(curl -s "$1/metrics" | awk "\$1 == \"lwm2md_store_connected\" { print \$2 }")" = 0 ] && exit 0; sleep 0.1; done; exit 1' _ "http://127.0.0.1:$LW_API_PORT"
 check "database down: the change is queued" [ "$(metric lwm2md_store_queued)" -ge 1 ]
-url2=$(bash "$LW_TOP/tools/pg.sh" start "$pgdir")
-if [ "$url2" = "$LW_PG_URL" ]; then
-  check "database back: the queued registration is written (newest state)" until_eq 20 900 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-outage'"
-  check "database back: metrics show the store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
-else
-  fail "PostgreSQL came back on the same address (was $LW_PG_URL, now $url2)"
-fi
+check "PostgreSQL restarts on its port" pg_start
+check "database back: the queued registration is written (newest state)" until_eq 20 900 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-outage'"
+check "database back: metrics show the store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
 
 # ---- kill -9, restart: registrations restored before the sockets open
 r=$(coap post 'rd?ep=persist-crash&lt=300&lwm2m=1.0&b=UQ' '</1/0>,</3/0>,</3303/0>,</3303/1>')
