@@ -138,6 +138,16 @@ static const struct key keys[] = {
     {"registration", "profiles_file", K_STR, OFF(reg_profiles_file), 0, "", 0, 0, NULL, false,
      false, true},
     {"objects", "dir", K_STR, OFF(objects_dir), 0, "", 0, 0, NULL, false, false, true},
+    {"operations", "timeout", K_DURATION, OFF(ops_timeout), 0, "60s", 100, 3600000, NULL, false,
+     false, false},
+    {"operations", "wait_default", K_DURATION, OFF(ops_wait_default), 0, "5s", 1, 300000, NULL,
+     false, false, false},
+    {"operations", "history", K_UINT, OFF(ops_history), 0, "10000", 1, 10000000, NULL, false, false,
+     false},
+    {"queue", "awake_time", K_DURATION, OFF(queue_awake_time), 0, "93s", 100, 86400000, NULL, false,
+     false, false},
+    {"queue", "max_held", K_UINT, OFF(queue_max_held), 0, "16", 1, 10000, NULL, false, false,
+     false},
 };
 #define NKEYS LW_ARRAY_SIZE(keys)
 

@@ -98,6 +98,13 @@ struct lw_config {
     char *reg_profiles_file;       /* JSON {"pid": "</1/0>,</3/0>"}; "" = none */
     /* [objects] */
     char *objects_dir; /* DDF XML files loaded at start, "" = built-in core objects only */
+    /* [operations] */
+    unsigned ops_timeout;      /* ms before a sent operation counts as timed out */
+    unsigned ops_wait_default; /* ms an API call waits for its operation without ?wait */
+    unsigned ops_history;      /* finished operations kept for GET /api/v1/operations/{id} */
+    /* [queue] */
+    unsigned queue_awake_time; /* ms a queue-mode device is reachable after each uplink */
+    unsigned queue_max_held;   /* requests held per sleeping device */
 };
 
 /* Origin of a value, for --print-config and error messages. */

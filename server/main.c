@@ -195,7 +195,12 @@ static int run_daemon(struct daemon *d)
         uv_loop_close(d->loop);
         return EXIT_FAILURE;
     }
-    if (ops_start(d->loop, NULL) != 0) {
+    struct ops_cfg ocfg = {.timeout_ms = cfg->ops_timeout,
+                           .wait_default_ms = cfg->ops_wait_default,
+                           .history = cfg->ops_history,
+                           .awake_ms = cfg->queue_awake_time,
+                           .max_held = cfg->queue_max_held};
+    if (ops_start(d->loop, &ocfg) != 0) {
         log_err(SYS, "cannot start the operations engine");
         return EXIT_FAILURE;
     }

@@ -41,6 +41,11 @@ const char *ops_state_name(enum ops_state s)
     return (unsigned)s < LW_ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
 }
 
+static uint8_t qkey[16]; /* set by ops_start before the shards run */
+/* Queue mode settings, set by ops_start before the shards run (read-only afterwards). */
+static uint32_t ops_awake_ms = 93000;
+static unsigned ops_max_held = 16;
+
 static uint64_t hash_id(uint64_t id)
 {
     return id * 0x9e3779b97f4a7c15ull ^ (id >> 29);
@@ -60,8 +65,9 @@ struct req_msg {
     uint8_t kind;
     uint16_t cf;
     struct lw_m2m_path path;
-    json_t *body; /* owned reference */
-    char *args;   /* owned: Execute arguments or the Write-Attributes query */
+    struct lw_list link; /* in a struct qdev's held list */
+    json_t *body;        /* owned reference */
+    char *args;          /* owned: Execute arguments or the Write-Attributes query */
     uint64_t obs_id, obs_op;
 };
 
@@ -110,6 +116,7 @@ struct op {
     json_t *result;
     char error[160];
     int64_t created_ms, sent_ms, done_ms;
+    uint32_t timeout_ms;
     struct waiter *waiters;
 };
 
@@ -326,11 +333,20 @@ static void run_result(struct shard *s, struct xmsg *m)
         json_decref(rm->result);
     } else if (rm->state == OPS_SENT || rm->state == OPS_QUEUED) {
         if (!op_final(o)) {
+            uint64_t now = uv_now(C.loop);
             o->state = rm->state;
             if (rm->state == OPS_SENT && !o->sent_ms)
                 o->sent_ms = lw_wall_ms();
-            if (rm->state == OPS_QUEUED)
+            if (rm->state == OPS_SENT && !lw_timer_armed(&o->tmo)) {
+                /* held for a sleeping device until now: the timeout runs from sending */
+                lw_wheel_advance(&C.wheel, now);
+                lw_wheel_arm(&C.wheel, &o->tmo, now + o->timeout_ms);
+                kick();
+            }
+            if (rm->state == OPS_QUEUED) {
+                lw_wheel_cancel(&C.wheel, &o->tmo);
                 wake(o, false); /* a sleeping device: ?wait does not block */
+            }
         }
         json_decref(rm->result);
     } else {
@@ -352,6 +368,14 @@ int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
         C.cfg.wait_default_ms = 5000;
     if (!C.cfg.history)
         C.cfg.history = 10000;
+    if (!C.cfg.awake_ms)
+        C.cfg.awake_ms = 93000;
+    if (!C.cfg.max_held)
+        C.cfg.max_held = 16;
+    ops_awake_ms = C.cfg.awake_ms;
+    ops_max_held = C.cfg.max_held;
+    if (lw_random(qkey, sizeof(qkey)) != 0)
+        return LW_EIO;
     C.loop = loop;
     if (lw_hmap_init(&C.map, 0) != 0)
         return LW_ENOMEM;
@@ -368,11 +392,14 @@ uint32_t ops_wait_default_ms(void)
     return C.cfg.wait_default_ms ? C.cfg.wait_default_ms : 5000;
 }
 
+static void shard_states_free(void);
+
 void ops_stop(void)
 {
     if (!C.started)
         return;
     observe_stop();
+    shard_states_free();
     struct lw_list *it;
     while ((it = lw_list_pop_front(&C.fifo))) {
         struct op *o = lw_container_of(it, struct op, link);
@@ -415,6 +442,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     o->state = OPS_QUEUED;
     o->cf = sp->format;
     o->obs_id = sp->obs_id;
+    o->timeout_ms = sp->timeout_ms ? sp->timeout_ms : C.cfg.timeout_ms;
     memcpy(o->ep, sp->endpoint, eplen + 1);
     lw_m2m_path_format(&sp->path, o->path, sizeof(o->path));
     o->created_ms = lw_wall_ms();
@@ -443,7 +471,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     } else {
         uint64_t now = uv_now(C.loop);
         lw_wheel_advance(&C.wheel, now);
-        lw_wheel_arm(&C.wheel, &o->tmo, now + (sp->timeout_ms ? sp->timeout_ms : C.cfg.timeout_ms));
+        lw_wheel_arm(&C.wheel, &o->tmo, now + o->timeout_ms);
         kick();
     }
     *id = o->id;
@@ -507,15 +535,59 @@ struct sobs {
     char ep[DIR_MAX_NAME + 1];
 };
 
+/* Queue mode (protocol.md §4.7): requests for a sleeping device wait here, in order, until its
+ * next uplink (Register, Update, Send); it then counts as awake for the awake window. Keyed by
+ * endpoint, so requests survive a new Register (which changes the registration id). */
+struct qdev {
+    uint64_t hash;
+    uint64_t awake_until; /* monotonic ms */
+    struct lw_list held;  /* struct req_msg, oldest first */
+    unsigned nheld;
+    char ep[DIR_MAX_NAME + 1];
+};
+
 struct ops_shard {
-    struct lw_hmap infl; /* struct infl by op id */
-    struct lw_hmap obs;  /* struct sobs by establishing op id */
+    struct lw_hmap qdevs; /* struct qdev by endpoint */
+    struct lw_hmap infl;  /* struct infl by op id */
+    struct lw_hmap obs;   /* struct sobs by establishing op id */
     struct lw_arena arena;
 };
 
 /* Per-shard state, indexed by shard id; each entry is created and used only by its shard's
  * thread (ops_stop runs after the shards joined). */
 static struct ops_shard *SH[256];
+
+/* After the shards joined (ops_stop): frees what they left. */
+static void shard_states_free(void)
+{
+    for (size_t i = 0; i < LW_ARRAY_SIZE(SH); i++) {
+        struct ops_shard *x = SH[i];
+        void *it;
+        size_t pos;
+        if (!x)
+            continue;
+        pos = 0;
+        while ((it = lw_hmap_next(&x->infl, &pos)))
+            free(it);
+        pos = 0;
+        while ((it = lw_hmap_next(&x->obs, &pos)))
+            free(it);
+        pos = 0;
+        while ((it = lw_hmap_next(&x->qdevs, &pos))) {
+            struct qdev *d = it;
+            struct lw_list *l;
+            while ((l = lw_list_pop_front(&d->held)))
+                req_free(lw_container_of(l, struct req_msg, link));
+            free(d);
+        }
+        lw_hmap_deinit(&x->infl);
+        lw_hmap_deinit(&x->obs);
+        lw_hmap_deinit(&x->qdevs);
+        lw_arena_deinit(&x->arena);
+        free(x);
+        SH[i] = NULL;
+    }
+}
 
 static bool infl_eq(const void *item, const void *key)
 {
@@ -533,9 +605,12 @@ static struct ops_shard *shard_state(unsigned i, bool create)
         return NULL;
     if (!SH[i] && create) {
         struct ops_shard *x = calloc(1, sizeof(*x));
-        if (!x || lw_hmap_init(&x->infl, 0) != 0 || lw_hmap_init(&x->obs, 0) != 0) {
-            if (x)
+        if (!x || lw_hmap_init(&x->infl, 0) != 0 || lw_hmap_init(&x->obs, 0) != 0 ||
+            lw_hmap_init(&x->qdevs, 0) != 0) {
+            if (x) {
                 lw_hmap_deinit(&x->infl);
+                lw_hmap_deinit(&x->obs);
+            }
             free(x);
             return NULL;
         }
@@ -669,7 +744,7 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
     case OPS_OBSERVE_CANCEL: {
         /* Active cancel (RFC 7641 §3.6): GET with Observe 1, the observation's token and URI. */
         struct sobs *ob = lw_hmap_del(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq);
-        if (!ob || ob->reg_id != q->reg_id || ob->gen != q->gen) {
+        if (!ob || ob->reg_id != dev->id || ob->gen != dev->gen) {
             free(ob);
             snprintf(why, cap, "the observation is not active on the device");
             rc = LW_ENOENT;
@@ -687,8 +762,8 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
             goto out;
         }
         in->op_id = q->op_id;
-        in->reg_id = q->reg_id;
-        in->gen = q->gen;
+        in->reg_id = dev->id;
+        in->gen = dev->gen;
         in->kind = q->kind;
         in->cf = cf;
         in->path = q->path;
@@ -718,9 +793,9 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         goto out;
     }
     in->op_id = q->op_id;
-    in->reg_id = q->reg_id;
+    in->reg_id = dev->id;
     in->obs_id = q->obs_id;
-    in->gen = q->gen;
+    in->gen = dev->gen;
     in->kind = q->kind;
     in->cf = cf;
     in->path = q->path;
@@ -742,7 +817,68 @@ out:
     return rc;
 }
 
-void run_shard(struct shard *s, struct xmsg *m)
+static uint64_t ep_hash(const char *ep)
+{
+    return lw_siphash(qkey, ep, strlen(ep));
+}
+
+static bool qdev_eq(const void *item, const void *key)
+{
+    return !strcmp(((const struct qdev *)item)->ep, key);
+}
+
+static struct qdev *qdev_get(struct ops_shard *x, const char *ep, bool create)
+{
+    uint64_t h = ep_hash(ep);
+    struct qdev *d = lw_hmap_get(&x->qdevs, h, ep, qdev_eq);
+    if (d || !create || strlen(ep) > DIR_MAX_NAME)
+        return d;
+    if (!(d = calloc(1, sizeof(*d))))
+        return NULL;
+    d->hash = h;
+    lw_list_init(&d->held);
+    snprintf(d->ep, sizeof(d->ep), "%s", ep);
+    if (lw_hmap_put(&x->qdevs, h, d) != 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Sends q to dev now, posting SENT or FAILED; frees q. */
+static void dispatch(struct regsrv *r, struct ops_shard *x, struct req_msg *q,
+                     const struct regsrv_dev *dev, uint64_t now)
+{
+    char why[160] = "";
+    int rc = send_req(r, x, q, dev, now, why, sizeof(why));
+    if (rc)
+        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
+                    *why ? why : lw_strerror(rc));
+    else
+        post_result(q->op_id, OPS_SENT, 0, OPS_FORMAT_DEFAULT, NULL, NULL);
+    req_free(q);
+}
+
+/* An uplink from dev: awake for the window; held requests go out in order. */
+static void device_awake(struct regsrv *r, struct ops_shard *x, const struct regsrv_dev *dev,
+                         uint64_t now)
+{
+    struct qdev *d = qdev_get(x, dev->ep, dev->queue);
+    if (!d)
+        return;
+    d->awake_until = now + ops_awake_ms;
+    struct lw_list *it;
+    while ((it = lw_list_pop_front(&d->held))) {
+        d->nheld--;
+        dispatch(r, x, lw_container_of(it, struct req_msg, link), dev, now);
+    }
+    if (!dev->queue) { /* left queue mode */
+        lw_hmap_del_item(&x->qdevs, d->hash, d);
+        free(d);
+    }
+}
+
+static void run_shard(struct shard *s, struct xmsg *m)
 {
     struct req_msg *q = lw_container_of(m, struct req_msg, m);
     struct regsrv *r = shard_regsrv(s);
@@ -777,12 +913,27 @@ void run_shard(struct shard *s, struct xmsg *m)
                     "the device is no longer registered");
         goto out;
     }
-    int rc = send_req(r, x, q, &dev, now, why, sizeof(why));
-    if (rc)
-        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
-                    *why ? why : lw_strerror(rc));
-    else
-        post_result(q->op_id, OPS_SENT, 0, OPS_FORMAT_DEFAULT, NULL, NULL);
+    if (dev.queue) {
+        struct qdev *d = qdev_get(x, dev.ep, true);
+        if (!d) {
+            post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, "out of memory");
+            goto out;
+        }
+        if (now >= d->awake_until) { /* sleeping: hold until the next uplink */
+            if (d->nheld >= ops_max_held) {
+                snprintf(why, sizeof(why), "%u requests already wait for this sleeping device",
+                         d->nheld);
+                post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, why);
+                goto out;
+            }
+            lw_list_push_back(&d->held, &q->link);
+            d->nheld++;
+            post_result(q->op_id, OPS_QUEUED, 0, OPS_FORMAT_DEFAULT, NULL, NULL);
+            return;
+        }
+    }
+    dispatch(r, x, q, &dev, now);
+    return;
 out:
     req_free(q);
 }
@@ -963,16 +1114,90 @@ void ops_observe_forget(const char *endpoint, uint64_t obs_op)
 
 void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered)
 {
-    (void)r;
-    (void)id;
-    (void)gen;
+    struct regsrv_dev dev;
+    struct ops_shard *x = shard_state(r->shard, false);
     (void)registered;
+    if (!x || regsrv_dev_find(r, id, gen, &dev) != 0)
+        return;
+    if (dev.queue || lw_hmap_count(&x->qdevs) > 0)
+        device_awake(r, x, &dev, lw_mono_ms());
 }
 
+static void reply(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m, uint8_t code,
+                  const char *diag)
+{
+    struct lw_coap_msg resp;
+    struct lw_coap_req_ref ref = lw_coap_req_ref_of(m);
+    lw_coap_msg_init(&resp, 0, code);
+    if (diag) {
+        lw_coap_add_uint(&resp, LW_COAP_OPT_CONTENT_FORMAT, LW_M2M_CF_TEXT);
+        resp.payload = LW_BYTES(diag, strlen(diag));
+    }
+    lw_coap_ep_respond(&p->ep, &ref, &resp, r->now);
+}
+
+/* Send (protocol.md §4.5): POST /dp with SenML JSON/CBOR or LwM2M CBOR from a registered
+ * device: 2.04 and a `send` event; 4.00 without a registration, for another format or an
+ * undecodable payload; 4.04 when a record names an object the device did not register. */
 bool ops_dev_request(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
 {
-    (void)r;
-    (void)p;
-    (void)m;
-    return false;
+    struct regsrv_dev dev;
+    struct ops_shard *x = shard_state(r->shard, true);
+    uint32_t cf = 0xffffffff;
+    char diag[128];
+    if (m->code != LW_COAP_POST) {
+        reply(r, p, m, LW_COAP_METHOD_NOT_ALLOWED, NULL);
+        return true;
+    }
+    if (!x) {
+        reply(r, p, m, LW_COAP_INTERNAL_ERROR, NULL);
+        return true;
+    }
+    if (regsrv_peer_dev(r, p, &dev) != 0) {
+        reply(r, p, m, LW_COAP_BAD_REQUEST, "no registration for this client");
+        return true;
+    }
+    lw_coap_get_uint(m, LW_COAP_OPT_CONTENT_FORMAT, &cf);
+    if (cf != LW_M2M_CF_SENML_JSON && cf != LW_M2M_CF_SENML_CBOR && cf != LW_M2M_CF_LWM2M_CBOR) {
+        reply(r, p, m, LW_COAP_BAD_REQUEST, "send needs content-format 110, 112 or 11544");
+        return true;
+    }
+    struct lw_m2m_reg_links links;
+    struct lw_m2m_reg_types_ctx tctx;
+    struct lw_m2m_types types = {0};
+    struct lw_m2m_records recs = {0};
+    size_t off = 0;
+    bool have_links = regsrv_dev_types(r, p, &x->arena, &links, &tctx) == 0;
+    if (have_links || tctx.registry)
+        types = have_links ? lw_m2m_link_reg_types(&tctx) : lw_m2m_registry_types(tctx.registry);
+    int rc = lw_m2m_decode((uint16_t)cf, m->payload, &LW_M2M_PATH_ROOT, &types, NULL, &x->arena,
+                           &recs, &off);
+    if (rc || recs.n == 0) {
+        snprintf(diag, sizeof(diag), "undecodable payload: %s at byte %zu",
+                 rc ? lw_strerror(rc) : "no records", off);
+        reply(r, p, m, LW_COAP_BAD_REQUEST, diag);
+        goto out;
+    }
+    for (size_t i = 0; have_links && i < recs.n; i++) {
+        if (recs.v[i].path.len < 1 || !lw_m2m_link_reg_find(&links, recs.v[i].path.id[0])) {
+            snprintf(diag, sizeof(diag), "object %u is not registered",
+                     recs.v[i].path.len ? recs.v[i].path.id[0] : 0);
+            reply(r, p, m, LW_COAP_NOT_FOUND, diag);
+            goto out;
+        }
+    }
+    reply(r, p, m, LW_COAP_CHANGED, NULL);
+    struct lw_event *ev = lw_event_new(LW_EV_SEND, dev.ep);
+    if (ev) {
+        const char *n = lw_m2m_cf_name((uint16_t)cf);
+        json_object_set_new(ev->data, "values", values_records_json(recs.v, recs.n));
+        json_object_set_new(ev->data, "format", n ? json_string(n) : json_null());
+        lw_events_post(ev);
+    }
+    /* any uplink proves a queue-mode device awake (protocol.md §4.7) */
+    if (dev.queue)
+        device_awake(r, x, &dev, lw_mono_ms());
+out:
+    lw_arena_reset(&x->arena);
+    return true;
 }

@@ -4,7 +4,10 @@
  * result, timings); its request travels to the shard that owns the device (by mailbox, carrying
  * ids), which encodes it for the device (format by request, else by the device's LwM2M
  * version), hands it to the peer's CoAP endpoint (NSTART = 1: later requests wait in order) and
- * posts the outcome back. Results become `operation` events.
+ * posts the outcome back. Results become `operation` events. Requests for a device in queue mode
+ * that is asleep are held on its shard (bounded) and sent in order after its next uplink; such
+ * operations are `queued` and their timeout starts when they are sent. Send (POST /dp) from
+ * devices is answered here too (`send` events).
  *
  * Threads: ops_start/ops_stop/ops_submit/ops_json/ops_wait on the control thread. The ops_coap_*
  * and ops_uplink/ops_dev_request hooks are called by registry.c on a shard thread.
@@ -56,6 +59,9 @@ struct ops_cfg {
     uint32_t timeout_ms;      /* 60 s: an operation not completed by then is `timeout` */
     uint32_t wait_default_ms; /* 5 s: ?wait when not given */
     uint32_t history;         /* 10000 finished operations kept for GET */
+    uint32_t awake_ms;        /* 93 s (MAX_TRANSMIT_WAIT): a queue-mode device is awake this
+                                 long after each uplink (Register, Update, Send) */
+    uint32_t max_held;        /* 16 requests held per sleeping device; more fail at once */
 };
 
 /* 0 or LW_ENOMEM. cfg may be NULL. */

@@ -1644,7 +1644,16 @@ int regsrv_dev_find(struct regsrv *r, uint64_t id, uint32_t gen, struct regsrv_d
     out->ver = gr->ver;
     out->queue = gr->queue;
     out->ep = gr->node.name;
+    out->id = gr->node.id;
+    out->gen = gr->node.gen;
     return 0;
+}
+
+int regsrv_peer_dev(struct regsrv *r, struct peer *p, struct regsrv_dev *out)
+{
+    if (!p->reg)
+        return LW_ENOENT;
+    return regsrv_dev_find(r, p->reg->node.id, p->reg->node.gen, out);
 }
 
 int regsrv_dev_types(struct regsrv *r, const struct peer *p, struct lw_arena *a,

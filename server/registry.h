@@ -216,9 +216,13 @@ struct regsrv_dev {
     uint8_t ver;       /* LwM2M version, major << 4 | minor */
     bool queue;        /* registered in queue mode */
     const char *ep;    /* endpoint name (borrowed) */
+    uint64_t id;       /* registration id and generation */
+    uint32_t gen;
 };
 /* Facts about registration (id, gen) on this shard: 0 or LW_ENOENT (gone, or not bound). */
 int regsrv_dev_find(struct regsrv *r, uint64_t id, uint32_t gen, struct regsrv_dev *out);
+/* The same for the registration bound to peer p: 0 or LW_ENOENT (p has none). */
+int regsrv_peer_dev(struct regsrv *r, struct peer *p, struct regsrv_dev *out);
 /* A type resolver context for the device bound to p: its announced object versions, parsed into
  * links (memory from a; borrowed by ctx). 0, LW_ENOENT (no object list: ctx falls back to the
  * newest versions) or LW_ENOMEM. */

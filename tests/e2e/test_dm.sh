@@ -17,7 +17,8 @@ log=$LW_TMP/dm.log
 tok=$LW_TMP/dm-token
 (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
 T=$(cat "$tok")
-check "daemon starts" start_daemon "$log" --set "api.bootstrap_token_file=$tok"
+check "daemon starts" start_daemon "$log" --set "api.bootstrap_token_file=$tok" \
+  --set queue.awake_time=1s --set queue.max_held=4
 A=http://127.0.0.1:$LW_API_PORT
 body=$LW_TMP/dm-body
 # api METHOD PATH [json]: status code on stdout, body in $body.
@@ -43,7 +44,7 @@ endpoint = dm-v11-{n}
 lwm2m = 1.1
 objects = 3,4,5,10243
 lifetime = 300s
-send_interval = 0
+send_interval = 2s
 format = senml-cbor
 [group b]
 count = 1
@@ -61,16 +62,30 @@ objects = 3,4,10243
 lifetime = 300s
 send_interval = 0
 format = lwm2m-cbor
+[group q]
+count = 1
+endpoint = dm-q-{n}
+lwm2m = 1.1
+objects = 3,4,10243
+lifetime = 60s
+update_interval = 4s
+send_interval = 0
+format = senml-cbor
+queue_mode = true
+awake_time = 2s
 INI
 "$FLEET" --fleet "$LW_TMP/dm-fleet.ini" --server "coap://127.0.0.1:$LW_COAP_PORT" --quiet \
   >"$LW_TMP/dm-fleet.out" 2>&1 &
 fleet_pid=$!
 for _ in $(seq 1 50); do
-  n=$(curl -s -H "Authorization: Bearer $T" "$A/api/v1/devices" | jq_ 'len(d["devices"])')
-  [ "$n" = 3 ] && break
+  n=0
+  for ep in dm-v10-0 dm-v11-0 dm-v12-0 dm-q-0; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $T" "$A/api/v1/devices/$ep")" = 200 ] && n=$((n + 1))
+  done
+  [ "$n" = 4 ] && break
   sleep 0.1
 done
-check "three fleet devices registered" test "$n" = 3
+check "four fleet devices registered" test "$n" = 4
 
 # ---- Read in each version's default format, and per request ----------------------------------
 for v in 10:tlv 11:senml-cbor 12:lwm2m-cbor; do
@@ -209,6 +224,100 @@ check "active cancel: an observe-cancel operation succeeded" grep -q '"kind":"ob
 n6=$(nnot "$obs2"); sleep 2.5; n7=$(nnot "$obs2")
 check "active cancel: notifications stop" test "$n7" = "$n6"
 kill "$sse_pid" 2>/dev/null
+
+# ---- Send (POST /dp) -----------------------------------------------------------------------------
+ssend=$LW_TMP/dm-send
+curl -s -N -H "Authorization: Bearer $T" "$A/api/v1/events?types=send" > "$ssend" &
+ssend_pid=$!
+for _ in $(seq 1 50); do grep -q '"values"' "$ssend" && break; sleep 0.1; done
+kill "$ssend_pid" 2>/dev/null
+check "send events carry the device's values (SenML CBOR)" \
+  test "$(grep -m1 '^data:' "$ssend" | cut -c7- | jq_ '(d["endpoint"], d["data"]["format"], len(d["data"]["values"]) > 0)')" = "('dm-v11-0', 'senml-cbor', True)"
+check "values cache shows Send as the source" \
+  test "$(api GET /api/v1/devices/dm-v11-0/values)" = 200 -a "$(field 'any(v["source"]=="send" for v in d["values"])')" = True
+cat > "$LW_TMP/dm-send.py" <<'PY'
+"""Raw CoAP client for Send edge cases: registers, then POSTs /dp payloads; prints the codes."""
+import json, random, socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+def opt(prev, num, val):
+    d = num - prev; ext = b""
+    if d >= 13: ext = bytes([d - 13]); d = 13
+    l = len(val); lext = b""
+    if l >= 13: lext = bytes([l - 13]); l = 13
+    return bytes([(d << 4) | l]) + ext + lext + val
+def req(code, path, query=(), cf=None, pl=b""):
+    mid = random.randint(0, 65535); tok = bytes([random.randint(0, 255) for _ in range(4)])
+    m = bytes([0x44, code]) + struct.pack(">H", mid) + tok; prev = 0
+    for seg in path:
+        m += opt(prev, 11, seg.encode()); prev = 11
+    if cf is not None:
+        m += opt(prev, 12, bytes([cf]) if cf < 256 else struct.pack(">H", cf)); prev = 12
+    for q in query:
+        m += opt(prev, 15, q.encode()); prev = 15
+    if pl: m += b"\xff" + pl
+    s.sendto(m, ("127.0.0.1", port))
+    while True:
+        d = s.recv(2048)
+        if d[2:4] == struct.pack(">H", mid): break
+    c = d[1]; return "%d.%02d" % (c >> 5, c & 31)
+senml = lambda n, v: json.dumps([{"n": n, "v": v}]).encode()
+print("unregistered", req(2, ["dp"], cf=110, pl=senml("/3/0/9", 50)))
+print("register", req(2, ["rd"], ["ep=dm-send-raw", "lt=60", "lwm2m=1.1"], 40, b"</1/0>,</3/0>"))
+print("ok", req(2, ["dp"], cf=110, pl=senml("/3/0/9", 50)))
+print("unknown_object", req(2, ["dp"], cf=110, pl=senml("/10243/0/1", 5)))
+print("bad_format", req(2, ["dp"], cf=0, pl=b"50"))
+print("garbage", req(2, ["dp"], cf=110, pl=b"[{"))
+print("get", req(1, ["dp"]))
+PY
+python3 "$LW_TMP/dm-send.py" "$LW_COAP_PORT" > "$LW_TMP/dm-send.out" 2>&1
+sc() { awk -v k="$1" '$1==k {print $2}' "$LW_TMP/dm-send.out"; }
+check "Send without a registration: 4.00" test "$(sc unregistered)" = 4.00
+check "Send from a registered device: 2.04" test "$(sc ok)" = 2.04
+check "Send for an object the device did not register: 4.04" test "$(sc unknown_object)" = 4.04
+check "Send in text/plain: 4.00" test "$(sc bad_format)" = 4.00
+check "Send with an undecodable payload: 4.00" test "$(sc garbage)" = 4.00
+check "GET /dp: 4.05" test "$(sc get)" = 4.05
+check "raw Send value reaches the cache" \
+  test "$(api GET /api/v1/devices/dm-send-raw/values)" = 200 -a "$(field '[(v["value"], v["source"]) for v in d["values"] if v["path"]=="/3/0/9"][0]')" = "(50, 'send')"
+
+# ---- queue mode -----------------------------------------------------------------------------------
+# The device (queue_mode, awake 2 s after each uplink, Update every 4 s) sleeps most of the time;
+# the server counts it awake for 1 s (queue.awake_time) after each uplink.
+queued=""
+for _ in $(seq 1 20); do
+  t0=$(date +%s%N)
+  api GET '/api/v1/devices/dm-q-0/data/3/0/0?wait=5s' >/dev/null
+  t1=$(date +%s%N)
+  if [ "$(field 'd["state"]')" = queued ]; then queued=$(field 'd["id"]'); break; fi
+  sleep 0.4
+done
+check "queue mode: a request for the sleeping device is queued (202, state queued)" test -n "$queued"
+check "queue mode: ?wait does not block on a sleeping device" test $(((t1 - t0) / 1000000)) -lt 1500
+api GET '/api/v1/devices/dm-q-0/data/3/0/1?wait=0' >/dev/null; q2=$(field 'd["id"]')
+api GET '/api/v1/devices/dm-q-0/data/3/0/2?wait=0' >/dev/null; q3=$(field 'd["id"]')
+api GET '/api/v1/devices/dm-q-0/data/3/0/3?wait=0' >/dev/null; q4=$(field 'd["id"]')
+api GET '/api/v1/devices/dm-q-0/data/3/0/9?wait=0' >/dev/null
+sleep 0.3
+api GET "/api/v1/operations/$(field 'd["id"]')" >/dev/null
+check "queue mode: more than queue.max_held requests fail at once" \
+  test "$(field '(d["state"], "already wait" in (d["error"] or ""))')" = "('failed', True)"
+for _ in $(seq 1 80); do
+  api GET "/api/v1/operations/$q4" >/dev/null
+  [ "$(field 'd["state"]')" = succeeded ] && break
+  sleep 0.1
+done
+check "queue mode: held requests are delivered after the next Update" \
+  test "$(api GET "/api/v1/operations/$queued")" = 200 -a "$(field 'd["state"]')" = succeeded
+check "queue mode: ... all of them" test "$(api GET "/api/v1/operations/$q4")" = 200 -a "$(field 'd["state"]')" = succeeded
+c1=$(api GET "/api/v1/operations/$queued" >/dev/null; field 'd["completed_at"]')
+c2=$(api GET "/api/v1/operations/$q2" >/dev/null; field 'd["completed_at"]')
+c3=$(api GET "/api/v1/operations/$q3" >/dev/null; field 'd["completed_at"]')
+check "queue mode: delivered in order" bash -c "[[ '$c1' < '$c2' || '$c1' == '$c2' ]] && [[ '$c2' < '$c3' || '$c2' == '$c3' ]]"
+check "queue mode: the held read was sent only after an uplink (sent_at later than created_at)" \
+  test "$(api GET "/api/v1/operations/$queued" >/dev/null; field 'd["sent_at"] > d["created_at"]')" = True
+check "queue mode: the cache can be read without waking the device" \
+  test "$(api GET /api/v1/devices/dm-q-0/values)" = 200 -a "$(field 'any(v["path"]=="/3/0/0" for v in d["values"])')" = True
 
 # ---- a silent device: per-operation timeout ------------------------------------------------------
 kill -STOP "$fleet_pid"
