@@ -12,6 +12,8 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/hash.h>
 
 #include <assert.h>
 #include <netinet/in.h>
@@ -25,6 +27,9 @@
     !defined(WOLFSSL_STATIC_PSK) || !defined(WOLFSSL_SESSION_EXPORT) || !defined(HAVE_AESCCM)
 #error \
     "lib/dtls needs wolfSSL with DTLS 1.3, CID, static PSK, AES-CCM and session export (make deps)"
+#endif
+#if !defined(HAVE_RPK) || !defined(WOLFSSL_ALWAYS_VERIFY_CB)
+#error "lib/dtls needs wolfSSL with raw public keys (--enable-rpk) and WOLFSSL_ALWAYS_VERIFY_CB"
 #endif
 #if DTLS_CID_MAX_SIZE < LW_DTLS_CID_MAX
 #error "wolfSSL DTLS_CID_MAX_SIZE is smaller than LW_DTLS_CID_MAX"
@@ -42,6 +47,7 @@
 #define DEF_MAX_HS       1024
 #define DEF_HELLO_RATE   1000 /* per /24 or /56 and second: carrier NATs put many devices there */
 #define MAX_TLS13_SUITES 5
+#define SPKI_MAX         160 /* DER SubjectPublicKeyInfo of a P-256/P-384/P-521 key */
 
 static_assert(5 + LW_DTLS_CID_MAX + 1 + LW_DTLS_ADDR_MAX + 1 + LW_DTLS_IDENT_MAX + 2 + EXPORT_MAX <=
                   LW_DTLS_BLOB_MAX,
@@ -66,6 +72,7 @@ struct lw_dtls_ctx {
     uint32_t hello_burst;
     bool v13;
     bool certs; /* server certificate loaded: client certificates required */
+    bool rpk;   /* raw public keys (cfg.rpk) */
     /* TLS 1.3 suites of the configured list in preference order (for the PSK callback). */
     uint16_t suites13[MAX_TLS13_SUITES];
     size_t n13;
@@ -298,6 +305,25 @@ static unsigned int psk13_cb(WOLFSSL *ssl, const char *identity, unsigned char *
     return psk_common(ssl, identity, key, max);
 }
 
+/* Raw public key of a client (RFC 7250 §3, client_certificate_type RawPublicKey negotiated):
+ * wolfSSL has parsed the SubjectPublicKeyInfo and will check the CertificateVerify signature
+ * with it, but a raw key proves nothing by itself, so only verify_peer (the credential store)
+ * may accept it. The identity is the key's SHA-256. */
+static int verify_rpk(struct lw_dtls_sess *s, struct lw_dtls_peer_info *info)
+{
+    const struct lw_dtls_ctx *ctx = s->sh->ctx;
+    if (info->der.len > UINT32_MAX ||
+        wc_Sha256Hash(info->der.ptr, (word32)info->der.len, info->spki_sha256) != 0)
+        return 0;
+    info->rpk = true;
+    if (!ctx->cred.verify_peer || ctx->cred.verify_peer(ctx->cred_arg, info) != 0)
+        return 0;
+    memcpy(s->ident, info->spki_sha256, sizeof(info->spki_sha256));
+    s->id_len = (uint8_t)sizeof(info->spki_sha256);
+    s->auth = LW_DTLS_AUTH_RPK;
+    return 1;
+}
+
 /* Client certificate check. The wolfSSL context holds no CA, so every client certificate fails
  * wolfSSL's own chain check and reaches this callback (wolfSSL calls it only on failure unless
  * built with WOLFSSL_ALWAYS_VERIFY_CB); we verify the leaf against our CertManager, read its CN,
@@ -321,12 +347,18 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     struct lw_dtls_peer_info info = {.der = {der, der_len}};
     struct DecodedCert dc;
     int ok = 0;
+    int tp = WOLFSSL_CERT_TYPE_UNKNOWN;
 
+    if (!der || der_len == 0)
+        return 0;
+    if (ctx->rpk && wolfSSL_get_negotiated_client_cert_type(s->ssl, &tp) == WOLFSSL_SUCCESS &&
+        tp == WOLFSSL_CERT_TYPE_RPK)
+        return verify_rpk(s, &info);
+    wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
     if (ctx->cm) {
         info.chain_ok = wolfSSL_CertManagerVerifyBuffer(ctx->cm, der, (long)der_len,
                                                         WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS;
     }
-    wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
     if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) != 0)
         goto out;
     if (dc.subjectCN && dc.subjectCNLen > 0 && dc.subjectCNLen <= LW_DTLS_IDENT_MAX)
@@ -380,6 +412,45 @@ static int parse_suites13(struct lw_dtls_ctx *c, const char *list)
     return 0;
 }
 
+/* DER SubjectPublicKeyInfo of an ECC private key (PEM "EC PRIVATE KEY" / "PRIVATE KEY", or
+ * DER SEC1 / PKCS#8): the server's raw public key. Returns its length, or -1. */
+static int spki_of_key(struct lw_bytes key, uint8_t *out, size_t cap)
+{
+    uint8_t *der = NULL;
+    ecc_key k;
+    word32 idx = 0;
+    int n = -1, len;
+    bool k_init = false;
+
+    if (key.len == 0 || key.len > (1u << 20))
+        return -1;
+    der = malloc(key.len);
+    if (!der)
+        return -1;
+    if (fmt_of(key) == WOLFSSL_FILETYPE_PEM) {
+        len = wc_KeyPemToDer(key.ptr, (int)key.len, der, (int)key.len, NULL);
+        if (len <= 0)
+            goto out;
+    } else {
+        memcpy(der, key.ptr, key.len);
+        len = (int)key.len;
+    }
+    if (wc_ecc_init(&k) != 0)
+        goto out;
+    k_init = true;
+    if (wc_EccPrivateKeyDecode(der, &idx, &k, (word32)len) != 0)
+        goto out;
+    n = wc_EccPublicKeyToDer(&k, out, (word32)cap, 1);
+    if (n <= 0)
+        n = -1;
+out:
+    if (k_init)
+        wc_ecc_free(&k);
+    explicit_bzero(der, key.len);
+    free(der);
+    return n;
+}
+
 /* Applies the configuration to one WOLFSSL_CTX (the main one and the DTLS 1.2 twin). */
 static int setup_wctx(struct lw_dtls_ctx *c, WOLFSSL_CTX *w, const struct lw_dtls_cfg *cfg,
                       const char *ciphers)
@@ -402,7 +473,28 @@ static int setup_wctx(struct lw_dtls_ctx *c, WOLFSSL_CTX *w, const struct lw_dtl
     int groups[] = {WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
     if (wolfSSL_CTX_set_groups(w, groups, (int)LW_ARRAY_SIZE(groups)) != WOLFSSL_SUCCESS)
         return LW_ECONFIG;
-    if (cfg->cert.len || cfg->key.len) {
+    if (cfg->rpk) {
+        uint8_t spki[SPKI_MAX];
+        int n = spki_of_key(cfg->key, spki, sizeof(spki));
+        /* RFC 7250 §3: we can only present a raw key; clients may use either form. */
+        const char srv_types[] = {WOLFSSL_CERT_TYPE_RPK};
+        const char cli_types[] = {WOLFSSL_CERT_TYPE_RPK, WOLFSSL_CERT_TYPE_X509};
+        if (n <= 0 || cfg->cert.len)
+            return LW_ECONFIG;
+        if (wolfSSL_CTX_use_certificate_buffer(w, spki, n, WOLFSSL_FILETYPE_ASN1) !=
+                WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_set_server_cert_type(w, srv_types, (int)sizeof(srv_types)) !=
+                WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_set_client_cert_type(w, cli_types, (int)sizeof(cli_types)) !=
+                WOLFSSL_SUCCESS)
+            return LW_ECONFIG;
+        if (wolfSSL_CTX_use_PrivateKey_buffer(w, cfg->key.ptr, (long)cfg->key.len,
+                                              fmt_of(cfg->key)) != WOLFSSL_SUCCESS)
+            return LW_ECONFIG;
+        c->certs = true;
+        c->rpk = true;
+        wolfSSL_CTX_set_verify(w, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_EXCEPT_PSK, verify_cb);
+    } else if (cfg->cert.len || cfg->key.len) {
         if (!cfg->cert.len || !cfg->key.len)
             return LW_ECONFIG;
         if (wolfSSL_CTX_use_certificate_chain_buffer_format(w, cfg->cert.ptr, (long)cfg->cert.len,

@@ -67,12 +67,13 @@ enum lw_dtls_auth {
     LW_DTLS_AUTH_PSK,  /* identity = PSK identity bytes */
     LW_DTLS_AUTH_X509, /* identity = certificate subject CN, else its first URI SAN, else its
                         * first DNS SAN (verify_peer saw them all) */
+    LW_DTLS_AUTH_RPK,  /* identity = SHA-256 of the client's SubjectPublicKeyInfo (32 bytes) */
 };
 
-/* Client certificate handed to verify_peer. All views borrowed for the call.
- * Raw public keys (RFC 7250) are not offered yet: tools/deps.sh now builds wolfSSL with HAVE_RPK,
- * WOLFSSL_ALWAYS_VERIFY_CB and KEEP_PEER_CERT, which should let verify_peer see the client's
- * SubjectPublicKeyInfo, but the certificate-type negotiation and that path are not wired here. */
+/* Client certificate or raw public key handed to verify_peer. All views borrowed for the call.
+ * With rpk set (RFC 7250 client_certificate_type RawPublicKey was negotiated), der is the
+ * client's DER SubjectPublicKeyInfo, spki_sha256 its SHA-256, and cn/san/chain_ok are empty:
+ * a raw key has no chain, so only the credential store can vouch for it. */
 #define LW_DTLS_SAN_MAX 8
 struct lw_dtls_san {
     uint8_t type; /* GeneralName tag: 2 dNSName, 6 uniformResourceIdentifier */
@@ -84,6 +85,8 @@ struct lw_dtls_peer_info {
     struct lw_dtls_san san[LW_DTLS_SAN_MAX]; /* DNS and URI subjectAltNames, first ones */
     size_t n_san;
     bool chain_ok; /* the certificate verified against cfg.ca */
+    bool rpk;      /* der is a raw public key (SubjectPublicKeyInfo) */
+    uint8_t spki_sha256[32];
 };
 
 /* Credential store callbacks (the server's), all optional; arg is cfg.cred_arg. They run on the
@@ -94,7 +97,8 @@ struct lw_dtls_cred_ops {
     size_t (*psk_lookup)(void *arg, const uint8_t *identity, size_t id_len, uint8_t *key,
                          size_t cap);
     /* Decides whether a client certificate is acceptable (e.g. CN = endpoint, or pinned DER):
-     * return 0 to accept. When NULL, a certificate is accepted iff chain_ok. */
+     * return 0 to accept. When NULL, a certificate is accepted iff chain_ok (so a raw public
+     * key never is). */
     int (*verify_peer)(void *arg, const struct lw_dtls_peer_info *info);
 };
 
@@ -113,6 +117,12 @@ struct lw_dtls_cfg {
     /* Trust anchors for client certificates (PEM, possibly several, or one DER). The leaf must
      * be signed directly by one of them (include intermediates here). */
     struct lw_bytes ca;
+    /* Raw public keys (RFC 7250): the server authenticates with the public key of cfg.key sent
+     * as a raw SubjectPublicKeyInfo (server_certificate_type RawPublicKey; cfg.cert must be
+     * empty), and ECDHE-ECDSA clients authenticate with a raw public key (preferred) or an X.509
+     * certificate (client_certificate_type), judged by verify_peer. A client that does not
+     * offer server_certificate_type RawPublicKey cannot use the certificate suites then. */
+    bool rpk;
     uint16_t mtu;            /* record payload budget; 0: 1280 */
     uint32_t handshake_ms;   /* a handshake must finish within this; 0: 30000 */
     uint32_t max_handshakes; /* per shard in flight; 0: 1024 */
