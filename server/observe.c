@@ -408,7 +408,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
         const char *kind = json_string_value(json_object_get(ev->data, "kind"));
         const char *state = json_string_value(json_object_get(ev->data, "state"));
         if (kind && state && !strcmp(state, "succeeded") &&
-            (!strcmp(kind, "read") || !strcmp(kind, "observe")))
+            (!strcmp(kind, "read") || !strcmp(kind, "observe") || !strcmp(kind, "read-composite")))
             cache_put(ev->endpoint, json_object_get(json_object_get(ev->data, "result"), "values"),
                       "read", ev->time_ms);
         break;

@@ -26,8 +26,8 @@
 #include <string.h>
 
 static const char *const kind_names[OPS__COUNT] = {
-    "read",   "discover",         "write",   "write-partial",  "execute", "create",
-    "delete", "write-attributes", "observe", "observe-cancel",
+    "read",   "discover",         "write",   "write-partial",  "execute",        "create",
+    "delete", "write-attributes", "observe", "observe-cancel", "read-composite", "write-composite",
 };
 static const char *const state_names[] = {"queued", "sent", "succeeded", "failed", "timeout"};
 
@@ -724,6 +724,61 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         msg.code = LW_COAP_DELETE;
         cf = OPS_FORMAT_DEFAULT;
         break;
+    case OPS_READ_COMPOSITE: {
+        /* Read-Composite (protocol.md §4.3): FETCH on the root with the paths as SenML names;
+         * the answer is a SenML / LwM2M CBOR pack of absolute paths. */
+        struct lw_m2m_path paths[64];
+        size_t n = 0, i;
+        const json_t *jp;
+        if (dev->ver < 0x11) {
+            snprintf(why, cap, "composite operations need LwM2M 1.1 or later");
+            rc = LW_ENOTSUP;
+            goto out;
+        }
+        json_array_foreach(json_object_get(q->body, "paths"), i, jp)
+        {
+            if (n == LW_ARRAY_SIZE(paths) ||
+                lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &paths[n]) != 0)
+                break;
+            n++;
+        }
+        msg.code = LW_COAP_FETCH;
+        if (cf == OPS_FORMAT_DEFAULT)
+            cf = default_cf(dev->ver, &q->path, false);
+        uint16_t pcf = cf == LW_M2M_CF_SENML_JSON ? LW_M2M_CF_SENML_JSON : LW_M2M_CF_SENML_CBOR;
+        if ((rc = lw_m2m_encode_paths(pcf, paths, n, &pl)) != 0)
+            break;
+        if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_CONTENT_FORMAT, pcf)))
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
+        msg.payload = lw_buf_bytes(&pl);
+        break;
+    }
+    case OPS_WRITE_COMPOSITE: {
+        struct lw_m2m_records recs = {0};
+        if (dev->ver < 0x11) {
+            snprintf(why, cap, "composite operations need LwM2M 1.1 or later");
+            rc = LW_ENOTSUP;
+            goto out;
+        }
+        msg.code = LW_COAP_IPATCH;
+        if (cf == OPS_FORMAT_DEFAULT)
+            cf = default_cf(dev->ver, &q->path, true);
+        if (regsrv_dev_types(r, dev->peer, &x->arena, &links, &tctx) == 0 || tctx.registry)
+            types = tctx.reg_links ? lw_m2m_link_reg_types(&tctx)
+                                   : lw_m2m_registry_types(tctx.registry);
+        if ((rc = values_from_json(q->body, NULL, &types, &x->arena, &recs, why, cap)) != 0)
+            goto out;
+        if (recs.n > 1)
+            qsort(recs.v, recs.n, sizeof(*recs.v), cmp_rec);
+        if ((rc = lw_m2m_encode(cf, &LW_M2M_PATH_ROOT, recs.v, recs.n, &pl)) != 0) {
+            snprintf(why, cap, "cannot encode the values as %s: %s",
+                     lw_m2m_cf_name(cf) ? lw_m2m_cf_name(cf) : "?", lw_strerror(rc));
+            goto out;
+        }
+        rc = lw_coap_add_uint(&msg, LW_COAP_OPT_CONTENT_FORMAT, cf);
+        msg.payload = lw_buf_bytes(&pl);
+        break;
+    }
     case OPS_ATTRIBUTES: {
         /* Write-Attributes: PUT with one Uri-Query per attribute and no payload (protocol.md
          * §4.6); the query text lives in q->args until the request is copied. */
@@ -997,7 +1052,8 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
                                 msg->payload.len);
             break;
         }
-        if ((in->kind == OPS_READ || in->kind == OPS_OBSERVE) && msg->payload.len > 0)
+        if ((in->kind == OPS_READ || in->kind == OPS_OBSERVE || in->kind == OPS_READ_COMPOSITE) &&
+            msg->payload.len > 0)
             res = decode_values(r, x, p, &in->path, msg, &cf);
         if (in->kind == OPS_OBSERVE && !lw_coap_find_opt(msg, LW_COAP_OPT_OBSERVE)) {
             state = OPS_FAILED; /* answered without Observe: the device will not notify */

@@ -31,9 +31,11 @@ enum ops_kind {
     OPS_EXECUTE,
     OPS_CREATE,
     OPS_DELETE,
-    OPS_ATTRIBUTES,     /* Write-Attributes: PUT with the query, no payload */
-    OPS_OBSERVE,        /* GET + Observe 0; notifications follow (observe.h) */
-    OPS_OBSERVE_CANCEL, /* active cancel: GET + Observe 1 with the observation's token */
+    OPS_ATTRIBUTES,      /* Write-Attributes: PUT with the query, no payload */
+    OPS_OBSERVE,         /* GET + Observe 0; notifications follow (observe.h) */
+    OPS_OBSERVE_CANCEL,  /* active cancel: GET + Observe 1 with the observation's token */
+    OPS_READ_COMPOSITE,  /* FETCH / with a SenML path list (body: {"paths":[...]}) */
+    OPS_WRITE_COMPOSITE, /* iPATCH / with values (body: {"values":[...]}) */
     OPS__COUNT
 };
 

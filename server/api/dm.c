@@ -366,3 +366,57 @@ void h_values_get(struct api_req *r, char *const *params, const char *query)
     (void)query;
     api_reply_json(r, 200, observe_values(r->target));
 }
+
+/* ---- composite ------------------------------------------------------------------------------ */
+/* Composite operations take SenML JSON/CBOR or LwM2M CBOR only; false after answering 406. */
+static bool composite_format_ok(struct api_req *r, const char *query)
+{
+    char buf[32];
+    uint16_t cf;
+    int q = api_query_get(query, "format", buf, sizeof(buf));
+    if (q == 0)
+        return true;
+    if (q < 0 || lw_m2m_cf_parse(buf, strlen(buf), &cf) != 0 ||
+        (cf != LW_M2M_CF_SENML_JSON && cf != LW_M2M_CF_SENML_CBOR && cf != LW_M2M_CF_LWM2M_CBOR)) {
+        api_problem(r, 406, "unsupported-format",
+                    "composite operations use senml-json, senml-cbor or lwm2m-cbor");
+        return false;
+    }
+    return true;
+}
+
+void h_dm_composite_read(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_READ_COMPOSITE, .path = LW_M2M_PATH_ROOT};
+    const json_t *paths = r->json ? json_object_get(r->json, "paths") : NULL;
+    size_t i;
+    const json_t *p;
+    (void)params;
+    if (!json_is_array(paths) || json_array_size(paths) == 0 || json_array_size(paths) > 64) {
+        api_problem(r, 400, "invalid-body", "a body {\"paths\":[\"/3/0/0\", ...]} (1..64 paths)");
+        return;
+    }
+    json_array_foreach(paths, i, p)
+    {
+        struct lw_m2m_path mp;
+        if (!json_is_string(p) ||
+            lw_m2m_path_parse(json_string_value(p), json_string_length(p), &mp) != 0) {
+            api_problem(r, 400, "invalid-path", "paths[%zu] is not an LwM2M path", i);
+            return;
+        }
+    }
+    if (!composite_format_ok(r, query))
+        return;
+    sp.body = r->json;
+    submit(r, &sp, query);
+}
+
+void h_dm_composite_write(struct api_req *r, char *const *params, const char *query)
+{
+    struct ops_spec sp = {.kind = OPS_WRITE_COMPOSITE, .path = LW_M2M_PATH_ROOT};
+    (void)params;
+    if (!check_values(r, NULL) || !composite_format_ok(r, query))
+        return;
+    sp.body = r->json;
+    submit(r, &sp, query);
+}

@@ -452,6 +452,10 @@ const struct api_route api_routes[] = {
      API_ROLE_OPERATOR, false, true, "observation_delete"},
     {HTTP_GET, "/api/v1/devices/{endpoint}/values", h_values_get, API_ROLE_VIEWER, false, false,
      "values_get"},
+    {HTTP_POST, "/api/v1/devices/{endpoint}/composite/read", h_dm_composite_read, API_ROLE_VIEWER,
+     false, false, "dm_composite_read"},
+    {HTTP_POST, "/api/v1/devices/{endpoint}/composite/write", h_dm_composite_write,
+     API_ROLE_OPERATOR, false, true, "dm_composite_write"},
     {HTTP_GET, "/api/v1/operations/{id}", h_operation_get, API_ROLE_VIEWER, false, false,
      "operation_get"},
 };

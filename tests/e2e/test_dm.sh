@@ -166,6 +166,24 @@ check "execute needs a resource path: 400" test "$(api POST /api/v1/devices/dm-v
 check "viewer routes need a token: 401" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "$A/api/v1/devices/dm-v11-0/data/3/0")" = 401
 
+# ---- composite -----------------------------------------------------------------------------------
+check "read-composite (FETCH) on 1.1: three paths in SenML CBOR" \
+  test "$(api POST /api/v1/devices/dm-v11-0/composite/read '{"paths":["/3/0/0","/1/0/1","/3/0/9"]}')" = 200 -a "$(field '(d["state"], d["format"], [v["path"] for v in d["result"]["values"]])')" = "('succeeded', 'senml-cbor', ['/3/0/0', '/1/0/1', '/3/0/9'])"
+check "read-composite on 1.2 answers LwM2M CBOR" \
+  test "$(api POST /api/v1/devices/dm-v12-0/composite/read '{"paths":["/3/0/0","/1/0/1"]}')" = 200 -a "$(field '(d["state"], d["format"])')" = "('succeeded', 'lwm2m-cbor')"
+check "read-composite of an instance as senml-json" \
+  test "$(api POST '/api/v1/devices/dm-v11-0/composite/read?format=senml-json' '{"paths":["/3/0"]}')" = 200 -a "$(field '(d["format"], len(d["result"]["values"]) > 5)')" = "('senml-json', True)"
+check "write-composite (iPATCH) on 1.1" \
+  test "$(api POST /api/v1/devices/dm-v11-0/composite/write '{"values":[{"path":"/1/0/3","value":77},{"path":"/3/0/13","value":1700000000}]}')" = 200 -a "$(field '(d["kind"], d["state"], d["coap_code"])')" = "('write-composite', 'succeeded', '2.04')"
+check "write-composite on 1.2 (LwM2M CBOR)" \
+  test "$(api POST /api/v1/devices/dm-v12-0/composite/write '{"values":[{"path":"/1/0/3","value":78}]}')" = 200 -a "$(field 'd["state"]')" = succeeded
+check "composite on a 1.0 device fails without a request" \
+  test "$(api POST /api/v1/devices/dm-v10-0/composite/read '{"paths":["/3/0/0"]}')" = 200 -a "$(field '(d["state"], d["sent_at"])')" = "('failed', None)"
+check "composite in TLV: 406" test "$(api POST '/api/v1/devices/dm-v11-0/composite/read?format=tlv' '{"paths":["/3/0"]}')" = 406
+check "composite read without paths: 400" test "$(api POST /api/v1/devices/dm-v11-0/composite/read '{"paths":[]}')" = 400
+check "composite write of a wrong type: 400" \
+  test "$(api POST /api/v1/devices/dm-v11-0/composite/write '{"values":[{"path":"/1/0/3","value":"x"}]}')" = 400
+
 # ---- Write-Attributes --------------------------------------------------------------------------
 check "write-attributes pmin/pmax" \
   test "$(api PUT /api/v1/devices/dm-v11-0/attributes/3/0/13 '{"pmin":1,"pmax":30}')" = 200 -a "$(field '(d["kind"], d["state"], d["coap_code"])')" = "('write-attributes', 'succeeded', '2.04')"
