@@ -89,6 +89,9 @@ static int cb_verify(void *arg, const struct lw_dtls_peer_info *info)
     char ep[CREDS_EP_MAX + 1];
     struct lw_bytes name = cert_name(info);
     (void)arg;
+    if (info->rpk) /* the raw key's SHA-256 names the endpoint (PUT .../credentials, mode rpk) */
+        return creds_bind(CREDS_RPK, info->spki_sha256, sizeof(info->spki_sha256), NULL, 0, false,
+                          ep, sizeof(ep));
     if (!info->der.len || !name.len)
         return -1;
     return creds_bind(CREDS_X509, name.ptr, name.len, info->der.ptr, info->der.len, info->chain_ok,
@@ -138,12 +141,17 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     }
     if (cfg->coaps_listen_n == 0)
         return 0;
-    if ((cfg->coaps_cert[0] != 0) != (cfg->coaps_key[0] != 0)) {
+    if (cfg->coaps_rpk && (!cfg->coaps_key[0] || cfg->coaps_cert[0])) {
+        snprintf(err, errlen, "coaps.rpk needs coaps.key and an empty coaps.cert");
+        return LW_ECONFIG;
+    }
+    if (!cfg->coaps_rpk && (cfg->coaps_cert[0] != 0) != (cfg->coaps_key[0] != 0)) {
         snprintf(err, errlen, "coaps.cert and coaps.key must be set together");
         return LW_ECONFIG;
     }
-    if (cfg->coaps_cert[0] && ((rc = read_file(cfg->coaps_cert, &cert, err, errlen)) != 0 ||
-                               (rc = read_file(cfg->coaps_key, &key, err, errlen)) != 0))
+    if (cfg->coaps_cert[0] && (rc = read_file(cfg->coaps_cert, &cert, err, errlen)) != 0)
+        goto out;
+    if (cfg->coaps_key[0] && (rc = read_file(cfg->coaps_key, &key, err, errlen)) != 0)
         goto out;
     if (cfg->coaps_ca[0] && (rc = read_file(cfg->coaps_ca, &ca, err, errlen)) != 0)
         goto out;
@@ -159,6 +167,7 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     dc.cert = cert;
     dc.key = key;
     dc.ca = ca;
+    dc.rpk = cfg->coaps_rpk;
     dc.handshake_ms = cfg->coaps_handshake_timeout;
     dc.max_handshakes = cfg->coaps_max_handshakes;
     dc.hello_rate = cfg->coaps_hello_rate;
@@ -169,7 +178,7 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     if (rc) {
         snprintf(err, errlen,
                  "cannot create the DTLS context: %s (check coaps.cert, coaps.key, "
-                 "coaps.ca and coaps.ciphers)",
+                 "coaps.rpk, coaps.ca and coaps.ciphers)",
                  lw_strerror(rc));
         goto out;
     }
@@ -419,6 +428,7 @@ static void bind_identity(struct coaps *c, struct csess *cs)
     struct lw_bytes id;
     enum lw_dtls_auth auth = lw_dtls_sess_identity(cs->s, &id);
     enum creds_mode m = auth == LW_DTLS_AUTH_PSK    ? CREDS_PSK
+                        : auth == LW_DTLS_AUTH_RPK  ? CREDS_RPK
                         : auth == LW_DTLS_AUTH_X509 ? CREDS_X509
                                                     : CREDS_NONE;
     int rc = m == CREDS_NONE ? LW_ENOENT
@@ -432,7 +442,7 @@ static void bind_identity(struct coaps *c, struct csess *cs)
         return;
     }
     cs->ep_len = (uint8_t)strlen(cs->ep);
-    cs->mode = m == CREDS_PSK ? RS_SEC_PSK : RS_SEC_X509;
+    cs->mode = m == CREDS_PSK ? RS_SEC_PSK : m == CREDS_RPK ? RS_SEC_RPK : RS_SEC_X509;
     struct lw_bytes cid = lw_dtls_sess_cid(cs->s);
     if (cid.len && cid.len <= LW_DTLS_CID_MAX && !cs->in_cid) {
         memcpy(cs->cid, cid.ptr, cid.len);

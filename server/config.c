@@ -58,6 +58,7 @@ static const struct key keys[] = {
     {"coaps", "cert", K_STR, OFF(coaps_cert), 0, "", 0, 0, NULL, false, false, true},
     {"coaps", "key", K_STR, OFF(coaps_key), 0, "", 0, 0, NULL, false, false, true},
     {"coaps", "ca", K_STR, OFF(coaps_ca), 0, "", 0, 0, NULL, false, false, true},
+    {"coaps", "rpk", K_BOOL, OFF(coaps_rpk), 0, "false", 0, 0, NULL, false, false, false},
     {"coaps", "ciphers", K_STR, OFF(coaps_ciphers), 0, "", 0, 0, NULL, false, false, false},
     {"coaps", "versions", K_ENUM, OFF(coaps_versions), 0, "any", 0, 0, dtlsver_names, false, false,
      false},

@@ -45,6 +45,7 @@ struct lw_config {
     char *coaps_cert;    /* server certificate chain (PEM/DER), "" = PSK only */
     char *coaps_key;     /* its private key (ECDSA P-256) */
     char *coaps_ca;      /* trust store for client certificates, "" = none */
+    bool coaps_rpk;      /* RFC 7250 raw public keys: present coaps_key's public key, no cert */
     char *coaps_ciphers; /* wolfSSL suite list, "" = built-in default */
     enum lw_coaps_versions coaps_versions;
     char *coaps_psk_hint;             /* PSK identity hint (DTLS 1.2), "" = none */

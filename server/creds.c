@@ -6,6 +6,8 @@
 #include "base/util.h"
 
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include <pthread.h>
@@ -328,5 +330,20 @@ int creds_bind(enum creds_mode mode, const uint8_t *id, size_t id_len, const uin
         rc = 0;
     }
     pthread_rwlock_unlock(&st.lock);
+    return rc;
+}
+
+int creds_spki_hash(const uint8_t *der, size_t len, uint8_t hash[32])
+{
+    ecc_key k;
+    word32 idx = 0;
+    int rc = LW_EINVAL;
+    if (!der || len == 0 || len > 1024 || wc_ecc_init(&k) != 0)
+        return LW_EINVAL;
+    /* The whole input must be one SubjectPublicKeyInfo with a valid curve point. */
+    if (wc_EccPublicKeyDecode(der, &idx, &k, (word32)len) == 0 && idx == len &&
+        wc_ecc_check_key(&k) == 0 && wc_Sha256Hash(der, (word32)len, hash) == 0)
+        rc = 0;
+    wc_ecc_free(&k);
     return rc;
 }

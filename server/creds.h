@@ -50,6 +50,10 @@ json_t *creds_info(const char *ep);
 bool creds_ep_secured(const char *ep, size_t len);
 size_t creds_count(void);
 
+/* Checks that der (len bytes) is a DER SubjectPublicKeyInfo of an EC key, as a device presents
+ * it as its raw public key (RFC 7250 §3), and writes its SHA-256 to hash. 0 or LW_EINVAL. */
+int creds_spki_hash(const uint8_t *der, size_t len, uint8_t hash[32]);
+
 /* Handshake lookups (shard threads). PSK: copies the key (at most cap bytes) and returns its
  * length, 0 for an unknown identity. */
 size_t creds_psk_key(const uint8_t *id, size_t id_len, uint8_t *key, size_t cap);

@@ -2,6 +2,7 @@
  *   PUT    /api/v1/devices/{endpoint}/credentials  {"mode":"psk","identity":"..","key":"<hex>"}
  *                                                  {"mode":"x509"[,"certificate_name":".."]
  *                                                   [,"pin_sha256":"<hex>"]}
+ *                                                  {"mode":"rpk","public_key":"<base64 SPKI>"}
  *   GET    /api/v1/devices/{endpoint}/credentials  metadata only
  *   DELETE /api/v1/devices/{endpoint}/credentials
  * Replacing or deleting credentials closes the endpoint's DTLS sessions (coaps_revoke).
@@ -14,6 +15,9 @@
 #include "coaps.h"
 #include "creds.h"
 #include "dir.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
 
 #include <string.h>
 #include <time.h>
@@ -44,6 +48,36 @@ static int hex_member(json_t *obj, const char *name, uint8_t *out, size_t cap, s
         return -1;
     int n = lw_hex_decode(out, cap, s, len);
     return n > 0 ? n : -1;
+}
+
+/* A device's raw public key: base64 of its DER SubjectPublicKeyInfo, or the same in PEM
+ * ("-----BEGIN PUBLIC KEY-----"). Its SHA-256 into hash; 0, or -1 when invalid. */
+static int rpk_member(json_t *obj, uint8_t hash[32])
+{
+    static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
+    json_t *v = json_object_get(obj, "public_key");
+    uint8_t der[1024];
+    word32 dlen = sizeof(der);
+    if (!json_is_string(v))
+        return -1;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n >= sizeof(begin) - 1 && memcmp(s, begin, sizeof(begin) - 1) == 0) {
+        const char *e = strstr(s, end);
+        if (!e)
+            return -1;
+        s += sizeof(begin) - 1;
+        n = (size_t)(e - s);
+    }
+    /* Base64_Decode skips line breaks but not other blanks: trim the PEM body's ends. */
+    while (n && (*s == '\n' || *s == '\r' || *s == ' '))
+        s++, n--;
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+        n--;
+    if (n == 0 || n > 4 * sizeof(der) / 3 ||
+        Base64_Decode((const byte *)s, (word32)n, der, &dlen) != 0)
+        return -1;
+    return creds_spki_hash(der, dlen, hash) == 0 ? 0 : -1;
 }
 
 void h_credentials_put(struct api_req *r, char *const *params, const char *query)
@@ -99,8 +133,16 @@ void h_credentials_put(struct api_req *r, char *const *params, const char *query
             sp.id = (const uint8_t *)json_string_value(cn);
             sp.id_len = json_string_length(cn);
         }
+    } else if (mode && strcmp(mode, "rpk") == 0) {
+        if (rpk_member(r->json, sp.pin) != 0) {
+            api_problem(r, 400, "bad-request",
+                        "public_key must be the base64 DER SubjectPublicKeyInfo of an EC key");
+            return;
+        }
+        sp.mode = CREDS_RPK;
+        sp.has_pin = true;
     } else {
-        api_problem(r, 400, "bad-request", "mode must be psk or x509");
+        api_problem(r, 400, "bad-request", "mode must be psk, rpk or x509");
         return;
     }
     bool existed = creds_ep_secured(params[0], strlen(params[0]));

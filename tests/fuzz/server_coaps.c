@@ -63,8 +63,11 @@ static void init(void)
     cfg.reg_lifetime_max = 600;
     if (reg_global_init(NULL, err, sizeof(err)) != 0 || coaps_global_init(&cfg, err, sizeof(err)))
         abort();
-    struct creds_spec sp = {.mode = CREDS_PSK, .id = (const uint8_t *)"fuzz", .id_len = 4,
-                            .key = (const uint8_t *)"0123456789abcdef", .key_len = 16};
+    struct creds_spec sp = {.mode = CREDS_PSK,
+                            .id = (const uint8_t *)"fuzz",
+                            .id_len = 4,
+                            .key = (const uint8_t *)"0123456789abcdef",
+                            .key_len = 16};
     struct regsrv_cfg rc = {0};
     rc.nshards = 1;
     if (creds_put("fuzz-ep", &sp, 0) != 0 || regsrv_init(&rs, 0, &rc, &rops, NULL, now) != 0 ||
