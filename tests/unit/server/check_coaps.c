@@ -4,6 +4,7 @@
  * NoSec refused for endpoints with credentials). */
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/util.h"
 #include "coap/coap.h"
 #include "creds.h"
 #include "dir.h"
@@ -79,6 +80,55 @@ START_TEST(creds_store)
     ck_assert_int_eq(creds_del("cam-1"), LW_ENOENT);
     ck_assert_int_eq(creds_del("dev-1"), 0);
     ck_assert_uint_eq(creds_count(), 0);
+    creds_deinit();
+}
+END_TEST
+
+/* A P-256 SubjectPublicKeyInfo made with `openssl ec -pubout -outform DER`, and its SHA-256. */
+static const char spki_hex[] =
+    "3059301306072a8648ce3d020106082a8648ce3d030107034200048cd448a1eac3f411af80e6a158b9b694b82dcb99"
+    "58706767e9a65eb20e51c92c56c4e35d440ec83b80726b1b07318a2dc4a1055323b3186fe216ae6fdadc60d5";
+static const char spki_sha_hex[] =
+    "c508961c1748f62fb922b0650a972e95f51c73488b957cfb52ada8c6310d8d6e";
+
+START_TEST(creds_rpk)
+{
+    uint8_t der[91], h[32], want[32];
+    char ep[CREDS_EP_MAX + 1];
+    ck_assert_int_eq(lw_hex_decode(der, sizeof(der), spki_hex, strlen(spki_hex)), 91);
+    ck_assert_int_eq(lw_hex_decode(want, sizeof(want), spki_sha_hex, 64), 32);
+    ck_assert_int_eq(creds_spki_hash(der, sizeof(der), h), 0);
+    ck_assert_mem_eq(h, want, 32);
+    ck_assert_int_eq(creds_spki_hash(der, sizeof(der) - 1, h), LW_EINVAL); /* truncated */
+    ck_assert_int_eq(creds_spki_hash(der, 0, h), LW_EINVAL);
+    uint8_t bad[91];
+    memcpy(bad, der, sizeof(bad));
+    bad[90] ^= 1; /* no longer a point on the curve */
+    ck_assert_int_eq(creds_spki_hash(bad, sizeof(bad), h), LW_EINVAL);
+    uint8_t longer[92];
+    memcpy(longer, der, sizeof(der));
+    longer[91] = 0;
+    ck_assert_int_eq(creds_spki_hash(longer, sizeof(longer), h), LW_EINVAL); /* trailing byte */
+
+    struct creds_spec sp = {.mode = CREDS_RPK, .has_pin = true};
+    memcpy(sp.pin, want, 32);
+    ck_assert_int_eq(creds_init(), 0);
+    ck_assert_int_eq(creds_put("rpk-1", &sp, 100), 0);
+    ck_assert_int_eq(creds_put("rpk-2", &sp, 100), LW_EEXIST); /* one key, one endpoint */
+    ck_assert_int_eq(creds_bind(CREDS_RPK, want, 32, NULL, 0, false, ep, sizeof(ep)), 0);
+    ck_assert_str_eq(ep, "rpk-1");
+    ck_assert_int_eq(creds_bind(CREDS_RPK, bad + 59, 32, NULL, 0, false, ep, sizeof(ep)),
+                     LW_ENOENT);
+    /* the same bytes as an X.509 name or a PSK identity name nothing */
+    ck_assert_int_eq(creds_bind(CREDS_PSK, want, 32, NULL, 0, false, ep, sizeof(ep)), LW_ENOENT);
+    json_t *j = creds_info("rpk-1");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "mode")), "rpk");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "spki_sha256")), spki_sha_hex);
+    json_decref(j);
+    sp.has_pin = false;
+    ck_assert_int_eq(creds_put("rpk-3", &sp, 100), LW_EINVAL); /* rpk needs the hash */
+    ck_assert_int_eq(creds_del("rpk-1"), 0);
+    ck_assert_int_eq(creds_bind(CREDS_RPK, want, 32, NULL, 0, false, ep, sizeof(ep)), LW_ENOENT);
     creds_deinit();
 }
 END_TEST
@@ -228,6 +278,7 @@ Suite *suite_coaps(void)
     Suite *s = suite_create("coaps");
     TCase *tc = tcase_create("creds_steer");
     tcase_add_test(tc, creds_store);
+    tcase_add_test(tc, creds_rpk);
     tcase_add_test(tc, steer_by_cid);
     suite_add_tcase(s, tc);
     tc = tcase_create("binding");
