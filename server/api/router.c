@@ -8,6 +8,7 @@
 #include "devices.h"
 #include "metrics.h"
 #include "shard.h"
+#include "store/store.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -221,8 +222,13 @@ static void h_readyz(struct api_req *r, char *const *params, const char *query)
     (void)query;
     bool shards = shards_count() > 0;
     bool db = api_tokens_db_ok();
-    json_t *j = json_pack("{s:s, s:b, s:b}", "status", shards && db ? "ready" : "not ready",
-                          "shards", shards, "database", db);
+    struct lw_store_stats st;
+    lw_store_get_stats(&st);
+    /* The store's state is shown, not required: devices are served from memory while the
+     * database is away (writes queue up). */
+    json_t *j = json_pack("{s:s, s:b, s:b, s:{s:b, s:I}}", "status",
+                          shards && db ? "ready" : "not ready", "shards", shards, "database", db,
+                          "store", "connected", lw_store_db_ok(), "queued", (json_int_t)st.queued);
     api_reply_json(r, shards && db ? 200 : 503, j);
 }
 

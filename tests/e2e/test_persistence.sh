@@ -86,6 +86,14 @@ r=$(coap post "rd/$oid?lt=900")
 check "database down: Update still answers 2.04" [ "$(code_of "$r")" = 2.04 ]
 check "database down: metrics show the store disconnected" bash -c 'for i in $(seq 50); do [ "$(curl -s "$1/metrics" | awk "\$1 == \"lwm2md_store_connected\" { print \$2 }")" = 0 ] && exit 0; sleep 0.1; done; exit 1' _ "http://127.0.0.1:$LW_API_PORT"
 check "database down: the change is queued" [ "$(metric lwm2md_store_queued)" -ge 1 ]
+check "database down: /readyz shows the store disconnected with its queue" python3 -c '
+import json, sys, urllib.request, urllib.error
+try:
+    body = urllib.request.urlopen(sys.argv[1]).read()
+except urllib.error.HTTPError as e:
+    body = e.read()
+s = json.loads(body)["store"]
+sys.exit(0 if s["connected"] is False and s["queued"] >= 1 else 1)' "http://127.0.0.1:$LW_API_PORT/readyz"
 check "PostgreSQL restarts on its port" pg_start
 check "database back: the queued registration is written (newest state)" until_eq 20 900 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-outage'"
 check "database back: metrics show the store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
