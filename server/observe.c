@@ -29,6 +29,7 @@ struct obsv {
     char path[32];
     struct lw_m2m_path p;
     json_t *attrs; /* owned or NULL */
+    json_t *body;  /* composite: {"paths":[...]} (owned), else NULL */
     char query[256];
     bool composite;
     char state[16]; /* pending, active, failed, ended */
@@ -77,7 +78,9 @@ static json_t *obs_json(const struct obsv *o)
     json_t *j = json_object();
     json_object_set_new(j, "id", json_string(id));
     json_object_set_new(j, "endpoint", json_string(o->ep));
-    json_object_set_new(j, "paths", json_pack("[s]", o->path));
+    json_object_set_new(j, "paths",
+                        o->body ? json_deep_copy(json_object_get(o->body, "paths"))
+                                : json_pack("[s]", o->path));
     json_object_set_new(j, "composite", json_boolean(o->composite));
     json_object_set_new(j, "attributes", o->attrs ? json_incref(o->attrs) : json_object());
     json_object_set_new(j, "state", json_string(o->state));
@@ -98,7 +101,9 @@ static int establish(struct obsv *o)
     const char *ep = o->ep;
     uint64_t id;
     int rc;
-    if (o->query[0]) {
+    size_t i;
+    const json_t *jp;
+    if (o->query[0] && !o->body) {
         struct ops_spec wa = {.kind = OPS_ATTRIBUTES,
                               .endpoint = ep,
                               .path = o->p,
@@ -107,11 +112,24 @@ static int establish(struct obsv *o)
         if ((rc = ops_submit(&wa, &id)) != 0)
             return rc;
     }
+    /* Observe-Composite: the attributes are written to each path */
+    json_array_foreach(o->query[0] && o->body ? json_object_get(o->body, "paths") : NULL, i, jp)
+    {
+        struct ops_spec wa = {.kind = OPS_ATTRIBUTES,
+                              .endpoint = ep,
+                              .format = OPS_FORMAT_DEFAULT,
+                              .query = o->query};
+        if (lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &wa.path) == 0 &&
+            wa.path.len > 0 && (rc = ops_submit(&wa, &id)) != 0)
+            return rc;
+    }
     struct ops_spec sp = {.kind = OPS_OBSERVE,
                           .endpoint = ep,
                           .path = o->p,
                           .format = OPS_FORMAT_DEFAULT,
-                          .obs_id = o->id};
+                          .obs_id = o->id,
+                          .body = o->body,
+                          .composite = o->body != NULL};
     if ((rc = ops_submit(&sp, &id)) != 0)
         return rc;
     o->op = id;
@@ -219,18 +237,29 @@ int observe_attr_query(const json_t *attrs, char *q, size_t qcap, char *err, siz
 int observe_create(const char *endpoint, const json_t *paths, const json_t *attrs, bool composite,
                    json_t **out, char *err, size_t cap)
 {
-    struct lw_m2m_path p;
+    struct lw_m2m_path p = LW_M2M_PATH_ROOT;
     const json_t *jp = json_is_array(paths) ? json_array_get(paths, 0) : paths;
+    size_t i;
     if (composite) {
-        snprintf(err, cap, "composite observations are not supported yet");
-        return LW_EINVAL;
-    }
-    if (json_is_array(paths) && json_array_size(paths) != 1) {
+        if (!json_is_array(paths) || json_array_size(paths) < 1 || json_array_size(paths) > 64) {
+            snprintf(err, cap, "a composite observation needs \"paths\" with 1..64 paths");
+            return LW_EINVAL;
+        }
+        json_array_foreach(paths, i, jp)
+        {
+            struct lw_m2m_path x;
+            if (!json_is_string(jp) ||
+                lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &x) != 0) {
+                snprintf(err, cap, "paths[%zu] is not an LwM2M path", i);
+                return LW_EINVAL;
+            }
+        }
+    } else if (json_is_array(paths) && json_array_size(paths) != 1) {
         snprintf(err, cap, "give exactly one path (or composite=true)");
         return LW_EINVAL;
-    }
-    if (!json_is_string(jp) ||
-        lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &p) != 0 || p.len < 1) {
+    } else if (!json_is_string(jp) ||
+               lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &p) != 0 ||
+               p.len < 1) {
         snprintf(err, cap, "\"paths\" must hold an LwM2M path such as \"/3/0/13\"");
         return LW_EINVAL;
     }
@@ -252,10 +281,13 @@ int observe_create(const char *endpoint, const json_t *paths, const json_t *attr
     o->p = p;
     lw_m2m_path_format(&p, o->path, sizeof(o->path));
     o->attrs = attrs && json_is_object(attrs) ? json_deep_copy(attrs) : NULL;
+    o->body = composite ? json_pack("{s:O}", "paths", paths) : NULL;
+    o->composite = composite;
     o->created_ms = lw_wall_ms();
     snprintf(o->ep, sizeof(o->ep), "%s", endpoint);
     if ((rc = establish(o)) != 0) {
         json_decref(o->attrs);
+        json_decref(o->body);
         free(o);
         if (rc == LW_ENOENT)
             snprintf(err, cap, "no device is registered as '%s'", endpoint);
@@ -294,7 +326,9 @@ int observe_delete(const char *endpoint, uint64_t id, bool active)
                               .path = o->p,
                               .format = OPS_FORMAT_DEFAULT,
                               .obs_id = o->id,
-                              .obs_op = o->op};
+                              .obs_op = o->op,
+                              .body = o->body,
+                              .composite = o->body != NULL};
         if (ops_submit(&sp, &opid) != 0)
             ops_observe_forget(o->ep, o->op);
     } else if (o->op) {
@@ -302,6 +336,7 @@ int observe_delete(const char *endpoint, uint64_t id, bool active)
     }
     dev_add(o->ep, -1);
     json_decref(o->attrs);
+    json_decref(o->body);
     free(o);
     return 0;
 }
@@ -440,6 +475,7 @@ void observe_stop(void)
         struct obsv *o = O.all;
         O.all = o->next;
         json_decref(o->attrs);
+        json_decref(o->body);
         free(o);
     }
     json_decref(O.cache);

@@ -69,6 +69,7 @@ struct req_msg {
     json_t *body;        /* owned reference */
     char *args;          /* owned: Execute arguments or the Write-Attributes query */
     uint64_t obs_id, obs_op;
+    bool composite; /* Observe / cancel of an Observe-Composite */
 };
 
 /* shard -> control */
@@ -463,6 +464,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     q->path = sp->path;
     q->obs_id = sp->obs_id;
     q->obs_op = sp->obs_op;
+    q->composite = sp->composite;
     q->body = sp->body ? json_incref(sp->body) : NULL;
     q->m.run = run_shard;
     if (!shard_post(s, &q->m)) {
@@ -660,6 +662,39 @@ static uint16_t default_cf(uint8_t ver, const struct lw_m2m_path *p, bool write)
     return LW_M2M_CF_SENML_CBOR;
 }
 
+/* Read-Composite / Observe-Composite request (protocol.md §4.3): FETCH on the root with the
+ * paths of q->body as SenML names (SenML JSON when the answer is wanted in SenML JSON, else
+ * SenML CBOR); the answer is a SenML / LwM2M CBOR pack of absolute paths. */
+static int composite_fetch(const struct req_msg *q, const struct regsrv_dev *dev, uint16_t *cf,
+                           struct lw_coap_msg *msg, struct lw_buf *pl, char *why, size_t cap)
+{
+    struct lw_m2m_path paths[64];
+    size_t n = 0, i;
+    const json_t *jp;
+    int rc;
+    if (dev->ver < 0x11) {
+        snprintf(why, cap, "composite operations need LwM2M 1.1 or later");
+        return LW_ENOTSUP;
+    }
+    json_array_foreach(json_object_get(q->body, "paths"), i, jp)
+    {
+        if (n == LW_ARRAY_SIZE(paths) ||
+            lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &paths[n]) != 0)
+            break;
+        n++;
+    }
+    msg->code = LW_COAP_FETCH;
+    if (*cf == OPS_FORMAT_DEFAULT)
+        *cf = default_cf(dev->ver, &q->path, false);
+    uint16_t pcf = *cf == LW_M2M_CF_SENML_JSON ? LW_M2M_CF_SENML_JSON : LW_M2M_CF_SENML_CBOR;
+    if ((rc = lw_m2m_encode_paths(pcf, paths, n, pl)) != 0)
+        return rc;
+    if (!(rc = lw_coap_add_uint(msg, LW_COAP_OPT_CONTENT_FORMAT, pcf)))
+        rc = lw_coap_add_uint(msg, LW_COAP_OPT_ACCEPT, *cf);
+    msg->payload = lw_buf_bytes(pl);
+    return rc;
+}
+
 /* Builds and sends the CoAP request of q on dev's endpoint. 0, or an error with why. */
 static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg *q,
                     const struct regsrv_dev *dev, uint64_t now, char *why, size_t cap)
@@ -724,35 +759,10 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         msg.code = LW_COAP_DELETE;
         cf = OPS_FORMAT_DEFAULT;
         break;
-    case OPS_READ_COMPOSITE: {
-        /* Read-Composite (protocol.md §4.3): FETCH on the root with the paths as SenML names;
-         * the answer is a SenML / LwM2M CBOR pack of absolute paths. */
-        struct lw_m2m_path paths[64];
-        size_t n = 0, i;
-        const json_t *jp;
-        if (dev->ver < 0x11) {
-            snprintf(why, cap, "composite operations need LwM2M 1.1 or later");
-            rc = LW_ENOTSUP;
+    case OPS_READ_COMPOSITE:
+        if ((rc = composite_fetch(q, dev, &cf, &msg, &pl, why, cap)) != 0)
             goto out;
-        }
-        json_array_foreach(json_object_get(q->body, "paths"), i, jp)
-        {
-            if (n == LW_ARRAY_SIZE(paths) ||
-                lw_m2m_path_parse(json_string_value(jp), json_string_length(jp), &paths[n]) != 0)
-                break;
-            n++;
-        }
-        msg.code = LW_COAP_FETCH;
-        if (cf == OPS_FORMAT_DEFAULT)
-            cf = default_cf(dev->ver, &q->path, false);
-        uint16_t pcf = cf == LW_M2M_CF_SENML_JSON ? LW_M2M_CF_SENML_JSON : LW_M2M_CF_SENML_CBOR;
-        if ((rc = lw_m2m_encode_paths(pcf, paths, n, &pl)) != 0)
-            break;
-        if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_CONTENT_FORMAT, pcf)))
-            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
-        msg.payload = lw_buf_bytes(&pl);
         break;
-    }
     case OPS_WRITE_COMPOSITE: {
         struct lw_m2m_records recs = {0};
         if (dev->ver < 0x11) {
@@ -791,6 +801,12 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         break;
     }
     case OPS_OBSERVE:
+        if (q->composite) { /* Observe-Composite: FETCH / with the path list and Observe 0 */
+            if ((rc = composite_fetch(q, dev, &cf, &msg, &pl, why, cap)) != 0)
+                goto out;
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 0);
+            break;
+        }
         if (cf == OPS_FORMAT_DEFAULT)
             cf = default_cf(dev->ver, &q->path, false);
         if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 0)))
@@ -806,8 +822,12 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
             goto out;
         }
         cf = ob->cf;
-        if (!(rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 1)))
+        if (q->composite) /* the same FETCH body as the registration (RFC 8132 §2.4) */
+            rc = composite_fetch(q, dev, &cf, &msg, &pl, why, cap);
+        else
             rc = lw_coap_add_uint(&msg, LW_COAP_OPT_ACCEPT, cf);
+        if (!rc)
+            rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 1);
         struct lw_coap_handle oh = ob->h;
         free(ob);
         if (rc)

@@ -54,6 +54,7 @@ struct ops_spec {
     const char *query;       /* Write-Attributes query "pmin=1&pmax=5" (borrowed) */
     uint64_t obs_id;         /* OPS_OBSERVE / OPS_OBSERVE_CANCEL: the observation (observe.h) */
     uint64_t obs_op;         /* OPS_OBSERVE_CANCEL: the operation that established it */
+    bool composite;          /* OPS_OBSERVE / _CANCEL: Observe-Composite, body {"paths":[...]} */
 };
 
 /* Defaults; zero fields mean the values shown. */

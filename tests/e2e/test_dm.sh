@@ -17,8 +17,13 @@ log=$LW_TMP/dm.log
 tok=$LW_TMP/dm-token
 (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
 T=$(cat "$tok")
-check "daemon starts" start_daemon "$log" --set "api.bootstrap_token_file=$tok" \
-  --set queue.awake_time=1s --set queue.max_held=4
+if ! start_daemon "$log" --set "api.bootstrap_token_file=$tok" \
+  --set queue.awake_time=1s --set queue.max_held=4; then
+  fail "daemon starts"
+  finish
+  exit 0
+fi
+pass "daemon starts"
 A=http://127.0.0.1:$LW_API_PORT
 body=$LW_TMP/dm-body
 # api METHOD PATH [json]: status code on stdout, body in $body.
@@ -241,6 +246,20 @@ sleep 0.5
 check "active cancel: an observe-cancel operation succeeded" grep -q '"kind":"observe-cancel","path":"/3/0/13","state":"succeeded"' "$sse"
 n6=$(nnot "$obs2"); sleep 2.5; n7=$(nnot "$obs2")
 check "active cancel: notifications stop" test "$n7" = "$n6"
+check "observe-composite (FETCH) of two paths: 201" \
+  test "$(api POST /api/v1/devices/dm-v11-0/observations '{"paths":["/3/0/13","/3/0/9"],"composite":true,"attributes":{"pmin":1,"pmax":2}}')" = 201
+obs3=$(field 'd["id"]')
+sleep 2.5
+check "observe-composite notifications carry both paths" \
+  test "$(grep "\"observation\":\"$obs3\"" "$sse" | tail -1 | cut -c7- | jq_ 'sorted(v["path"] for v in d["data"]["values"])')" = "['/3/0/13', '/3/0/9']"
+check "observe-composite active cancel: 204" test "$(api DELETE "/api/v1/devices/dm-v11-0/observations/$obs3?active=true")" = 204
+sleep 0.5
+check "observe-composite cancel sent as FETCH with Observe 1 (operation succeeded)" \
+  grep -q '"kind":"observe-cancel","path":"/","state":"succeeded"' "$sse"
+n8=$(nnot "$obs3"); sleep 2.5; n9=$(nnot "$obs3")
+check "observe-composite: notifications stop" test "$n9" = "$n8"
+check "observe-composite with a bad path: 400" \
+  test "$(api POST /api/v1/devices/dm-v11-0/observations '{"paths":["/3/0/13","nope"],"composite":true}')" = 400
 kill "$sse_pid" 2>/dev/null
 
 # ---- Send (POST /dp) -----------------------------------------------------------------------------
