@@ -187,20 +187,24 @@ e2e: all
 lint: all
 	$(Q)BUILD=$(BUILD) bash tests/lint.sh
 
+# Every stage runs even when an earlier one fails, so one failure does not hide the others; the
+# target fails at the end naming the failed stages.
+TEST_STAGES := check fuzz-replay lint e2e
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check
-	$(Q)$(MAKE) --no-print-directory fuzz-replay
-	$(Q)$(MAKE) --no-print-directory lint
-	$(Q)$(MAKE) --no-print-directory e2e
+	$(Q)failed=""; for st in $(TEST_STAGES); do \
+	  $(MAKE) --no-print-directory $$st || failed="$$failed $$st"; done; \
+	  if [ -n "$$failed" ]; then echo "test: FAILED stages:$$failed"; exit 1; fi; \
+	  echo "test: all stages passed"
 
 # The sanitizer pass of CI: unit tests, corpus replay and e2e with SANITIZE set (valgrind is
 # skipped there: it cannot run ASan binaries).
 test-san:
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check
-	$(Q)$(MAKE) --no-print-directory fuzz-replay
-	$(Q)$(MAKE) --no-print-directory e2e
+	$(Q)failed=""; for st in check fuzz-replay e2e; do \
+	  $(MAKE) --no-print-directory $$st || failed="$$failed $$st"; done; \
+	  if [ -n "$$failed" ]; then echo "test-san: FAILED stages:$$failed"; exit 1; fi; \
+	  echo "test-san: all stages passed"
 
 run: deps all
 	$(Q)BUILD=$(BUILD) bash tools/run-dev.sh
