@@ -336,6 +336,8 @@ static void run_result(struct shard *s, struct xmsg *m)
         if (!op_final(o)) {
             uint64_t now = uv_now(C.loop);
             o->state = rm->state;
+            if (rm->state == OPS_SENT && rm->cf != OPS_FORMAT_DEFAULT)
+                o->cf = rm->cf; /* the format actually used */
             if (rm->state == OPS_SENT && !o->sent_ms)
                 o->sent_ms = lw_wall_ms();
             if (rm->state == OPS_SENT && !lw_timer_armed(&o->tmo)) {
@@ -697,7 +699,8 @@ static int composite_fetch(const struct req_msg *q, const struct regsrv_dev *dev
 
 /* Builds and sends the CoAP request of q on dev's endpoint. 0, or an error with why. */
 static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg *q,
-                    const struct regsrv_dev *dev, uint64_t now, char *why, size_t cap)
+                    const struct regsrv_dev *dev, uint64_t now, char *why, size_t cap,
+                    uint16_t *cf_used)
 {
     struct lw_coap_msg msg;
     struct lw_buf pl;
@@ -887,6 +890,7 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
     }
     regsrv_peer_settle(r, dev->peer, now);
 out:
+    *cf_used = cf;
     lw_buf_deinit(&pl);
     lw_arena_reset(&x->arena);
     return rc;
@@ -925,12 +929,13 @@ static void dispatch(struct regsrv *r, struct ops_shard *x, struct req_msg *q,
                      const struct regsrv_dev *dev, uint64_t now)
 {
     char why[160] = "";
-    int rc = send_req(r, x, q, dev, now, why, sizeof(why));
+    uint16_t cf = OPS_FORMAT_DEFAULT;
+    int rc = send_req(r, x, q, dev, now, why, sizeof(why), &cf);
     if (rc)
         post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
                     *why ? why : lw_strerror(rc));
     else
-        post_result(q->op_id, OPS_SENT, 0, OPS_FORMAT_DEFAULT, NULL, NULL);
+        post_result(q->op_id, OPS_SENT, 0, cf, NULL, NULL);
     req_free(q);
 }
 

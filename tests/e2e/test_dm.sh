@@ -171,6 +171,15 @@ check "execute needs a resource path: 400" test "$(api POST /api/v1/devices/dm-v
 check "viewer routes need a token: 401" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "$A/api/v1/devices/dm-v11-0/data/3/0")" = 401
 
+# ---- large payloads: Block1 (RFC 7959) -----------------------------------------------------------
+b64=$(head -c 5000 /dev/urandom | base64 -w0)
+check "write 5000 opaque bytes to /5/0/0 (Block1 upload, default format)" \
+  test "$(api PUT /api/v1/devices/dm-v11-0/data/5/0/0 "{\"values\":[{\"path\":\"/5/0/0\",\"value\":\"$b64\"}]}")" = 200 -a "$(field '(d["state"], d["coap_code"], d["format"])')" = "('succeeded', '2.04', 'senml-cbor')"
+check "... and as application/octet-stream" \
+  test "$(api PUT '/api/v1/devices/dm-v11-0/data/5/0/0?format=opaque' "{\"values\":[{\"path\":\"/5/0/0\",\"value\":\"$b64\"}]}")" = 200 -a "$(field '(d["state"], d["format"])')" = "('succeeded', 'opaque')"
+check "the device took the package (firmware state 2 = downloaded)" \
+  test "$(api GET /api/v1/devices/dm-v11-0/data/5/0/3)" = 200 -a "$(field 'd["result"]["values"][0]["value"]')" = 2
+
 # ---- composite -----------------------------------------------------------------------------------
 check "read-composite (FETCH) on 1.1: three paths in SenML CBOR" \
   test "$(api POST /api/v1/devices/dm-v11-0/composite/read '{"paths":["/3/0/0","/1/0/1","/3/0/9"]}')" = 200 -a "$(field '(d["state"], d["format"], [v["path"] for v in d["result"]["values"]])')" = "('succeeded', 'senml-cbor', ['/3/0/0', '/1/0/1', '/3/0/9'])"
