@@ -4,7 +4,8 @@
  * A call validates its input (404 unknown device, 400 bad path / body / value type, 406
  * unsupported format), creates an operation and, with ?wait=DURATION (default
  * ops_wait_default_ms, 0 = do not wait), answers 200 with the finished operation when it
- * completes in time, else 202 with Location: /api/v1/operations/{id}. Control thread only. */
+ * completes in time, else 202 with Location: /api/v1/operations/{id}. Mutating routes are audited
+ * by the server when answered (route table). Control thread only. */
 #include "api_int.h"
 #include "base/err.h"
 #include "base/util.h"
@@ -137,9 +138,6 @@ static void submit(struct api_req *r, struct ops_spec *sp, const char *query)
         api_problem(r, 500, "internal", "cannot create the operation: %s", lw_strerror(rc));
         return;
     }
-    char target[200];
-    snprintf(target, sizeof(target), "%s %s", r->target, ops_kind_name(sp->kind));
-    api_audit(r, ops_kind_name(sp->kind), target);
     if (ops_wait(id, (uint32_t)wait, on_wait, cookie_of(r)) != 0)
         api_problem(r, 500, "internal", "operation %llu vanished", (unsigned long long)id);
 }
@@ -321,7 +319,6 @@ void h_observations_post(struct api_req *r, char *const *params, const char *que
                  json_string_value(json_object_get(out, "id")));
         if (strlen(h) < sizeof(r->extra_hdr)) /* else no Location: the body names the id */
             api_reply_headers(r, h);
-        api_audit(r, "observe", r->target);
         api_reply_json(r, 201, out);
         return;
     }
@@ -356,7 +353,6 @@ void h_observation_delete(struct api_req *r, char *const *params, const char *qu
                     r->target);
         return;
     }
-    api_audit(r, "observe-cancel", r->target);
     api_reply(r, 204, NULL, NULL, 0);
 }
 
