@@ -1984,6 +1984,13 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
         }
     }
     p = peer_find(&r->peers, &sv->addr);
+    if (p && p->reg && p->reg->updated_s > sv->updated_s) {
+        /* One address is one device at a time: the newer of two saved registrations with the
+         * same address wins (the table does not keep which listener socket each came from). */
+        p = NULL;
+        rc = LW_EEXIST;
+        goto out;
+    }
     if (!p) {
         p = peer_add(&r->peers, &sv->addr);
         if (!p) {
@@ -2032,7 +2039,10 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
     r->slots[slot] = gr;
     stat_add(&r->stats.regs, 1);
     gr->expires = now + (uint64_t)left_ms + r->cfg.expiry_grace_ms;
+    /* busy: bind_peer may drop an older registration of this address, which must not free p */
+    r->busy = p;
     bind_peer(r, gr, p);
+    r->busy = NULL;
     settle(r, p);
     p = NULL;
     rc = 0;

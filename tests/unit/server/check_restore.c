@@ -258,6 +258,35 @@ START_TEST(refused_records)
 }
 END_TEST
 
+/* Two saved registrations with one address: the newer wins, in either order. */
+START_TEST(same_address_newer_wins)
+{
+    struct regsrv_saved a1 = saved(0, 1, "addr-old", 60000);
+    struct regsrv_saved a2 = saved(0, 2, "addr-new", 60000);
+    a2.addr = a1.addr;
+    a2.updated_s = a1.updated_s + 10;
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &a1, H.now), 0);
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &a2, H.now), 0); /* replaces addr-old */
+    struct dir_ref ref;
+    ck_assert_int_eq(dir_lookup("addr-old", 8, &ref), LW_ENOENT);
+    ck_assert_int_eq(dir_lookup("addr-new", 8, &ref), 0);
+    struct regsrv_saved b1 = saved(1, 1, "addr-old1", 60000);
+    struct regsrv_saved b2 = saved(1, 2, "addr-new1", 60000);
+    b2.addr = b1.addr;
+    b2.updated_s = b1.updated_s + 10;
+    ck_assert_int_eq(regsrv_restore(&H.rs[1], &b2, H.now), 0);
+    ck_assert_int_eq(regsrv_restore(&H.rs[1], &b1, H.now), LW_EEXIST); /* older: skipped */
+    ck_assert_int_eq(dir_lookup("addr-old1", 9, &ref), LW_ENOENT);
+    regsrv_restore_done(&H.rs[0]);
+    regsrv_restore_done(&H.rs[1]);
+    ck_assert_uint_eq(regsrv_reg_count(&H.rs[0]) + regsrv_reg_count(&H.rs[1]), 2);
+    char id[12], path[32];
+    regsrv_id_format(a2.id, id);
+    snprintf(path, sizeof(path), "rd/%s", id);
+    ck_assert_uint_eq(req(0, a2.addr, LW_COAP_POST, path, "", "", NULL), LW_COAP_CHANGED);
+}
+END_TEST
+
 Suite *suite_restore(void);
 Suite *suite_restore(void)
 {
@@ -267,6 +296,7 @@ Suite *suite_restore(void)
     tcase_add_test(tc, restored_answers_updates);
     tcase_add_test(tc, restored_expires);
     tcase_add_test(tc, refused_records);
+    tcase_add_test(tc, same_address_newer_wins);
     suite_add_tcase(s, tc);
     return s;
 }
