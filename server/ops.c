@@ -13,6 +13,7 @@
 #include "dir.h"
 #include "events.h"
 #include "log.h"
+#include "metrics.h"
 #include "observe.h"
 #include "lwm2m/fmt.h"
 #include "lwm2m/link.h"
@@ -45,6 +46,9 @@ static uint8_t qkey[16]; /* set by ops_start before the shards run */
 /* Queue mode settings, set by ops_start before the shards run (read-only afterwards). */
 static uint32_t ops_awake_ms = 93000;
 static unsigned ops_max_held = 16;
+
+/* Requests waiting on one device's CoAP endpoint (NSTART = 1) before new ones fail. */
+#define OPS_MAX_PENDING 64
 
 static uint64_t hash_id(uint64_t id)
 {
@@ -123,6 +127,9 @@ struct op {
 
 static struct {
     bool started;
+    struct lw_metrics_writer metrics;
+    uint64_t done[OPS__COUNT][3]; /* finished: succeeded, failed, timeout */
+    uint64_t created;
     uv_loop_t *loop;
     uv_timer_t timer;
     struct lw_wheel wheel;
@@ -269,6 +276,7 @@ static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, co
     o->result = result;
     snprintf(o->error, sizeof(o->error), "%s", error ? error : "");
     o->done_ms = lw_wall_ms();
+    C.done[o->kind][state - OPS_SUCCEEDED]++;
     lw_wheel_cancel(&C.wheel, &o->tmo);
     struct lw_event *ev = lw_event_new(LW_EV_OPERATION, o->ep);
     if (ev) {
@@ -360,6 +368,8 @@ static void run_result(struct shard *s, struct xmsg *m)
     free(rm);
 }
 
+static void write_metrics(void *ctx, struct lw_buf *out);
+
 int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
 {
     memset(&C, 0, sizeof(C));
@@ -387,7 +397,31 @@ int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
     uv_timer_init(loop, &C.timer);
     C.next_id = 1;
     C.started = true;
+    C.metrics.write = write_metrics;
+    lw_metrics_register(&C.metrics);
     return observe_start();
+}
+
+static void write_metrics(void *ctx, struct lw_buf *out)
+{
+    (void)ctx;
+    lw_buf_printf(out, "# HELP lwm2md_operations_total Device management operations finished, by "
+                       "kind and final state.\n"
+                       "# TYPE lwm2md_operations_total counter\n");
+    for (int k = 0; k < OPS__COUNT; k++)
+        for (int st = 0; st < 3; st++)
+            if (C.done[k][st])
+                lw_buf_printf(out, "lwm2md_operations_total{kind=\"%s\",state=\"%s\"} %llu\n",
+                              kind_names[k], state_names[OPS_SUCCEEDED + st],
+                              (unsigned long long)C.done[k][st]);
+    lw_buf_printf(out,
+                  "# HELP lwm2md_operations_created_total Operations created through the API.\n"
+                  "# TYPE lwm2md_operations_created_total counter\n"
+                  "lwm2md_operations_created_total %llu\n"
+                  "# HELP lwm2md_operations_kept Operations held in memory (pending and history).\n"
+                  "# TYPE lwm2md_operations_kept gauge\n"
+                  "lwm2md_operations_kept %zu\n",
+                  (unsigned long long)C.created, C.n);
 }
 
 uint32_t ops_wait_default_ms(void)
@@ -403,6 +437,7 @@ void ops_stop(void)
         return;
     observe_stop();
     shard_states_free();
+    lw_metrics_unregister(&C.metrics);
     struct lw_list *it;
     while ((it = lw_list_pop_front(&C.fifo))) {
         struct op *o = lw_container_of(it, struct op, link);
@@ -457,6 +492,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     }
     lw_list_push_back(&C.fifo, &o->link);
     C.n++;
+    C.created++;
     q->what = MSG_REQ;
     q->op_id = o->id;
     q->reg_id = ref.id;
@@ -881,11 +917,17 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         free(in);
         goto out;
     }
-    rc = lw_coap_ep_request(&dev->peer->ep, &msg, q->op_id, now, &in->h);
+    if (lw_coap_ep_pending(&dev->peer->ep) >= OPS_MAX_PENDING) {
+        rc = LW_ELIMIT; /* one request at a time per device: bound what waits behind it */
+        snprintf(why, cap, "%d requests already wait for this device", OPS_MAX_PENDING);
+    } else {
+        rc = lw_coap_ep_request(&dev->peer->ep, &msg, q->op_id, now, &in->h);
+    }
     if (rc) {
         lw_hmap_del_item(&x->infl, hash_id(in->op_id), in);
         free(in);
-        snprintf(why, cap, "cannot send the request: %s", lw_strerror(rc));
+        if (!*why)
+            snprintf(why, cap, "cannot send the request: %s", lw_strerror(rc));
         goto out;
     }
     regsrv_peer_settle(r, dev->peer, now);

@@ -377,6 +377,8 @@ kill -CONT "$fleet_pid"
 check "after the timeout the device answers again (queue not stuck)" \
   test "$(api GET '/api/v1/devices/dm-v11-0/data/3/0/0?wait=10s')" = 200 -a "$(field 'd["state"]')" = succeeded
 
+check "metrics count finished operations by kind and state" \
+  bash -c 'curl -s -H "Authorization: Bearer $1" "$2/metrics" | grep -q "^lwm2md_operations_total{kind=\"read\",state=\"succeeded\"} [1-9]"' _ "$T" "$A"
 kill "$fleet_pid" 2>/dev/null
 wait "$fleet_pid" 2>/dev/null
 stop_daemon
