@@ -58,6 +58,8 @@ rm -rf "$stage"
 
 # Container files: what can be checked without a Docker engine.
 df=docker/Dockerfile
+grep -q 'LWM2MD_DATABASE_SCHEMA_DIR=/usr/share/lwm2md/schema' $df && grep -q 'PREFIX=/usr' $df \
+  && ok "Dockerfile: the schema directory matches the image's install prefix" || ko "Dockerfile schema_dir vs PREFIX"
 grep -q '^FROM debian:bookworm-slim AS build' $df && grep -q '^USER lwm2md' $df && grep -q '^HEALTHCHECK' $df \
   && ok "Dockerfile: bookworm multi-stage, non-root, healthcheck" || ko "Dockerfile structure"
 py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
