@@ -220,7 +220,7 @@ static void h_readyz(struct api_req *r, char *const *params, const char *query)
 {
     (void)params;
     (void)query;
-    bool shards = shards_count() > 0;
+    bool shards = shards_ready(); /* every shard thread running with its sockets open */
     bool db = api_tokens_db_ok();
     struct lw_store_stats st;
     lw_store_get_stats(&st);
