@@ -64,6 +64,7 @@ static void setup(void)
     fleet_group_init(&E->groups[0].cfg, "fz");
     E->groups[0].cfg.count = 1;
     E->groups[0].cfg.fw_max_bytes = 1 << 16;
+    E->groups[0].cfg.objects |= FLEET_OBJ_APPDATA; /* Create/Delete, block-wise reads */
     E->groups[0].count = 1;
     E->server.sin_family = AF_INET;
     E->server.sin_port = htons(5683);

@@ -392,6 +392,7 @@ static void drop_extra(struct fleet_dev *d)
         lw_coap_b1rx_deinit(&d->x->b1);
     if (d->x->fw.active)
         lw_coap_ep_deinit(&d->x->fw.ep);
+    model_free_extra(d->x);
     free(d->x);
     d->x = NULL;
 }

@@ -147,6 +147,8 @@ struct fw_peer {
     bool active;
 };
 
+struct app_inst; /* model.c */
+
 struct dev_extra {
     struct dev_obs obs[DEV_MAX_OBS];
     struct dev_attr attrs[DEV_MAX_ATTRS];
@@ -155,10 +157,11 @@ struct dev_extra {
     bool b1_init;
     struct fw_peer fw; /* firmware pull (GET Package URI with Block2) */
     char fw_uri[256];
-    uint64_t fw_due;    /* next firmware state machine step (0: none) */
-    uint64_t fw_start;  /* download start (latency of OP_FW_PULL) */
-    uint64_t next_obs;  /* next observation evaluation (0: none) */
-    uint64_t reboot_at; /* Reboot executed: go down at this time (0: none) */
+    uint64_t fw_due;       /* next firmware state machine step (0: none) */
+    uint64_t fw_start;     /* download start (latency of OP_FW_PULL) */
+    uint64_t next_obs;     /* next observation evaluation (0: none) */
+    uint64_t reboot_at;    /* Reboot executed: go down at this time (0: none) */
+    struct app_inst *apps; /* object 19 instances created by the server, by instance id */
 };
 
 struct fleet_dev {
@@ -294,6 +297,8 @@ void model_fw_step(struct fleet_dev *d, uint64_t now);
 void model_fw_pull_done(struct fleet_dev *d, int result, const struct lw_coap_msg *msg,
                         uint64_t now);
 struct dev_extra *dev_extra(struct fleet_dev *d);
+/* Frees what the model keeps in x (created object instances); x itself stays. */
+void model_free_extra(struct dev_extra *x);
 
 /* report.c */
 struct proc_sample {

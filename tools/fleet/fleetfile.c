@@ -182,6 +182,7 @@ static int parse_objects(const char *s, uint32_t *out)
         case 4: set |= FLEET_OBJ_CONN; break;
         case 5: set |= FLEET_OBJ_FIRMWARE; break;
         case 10243: set |= FLEET_OBJ_METER; break;
+        case 19: set |= FLEET_OBJ_APPDATA; break;
         default: return LW_EINVAL;
         }
         p = q;

@@ -22,10 +22,11 @@ enum fleet_security { FLEET_SEC_NOSEC = 0, FLEET_SEC_PSK };
 enum fleet_scenario { FLEET_SC_STEADY = 0, FLEET_SC_STORM, FLEET_SC_REBIND };
 
 /* Objects a group's devices expose (bit set). Object 1 (Server) is always present. */
-#define FLEET_OBJ_DEVICE   0x1u /* 3 */
-#define FLEET_OBJ_CONN     0x2u /* 4 */
-#define FLEET_OBJ_FIRMWARE 0x4u /* 5 */
-#define FLEET_OBJ_METER    0x8u /* 10243 Single-Phase Power Meter */
+#define FLEET_OBJ_DEVICE   0x1u  /* 3 */
+#define FLEET_OBJ_CONN     0x2u  /* 4 */
+#define FLEET_OBJ_FIRMWARE 0x4u  /* 5 */
+#define FLEET_OBJ_METER    0x8u  /* 10243 Single-Phase Power Meter */
+#define FLEET_OBJ_APPDATA  0x10u /* 19 BinaryAppDataContainer (Create/Delete, a 4 KiB value) */
 
 struct fleet_group {
     char name[32];

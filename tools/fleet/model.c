@@ -1,8 +1,8 @@
 /* tools/fleet/model.c - the simulated device's object model and its answers to the server's
  * Device Management and Information Reporting requests: Read, Discover, Write (replace/partial),
  * Write-Attributes, Execute, Observe / cancel, Read-/Write-/Observe-Composite, firmware update
- * (object 5: push via Block1 to /5/0/0, pull via Package URI with Block2) and notifications per
- * pmin/pmax/gt/lt/st.
+ * (object 5: push via Block1 to /5/0/0, pull via Package URI with Block2), Create and Delete of
+ * object 19 instances, and notifications per pmin/pmax/gt/lt/st.
  *
  * The model is one static table shared by every device; values are computed from the device
  * index and the time, so meter readings change realistically (a daily-like load curve compressed
@@ -107,6 +107,7 @@ static bool has_object(const struct fleet_dev *d, uint16_t obj)
     case 4: return o & FLEET_OBJ_CONN;
     case 5: return o & FLEET_OBJ_FIRMWARE;
     case 10243: return o & FLEET_OBJ_METER;
+    case 19: return o & FLEET_OBJ_APPDATA;
     default: return false;
     }
 }
@@ -119,9 +120,44 @@ static const struct res_def *find_res(uint16_t obj, uint16_t rid)
     return NULL;
 }
 
+/* ---- object 19 BinaryAppDataContainer ---------------------------------------------------- *
+ * The one multi-instance object of the model. Instance 0 is fixed and computed: its Data
+ * (/19/0/0/0) is APP_BIG_LEN bytes, so any Read of it is served block-wise (RFC 7959 §2.4).
+ * Byte i of that value is (i * 7) ^ (i >> 8) (mod 256), the same on every device, so a test can
+ * compare what it read. Further instances exist only after a Create from the server (LwM2M 1.1
+ * §5.4.5: POST /19 with the new instance's values, 2.01 with Location-Path 19/<id>) and until a
+ * Delete (2.02); each is one allocation holding copies of its records, made on Create. */
+#define APP_OBJ       19
+#define APP_BIG_LEN   4096
+#define APP_MAX_INST  8    /* created instances per device */
+#define APP_MAX_RECS  12   /* records per created instance */
+#define APP_MAX_BYTES 8192 /* string/opaque bytes per created instance */
+
+struct app_inst {
+    struct app_inst *next; /* sorted by iid */
+    uint16_t iid;
+    uint16_t n;
+    struct lw_m2m_record rec[]; /* sorted by path; byte values follow the array */
+};
+
+static enum lw_m2m_type app_type(uint16_t rid)
+{
+    switch (rid) {
+    case 0: return LW_M2M_T_OPAQUE;  /* Data (multiple) */
+    case 1: return LW_M2M_T_INTEGER; /* Data Priority */
+    case 2: return LW_M2M_T_TIME;    /* Data Creation Time */
+    case 3: return LW_M2M_T_STRING;  /* Data Description */
+    case 4: return LW_M2M_T_STRING;  /* Data Format */
+    case 5: return LW_M2M_T_INTEGER; /* App ID */
+    default: return LW_M2M_T_NONE;
+    }
+}
+
 static enum lw_m2m_type type_of(void *ctx, const struct lw_m2m_path *p)
 {
     (void)ctx;
+    if (p->len >= 3 && p->id[0] == APP_OBJ)
+        return app_type(p->id[2]);
     const struct res_def *r = p->len >= 3 ? find_res(p->id[0], p->id[2]) : NULL;
     return r ? (enum lw_m2m_type)r->type : LW_M2M_T_NONE;
 }
@@ -273,9 +309,174 @@ struct recset {
     char strs[MAX_RECS][64];
 };
 
+static const uint8_t *app_big(void)
+{
+    static uint8_t big[APP_BIG_LEN];
+    static bool done;
+    if (!done) {
+        for (size_t i = 0; i < sizeof(big); i++)
+            big[i] = (uint8_t)((i * 7) ^ (i >> 8));
+        done = true;
+    }
+    return big;
+}
+
+void model_free_extra(struct dev_extra *x)
+{
+    while (x->apps) {
+        struct app_inst *a = x->apps;
+        x->apps = a->next;
+        free(a);
+    }
+}
+
+static struct app_inst *app_find(const struct fleet_dev *d, uint16_t iid)
+{
+    for (struct app_inst *a = d->x ? d->x->apps : NULL; a; a = a->next)
+        if (a->iid == iid)
+            return a;
+    return NULL;
+}
+
+static int app_add(struct recset *rs, const struct lw_m2m_record *src)
+{
+    if (rs->n == MAX_RECS)
+        return LW_ENOSPC;
+    rs->r[rs->n++] = *src;
+    return 0;
+}
+
+/* Collects the values of object 19 within p (p->id[0] == 19). */
+static int app_collect(struct fleet_dev *d, const struct lw_m2m_path *p, struct recset *rs)
+{
+    if (!has_object(d, APP_OBJ))
+        return LW_ENOENT;
+    if (p->len >= 3 && app_type(p->id[2]) == LW_M2M_T_NONE)
+        return LW_ENOENT;
+    size_t before = rs->n;
+    int rc = 0;
+    if (p->len < 2 || p->id[1] == 0) {
+        struct lw_m2m_record fixed[3];
+        memset(fixed, 0, sizeof(fixed));
+        fixed[0].path = LW_M2M_PATH4(APP_OBJ, 0, 0, 0);
+        fixed[0].value.type = LW_M2M_T_OPAQUE;
+        fixed[0].value.bytes = LW_BYTES(app_big(), APP_BIG_LEN);
+        fixed[1].path = LW_M2M_PATH3(APP_OBJ, 0, 3);
+        fixed[1].value.type = LW_M2M_T_STRING;
+        fixed[1].value.bytes = LW_BYTES_STR("fleet test pattern");
+        fixed[2].path = LW_M2M_PATH3(APP_OBJ, 0, 4);
+        fixed[2].value.type = LW_M2M_T_STRING;
+        fixed[2].value.bytes = LW_BYTES_STR("application/octet-stream");
+        for (size_t i = 0; i < LW_ARRAY_SIZE(fixed) && rc == 0; i++) {
+            fixed[i].has_value = true;
+            if (lw_m2m_path_within(&fixed[i].path, p))
+                rc = app_add(rs, &fixed[i]);
+        }
+    }
+    for (struct app_inst *a = d->x ? d->x->apps : NULL; a && rc == 0; a = a->next) {
+        if (p->len >= 2 && p->id[1] != a->iid)
+            continue;
+        for (size_t i = 0; i < a->n && rc == 0; i++)
+            if (lw_m2m_path_within(&a->rec[i].path, p))
+                rc = app_add(rs, &a->rec[i]);
+    }
+    if (rc)
+        return rc;
+    if (p->len >= 2 && rs->n == before && (p->id[1] != 0 || p->len >= 3) &&
+        !(p->len == 2 && app_find(d, p->id[1])))
+        return LW_ENOENT;
+    return 0;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    return lw_m2m_path_cmp(&((const struct lw_m2m_record *)a)->path,
+                           &((const struct lw_m2m_record *)b)->path);
+}
+
+/* Builds a new instance from the decoded Create body. 0, or the CoAP code to answer. */
+static uint8_t app_create(struct fleet_dev *d, const struct lw_m2m_records *recs, uint16_t *iid_out)
+{
+    int iid = -1;
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < recs->n; i++) {
+        const struct lw_m2m_record *r = &recs->v[i];
+        if (r->path.len >= 2) {
+            if (iid >= 0 && iid != r->path.id[1])
+                return LW_COAP_BAD_REQUEST; /* one instance per Create */
+            iid = r->path.id[1];
+        }
+        if (!r->has_value)
+            continue;
+        if (r->path.len < 3 || r->path.id[0] != APP_OBJ)
+            return LW_COAP_BAD_REQUEST;
+        enum lw_m2m_type t = app_type(r->path.id[2]);
+        if (t == LW_M2M_T_NONE)
+            return LW_COAP_NOT_FOUND;
+        if (r->value.type != t || (r->path.id[2] == 0) != (r->path.len == 4))
+            return LW_COAP_BAD_REQUEST;
+        if (t == LW_M2M_T_OPAQUE || t == LW_M2M_T_STRING)
+            bytes += r->value.bytes.len;
+        n++;
+    }
+    if (iid == 0xffff || n > APP_MAX_RECS || bytes > APP_MAX_BYTES)
+        return LW_COAP_BAD_REQUEST;
+    size_t count = 0;
+    struct app_inst **pos;
+    if (iid < 0) { /* the device picks: the lowest free id */
+        iid = 1;
+        for (struct app_inst *a = d->x ? d->x->apps : NULL; a && a->iid == iid; a = a->next)
+            iid++;
+    }
+    if (iid == 0 || app_find(d, (uint16_t)iid))
+        return LW_COAP_BAD_REQUEST; /* the instance exists */
+    struct dev_extra *x = dev_extra(d);
+    if (!x)
+        return LW_COAP_INTERNAL_ERROR;
+    for (struct app_inst *a = x->apps; a; a = a->next)
+        count++;
+    if (count >= APP_MAX_INST)
+        return LW_COAP_INTERNAL_ERROR; /* no room for another instance */
+    struct app_inst *in = malloc(sizeof(*in) + n * sizeof(in->rec[0]) + bytes);
+    if (!in)
+        return LW_COAP_INTERNAL_ERROR;
+    in->iid = (uint16_t)iid;
+    in->n = 0;
+    uint8_t *store = (uint8_t *)&in->rec[n];
+    for (size_t i = 0; i < recs->n; i++) {
+        const struct lw_m2m_record *r = &recs->v[i];
+        if (!r->has_value)
+            continue;
+        struct lw_m2m_record *c = &in->rec[in->n++];
+        *c = *r;
+        c->has_time = false;
+        if (c->value.type == LW_M2M_T_OPAQUE || c->value.type == LW_M2M_T_STRING) {
+            if (r->value.bytes.len)
+                memcpy(store, r->value.bytes.ptr, r->value.bytes.len);
+            c->value.bytes = LW_BYTES(store, r->value.bytes.len);
+            store += r->value.bytes.len;
+        }
+    }
+    qsort(in->rec, in->n, sizeof(in->rec[0]), cmp_rec);
+    for (size_t i = 1; i < in->n; i++) {
+        if (lw_m2m_path_eq(&in->rec[i].path, &in->rec[i - 1].path)) {
+            free(in);
+            return LW_COAP_BAD_REQUEST; /* a resource given twice */
+        }
+    }
+    for (pos = &x->apps; *pos && (*pos)->iid < in->iid; pos = &(*pos)->next)
+        ;
+    in->next = *pos;
+    *pos = in;
+    *iid_out = in->iid;
+    return 0;
+}
+
 static int collect(struct fleet_dev *d, const struct lw_m2m_path *p, uint64_t now,
                    struct recset *rs)
 {
+    if (p->len >= 1 && p->id[0] == APP_OBJ)
+        return app_collect(d, p, rs);
     if (p->len >= 1 && !has_object(d, p->id[0]))
         return LW_ENOENT;
     if (p->len >= 2 && p->id[1] != 0)
@@ -1053,6 +1254,76 @@ void model_fw_pull_done(struct fleet_dev *d, int result, const struct lw_coap_ms
     stats_op(OP_FW_PULL, t0, true, 0, 0);
 }
 
+/* ---- create / delete (object 19) --------------------------------------------------------- */
+
+static void do_create(struct fleet_dev *d, const struct lw_coap_msg *req,
+                      const struct lw_m2m_path *p, uint64_t now)
+{
+    uint64_t t0 = fleet_now_us();
+    uint32_t cf;
+    uint16_t iid = 0;
+    uint8_t code = 0;
+    char num[8];
+    struct lw_coap_msg r;
+    lw_coap_msg_init(&r, 0, LW_COAP_CREATED);
+    if (lw_coap_get_uint(req, LW_COAP_OPT_CONTENT_FORMAT, &cf) != 0) {
+        code = LW_COAP_BAD_REQUEST;
+        goto out;
+    }
+    static struct lw_arena arena;
+    static bool arena_ok;
+    if (!arena_ok) {
+        lw_arena_init(&arena, 4096, 1u << 20);
+        arena_ok = true;
+    }
+    lw_arena_reset(&arena);
+    struct lw_m2m_records recs = {0};
+    size_t off;
+    int rc = lw_m2m_decode((uint16_t)cf, req->payload, p, &TYPES, NULL, &arena, &recs, &off);
+    if (rc == LW_ENOTSUP || (rc == LW_EINVAL && !lw_m2m_cf_supported((uint16_t)cf))) {
+        code = LW_COAP_UNSUPPORTED_FORMAT;
+        goto out;
+    }
+    if (rc) {
+        code = err_code(rc);
+        goto out;
+    }
+    code = app_create(d, &recs, &iid);
+    if (code)
+        goto out;
+    code = LW_COAP_CREATED;
+    snprintf(num, sizeof(num), "%u", iid);
+    lw_coap_add_opt(&r, LW_COAP_OPT_LOCATION_PATH, "19", 2);
+    lw_coap_add_opt(&r, LW_COAP_OPT_LOCATION_PATH, num, strlen(num));
+    dev_trigger_update(d); /* the object list changed: the server learns it in an Update */
+out:
+    r.code = code;
+    respond(d, req, &r, now);
+    stats_op(OP_CREATE_DELETE, t0, code == LW_COAP_CREATED, code, 0);
+}
+
+static void do_delete(struct fleet_dev *d, const struct lw_coap_msg *req,
+                      const struct lw_m2m_path *p, uint64_t now)
+{
+    uint64_t t0 = fleet_now_us();
+    uint8_t code = LW_COAP_METHOD_NOT_ALLOWED; /* single-instance objects, fixed instances */
+    if (p->len == 2 && p->id[0] == APP_OBJ && has_object(d, APP_OBJ) && p->id[1] != 0) {
+        code = LW_COAP_NOT_FOUND;
+        for (struct app_inst **pp = d->x ? &d->x->apps : NULL; pp && *pp; pp = &(*pp)->next) {
+            if ((*pp)->iid == p->id[1]) {
+                struct app_inst *a = *pp;
+                *pp = a->next;
+                free(a);
+                code = LW_COAP_DELETED;
+                dev_trigger_update(d);
+                break;
+            }
+        }
+    }
+    respond_code(d, req, code, now);
+    stats_op(OP_CREATE_DELETE, t0, code == LW_COAP_DELETED, code, 0);
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static int req_path(const struct lw_coap_msg *req, struct lw_m2m_path *p)
@@ -1139,15 +1410,14 @@ void model_on_request(struct fleet_dev *d, const struct lw_coap_msg *req, uint64
             do_execute(d, req, &p, now); /* with arguments (text/plain) */
         else if (p.len == 2 || p.len == 3)
             do_write(d, req, &p, false, now);
+        else if (p.len == 1 && p.id[0] == APP_OBJ && has_object(d, APP_OBJ))
+            do_create(d, req, &p, now);
         else {
             respond_code(d, req, LW_COAP_METHOD_NOT_ALLOWED, now); /* Create: no such objects */
             stats_op(OP_CREATE_DELETE, 0, false, LW_COAP_METHOD_NOT_ALLOWED, 0);
         }
         return;
-    case LW_COAP_DELETE:
-        respond_code(d, req, LW_COAP_METHOD_NOT_ALLOWED, now);
-        stats_op(OP_CREATE_DELETE, 0, false, LW_COAP_METHOD_NOT_ALLOWED, 0);
-        return;
+    case LW_COAP_DELETE: do_delete(d, req, &p, now); return;
     default: respond_code(d, req, LW_COAP_METHOD_NOT_ALLOWED, now); return;
     }
 }
@@ -1162,7 +1432,7 @@ void model_reg_links(const struct fleet_dev *d, struct lw_buf *b)
         lw_buf_printf(b, "</>;rt=\"oma.lwm2m\";ct=%u", g->send_format);
         first = false;
     }
-    static const uint16_t objs[] = {1, 3, 4, 5, 10243};
+    static const uint16_t objs[] = {1, 3, 4, 5, 19, 10243};
     for (size_t i = 0; i < LW_ARRAY_SIZE(objs); i++) {
         if (!has_object(d, objs[i]))
             continue;
@@ -1172,6 +1442,9 @@ void model_reg_links(const struct fleet_dev *d, struct lw_buf *b)
         else
             lw_buf_printf(b, "%s</%u/0>", first ? "" : ",", objs[i]);
         first = false;
+        for (const struct app_inst *a = objs[i] == APP_OBJ && d->x ? d->x->apps : NULL; a;
+             a = a->next)
+            lw_buf_printf(b, ",</%u/%u>", objs[i], a->iid);
     }
 }
 

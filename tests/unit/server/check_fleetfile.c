@@ -94,6 +94,9 @@ START_TEST(test_errors_name_the_line)
     ck_assert_int_eq(parse("[group a b]\ncount = 1\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[group a]\nendpoint = x{q}\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[group a]\nobjects = 4,5\n"), LW_ECONFIG);
+    ck_assert_int_eq(parse("[group a]\nobjects = 3,19\n"), 0);
+    ck_assert_uint_eq(ff.groups[0].objects, FLEET_OBJ_DEVICE | FLEET_OBJ_APPDATA);
+    ck_assert_int_eq(parse("[group a]\nobjects = 3,20\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[fleet\n"), LW_ECONFIG);
     ck_assert(strstr(err, "line 1") != NULL);
     ck_assert_int_eq(parse("[fleet]\nrate = 0\n"), LW_ECONFIG);
