@@ -6,6 +6,7 @@
 #include "base/timer.h"
 #include "base/util.h"
 #include "creds.h"
+#include "wolfmem.h"
 #include "dtls/dtls.h"
 #include "log.h"
 #include "shard.h"
@@ -645,6 +646,7 @@ void coaps_advance(struct coaps *c, uint64_t now)
      * second), so the resident size follows the number of live sessions. */
     if (c->freed_since_trim >= 64 && now - c->last_trim >= 1000) {
         malloc_trim(0);
+        wolfmem_trim(); /* this shard's cached empty wolfSSL spans */
         c->last_trim = now;
         c->freed_since_trim = 0;
     }

@@ -14,6 +14,7 @@
 #include "shard.h"
 #include "store/migrate.h"
 #include "store/store.h"
+#include "wolfmem.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -281,6 +282,7 @@ int main(int argc, char **argv)
     bool check = false, print = false;
     const char *config = getenv("LWM2MD_CONFIG");
     int c, status = EXIT_FAILURE;
+    wolfmem_install(); /* before wolfSSL allocates anything (see wolfmem.h) */
     if (!sets)
         return EXIT_FAILURE;
     while ((c = getopt_long(argc, argv, "+c:s:Vh", opts, NULL)) != -1) {
