@@ -376,24 +376,34 @@ check "raw Send value reaches the cache" \
 # ---- queue mode -----------------------------------------------------------------------------------
 # The device (queue_mode, awake 2 s after each uplink, Update every 4 s) sleeps most of the time;
 # the server counts it awake for 1 s (queue.awake_time) after each uplink.
-queued=""
-for _ in $(seq 1 20); do
-  t0=$(date +%s%N)
-  api GET '/api/v1/devices/dm-q-0/data/3/0/0?wait=5s' >/dev/null
-  t1=$(date +%s%N)
-  if [ "$(field 'd["state"]')" = queued ]; then queued=$(field 'd["id"]'); break; fi
-  sleep 0.4
+# An Update that lands while the five requests go in flushes the held ones and lets the fifth
+# wait: such a round proves nothing about the bound, so it is retried (at most 3 rounds).
+for round in 1 2 3; do
+  queued=""
+  for _ in $(seq 1 20); do
+    t0=$(date +%s%N)
+    api GET '/api/v1/devices/dm-q-0/data/3/0/0?wait=5s' >/dev/null
+    t1=$(date +%s%N)
+    if [ "$(field 'd["state"]')" = queued ]; then queued=$(field 'd["id"]'); break; fi
+    sleep 0.4
+  done
+  api GET '/api/v1/devices/dm-q-0/data/3/0/1?wait=0' >/dev/null; q2=$(field 'd["id"]')
+  api GET '/api/v1/devices/dm-q-0/data/3/0/2?wait=0' >/dev/null; q3=$(field 'd["id"]')
+  api GET '/api/v1/devices/dm-q-0/data/3/0/3?wait=0' >/dev/null; q4=$(field 'd["id"]')
+  api GET '/api/v1/devices/dm-q-0/data/3/0/9?wait=0' >/dev/null; q5=$(field 'd["id"]')
+  sleep 0.3
+  api GET "/api/v1/operations/$q5" >/dev/null
+  bounded=$(field '(d["state"], "already wait" in (d["error"] or ""))')
+  [ "$bounded" = "('failed', True)" ] && break
+  [ -n "$queued" ] && [ "$(api GET "/api/v1/operations/$queued" >/dev/null; field 'd["state"]')" != queued ] || break
+  for _ in $(seq 1 80); do # the raced round: let it drain, then go again
+    api GET "/api/v1/operations/$q5" >/dev/null
+    case "$(field 'd["state"]')" in queued|sent) sleep 0.1 ;; *) break ;; esac
+  done
 done
 check "queue mode: a request for the sleeping device is queued (202, state queued)" test -n "$queued"
 check "queue mode: ?wait does not block on a sleeping device" test $(((t1 - t0) / 1000000)) -lt 1500
-api GET '/api/v1/devices/dm-q-0/data/3/0/1?wait=0' >/dev/null; q2=$(field 'd["id"]')
-api GET '/api/v1/devices/dm-q-0/data/3/0/2?wait=0' >/dev/null; q3=$(field 'd["id"]')
-api GET '/api/v1/devices/dm-q-0/data/3/0/3?wait=0' >/dev/null; q4=$(field 'd["id"]')
-api GET '/api/v1/devices/dm-q-0/data/3/0/9?wait=0' >/dev/null
-sleep 0.3
-api GET "/api/v1/operations/$(field 'd["id"]')" >/dev/null
-check "queue mode: more than queue.max_held requests fail at once" \
-  test "$(field '(d["state"], "already wait" in (d["error"] or ""))')" = "('failed', True)"
+check "queue mode: more than queue.max_held requests fail at once" test "$bounded" = "('failed', True)"
 for _ in $(seq 1 80); do
   api GET "/api/v1/operations/$q4" >/dev/null
   [ "$(field 'd["state"]')" = succeeded ] && break
