@@ -188,7 +188,9 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
      * hibernation frees; served by mmap they go back to the kernel at once instead of leaving
      * holes between the small long-lived objects of other devices (measured with
      * tests/bench/dtls_daemon.sh: 8.8 KB -> 5.9 KB of RSS per hibernated device, handshake rate
-     * unchanged). Process-wide; other allocations that large are rare. */
+     * unchanged). Process-wide; other allocations that large are rare. The daemon normally
+     * gives wolfSSL its own allocator (wolfmem.h: 3 KB per hibernated device); this still
+     * matters when that is off (LW_WOLFMEM=off, sanitizer builds). */
     mallopt(M_MMAP_THRESHOLD, 4096);
     G.no_cid = dc.no_cid;
     G.node = dc.node_id;
