@@ -2,9 +2,12 @@
  *
  * The generic parser runs twice over the input: a counting pass that validates the grammar and
  * sizes the output, then a filling pass, so the arena receives exactly two arrays whose sizes are
- * bounded by the input length and the cfg limits. Both passes are O(n). Written here rather than
- * taken from a library: Debian has no RFC 6690 parser in C (libcoap's is tied to its resource
- * tree and I/O model).
+ * bounded by the input length and the cfg limits. Both passes are O(n). The registration parser
+ * (on every Register / Update) reads its payload once instead: the same grammar code with the
+ * few parameters it needs (rt, ct, ver) and the object paths picked up on the way, so it builds
+ * no generic link array; grammar errors and their offsets are those of the generic parser.
+ * Written here rather than taken from a library: Debian has no RFC 6690 parser in C (libcoap's
+ * is tied to its resource tree and I/O model).
  */
 #include "link.h"
 
@@ -104,6 +107,87 @@ static bool is_qd_char(uint8_t c)
     return cls[c] & C_QD;
 }
 
+/* A URI-Reference from in[*pi] up to the closing '>'; *pi ends on the '>', or on the offending
+ * byte (len when the input ended early). 0 or LW_EMALFORMED. */
+static int scan_uri(const uint8_t *in, size_t len, size_t *pi)
+{
+    size_t i = *pi;
+    int rc = 0;
+    while (i < len && in[i] != '>') {
+        if (in[i] == '%') {
+            if (len - i < 3 || !is_hex(in[i + 1]) || !is_hex(in[i + 2])) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            i += 3;
+            continue;
+        }
+        if (!is_uri_char(in[i])) {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        i++;
+    }
+    if (i == len)
+        rc = LW_EMALFORMED;
+out:
+    *pi = i;
+    return rc;
+}
+
+/* The optional `"=" ( ptoken / quoted-string )` after a parmname at in[*pi], into *at; *pi ends
+ * past it, or on the offending byte. 0 or LW_EMALFORMED. Inlined: it runs per parameter. */
+__attribute__((always_inline)) static inline int scan_value(const uint8_t *in, size_t len,
+                                                            size_t *pi, struct lw_m2m_link_attr *at)
+{
+    size_t i = *pi;
+    int rc = 0;
+    if (i == len || in[i] != '=')
+        goto out;
+    i++;
+    at->has_value = true;
+    if (i < len && in[i] == '"') {
+        i++;
+        size_t vs = i;
+        while (i < len && in[i] != '"') {
+            if (in[i] == '\\') {
+                /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+                if (i + 1 == len || (in[i + 1] < 0x20 && in[i + 1] != '\t') || in[i + 1] == 0x7f) {
+                    i++;
+                    rc = LW_EMALFORMED;
+                    goto out;
+                }
+                i += 2;
+                continue;
+            }
+            if (!is_qd_char(in[i])) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            i++;
+        }
+        if (i == len) {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        at->value = LW_BYTES(in + vs, i - vs);
+        at->quoted = true;
+        i++;
+    } else {
+        size_t vs = i;
+        while (i < len && is_ptoken_char(in[i]))
+            i++;
+        if (i == vs) {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        at->value = LW_BYTES(in + vs, i - vs);
+    }
+out:
+    *pi = i;
+    return rc;
+}
+
 /* One pass over the input. With links == NULL only validates and counts. */
 static int scan(const uint8_t *in, size_t len, const struct limits *lim, struct lw_m2m_link *links,
                 struct lw_m2m_link_attr *attrs, size_t *nl, size_t *na, size_t *off)
@@ -123,25 +207,8 @@ static int scan(const uint8_t *in, size_t len, const struct limits *lim, struct 
         }
         i++;
         size_t us = i;
-        while (i < len && in[i] != '>') {
-            if (in[i] == '%') {
-                if (len - i < 3 || !is_hex(in[i + 1]) || !is_hex(in[i + 2])) {
-                    rc = LW_EMALFORMED;
-                    goto out;
-                }
-                i += 3;
-                continue;
-            }
-            if (!is_uri_char(in[i])) {
-                rc = LW_EMALFORMED;
-                goto out;
-            }
-            i++;
-        }
-        if (i == len) {
-            rc = LW_EMALFORMED;
+        if ((rc = scan_uri(in, len, &i)))
             goto out;
-        }
         struct lw_m2m_link *l = links ? &links[nlinks] : NULL;
         if (l) {
             l->uri = LW_BYTES(in + us, i - us);
@@ -168,48 +235,8 @@ static int scan(const uint8_t *in, size_t len, const struct limits *lim, struct 
                 goto out;
             }
             struct lw_m2m_link_attr at = {.name = LW_BYTES(in + ns, i - ns)};
-            if (i < len && in[i] == '=') {
-                i++;
-                at.has_value = true;
-                if (i < len && in[i] == '"') {
-                    i++;
-                    size_t vs = i;
-                    while (i < len && in[i] != '"') {
-                        if (in[i] == '\\') {
-                            /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
-                            if (i + 1 == len || (in[i + 1] < 0x20 && in[i + 1] != '\t') ||
-                                in[i + 1] == 0x7f) {
-                                i++;
-                                rc = LW_EMALFORMED;
-                                goto out;
-                            }
-                            i += 2;
-                            continue;
-                        }
-                        if (!is_qd_char(in[i])) {
-                            rc = LW_EMALFORMED;
-                            goto out;
-                        }
-                        i++;
-                    }
-                    if (i == len) {
-                        rc = LW_EMALFORMED;
-                        goto out;
-                    }
-                    at.value = LW_BYTES(in + vs, i - vs);
-                    at.quoted = true;
-                    i++;
-                } else {
-                    size_t vs = i;
-                    while (i < len && is_ptoken_char(in[i]))
-                        i++;
-                    if (i == vs) {
-                        rc = LW_EMALFORMED;
-                        goto out;
-                    }
-                    at.value = LW_BYTES(in + vs, i - vs);
-                }
-            }
+            if ((rc = scan_value(in, len, &i, &at)))
+                goto out;
             if (l) {
                 attrs[nattrs] = at;
                 l->nattrs++;
@@ -398,11 +425,6 @@ void lw_m2m_link_write_path(struct lw_buf *b, const char *prefix, const struct l
 
 /* ---- registration object lists ---- */
 
-static size_t link_off(const uint8_t *in, const struct lw_m2m_link *l)
-{
-    return (size_t)(l->uri.ptr - in) - 1; /* the '<' */
-}
-
 static size_t attr_off(const uint8_t *in, const struct lw_m2m_link_attr *at)
 {
     return (size_t)(at->name.ptr - in);
@@ -423,12 +445,6 @@ static bool has_token(struct lw_bytes v, const char *t)
     return false;
 }
 
-static bool is_root_link(const struct lw_m2m_link *l)
-{
-    const struct lw_m2m_link_attr *rt = lw_m2m_link_attr_find(l, "rt");
-    return rt && rt->has_value && has_token(rt->value, "oma.lwm2m");
-}
-
 /* "/" or "/seg(/seg)*" with non-empty segments and no query or fragment. */
 static bool valid_root(struct lw_bytes u)
 {
@@ -447,9 +463,15 @@ static bool valid_root(struct lw_bytes u)
 
 static int parse_u16_strict(const uint8_t *s, size_t len, uint16_t *out)
 {
-    uint64_t v;
-    if (len == 0 || len > 5 || (len > 1 && s[0] == '0') || lw_parse_u64((const char *)s, len, &v) ||
-        v > 65535)
+    uint32_t v = 0;
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0'))
+        return LW_EMALFORMED;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return LW_EMALFORMED;
+        v = v * 10 + (uint32_t)(s[i] - '0');
+    }
+    if (v > 65535)
         return LW_EMALFORMED;
     *out = (uint16_t)v;
     return 0;
@@ -505,106 +527,358 @@ static int ent_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* Facts about one link of a Register payload, gathered by scan_reg for the checks after it. */
+struct rlink {
+    const uint8_t *uri;
+    size_t ulen;
+    const uint8_t *ver_name; /* first "ver" parameter, or NULL */
+    struct lw_bytes ver_val;
+    bool ver_has;
+    bool rt_root; /* its first "rt" parameter lists oma.lwm2m */
+    uint8_t kind; /* RK_*: the URI read as a registration path under the default root */
+    uint16_t id, inst;
+};
+
+enum { RK_OTHER, RK_ROOT, RK_OBJ, RK_INST };
+
+/* A root link candidate with its first ct parameter and where a second ct starts. */
+struct rootcand {
+    size_t idx; /* SIZE_MAX: none */
+    struct lw_m2m_link_attr ct;
+    bool has_ct;
+    size_t ct_dup_off; /* SIZE_MAX: no second ct */
+};
+
+/* The path grammar of lw_m2m_path_parse, restricted to what a registration needs: "/" gives
+ * RK_ROOT, a valid /o or /o/i gives RK_OBJ / RK_INST with the ids, anything else RK_OTHER. */
+static uint8_t reg_path(const uint8_t *u, size_t n, uint16_t *id, uint16_t *inst)
+{
+    uint16_t v[2];
+    unsigned k = 0;
+    size_t i = 1;
+    if (n == 0 || u[0] != '/')
+        return RK_OTHER;
+    if (n == 1)
+        return RK_ROOT;
+    for (;;) {
+        size_t s = i;
+        uint32_t x = 0;
+        while (i < n && i - s < 5 && u[i] >= '0' && u[i] <= '9')
+            x = x * 10 + (uint32_t)(u[i++] - '0');
+        if (i == s || (i - s > 1 && u[s] == '0') || x > LW_M2M_ID_MAX)
+            return RK_OTHER;
+        v[k++] = (uint16_t)x;
+        if (i == n)
+            break;
+        if (u[i] != '/' || k == 2 || i + 1 == n)
+            return RK_OTHER;
+        i++;
+    }
+    *id = v[0];
+    *inst = k == 2 ? v[1] : LW_M2M_ID_NONE;
+    return k == 2 ? RK_INST : RK_OBJ;
+}
+
+/* The common URI shapes "/", "/o" and "/o/i" (valid ids) followed by '>', read in one go: in[i]
+ * is the byte after '<'. Returns the index of the '>' with l->kind / id / inst set, or 0 when
+ * the URI needs the general loop (which then sees only URI characters it accepts here too). */
+static inline size_t quick_uri(const uint8_t *in, size_t len, size_t i, struct rlink *l)
+{
+    uint16_t v[2];
+    unsigned k = 0;
+    size_t p = i + 1;
+    if (i >= len || in[i] != '/' || p == len)
+        return 0;
+    if (in[p] == '>') {
+        l->kind = RK_ROOT;
+        return p;
+    }
+    for (;;) {
+        size_t s = p;
+        uint32_t x = 0;
+        while (p < len && p - s < 5 && in[p] >= '0' && in[p] <= '9')
+            x = x * 10 + (uint32_t)(in[p++] - '0');
+        if (p == s || p == len || (p - s > 1 && in[s] == '0') || x > LW_M2M_ID_MAX)
+            return 0;
+        v[k++] = (uint16_t)x;
+        if (in[p] == '>')
+            break;
+        if (in[p] != '/' || k == 2)
+            return 0;
+        p++;
+    }
+    l->id = v[0];
+    l->inst = k == 2 ? v[1] : LW_M2M_ID_NONE;
+    l->kind = k == 2 ? RK_INST : RK_OBJ;
+    return p;
+}
+
+/* parse_u8 of registry.c: 1-3 digits, no leading zero, <= 255. */
+static bool ver_part(const uint8_t *s, size_t n, uint8_t *out)
+{
+    unsigned v = 0;
+    if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 255)
+        return false;
+    *out = (uint8_t)v;
+    return true;
+}
+
+/* Same grammar as lw_m2m_ver_parse ("major.minor", split at the first dot), without the
+ * generic number parser. */
+static int ver_parse(struct lw_bytes s, struct lw_m2m_ver *out)
+{
+    size_t d = 0;
+    while (d < s.len && s.ptr[d] != '.')
+        d++;
+    if (d == s.len || !ver_part(s.ptr, d, &out->major) ||
+        !ver_part(s.ptr + d + 1, s.len - d - 1, &out->minor))
+        return LW_EMALFORMED;
+    return 0;
+}
+
+static bool name_is(const uint8_t *p, size_t n, const char *s, size_t sn)
+{
+    return n == sn && !memcmp(p, s, sn);
+}
+
+/* The grammar pass of scan() fused with what lw_m2m_link_parse_reg needs from each link, so a
+ * Register reads its payload once and builds no generic link array. Grammar errors and offsets
+ * are those of scan(). Links go to `stk` (nstk entries) and, past that, to one arena array
+ * sized by the input bound; on arena failure the grammar is still checked to the end and
+ * LW_ENOMEM returned then (as lw_m2m_link_parse reports a grammar error before running out). */
+static int scan_reg(const uint8_t *in, size_t len, const struct limits *lim, struct lw_arena *a,
+                    struct rlink *stk, size_t nstk, struct rlink **recs_out, size_t *nl,
+                    struct rootcand *rc_rt, struct rootcand *rc_slash, size_t *dup_rt_off,
+                    size_t *off)
+{
+    size_t i = 0, nlinks = 0, cap = nstk;
+    struct rlink *recs = stk;
+    bool oom = false;
+    int rc = 0;
+    if (len == 0)
+        goto out;
+    for (;;) {
+        if (i == len || in[i] != '<') {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        if (nlinks == lim->max_links) {
+            rc = LW_ELIMIT;
+            goto out;
+        }
+        i++;
+        size_t us = i;
+        struct rlink l = {.uri = in + us};
+        size_t q = quick_uri(in, len, i, &l);
+        if (q)
+            i = q;
+        else {
+            if ((rc = scan_uri(in, len, &i)))
+                goto out;
+            l.kind = reg_path(in + us, i - us, &l.id, &l.inst);
+        }
+        l.ulen = i - us;
+        struct lw_m2m_link_attr ct = {0};
+        bool has_ct = false;
+        size_t ct_dup_off = SIZE_MAX;
+        bool seen_rt = false;
+        i++; /* '>' */
+        size_t link_attrs = 0;
+        while (i < len && in[i] == ';') {
+            i++;
+            size_t ns = i;
+            while (i < len && is_parm_char(in[i]))
+                i++;
+            if (i == ns) {
+                rc = LW_EMALFORMED;
+                goto out;
+            }
+            if (i < len && in[i] == '*') /* ext-name-star (RFC 5988 §5) */
+                i++;
+            if (link_attrs == lim->max_attrs) {
+                i = ns;
+                rc = LW_ELIMIT;
+                goto out;
+            }
+            struct lw_m2m_link_attr at = {.name = LW_BYTES(in + ns, i - ns)};
+            if ((rc = scan_value(in, len, &i, &at)))
+                goto out;
+            /* the parameters a registration reads: first rt, first ver, first two ct */
+            const uint8_t *nm = at.name.ptr;
+            size_t nn = at.name.len;
+            if (name_is(nm, nn, "rt", 2)) {
+                if (!seen_rt)
+                    l.rt_root = at.has_value && has_token(at.value, "oma.lwm2m");
+                seen_rt = true;
+            } else if (name_is(nm, nn, "ct", 2)) {
+                if (!has_ct) {
+                    ct = at;
+                    has_ct = true;
+                } else if (ct_dup_off == SIZE_MAX)
+                    ct_dup_off = ns;
+            } else if (name_is(nm, nn, "ver", 3) && !l.ver_name) {
+                l.ver_name = nm;
+                l.ver_val = at.value;
+                l.ver_has = at.has_value;
+            }
+            link_attrs++;
+        }
+        if (l.rt_root) {
+            if (rc_rt->idx == SIZE_MAX)
+                *rc_rt = (struct rootcand){nlinks, ct, has_ct, ct_dup_off};
+            else if (*dup_rt_off == SIZE_MAX)
+                *dup_rt_off = us - 1;
+        }
+        if (l.kind == RK_ROOT && rc_slash->idx == SIZE_MAX)
+            *rc_slash = (struct rootcand){nlinks, ct, has_ct, ct_dup_off};
+        if (nlinks == cap && !oom) {
+            /* n links take at least 3n - 1 bytes */
+            size_t ncap = LW_MIN((len + 1) / 3, lim->max_links);
+            struct rlink *big = lw_arena_alloc(a, ncap * sizeof(*big));
+            if (big) {
+                memcpy(big, recs, nlinks * sizeof(*big));
+                recs = big;
+                cap = ncap;
+            } else
+                oom = true;
+        }
+        if (!oom)
+            recs[nlinks] = l;
+        nlinks++;
+        if (i == len)
+            break;
+        if (in[i] != ',') {
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+        i++;
+        if (i == len) { /* trailing comma */
+            rc = LW_EMALFORMED;
+            goto out;
+        }
+    }
+    if (oom)
+        rc = LW_ENOMEM;
+out:
+    *off = i;
+    *nl = nlinks;
+    *recs_out = recs;
+    return rc;
+}
+
+/* Sorts by ent_cmp. Devices list links almost in order (an object link before its instance
+ * links is the usual inversion), so insertion sort; past a budget of moves (adversarial order)
+ * the rest goes to qsort, keeping the whole O(n log n). */
+static void sort_ents(struct ent *e, size_t n)
+{
+    size_t moves = 0, budget = 8 * n + 64;
+    for (size_t i = 1; i < n; i++) {
+        if (ent_cmp(&e[i - 1], &e[i]) < 0)
+            continue;
+        struct ent t = e[i];
+        size_t j = i;
+        while (j > 0 && ent_cmp(&e[j - 1], &t) > 0) {
+            e[j] = e[j - 1];
+            j--;
+            moves++;
+        }
+        e[j] = t;
+        if (moves > budget) {
+            qsort(e, n, sizeof(*e), ent_cmp);
+            return;
+        }
+    }
+}
+
 int lw_m2m_link_parse_reg(const uint8_t *in, size_t len, struct lw_arena *a,
                           const struct lw_m2m_link_cfg *cfg, struct lw_m2m_reg_links *out,
                           size_t *err_off)
 {
     struct limits lim = get_limits(cfg);
-    struct lw_m2m_links links;
-    struct ent *ents = NULL;
-    size_t off = 0, root_idx = SIZE_MAX, nents = 0;
+    struct rlink stk[32], *recs = NULL;
+    struct ent estk[32], *ents = NULL;
+    struct rootcand rt = {.idx = SIZE_MAX}, slash = {.idx = SIZE_MAX};
+    const struct rootcand *root = NULL;
+    size_t off = 0, nl = 0, dup_rt_off = SIZE_MAX, root_idx = SIZE_MAX, nents = 0;
     int rc;
     memset(out, 0, sizeof(*out));
-    if ((rc = lw_m2m_link_parse(in, len, a, cfg, &links, &off)))
+    if (len > lim.max_len) {
+        off = lim.max_len;
+        rc = LW_ELIMIT;
+        goto out;
+    }
+    if ((rc = scan_reg(in, len, &lim, a, stk, LW_ARRAY_SIZE(stk), &recs, &nl, &rt, &slash,
+                       &dup_rt_off, &off)))
         goto out;
     /* the root link: rt="oma.lwm2m", else a plain </> */
-    for (size_t i = 0; i < links.n; i++) {
-        if (!is_root_link(&links.v[i]))
-            continue;
-        if (root_idx != SIZE_MAX) {
-            off = link_off(in, &links.v[i]);
-            rc = LW_EMALFORMED;
-            goto out;
-        }
-        root_idx = i;
+    if (dup_rt_off != SIZE_MAX) {
+        off = dup_rt_off;
+        rc = LW_EMALFORMED;
+        goto out;
     }
-    if (root_idx == SIZE_MAX)
-        for (size_t i = 0; i < links.n && root_idx == SIZE_MAX; i++)
-            if (links.v[i].is_path && links.v[i].path.len == 0)
-                root_idx = i;
-    if (root_idx != SIZE_MAX) {
-        const struct lw_m2m_link *r = &links.v[root_idx];
+    root = rt.idx != SIZE_MAX ? &rt : slash.idx != SIZE_MAX ? &slash : NULL;
+    if (root) {
+        const struct rlink *r = &recs[root->idx];
+        root_idx = root->idx;
         out->has_root_link = true;
-        if (!valid_root(r->uri)) {
-            off = link_off(in, r);
+        if (!valid_root(LW_BYTES(r->uri, r->ulen))) {
+            off = (size_t)(r->uri - in) - 1;
             rc = LW_EMALFORMED;
             goto out;
         }
-        out->root = r->uri.len == 1 ? LW_BYTES(r->uri.ptr, 0) : r->uri;
-        const struct lw_m2m_link_attr *ct = NULL;
-        for (size_t k = 0; k < r->nattrs; k++) {
-            if (!lw_bytes_eq_str(r->attrs[k].name, "ct"))
-                continue;
-            if (ct) {
-                off = attr_off(in, &r->attrs[k]);
-                rc = LW_EMALFORMED;
-                goto out;
-            }
-            ct = &r->attrs[k];
+        out->root = LW_BYTES(r->uri, r->ulen == 1 ? 0 : r->ulen);
+        if (root->ct_dup_off != SIZE_MAX) {
+            off = root->ct_dup_off;
+            rc = LW_EMALFORMED;
+            goto out;
         }
-        if (ct && (rc = parse_cts(in, ct, a, &lim, out, &off)))
+        if (root->has_ct && (rc = parse_cts(in, &root->ct, a, &lim, out, &off)))
             goto out;
     }
-    /* scratch from the same arena: no heap allocation on this per-Register path */
-    ents = links.n ? lw_arena_alloc(a, links.n * sizeof(*ents)) : NULL;
-    if (links.n && !ents) {
+    /* scratch on the stack, or from the arena: no heap allocation on this per-Register path */
+    ents = nl <= LW_ARRAY_SIZE(estk) ? estk : lw_arena_alloc(a, nl * sizeof(*ents));
+    if (!ents) {
         rc = LW_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < links.n; i++) {
-        const struct lw_m2m_link *l = &links.v[i];
-        struct lw_m2m_path p;
+    for (size_t i = 0; i < nl; i++) {
+        const struct rlink *l = &recs[i];
+        uint16_t id = l->id, inst = l->inst;
+        uint8_t kind = l->kind;
         if (i == root_idx)
             continue;
-        off = link_off(in, l);
-        struct lw_bytes u = l->uri;
+        off = (size_t)(l->uri - in) - 1;
         if (out->root.len) {
-            if (u.len <= out->root.len || memcmp(u.ptr, out->root.ptr, out->root.len) ||
-                u.ptr[out->root.len] != '/') {
+            if (l->ulen <= out->root.len || memcmp(l->uri, out->root.ptr, out->root.len) ||
+                l->uri[out->root.len] != '/') {
                 rc = LW_EMALFORMED;
                 goto out;
             }
-            u.ptr += out->root.len;
-            u.len -= out->root.len;
+            kind = reg_path(l->uri + out->root.len, l->ulen - out->root.len, &id, &inst);
         }
-        if (!out->root.len) { /* the generic parser already read the URI as a path */
-            if (!l->is_path || l->path.len < 1 || l->path.len > 2) {
-                rc = LW_EMALFORMED;
-                goto out;
-            }
-            p = l->path;
-        } else if (lw_m2m_path_parse((const char *)u.ptr, u.len, &p) || p.len < 1 || p.len > 2) {
+        if (kind != RK_OBJ && kind != RK_INST) {
             rc = LW_EMALFORMED;
             goto out;
         }
         struct ent *e = &ents[nents++];
-        *e = (struct ent){.id = p.id[0], .inst = p.len == 2 ? p.id[1] : LW_M2M_ID_NONE, .off = off};
-        const struct lw_m2m_link_attr *ver = lw_m2m_link_attr_find(l, "ver");
-        if (ver) {
-            off = attr_off(in, ver);
-            if (!ver->has_value ||
-                lw_m2m_ver_parse((const char *)ver->value.ptr, ver->value.len, &e->ver)) {
+        *e = (struct ent){.id = id, .inst = inst, .off = off};
+        if (l->ver_name) {
+            off = (size_t)(l->ver_name - in);
+            if (!l->ver_has || ver_parse(l->ver_val, &e->ver)) {
                 rc = LW_EMALFORMED;
                 goto out;
             }
             e->has_ver = true;
         }
     }
-    bool sorted = true; /* devices usually list links in order: skip the sort then */
-    for (size_t i = 1; i < nents && sorted; i++)
-        sorted = ent_cmp(&ents[i - 1], &ents[i]) < 0;
-    if (!sorted)
-        qsort(ents, nents, sizeof(*ents), ent_cmp);
+    sort_ents(ents, nents);
     size_t nobj = 0, ninst = 0;
     for (size_t i = 0; i < nents; i++) {
         if (i == 0 || ents[i].id != ents[i - 1].id)
@@ -745,7 +1019,8 @@ static void h_put(struct hasher *hs, const void *p, size_t len)
     }
 }
 
-static void h_u16(struct hasher *hs, uint16_t v)
+/* inlined: called per id, version and instance of every object */
+__attribute__((always_inline)) static inline void h_u16(struct hasher *hs, uint16_t v)
 {
     if (hs->n + 2 <= 64) { /* fast path: no straddling */
         hs->blk[8 + hs->n] = (uint8_t)(v >> 8);
@@ -764,6 +1039,11 @@ static void h_u64(struct hasher *hs, uint64_t v)
     uint8_t b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (uint8_t)(v >> (56 - 8 * i));
+    if (hs->n + 8 < 64) { /* fast path: the block does not fill */
+        memcpy(hs->blk + 8 + hs->n, b, 8);
+        hs->n += 8;
+        return;
+    }
     h_put(hs, b, 8);
 }
 
