@@ -437,6 +437,8 @@ check "metrics count finished operations by kind and state" \
   bash -c 'curl -s -H "Authorization: Bearer $1" "$2/metrics" | grep -q "^lwm2md_operations_total{kind=\"read\",state=\"succeeded\"} [1-9]"' _ "$T" "$A"
 kill "$fleet_pid" 2>/dev/null
 wait "$fleet_pid" 2>/dev/null
+check "the fleet reported no sanitizer findings (SANITIZE builds)" \
+  bash -c '! grep -q -e "Sanitizer" -e "runtime error" "$1"' _ "$LW_TMP/dm-fleet.out"
 stop_daemon
 check "daemon exits 0" test "$LW_DAEMON_RC" = 0
 finish
