@@ -180,6 +180,10 @@ for v in 11:senml-cbor:5 12:lwm2m-cbor:6 11:senml-json:7 10:tlv:8; do
   check "$ep: delete /19/$iid again: 4.04" \
     test "$(api DELETE "/api/v1/devices/$ep/data/19/$iid")" = 200 -a "$(field 'd["coap_code"]')" = 4.04
 done
+check "discover /19: the fixed instance, its resources, dim of Data" \
+  test "$(api GET /api/v1/devices/dm-v11-0/discover/19)" = 200 -a "$(field 'd["result"]["links"]')" = '</19>,</19/0>,</19/0/0>;dim=1,</19/0/3>,</19/0/4>'
+check "discover /19/1 (no such instance): 4.04" \
+  test "$(api GET /api/v1/devices/dm-v11-0/discover/19/1)" = 200 -a "$(field 'd["coap_code"]')" = 4.04
 check "delete of the fixed instance /19/0: 4.05" \
   test "$(api DELETE /api/v1/devices/dm-v11-0/data/19/0)" = 200 -a "$(field 'd["coap_code"]')" = 4.05
 big=$(python3 -c 'import base64; print(base64.b64encode(bytes(((i*7) ^ (i>>8)) & 255 for i in range(4096))).decode())')

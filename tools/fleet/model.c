@@ -933,10 +933,56 @@ static void do_read(struct fleet_dev *d, const struct lw_coap_msg *req,
     stats_op(op, t0, true, 0, 0);
 }
 
+/* Discover within object 19: the instances and resources that hold values, dim for Data. */
+static void app_discover(struct fleet_dev *d, const struct lw_coap_msg *req,
+                         const struct lw_m2m_path *p, uint64_t now, uint64_t t0)
+{
+    static struct recset rs;
+    rs.n = 0;
+    int rc = p->len > 3 ? LW_ENOENT : app_collect(d, p, &rs);
+    struct lw_buf b;
+    lw_buf_init_fixed(&b, out_mem, sizeof(out_mem));
+    if (rc == 0 && p->len == 1) {
+        struct lw_m2m_path op = LW_M2M_PATH1(APP_OBJ);
+        lw_m2m_link_write_path(&b, NULL, &op, NULL, 0);
+    }
+    int last_iid = -1;
+    for (size_t i = 0; rc == 0 && i < rs.n;) {
+        const struct lw_m2m_path *rp = &rs.r[i].path;
+        if (p->len <= 2 && rp->id[1] != last_iid) {
+            struct lw_m2m_path ip = LW_M2M_PATH2(APP_OBJ, rp->id[1]);
+            lw_m2m_link_write_path(&b, NULL, &ip, NULL, 0);
+            last_iid = rp->id[1];
+        }
+        size_t j = i + 1;
+        while (j < rs.n && rs.r[j].path.id[1] == rp->id[1] && rs.r[j].path.id[2] == rp->id[2])
+            j++;
+        char dim[16];
+        const char *params[1] = {dim};
+        snprintf(dim, sizeof(dim), "dim=%zu", j - i);
+        struct lw_m2m_path res = LW_M2M_PATH3(APP_OBJ, rp->id[1], rp->id[2]);
+        lw_m2m_link_write_path(&b, NULL, &res, params, rp->len == 4 ? 1 : 0);
+        i = j;
+    }
+    uint8_t code = rc ? err_code(rc) : lw_buf_status(&b) ? LW_COAP_INTERNAL_ERROR : LW_COAP_CONTENT;
+    struct lw_coap_msg r;
+    lw_coap_msg_init(&r, 0, code);
+    if (code == LW_COAP_CONTENT) {
+        lw_coap_add_uint(&r, LW_COAP_OPT_CONTENT_FORMAT, 40);
+        r.payload = lw_buf_bytes(&b);
+    }
+    respond(d, req, &r, now);
+    stats_op(OP_DISCOVER, t0, code == LW_COAP_CONTENT, code, 0);
+}
+
 static void do_discover(struct fleet_dev *d, const struct lw_coap_msg *req,
                         const struct lw_m2m_path *p, uint64_t now)
 {
     uint64_t t0 = fleet_now_us();
+    if (p->len >= 1 && p->id[0] == APP_OBJ && has_object(d, APP_OBJ)) {
+        app_discover(d, req, p, now, t0);
+        return;
+    }
     if (p->len == 0 || p->len > 3 || !has_object(d, p->id[0]) || (p->len >= 2 && p->id[1])) {
         respond_code(d, req, p->len == 0 ? LW_COAP_BAD_REQUEST : LW_COAP_NOT_FOUND, now);
         stats_op(OP_DISCOVER, t0, false, LW_COAP_NOT_FOUND, 0);
