@@ -295,8 +295,13 @@ int main(int argc, char **argv)
                 status = EXIT_CONFIG;
                 goto out;
             }
-            *eq = '\0';
-            sets[nsets++] = (struct lw_cfg_set){optarg, eq + 1};
+            /* Copy the key: argv stays intact, so ps and pgrep show the command as given. */
+            char *key = strndup(optarg, (size_t)(eq - optarg));
+            if (!key) {
+                status = EXIT_FAILURE;
+                goto out;
+            }
+            sets[nsets++] = (struct lw_cfg_set){key, eq + 1};
             break;
         }
         case 1: check = true; break;
@@ -351,6 +356,8 @@ int main(int argc, char **argv)
     }
 out:
     lw_cfg_free(d.cfg_state);
+    for (size_t i = 0; i < nsets; i++)
+        free((char *)sets[i].key);
     free(sets);
     return status;
 }
