@@ -3,6 +3,8 @@
  * objects. */
 #include "values.h"
 
+#include "base/b64.h"
+
 #include "base/err.h"
 #include "base/util.h"
 
@@ -11,77 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void values_b64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        out[o++] = b64[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = '=';
-        out[o++] = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-}
-
-static int b64val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-int values_b64_decode(struct lw_arena *a, const char *s, size_t n, struct lw_bytes *out)
-{
-    while (n > 0 && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
-        return LW_EMALFORMED;
-    uint8_t *p = lw_arena_alloc(a, n * 3 / 4 + 1);
-    if (!p)
-        return LW_ENOMEM;
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(s[i]);
-        if (v < 0)
-            return LW_EMALFORMED;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            p[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    out->ptr = p;
-    out->len = o;
-    return 0;
-}
 
 void values_rfc3339(int64_t t, char out[32])
 {
@@ -120,13 +51,11 @@ static json_t *value_json(const struct lw_m2m_value *v, json_t *obj)
     case LW_M2M_T_FLOAT: return isfinite(v->f) ? json_real(v->f) : json_null();
     case LW_M2M_T_BOOLEAN: return json_boolean(v->b);
     case LW_M2M_T_OPAQUE: {
-        size_t cap = (v->bytes.len + 2) / 3 * 4 + 1;
-        char *s = malloc(cap);
-        if (!s)
-            return NULL;
-        values_b64_encode(v->bytes.ptr, v->bytes.len, s);
-        json_t *j = json_string(s);
-        free(s);
+        struct lw_buf enc;
+        lw_buf_init(&enc, lw_b64_len(v->bytes.len, false));
+        lw_b64_encode(&enc, v->bytes, false);
+        json_t *j = lw_buf_status(&enc) ? NULL : json_stringn((const char *)enc.data, enc.len);
+        lw_buf_deinit(&enc);
         return j;
     }
     case LW_M2M_T_TIME:
@@ -248,7 +177,7 @@ static int set_value(const json_t *v, enum lw_m2m_type t, struct lw_arena *a,
     case LW_M2M_T_OPAQUE:
         if (!json_is_string(v))
             return LW_ETYPE;
-        return values_b64_decode(a, json_string_value(v), json_string_length(v), &out->bytes) == 0
+        return lw_b64_decode(a, json_string_value(v), json_string_length(v), &out->bytes) == 0
                    ? 0
                    : LW_ETYPE;
     case LW_M2M_T_TIME:

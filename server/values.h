@@ -29,12 +29,6 @@ int values_from_json(const json_t *j, const struct lw_m2m_path *within,
                      const struct lw_m2m_types *types, struct lw_arena *a,
                      struct lw_m2m_records *out, char *err, size_t cap);
 
-/* Standard base64 with padding into out (NUL-terminated; cap >= 4 * ceil(n / 3) + 1). */
-void values_b64_encode(const uint8_t *in, size_t n, char *out);
-/* Standard or URL-safe base64, padding optional: decoded bytes into arena memory. 0 or
- * LW_EMALFORMED / LW_ENOMEM. */
-int values_b64_decode(struct lw_arena *a, const char *s, size_t n, struct lw_bytes *out);
-
 /* RFC 3339 UTC "YYYY-MM-DDTHH:MM:SSZ" of Unix seconds t into out[32]. */
 void values_rfc3339(int64_t t, char out[32]);
 

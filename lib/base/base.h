@@ -2,6 +2,7 @@
 #ifndef LW_BASE_H
 #define LW_BASE_H
 #include "arena.h"
+#include "b64.h"
 #include "buf.h"
 #include "clock.h"
 #include "err.h"

@@ -481,7 +481,7 @@ int lw__m2m_text_to_value(struct lw__m2m_dec *d, struct lw_bytes s, enum lw_m2m_
         v->type = model;
         if (s.len / 4 * 3 > d->cfg.max_value_len + 3)
             return LW_ELIMIT;
-        rc = lw__m2m_b64_decode(d->a, s.ptr, s.len, &v->bytes);
+        rc = lw_b64_decode(d->a, s.ptr, s.len, &v->bytes);
         return rc == LW_EMALFORMED ? LW_ETYPE : rc;
     case LW_M2M_T_OBJLNK:
         v->type = model;
@@ -510,7 +510,7 @@ int lw__m2m_put_text_value(struct lw_buf *b, const struct lw_m2m_value *v)
         lw_buf_put(b, tmp, n);
         return 0;
     case LW_M2M_T_BOOLEAN: lw_buf_put_u8(b, v->b ? '1' : '0'); return 0;
-    case LW_M2M_T_OPAQUE: lw__m2m_b64_encode(b, v->bytes, false); return 0;
+    case LW_M2M_T_OPAQUE: lw_b64_encode(b, v->bytes, false); return 0;
     case LW_M2M_T_OBJLNK: lw__m2m_objlnk_put(b, v->lnk); return 0;
     default: return LW_EINVAL;
     }
@@ -555,87 +555,6 @@ bool lw__m2m_utf8_valid(const uint8_t *p, size_t n)
         i += len;
     }
     return true;
-}
-
-static int b64_val(uint8_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-int lw__m2m_b64_decode(struct lw_arena *a, const uint8_t *s, size_t n, struct lw_bytes *out)
-{
-    size_t pad = 0;
-    while (n > 0 && s[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if (n % 4 == 1 || (pad && (n + pad) % 4 != 0))
-        return LW_EMALFORMED;
-    uint8_t *o = lw_arena_alloc(a, n / 4 * 3 + 3);
-    if (!o)
-        return LW_ENOMEM;
-    size_t w = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t k = 0; k < n; k++) {
-        int v = b64_val(s[k]);
-        if (v < 0)
-            return LW_EMALFORMED;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[w++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* leftover bits must be zero (canonical encoding) */
-    if (acc & ((1u << bits) - 1))
-        return LW_EMALFORMED;
-    *out = (struct lw_bytes){o, w};
-    return 0;
-}
-
-void lw__m2m_b64_encode(struct lw_buf *b, struct lw_bytes in, bool url)
-{
-    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    static const char urls[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const char *t = url ? urls : std;
-    size_t outn = (in.len + 2) / 3 * 4;
-    uint8_t *o = lw_buf_reserve(b, outn);
-    if (!o)
-        return;
-    size_t w = 0, k = 0;
-    for (; k + 3 <= in.len; k += 3) {
-        uint32_t v = (uint32_t)in.ptr[k] << 16 | (uint32_t)in.ptr[k + 1] << 8 | in.ptr[k + 2];
-        o[w++] = (uint8_t)t[v >> 18];
-        o[w++] = (uint8_t)t[(v >> 12) & 63];
-        o[w++] = (uint8_t)t[(v >> 6) & 63];
-        o[w++] = (uint8_t)t[v & 63];
-    }
-    size_t rem = in.len - k;
-    if (rem) {
-        uint32_t v = (uint32_t)in.ptr[k] << 16 | (rem == 2 ? (uint32_t)in.ptr[k + 1] << 8 : 0);
-        o[w++] = (uint8_t)t[v >> 18];
-        o[w++] = (uint8_t)t[(v >> 12) & 63];
-        if (rem == 2)
-            o[w++] = (uint8_t)t[(v >> 6) & 63];
-        if (!url) {
-            if (rem == 1)
-                o[w++] = '=';
-            o[w++] = '=';
-        }
-    }
-    lw_buf_commit(b, w);
 }
 
 int lw__m2m_objlnk_parse(const uint8_t *s, size_t n, struct lw_m2m_objlnk *out)

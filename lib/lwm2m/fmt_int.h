@@ -8,6 +8,7 @@
 
 #include "lwm2m/fmt.h"
 
+#include "base/b64.h"
 #include "base/buf.h"
 #include "base/err.h"
 
@@ -119,11 +120,6 @@ size_t lw__m2m_path_text(const struct lw_m2m_path *p, char out[32]);
 
 /* ---- text helpers ---- */
 bool lw__m2m_utf8_valid(const uint8_t *p, size_t n);
-/* Lenient base64 decoding: standard or URL-safe alphabet, padding optional. Arena-owned result
- * (may be empty with a non-NULL ptr). 0, LW_EMALFORMED, LW_ENOMEM. */
-int lw__m2m_b64_decode(struct lw_arena *a, const uint8_t *s, size_t n, struct lw_bytes *out);
-/* url: URL-safe alphabet without padding (SenML JSON), else standard with padding. */
-void lw__m2m_b64_encode(struct lw_buf *b, struct lw_bytes in, bool url);
 /* "oid:iid", each 0..65535; 0 or LW_EMALFORMED. */
 int lw__m2m_objlnk_parse(const uint8_t *s, size_t n, struct lw_m2m_objlnk *out);
 void lw__m2m_objlnk_put(struct lw_buf *b, struct lw_m2m_objlnk l);

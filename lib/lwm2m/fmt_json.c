@@ -227,7 +227,7 @@ int lw__m2m_json_encode(const struct lw_m2m_path *req, const struct lw_m2m_recor
                 break;
             case LW_M2M_T_OPAQUE:
                 lw_buf_put_str(out, ",\"sv\":\"");
-                lw__m2m_b64_encode(out, v->bytes, false);
+                lw_b64_encode(out, v->bytes, false);
                 lw_buf_put_u8(out, '"');
                 break;
             case LW_M2M_T_OBJLNK:

@@ -208,8 +208,8 @@ static int json_record(struct lw__m2m_dec *d, json_t *o, struct sbase *base, boo
             vk = V_DATA;
             if (json_string_length(val) / 4 * 3 > d->cfg.max_value_len + 3)
                 return lw__m2m_fail(d, LW_ELIMIT, off);
-            rc = lw__m2m_b64_decode(d->a, (const uint8_t *)json_string_value(val),
-                                    json_string_length(val), &s.s);
+            rc = lw_b64_decode(d->a, (const uint8_t *)json_string_value(val),
+                               json_string_length(val), &s.s);
         } else if (rejected_label(key, kl)) {
             return lw__m2m_fail(d, LW_EMALFORMED, off);
         }
@@ -638,7 +638,7 @@ int lw__m2m_senml_json_encode(const struct lw_m2m_path *req, const struct lw_m2m
                 break;
             case LW_M2M_T_OPAQUE:
                 lw_buf_put_str(out, "\"vd\":\"");
-                lw__m2m_b64_encode(out, v->bytes, true);
+                lw_b64_encode(out, v->bytes, true);
                 lw_buf_put_u8(out, '"');
                 break;
             case LW_M2M_T_OBJLNK:

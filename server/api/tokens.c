@@ -11,6 +11,7 @@
 
 #include "api_int.h"
 #include "auth.h"
+#include "base/b64.h"
 #include "base/err.h"
 #include "base/util.h"
 #include "log.h"
@@ -342,25 +343,6 @@ void api_tokens_stop(void)
 
 /* ---- CLI ------------------------------------------------------------------------------------ */
 
-static void b64url(char *out, const uint8_t *in, size_t n)
-{
-    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = acc << 8 | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = al[(acc >> bits) & 63];
-        }
-    }
-    if (bits)
-        out[o++] = al[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-}
-
 static PGconn *cli_connect(const struct lw_config *cfg, FILE *err)
 {
     if (!cfg->db_url || !*cfg->db_url) {
@@ -404,7 +386,7 @@ static int cli_create(PGconn *pg, const char *role, const char *name, FILE *out,
         fprintf(err, "lwm2md token: no randomness\n");
         goto out;
     }
-    b64url(sec64, secret, sizeof(secret));
+    lw_b64_encode_str(sec64, sizeof(sec64), secret, sizeof(secret), true);
     snprintf(token, sizeof(token), "lwm2md_%s_%s", idbuf, sec64);
     if (hash_token(salt, token, strlen(token), sha))
         goto out;

@@ -8,6 +8,7 @@
  */
 #include "api_int.h"
 
+#include "base/b64.h"
 #include "base/err.h"
 #include "base/util.h"
 #include "control.h"
@@ -66,27 +67,6 @@ static struct {
     struct lw_event_sink sink;
 } wh;
 
-static void b64(char *out, const uint8_t *in, size_t n)
-{
-    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = al[v >> 18 & 63];
-        out[o++] = al[v >> 12 & 63];
-        out[o++] = al[v >> 6 & 63];
-        out[o++] = al[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = al[v >> 18 & 63];
-        out[o++] = al[v >> 12 & 63];
-        out[o++] = i + 1 < n ? al[v >> 6 & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-}
-
 int api_webhook_sign(const uint8_t *secret, size_t secret_len, const char *id, int64_t ts,
                      const char *body, size_t body_len, char *out, size_t cap)
 {
@@ -106,7 +86,7 @@ int api_webhook_sign(const uint8_t *secret, size_t secret_len, const char *id, i
         wc_HmacUpdate(&h, (const uint8_t *)".", 1) == 0 &&
         wc_HmacUpdate(&h, (const uint8_t *)body, (word32)body_len) == 0 &&
         wc_HmacFinal(&h, mac) == 0) {
-        b64(out, mac, sizeof(mac));
+        lw_b64_encode_str(out, cap, mac, sizeof(mac), false);
         rc = 0;
     }
     wc_HmacFree(&h);

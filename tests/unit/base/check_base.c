@@ -196,6 +196,64 @@ START_TEST(test_hex_and_parse)
 }
 END_TEST
 
+/* RFC 4648 §10 test vectors, both alphabets, and every length round trip. */
+START_TEST(test_b64)
+{
+    static const char *const vec[][2] = {
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+    };
+    struct lw_arena a;
+    lw_arena_init(&a, 1024, 1 << 20);
+    char enc[128];
+    struct lw_bytes out;
+    for (size_t i = 0; i < LW_ARRAY_SIZE(vec); i++) {
+        size_t n = strlen(vec[i][0]);
+        ck_assert_uint_eq(lw_b64_encode_str(enc, sizeof(enc), vec[i][0], n, false),
+                          strlen(vec[i][1]));
+        ck_assert_str_eq(enc, vec[i][1]);
+        ck_assert_int_eq(lw_b64_decode(&a, vec[i][1], strlen(vec[i][1]), &out), 0);
+        ck_assert(lw_bytes_eq(out, LW_BYTES(vec[i][0], n)));
+    }
+    /* URL-safe: no padding, '-' and '_' */
+    const uint8_t raw[] = {0xfb, 0xff, 0xbf};
+    ck_assert_uint_eq(lw_b64_encode_str(enc, sizeof(enc), raw, 3, true), 4);
+    ck_assert_str_eq(enc, "-_-_");
+    ck_assert_uint_eq(lw_b64_encode_str(enc, sizeof(enc), "fo", 2, true), 3);
+    ck_assert_str_eq(enc, "Zm8");
+    ck_assert_int_eq(lw_b64_decode(&a, "Zm8", 3, &out), 0); /* padding optional */
+    ck_assert(lw_bytes_eq(out, LW_BYTES_LIT("fo")));
+    struct lw_buf b;
+    lw_buf_init(&b, 0);
+    lw_b64_encode(&b, LW_BYTES(raw, 3), false);
+    ck_assert(lw_bytes_eq(lw_buf_bytes(&b), LW_BYTES_LIT("+/+/")));
+    lw_buf_deinit(&b);
+    ck_assert_uint_eq(lw_b64_encode_str(enc, 4, "foo", 3, false), 0); /* needs 5 with the NUL */
+    ck_assert_str_eq(enc, "");
+    ck_assert_int_eq(lw_b64_decode(&a, "A", 1, &out), LW_EMALFORMED);
+    ck_assert_int_eq(lw_b64_decode(&a, "AA*A", 4, &out), LW_EMALFORMED);
+    ck_assert_int_eq(lw_b64_decode(&a, "Zm8=A", 5, &out), LW_EMALFORMED);
+    ck_assert_int_eq(lw_b64_decode(&a, "Zm9=", 4, &out), LW_EMALFORMED); /* non-zero tail bits */
+    ck_assert_int_eq(lw_b64_decode(&a, "Zg=", 3, &out), LW_EMALFORMED);  /* half padding */
+    uint8_t in[64];
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i * 37 + 1);
+    for (int url = 0; url < 2; url++)
+        for (size_t n = 0; n <= sizeof(in); n++) {
+            size_t len = lw_b64_encode_str(enc, sizeof(enc), in, n, url);
+            ck_assert_uint_eq(len, lw_b64_len(n, url));
+            ck_assert_int_eq(lw_b64_decode(&a, enc, len, &out), 0);
+            ck_assert(lw_bytes_eq(out, LW_BYTES(in, n)));
+        }
+    lw_arena_deinit(&a);
+}
+END_TEST
+
 START_TEST(test_fails_assert_counts)
 {
     uint64_t before = lw_assert_failures();
@@ -220,6 +278,7 @@ Suite *suite_base(void)
     tcase_add_test(tc, test_hmap_against_reference);
     tcase_add_test(tc, test_siphash_vector);
     tcase_add_test(tc, test_hex_and_parse);
+    tcase_add_test(tc, test_b64);
     tcase_add_test(tc, test_fails_assert_counts);
     suite_add_tcase(s, tc);
     return s;

@@ -137,29 +137,6 @@ START_TEST(test_from_json)
 }
 END_TEST
 
-START_TEST(test_b64)
-{
-    struct lw_arena a;
-    lw_arena_init(&a, 1024, 1 << 20);
-    uint8_t in[64];
-    char enc[100];
-    for (size_t i = 0; i < sizeof(in); i++)
-        in[i] = (uint8_t)(i * 37 + 1);
-    for (size_t n = 0; n <= sizeof(in); n++) {
-        struct lw_bytes out;
-        values_b64_encode(in, n, enc);
-        ck_assert_uint_eq(strlen(enc), (n + 2) / 3 * 4);
-        ck_assert_int_eq(values_b64_decode(&a, enc, strlen(enc), &out), 0);
-        ck_assert_uint_eq(out.len, n);
-        ck_assert(n == 0 || memcmp(out.ptr, in, n) == 0);
-    }
-    struct lw_bytes out;
-    ck_assert_int_eq(values_b64_decode(&a, "A", 1, &out), LW_EMALFORMED);
-    ck_assert_int_eq(values_b64_decode(&a, "AA*A", 4, &out), LW_EMALFORMED);
-    lw_arena_deinit(&a);
-}
-END_TEST
-
 static int attrq(const char *js, char *q)
 {
     char err[160];
@@ -199,7 +176,6 @@ Suite *suite_values(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_record_json);
     tcase_add_test(tc, test_from_json);
-    tcase_add_test(tc, test_b64);
     tcase_add_test(tc, test_attr_query);
     suite_add_tcase(s, tc);
     return s;
