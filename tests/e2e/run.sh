@@ -21,7 +21,8 @@ trap cleanup EXIT
 
 [ -x "$LW_BIN" ] || { echo "e2e: $LW_BIN missing (make all)"; exit 1; }
 mkdir -p "$top/$build/e2e"
-LW_PG_URL=$(bash "$top/tools/pg.sh" start "$pgdir") || { echo "e2e: cannot start PostgreSQL"; exit 1; }
+base_url=$(bash "$top/tools/pg.sh" start "$pgdir") || { echo "e2e: cannot start PostgreSQL"; exit 1; }
+LW_PG_URL=$base_url
 export LW_PG_URL
 echo "e2e: PostgreSQL at ${LW_PG_URL%%@*}@...; scratch $LW_TMP"
 
@@ -31,6 +32,13 @@ for t in "$top"/tests/e2e/test_*.sh; do
   if [ -n "${E2E_ONLY:-}" ] && [ "$name" != "$E2E_ONLY" ] && [ "$name" != "test_$E2E_ONLY" ]; then continue; fi
   echo "e2e: $name"
   start=$(date +%s)
+  # Each test file gets a database of its own, created empty: persistence restores what a
+  # previous test left behind, so a shared database would couple the tests to their order.
+  db=lw_${name#test_}
+  psql "$base_url" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null &&
+    psql "$base_url" -qAtc "CREATE DATABASE $db" >/dev/null ||
+    { echo "  FAIL - cannot create database $db"; failed=$((failed + 1)); continue; }
+  export LW_PG_URL=${base_url%/*}/$db
   bash "$t"
   rc=$?
   res=$LW_TMP/result.$name.sh
