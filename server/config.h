@@ -85,6 +85,9 @@ struct lw_config {
     char *db_url; /* secret: may carry a password */
     enum lw_db_migrate db_migrate;
     char *db_schema_dir; /* directory of the NNN_name.sql migrations */
+    /* [security] */
+    char *sec_master_key_file;      /* current master key (secrets.h), "" = systemd credential */
+    char *sec_old_master_key_files; /* comma-separated older keys, read only */
     /* [log] */
     char *log_level;  /* default level: err warning notice info debug */
     char *log_groups; /* per-group overrides: "net=debug,coap=warning" */
