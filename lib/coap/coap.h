@@ -532,6 +532,18 @@ int lw_coap_ep_cancel(struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t n
 int lw_coap_ep_observe_cancel(struct lw_coap_ep *ep, struct lw_coap_handle obs,
                               const struct lw_coap_msg *req, uint64_t cookie, uint64_t now,
                               struct lw_coap_handle *out);
+/* Moving an observation to another ep (the peer's address changed and its state follows it to
+ * another ep, possibly on another thread). lw_coap_ep_obs_detach removes observation h from ep
+ * (a Block2 continuation in flight is dropped silently) and returns it, owned by the caller
+ * (attach it, or free it with lw_coap_obs_free), or NULL when h is not an observation of ep.
+ * lw_coap_ep_obs_attach adds it to ep under a new handle *h with cookie, keeping its token,
+ * registration request and freshness state (RFC 7641 §3.4), so the peer's notifications reach
+ * ep as before. It takes ownership of o: 0, or LW_EEXIST (the token is in use on ep; o freed). */
+struct lw_coap__obs *lw_coap_ep_obs_detach(struct lw_coap_ep *ep, struct lw_coap_handle h,
+                                           uint64_t now);
+int lw_coap_ep_obs_attach(struct lw_coap_ep *ep, struct lw_coap__obs *o, uint64_t cookie,
+                          struct lw_coap_handle *h);
+void lw_coap_obs_free(struct lw_coap__obs *o);
 /* Number of requests (active + queued) and observations. */
 size_t lw_coap_ep_pending(const struct lw_coap_ep *ep);
 size_t lw_coap_ep_observations(const struct lw_coap_ep *ep);

@@ -658,6 +658,48 @@ int lw_coap_ep_cancel(struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t n
     return 0;
 }
 
+struct lw_coap__obs *lw_coap_ep_obs_detach(struct lw_coap_ep *ep, struct lw_coap_handle h,
+                                           uint64_t now)
+{
+    struct lw_coap__obs *o = h.id ? obs_by_id(ep, h.id) : NULL;
+    if (!o)
+        return NULL;
+    drop_continuation(ep, o, now);
+    for (struct lw_coap__obs **pp = &ep->obs; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    o->next = NULL;
+    return o;
+}
+
+int lw_coap_ep_obs_attach(struct lw_coap_ep *ep, struct lw_coap__obs *o, uint64_t cookie,
+                          struct lw_coap_handle *h)
+{
+    if (token_in_use(ep, o->token, o->tkl)) {
+        lw_coap_obs_free(o);
+        return LW_EEXIST;
+    }
+    o->id = new_id(ep);
+    o->cookie = cookie;
+    o->cont_id = 0;
+    o->next = ep->obs;
+    ep->obs = o;
+    h->id = o->id;
+    return 0;
+}
+
+void lw_coap_obs_free(struct lw_coap__obs *o)
+{
+    if (!o)
+        return;
+    free(o->tmpl);
+    free(o->body);
+    free(o);
+}
+
 int lw_coap_ep_observe_cancel(struct lw_coap_ep *ep, struct lw_coap_handle obs,
                               const struct lw_coap_msg *req, uint64_t cookie, uint64_t now,
                               struct lw_coap_handle *out)

@@ -737,6 +737,61 @@ START_TEST(test_observe_flow)
 }
 END_TEST
 
+/* An observation moves to another ep (the peer's address changed): same token, freshness kept,
+ * notifications reach the new ep under a new handle and cookie; the old ep answers them with RST.
+ */
+START_TEST(test_observe_move)
+{
+    struct harness *h = setup(NULL);
+    struct lw_coap_handle o = send_get(h, "3/0/9", 55, 0, true);
+    struct lw_coap_msg s = sent_msg(h, 0);
+    struct lw_coap_msg r = notif(&s, LW_COAP_ACK, 0, 12, "95");
+    r.mid = s.mid;
+    ck_assert_int_eq(feed(h, &r, 100), 0);
+    ck_assert_uint_eq(lw_coap_ep_observations(&h->ep), 1);
+    ck_assert_ptr_null(lw_coap_ep_obs_detach(&h->ep, (struct lw_coap_handle){o.id + 7}, 200));
+    struct lw_coap__obs *st = lw_coap_ep_obs_detach(&h->ep, o, 200);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_uint_eq(lw_coap_ep_observations(&h->ep), 0);
+    /* The old ep no longer knows the token: RST. */
+    int ns = h->nsent;
+    struct lw_coap_msg n = notif(&s, LW_COAP_NON, 0x7b00, 13, "94");
+    ck_assert_int_eq(feed(h, &n, 300), LW_ENOENT);
+    ck_assert_int_eq(h->nsent, ns + 1);
+    /* A second ep of the same harness adopts it. */
+    struct lw_coap_ep ep2;
+    lw_coap_ep_init(&ep2, &h->env, h);
+    struct lw_coap_handle o2 = {0};
+    ck_assert_int_eq(lw_coap_ep_obs_attach(&ep2, st, 77, &o2), 0);
+    ck_assert_uint_ne(o2.id, 0);
+    ck_assert_uint_eq(lw_coap_ep_observations(&ep2), 1);
+    uint8_t mem[256];
+    struct lw_buf b;
+    n = notif(&s, LW_COAP_NON, 0x7b01, 14, "93");
+    lw_buf_init_fixed(&b, mem, sizeof(mem));
+    ck_assert_int_eq(lw_coap_serialize(&n, &b), 0);
+    ck_assert_int_eq(lw_coap_ep_input(&ep2, b.data, b.len, 400), 0);
+    ck_assert_int_eq(h->nnotes, 1);
+    ck_assert_uint_eq(h->notes[0].id, o2.id);
+    ck_assert_uint_eq(h->notes[0].cookie, 77);
+    ck_assert_uint_eq(h->notes[0].flags, LW_COAP_NOTIFY_FRESH);
+    /* Freshness state came along: 13 after 14 is not fresh. */
+    n = notif(&s, LW_COAP_NON, 0x7b02, 13, "92");
+    lw_buf_init_fixed(&b, mem, sizeof(mem));
+    ck_assert_int_eq(lw_coap_serialize(&n, &b), 0);
+    ck_assert_int_eq(lw_coap_ep_input(&ep2, b.data, b.len, 500), 0);
+    ck_assert_uint_eq(h->notes[1].flags, 0);
+    /* Detached again and freed by the holder (nothing leaks under ASan). */
+    struct lw_coap__obs *st2 = lw_coap_ep_obs_detach(&ep2, o2, 600);
+    ck_assert_ptr_nonnull(st2);
+    ck_assert_uint_eq(lw_coap_ep_observations(&ep2), 0);
+    lw_coap_obs_free(st2);
+    lw_coap_obs_free(NULL);
+    lw_coap_ep_deinit(&ep2);
+    teardown_h(h);
+}
+END_TEST
+
 START_TEST(test_observe_cancel)
 {
     struct harness *h = setup(NULL);
@@ -1163,6 +1218,7 @@ Suite *suite_exchange(void)
     tcase_add_test(tc, test_request_invalid);
     tcase_add_test(tc, test_observe_flow);
     tcase_add_test(tc, test_observe_cancel);
+    tcase_add_test(tc, test_observe_move);
     tcase_add_test(tc, test_block2_read);
     tcase_add_test(tc, test_block1_push);
     tcase_add_test(tc, test_observe_block2);
