@@ -468,10 +468,16 @@ static void moved(struct coaps *c, struct csess *cs)
     struct csess *other = find_addr(c, &na);
     if (other && other != cs)
         cs_kill(c, other); /* a stale session at the new address */
+    struct peer_addr was = cs->addr;
     lw_hmap_del_item(&c->by_addr, h_addr(c, &cs->addr), cs);
     cs->addr = na;
-    if (lw_hmap_put(&c->by_addr, h_addr(c, &cs->addr), cs) != 0)
+    if (lw_hmap_put(&c->by_addr, h_addr(c, &cs->addr), cs) != 0) { /* cannot grow: one fewer */
         cs_kill(c, cs);
+        return;
+    }
+    /* The registration and its CoAP exchanges follow now, not at the next Update: a Read or a
+     * notification's ACK from the API side goes to where the device is. */
+    regsrv_peer_moved(c->rs, &was, &na, c->now);
     stat_inc(&c->stats.peer_moved);
 }
 

@@ -101,6 +101,15 @@ struct peer *peer_add(struct peer_table *t, const struct peer_addr *a)
     return p;
 }
 
+void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a)
+{
+    lw_hmap_del_item(&t->map, addr_hash(t, &p->addr), p);
+    p->addr = *a;
+    /* one item fewer than a moment ago: lw_hmap_put does not resize, so it cannot fail */
+    int rc = lw_hmap_put(&t->map, addr_hash(t, a), p);
+    LW_REQUIRE(rc == 0);
+}
+
 void peer_del(struct peer_table *t, struct peer *p)
 {
     lw_hmap_del_item(&t->map, addr_hash(t, &p->addr), p);

@@ -57,6 +57,9 @@ struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a);
 /* Allocates a zeroed peer for a (not yet present) and inserts it; NULL on OOM. The caller
  * initialises ep and timer. */
 struct peer *peer_add(struct peer_table *t, const struct peer_addr *a);
+/* Re-keys p (in t) under address a, which no other peer of t may hold (look it up first): the
+ * peer keeps its CoAP state and registration. Cannot fail (the table does not grow). */
+void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a);
 /* Unlinks and frees p (its ep must already be deinitialised and its timer cancelled). */
 void peer_del(struct peer_table *t, struct peer *p);
 static inline size_t peer_count(const struct peer_table *t)

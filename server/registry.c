@@ -1623,6 +1623,31 @@ uint64_t regsrv_next_deadline(const struct regsrv *r)
     return d == LW_WHEEL_NEVER ? UINT64_MAX : d;
 }
 
+int regsrv_peer_moved(struct regsrv *r, const struct peer_addr *from, const struct peer_addr *to,
+                      uint64_t now)
+{
+    struct peer *p = peer_find(&r->peers, from);
+    if (!p || r->busy)
+        return LW_ENOENT;
+    if (memcmp(from, to, sizeof(*to)) == 0)
+        return 0;
+    r->now = now;
+    struct peer *q = peer_find(&r->peers, to);
+    if (q) {
+        if (q->reg) {
+            struct reg *other = q->reg;
+            post_event(r, LW_EV_DEREGISTERED, other, "replaced", false);
+            reg_destroy(r, other); /* settles q: may free it */
+        }
+        if ((q = peer_find(&r->peers, to)) != NULL)
+            peer_free(r, q);
+    }
+    peer_rekey(&r->peers, p, to);
+    if (p->reg)
+        post_event(r, LW_EV_UPDATED, p->reg, NULL, true);
+    return 0;
+}
+
 int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason, json_t **json)
 {
     struct reg *gr = reg_find(r, id);

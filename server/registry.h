@@ -233,6 +233,15 @@ int regsrv_dev_types(struct regsrv *r, const struct peer *p, struct lw_arena *a,
 /* The process-wide object registry (read-only after reg_global_init; any thread). */
 struct lw_m2m_registry;
 const struct lw_m2m_registry *regsrv_objreg(void);
+/* A DTLS session with a Connection ID authenticated a record from a new address (RFC 9146 §6,
+ * NAT rebinding): the peer at `from` (its CoAP exchanges and registration) moves to `to` at
+ * once, so server-initiated requests and responses to them follow before the next Update. A
+ * registration bound to a peer already at `to` is dropped ("replaced": one address is one
+ * device, as for an Update from that address) and that peer freed (its exchanges cancelled).
+ * An "updated" event (heartbeat class) carries the new address. Not from inside a regsrv
+ * callback. 0, or LW_ENOENT when no peer is at `from`. */
+int regsrv_peer_moved(struct regsrv *r, const struct peer_addr *from, const struct peer_addr *to,
+                      uint64_t now);
 /* Re-arms p's timer after work was queued on p->ep outside a datagram or timer callback. */
 void regsrv_peer_settle(struct regsrv *r, struct peer *p, uint64_t now);
 

@@ -122,6 +122,18 @@ if cc -O1 -o "$cli" "$LW_TOP/tests/e2e/tools/dtls_client.c" -I"$wolf/include" "$
   curl_put dtls-cid13 "{\"mode\":\"psk\",\"identity\":\"cid13-id\",\"key\":\"$(hex $KEY1)\"}" >/dev/null
   out=$(DTLS_CLIENT_V13=1 timeout 60 "$cli" "$LW_COAPS_PORT" cid13-id "$KEY1" dtls-cid13 rebind-cid)
   check "DTLS 1.3 CID client (TLS_AES_128_CCM_8_SHA256): Update after the port change 2.04" grep -q "update-after-rebind 204" <<< "$out"
+  # Server-initiated after the move: the device changes port and sends only a CoAP ping (no
+  # Update); an API Read must reach it at the new port at once.
+  curl_put dtls-cidread "{\"mode\":\"psk\",\"identity\":\"cidread-id\",\"key\":\"$(hex $KEY1)\"}" >/dev/null
+  rrout=$LW_TMP/dtls-cidread.out
+  timeout 60 "$cli" "$LW_COAPS_PORT" cidread-id "$KEY1" dtls-cidread rebind-read 15 > "$rrout" &
+  rrpid=$!
+  wait_for "$rrout" "ping-after-rebind" 30 >/dev/null
+  check "CID client moved and pinged from its new port (RST back)" grep -q "ping-after-rebind rst" "$rrout"
+  rb=$(curl -s -m 20 -H "Authorization: Bearer $ADMIN" "$API/api/v1/devices/dtls-cidread/data/3/0/0?format=text")
+  check "API Read right after the CID move reaches the device at its new port" grep -q 'moved:/3/0/0' <<< "$rb"
+  check "the registration shows the new address" bash -c 'curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/dtls-cidread" | grep -q "\"address\":\"127.0.0.1:$3\""' _ "$API" "$ADMIN" "$(sed -n 's/^new-port //p' "$rrout")"
+  kill "$rrpid" 2>/dev/null; wait "$rrpid" 2>/dev/null
   check "the CID session followed the device (peer_moved counted)" bash -c 'curl -s "$1/metrics" | grep "^lwm2md_dtls_session_events_total" | grep "peer_moved" | grep -qv " 0$"' _ "$API"
 else
   fail "dtls_client compiles against the project's wolfSSL"; sed 's/^/    | /' "$LW_TMP/cc.err" | head

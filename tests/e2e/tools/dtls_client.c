@@ -6,6 +6,11 @@
  *   dtls_client PORT IDENTITY KEY EP rebind-cid    Register, move to a new source port, Update
  *   dtls_client PORT IDENTITY KEY EP rebind-nocid  the same without a CID: the Update is lost,
  *                                                  a new handshake from the new port succeeds
+ *   dtls_client PORT IDENTITY KEY EP rebind-read [SECS]
+ *                                                  Register, move to a new source port, send a
+ *                                                  CoAP ping (answered with RST), then answer the
+ *                                                  server's requests from the new port for SECS
+ *                                                  (default 10): GET -> 2.05 text "moved:<path>"
  *   dtls_client PORT IDPREFIX KEY EPPREFIX load N WAIT_MS [HOLD_MS]
  *                N sessions (identity IDPREFIX<i>, endpoint EPPREFIX<i>) register, idle WAIT_MS,
  *                then each sends an Update on its session; prints the counts. With HOLD_MS the
@@ -192,6 +197,89 @@ static int request(struct cli *c, int reg)
     return 0;
 }
 
+/* Sends a CoAP ping (empty CON) and returns 1 when the RST came back. */
+static int ping(struct cli *c)
+{
+    unsigned char m[4], r[512];
+    c->mid++;
+    m[0] = 0x40;
+    m[1] = 0;
+    m[2] = (unsigned char)(c->mid >> 8);
+    m[3] = (unsigned char)c->mid;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (wolfSSL_write(c->ssl, m, 4) != 4)
+            return 0;
+        for (int w = 0; w < 4 && readable(c->fd, 400); w++) {
+            int k = wolfSSL_read(c->ssl, r, sizeof(r));
+            if (k >= 4 && (r[0] >> 4 & 3) == 3 && (r[2] << 8 | r[3]) == c->mid)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Answers the server's requests for `secs` seconds: a GET gets 2.05 (piggybacked) with the text
+ * "moved:<path>". Returns how many requests were answered; prints one line each. */
+static int serve(struct cli *c, int secs)
+{
+    unsigned char r[1024], a[600];
+    int served = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec >= secs)
+            break;
+        if (!readable(c->fd, 200))
+            continue;
+        int k = wolfSSL_read(c->ssl, r, sizeof(r));
+        if (k < 4 || (r[0] >> 6) != 1 || (r[0] >> 4 & 3) != 0 || r[1] == 0 || r[1] >= 32)
+            continue; /* only CON requests */
+        size_t tkl = r[0] & 15, p = 4 + tkl, n = 0;
+        char path[128] = "";
+        size_t pl = 0;
+        unsigned num = 0;
+        if (tkl > 8 || p > (size_t)k)
+            continue;
+        while (p < (size_t)k && r[p] != 0xff) {
+            unsigned d = r[p] >> 4, l = r[p] & 15;
+            p++;
+            if (d == 13)
+                d = 13 + r[p++];
+            if (l == 13)
+                l = 13 + r[p++];
+            num += d;
+            if (p + l > (size_t)k)
+                break;
+            if (num == 11 && pl + l + 2 < sizeof(path)) {
+                path[pl++] = '/';
+                memcpy(path + pl, r + p, l);
+                pl += l;
+                path[pl] = 0;
+            }
+            p += l;
+        }
+        a[n++] = (unsigned char)(0x60 | tkl); /* ACK */
+        a[n++] = r[1] == 1 ? 0x45 : 0x85;     /* 2.05 for GET, else 4.05 */
+        a[n++] = r[2];
+        a[n++] = r[3];
+        memcpy(a + n, r + 4, tkl);
+        n += tkl;
+        if (r[1] == 1) {
+            unsigned last = 0;
+            n += opt(a + n, &last, 12, "", 0); /* Content-Format 0 (text/plain): empty uint */
+            a[n++] = 0xff;
+            n += (size_t)snprintf((char *)a + n, sizeof(a) - n, "moved:%s", path);
+        }
+        if (wolfSSL_write(c->ssl, a, (int)n) == (int)n) {
+            served++;
+            printf("served %s %s\n", r[1] == 1 ? "GET" : "other", path);
+            fflush(stdout);
+        }
+    }
+    return served;
+}
+
 static int rebind(struct cli *c)
 {
     int fd = new_socket();
@@ -234,7 +322,30 @@ int main(int argc, char **argv)
     wolfSSL_CTX_set_verify(g_ctx, WOLFSSL_VERIFY_NONE, NULL);
     const char *mode = argv[5];
     int ok = 1;
-    if (strncmp(mode, "rebind-", 7) == 0) {
+    if (strcmp(mode, "rebind-read") == 0) {
+        struct cli c = {.fd = -1};
+        snprintf(c.ident, sizeof(c.ident), "%s", argv[2]);
+        snprintf(c.ep, sizeof(c.ep), "%s", argv[4]);
+        c.mid = (unsigned short)getpid();
+        if (cli_connect(&c, 1) != 0) {
+            printf("handshake failed\n");
+            return 1;
+        }
+        int code = request(&c, 1);
+        printf("register %d\n", code);
+        rebind(&c);
+        struct sockaddr_in me;
+        socklen_t ml = sizeof(me);
+        if (getsockname(c.fd, (struct sockaddr *)&me, &ml) == 0)
+            printf("new-port %u\n", (unsigned)ntohs(me.sin_port));
+        int pong = ping(&c);
+        printf("ping-after-rebind %s\n", pong ? "rst" : "none");
+        fflush(stdout);
+        int served = serve(&c, argc >= 7 ? atoi(argv[6]) : 10);
+        printf("served-total %d\n", served);
+        ok = code == 201 && pong && served > 0;
+        cli_close(&c);
+    } else if (strncmp(mode, "rebind-", 7) == 0) {
         int cid = strcmp(mode, "rebind-cid") == 0;
         struct cli c = {.fd = -1};
         snprintf(c.ident, sizeof(c.ident), "%s", argv[2]);
