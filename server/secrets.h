@@ -83,14 +83,15 @@ bool secrets_ring_has(const struct secrets_ring *r, uint32_t key_id);
 /* Seals pt (pt_len bytes) under the ring's current key with a fresh random nonce, binding ad
  * (ad_len bytes, may be NULL/0). Writes pt_len + SECRETS_OVERHEAD bytes to out (cap bytes; must
  * not overlap pt) and their count to *out_len. 0, LW_ENOENT (no current key), LW_ENOSPC (cap too
- * small), LW_EIO (no randomness), LW_EINTERNAL (wolfCrypt failed). All inputs are borrowed. */
+ * small), LW_EINVAL (ad_len > SECRETS_AD_MAX), LW_EIO (no randomness), LW_EINTERNAL (wolfCrypt
+ * failed). All inputs are borrowed. */
 int secrets_seal(const struct secrets_ring *r, const uint8_t *ad, size_t ad_len, const uint8_t *pt,
                  size_t pt_len, uint8_t *out, size_t cap, size_t *out_len);
 /* Opens a sealed blob with whichever ring key its id names, checking ad. Writes the plaintext
  * (len - SECRETS_OVERHEAD bytes) to out and its length to *out_len; key_id (may be NULL) receives
  * the blob's key id. 0, LW_EMALFORMED (too short, unknown version), LW_ENOENT (key id not in the
  * ring), LW_EPERM (authentication failed: tampered blob, wrong ad or wrong key; out is wiped),
- * LW_ENOSPC (cap too small). Never crashes on any input. */
+ * LW_ENOSPC (cap too small), LW_EINVAL (ad_len > SECRETS_AD_MAX). Never crashes on any input. */
 int secrets_open(const struct secrets_ring *r, const uint8_t *ad, size_t ad_len,
                  const uint8_t *blob, size_t len, uint8_t *out, size_t cap, size_t *out_len,
                  uint32_t *key_id);
@@ -110,7 +111,8 @@ size_t secrets_row_ad(uint8_t *out, size_t cap, const char *table, size_t n,
  * security.old_master_key_files (comma-separated, open only); when master_key_file is empty,
  * $CREDENTIALS_DIRECTORY/lwm2md-master-key (current) and lwm2md-master-key.old* (old) from systemd.
  * *out is owned (secrets_ring_free); it is NULL (and 0 is returned) when nothing is configured.
- * LW_EPERM / LW_EIO / LW_EMALFORMED / LW_EEXIST / LW_ENOMEM with a reason in why otherwise.
+ * LW_EPERM / LW_EIO / LW_EMALFORMED / LW_EEXIST / LW_ENOSPC / LW_ECONFIG / LW_ENOMEM with a
+ * reason in why otherwise.
  * Blocking file reads: main thread at start-up, or CLI. */
 int secrets_ring_from_config(const struct lw_config *cfg, struct secrets_ring **out, char *why,
                              size_t cap);
