@@ -759,9 +759,36 @@ uint64_t regsrv_events_coalesced(void)
  * control thread is more than SNAPS_HIGH_WATER events behind: its event would only repeat the
  * previous one with later times, and an unbounded backlog would eat the memory the
  * registrations need. Those are counted (lwm2md_events_coalesced_total). */
+/* Hands a change to the write-behind store (ops->persist) on this thread. Heartbeats too: the
+ * store must keep the newest expiry even while events are being coalesced. */
+static void persist_change(struct regsrv *r, enum lw_event_type type, const struct reg *gr)
+{
+    struct reg_snap sn;
+    snap_take(r, gr, &sn);
+    struct regsrv_change c = {.type = type,
+                              .id = sn.id,
+                              .ep = sn.ep,
+                              .addr = sn.has_addr ? &sn.addr : NULL,
+                              .ver = sn.ver,
+                              .sec = sn.sec,
+                              .queue = sn.queue,
+                              .binding = sn.binding,
+                              .lifetime_s = sn.lifetime_s,
+                              .registered_s = sn.registered_s,
+                              .updated_s = sn.updated_s,
+                              .expires_s = sn.expires_s,
+                              .sms = sn.sms,
+                              .pid = sn.pid,
+                              .objs = sn.objs};
+    r->ops->persist(r->ctx, &c);
+    json_decref(sn.objs);
+}
+
 static void post_event(struct regsrv *r, enum lw_event_type type, const struct reg *gr,
                        const char *reason, bool heartbeat)
 {
+    if (r->ops->persist)
+        persist_change(r, type, gr);
     if (r->ops->event) {
         struct reg_snap sn;
         snap_take(r, gr, &sn);

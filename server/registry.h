@@ -140,6 +140,22 @@ struct regsrv_fwd {
     uint8_t data[]; /* the request datagram */
 };
 
+/* What the write-behind store keeps of a registration change (regsrv_ops.persist). */
+struct regsrv_change {
+    enum lw_event_type type;      /* LW_EV_REGISTERED, _UPDATED, _DEREGISTERED or _EXPIRED */
+    uint64_t id;                  /* registration id */
+    const char *ep;               /* endpoint name, NUL-terminated */
+    const struct peer_addr *addr; /* last source address, or NULL */
+    uint8_t ver;                  /* major << 4 | minor */
+    uint8_t sec;                  /* enum regsrv_secmode */
+    bool queue;
+    const char *binding;
+    uint32_t lifetime_s;
+    int64_t registered_s, updated_s, expires_s; /* wall clock, Unix seconds */
+    const char *sms, *pid;                      /* NULL when absent */
+    json_t *objs; /* the shared, immutable "objects" array (json_incref to keep it), or NULL */
+};
+
 struct regsrv_ops {
     /* Sends one datagram (bytes borrowed for the call). Required. */
     void (*send)(void *ctx, const struct peer_addr *to, const uint8_t *data, size_t len);
@@ -154,6 +170,10 @@ struct regsrv_ops {
     /* True when endpoint ep (len bytes) has DTLS credentials, so a NoSec Register of it is
      * refused (4.03). NULL: none has. Any thread may call it (creds_ep_secured). */
     bool (*ep_secured)(void *ctx, const char *ep, size_t len);
+    /* A registration change for the write-behind store (store.h), called on the shard thread
+     * for every registered, updated (heartbeats included), deregistered and expired event,
+     * before the event is posted; c and what it points to are borrowed for the call. NULL: none. */
+    void (*persist)(void *ctx, const struct regsrv_change *c);
 };
 
 struct reg;
