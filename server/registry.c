@@ -754,11 +754,6 @@ uint64_t regsrv_events_coalesced(void)
     return atomic_load_explicit(&heartbeats_coalesced, memory_order_relaxed);
 }
 
-/* Posts an event about gr. The shard thread only copies a snapshot; the control thread builds
- * the JSON. A heartbeat Update (nothing but the timestamps changed) is not announced while the
- * control thread is more than SNAPS_HIGH_WATER events behind: its event would only repeat the
- * previous one with later times, and an unbounded backlog would eat the memory the
- * registrations need. Those are counted (lwm2md_events_coalesced_total). */
 /* Hands a change to the write-behind store (ops->persist) on this thread. Heartbeats too: the
  * store must keep the newest expiry even while events are being coalesced. */
 static void persist_change(struct regsrv *r, enum lw_event_type type, const struct reg *gr)
@@ -784,6 +779,11 @@ static void persist_change(struct regsrv *r, enum lw_event_type type, const stru
     json_decref(sn.objs);
 }
 
+/* Posts an event about gr. The shard thread only copies a snapshot; the control thread builds
+ * the JSON. A heartbeat Update (nothing but the timestamps changed) is not announced while the
+ * control thread is more than SNAPS_HIGH_WATER events behind: its event would only repeat the
+ * previous one with later times, and an unbounded backlog would eat the memory the
+ * registrations need. Those are counted (lwm2md_events_coalesced_total). */
 static void post_event(struct regsrv *r, enum lw_event_type type, const struct reg *gr,
                        const char *reason, bool heartbeat)
 {
