@@ -60,6 +60,10 @@ static uint64_t hash_id(uint64_t id)
  */
 enum { MSG_REQ, MSG_CANCEL, MSG_FORGET };
 
+/* A request that reached a shard which no longer holds its registration follows the directory at
+ * most this many times (the registration moved, or is in transit to the shard it reached). */
+#define OPS_MAX_HOPS 64
+
 /* control -> shard */
 struct req_msg {
     struct xmsg m;
@@ -74,6 +78,8 @@ struct req_msg {
     char *args;          /* owned: Execute arguments or the Write-Attributes query */
     uint64_t obs_id, obs_op;
     bool composite; /* Observe / cancel of an Observe-Composite */
+    uint8_t hops;   /* times it followed its registration to another shard */
+    char ep[DIR_MAX_NAME + 1];
 };
 
 /* shard -> control */
@@ -293,21 +299,21 @@ static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, co
     kick();
 }
 
+/* Every shard: the request may have followed its registration to another shard. */
 static void post_cancel(struct op *o)
 {
-    struct req_msg *q = calloc(1, sizeof(*q));
-    struct shard *s = o->shard < shards_count() ? shard_get(o->shard) : NULL;
-    if (!q || !s) {
-        free(q);
-        return;
+    for (unsigned i = 0; i < shards_count(); i++) {
+        struct req_msg *q = calloc(1, sizeof(*q));
+        if (!q)
+            return;
+        q->what = MSG_CANCEL;
+        q->op_id = o->id;
+        q->reg_id = o->reg_id;
+        q->gen = o->gen;
+        q->m.run = run_shard;
+        if (!shard_post(shard_get(i), &q->m))
+            req_free(q);
     }
-    q->what = MSG_CANCEL;
-    q->op_id = o->id;
-    q->reg_id = o->reg_id;
-    q->gen = o->gen;
-    q->m.run = run_shard;
-    if (!shard_post(s, &q->m))
-        req_free(q);
 }
 
 static void on_op_timeout(struct lw_timer *t)
@@ -494,6 +500,7 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     C.n++;
     C.created++;
     q->what = MSG_REQ;
+    memcpy(q->ep, sp->endpoint, eplen + 1);
     q->op_id = o->id;
     q->reg_id = ref.id;
     q->gen = ref.gen;
@@ -567,23 +574,35 @@ struct infl {
 /* An established observation on this shard, keyed by the operation that established it (the
  * CoAP layer reports its notifications with that cookie). */
 struct sobs {
+    struct lw_list dlink; /* in its struct qdev's obs list */
     uint64_t op_id, obs_id, reg_id;
     uint32_t gen;
-    struct lw_coap_handle h;
+    struct lw_coap_handle h; /* on the registration's peer, when st is NULL */
+    struct lw_coap__obs *st; /* owned: moved here from another peer, not attached yet */
     struct lw_m2m_path path;
     uint16_t cf;
     char ep[DIR_MAX_NAME + 1];
 };
 
-/* Queue mode (protocol.md §4.7): requests for a sleeping device wait here, in order, until its
- * next uplink (Register, Update, Send); it then counts as awake for the awake window. Keyed by
- * endpoint, so requests survive a new Register (which changes the registration id). */
+/* Per-device state on the shard that holds the registration, keyed by endpoint (so it survives
+ * a new Register, which changes the registration id). Queue mode (protocol.md §4.7): requests for
+ * a sleeping device wait here, in order, until its next uplink (Register, Update, Send); it then
+ * counts as awake for the awake window. Established observations are listed here too, so that
+ * both follow the registration when it moves to another peer or shard (NAT rebinding). */
 struct qdev {
     uint64_t hash;
     uint64_t awake_until; /* monotonic ms */
     struct lw_list held;  /* struct req_msg, oldest first */
+    struct lw_list obs;   /* struct sobs */
     unsigned nheld;
+    bool queue; /* the device is in queue mode (keeps the entry while empty) */
     char ep[DIR_MAX_NAME + 1];
+};
+
+/* shard -> shard: a device's state follows its registration (ownership of d moves along). */
+struct adopt_msg {
+    struct xmsg m;
+    struct qdev *d;
 };
 
 struct ops_shard {
@@ -592,6 +611,9 @@ struct ops_shard {
     struct lw_hmap obs;   /* struct sobs by establishing op id */
     struct lw_arena arena;
 };
+
+static struct qdev *qdev_get(struct ops_shard *x, const char *ep, bool create);
+static void sobs_free(struct ops_shard *x, struct sobs *ob, struct qdev *d);
 
 /* Per-shard state, indexed by shard id; each entry is created and used only by its shard's
  * thread (ops_stop runs after the shards joined). */
@@ -610,8 +632,10 @@ static void shard_states_free(void)
         while ((it = lw_hmap_next(&x->infl, &pos)))
             free(it);
         pos = 0;
-        while ((it = lw_hmap_next(&x->obs, &pos)))
+        while ((it = lw_hmap_next(&x->obs, &pos))) {
+            lw_coap_obs_free(((struct sobs *)it)->st);
             free(it);
+        }
         pos = 0;
         while ((it = lw_hmap_next(&x->qdevs, &pos))) {
             struct qdev *d = it;
@@ -853,9 +877,10 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         break;
     case OPS_OBSERVE_CANCEL: {
         /* Active cancel (RFC 7641 §3.6): GET with Observe 1, the observation's token and URI. */
-        struct sobs *ob = lw_hmap_del(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq);
-        if (!ob || ob->reg_id != dev->id || ob->gen != dev->gen) {
-            free(ob);
+        struct sobs *ob = lw_hmap_get(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq);
+        if (!ob || ob->st || ob->reg_id != dev->id || ob->gen != dev->gen) {
+            if (ob)
+                sobs_free(x, ob, qdev_get(x, ob->ep, false));
             snprintf(why, cap, "the observation is not active on the device");
             rc = LW_ENOENT;
             goto out;
@@ -868,7 +893,7 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
         if (!rc)
             rc = lw_coap_add_uint(&msg, LW_COAP_OPT_OBSERVE, 1);
         struct lw_coap_handle oh = ob->h;
-        free(ob);
+        sobs_free(x, ob, qdev_get(x, dev->ep, false));
         if (rc)
             break;
         if (!(in = calloc(1, sizeof(*in)))) {
@@ -958,6 +983,7 @@ static struct qdev *qdev_get(struct ops_shard *x, const char *ep, bool create)
         return NULL;
     d->hash = h;
     lw_list_init(&d->held);
+    lw_list_init(&d->obs);
     snprintf(d->ep, sizeof(d->ep), "%s", ep);
     if (lw_hmap_put(&x->qdevs, h, d) != 0) {
         free(d);
@@ -981,6 +1007,48 @@ static void dispatch(struct regsrv *r, struct ops_shard *x, struct req_msg *q,
     req_free(q);
 }
 
+/* Frees d when it holds nothing worth keeping (no held request, no observation, not a
+ * queue-mode device whose awake window it remembers). */
+static void qdev_gc(struct ops_shard *x, struct qdev *d)
+{
+    if (d->queue || d->nheld > 0 || !lw_list_empty(&d->obs))
+        return;
+    lw_hmap_del_item(&x->qdevs, d->hash, d);
+    free(d);
+}
+
+/* Unlinks ob from its device and the shard's map and frees it (the CoAP side is the caller's). */
+static void sobs_free(struct ops_shard *x, struct sobs *ob, struct qdev *d)
+{
+    lw_hmap_del_item(&x->obs, hash_id(ob->op_id), ob);
+    if (lw_list_linked(&ob->dlink))
+        lw_list_remove(&ob->dlink);
+    lw_coap_obs_free(ob->st);
+    free(ob);
+    if (d)
+        qdev_gc(x, d);
+}
+
+/* Observations that moved here from another peer are attached to dev's peer, so its next
+ * notifications (same token) are recognised. */
+static void attach_moved(struct ops_shard *x, struct qdev *d, const struct regsrv_dev *dev)
+{
+    lw_list_foreach_safe (it, &d->obs) {
+        struct sobs *ob = lw_container_of(it, struct sobs, dlink);
+        if (!ob->st)
+            continue;
+        struct lw_coap__obs *st = ob->st;
+        ob->st = NULL;
+        ob->reg_id = dev->id;
+        ob->gen = dev->gen;
+        if (lw_coap_ep_obs_attach(&dev->peer->ep, st, ob->op_id, &ob->h) != 0) {
+            log_warn_rl(M2M, "observation %llu of %s lost moving with its registration",
+                        (unsigned long long)ob->obs_id, d->ep);
+            sobs_free(x, ob, NULL);
+        }
+    }
+}
+
 /* An uplink from dev: awake for the window; held requests go out in order. */
 static void device_awake(struct regsrv *r, struct ops_shard *x, const struct regsrv_dev *dev,
                          uint64_t now)
@@ -988,16 +1056,152 @@ static void device_awake(struct regsrv *r, struct ops_shard *x, const struct reg
     struct qdev *d = qdev_get(x, dev->ep, dev->queue);
     if (!d)
         return;
-    d->awake_until = now + ops_awake_ms;
+    attach_moved(x, d, dev);
+    if (dev->queue)
+        d->awake_until = now + ops_awake_ms;
+    d->queue = dev->queue;
     struct lw_list *it;
     while ((it = lw_list_pop_front(&d->held))) {
         d->nheld--;
         dispatch(r, x, lw_container_of(it, struct req_msg, link), dev, now);
     }
-    if (!dev->queue) { /* left queue mode */
-        lw_hmap_del_item(&x->qdevs, d->hash, d);
-        free(d);
+    qdev_gc(x, d);
+}
+
+void ops_peer_moved(struct regsrv *r, const char *ep, struct peer *from, struct peer *to)
+{
+    struct ops_shard *x = shard_state(r->shard, false);
+    struct qdev *d = x && lw_hmap_count(&x->qdevs) ? qdev_get(x, ep, false) : NULL;
+    if (!d || from == to)
+        return;
+    lw_list_foreach_safe (it, &d->obs) {
+        struct sobs *ob = lw_container_of(it, struct sobs, dlink);
+        if (ob->st)
+            continue; /* attached on the next uplink */
+        ob->st = lw_coap_ep_obs_detach(&from->ep, ob->h, r->now);
+        if (!ob->st || lw_coap_ep_obs_attach(&to->ep, ob->st, ob->op_id, &ob->h) != 0) {
+            ob->st = NULL;
+            sobs_free(x, ob, NULL);
+            continue;
+        }
+        ob->st = NULL;
     }
+    qdev_gc(x, d);
+}
+
+static void run_adopt(struct shard *s, struct xmsg *m);
+
+/* Frees d and what it carries; held requests fail with why. */
+static void qdev_free_all(struct qdev *d, const char *why)
+{
+    struct lw_list *it;
+    while ((it = lw_list_pop_front(&d->held))) {
+        struct req_msg *q = lw_container_of(it, struct req_msg, link);
+        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, why);
+        req_free(q);
+    }
+    while ((it = lw_list_pop_front(&d->obs))) {
+        struct sobs *ob = lw_container_of(it, struct sobs, dlink);
+        lw_coap_obs_free(ob->st);
+        free(ob);
+    }
+    free(d);
+}
+
+void ops_handover(struct regsrv *r, const char *ep, struct peer *from, int to, bool keep_obs)
+{
+    struct ops_shard *x = shard_state(r->shard, false);
+    struct qdev *d = x && lw_hmap_count(&x->qdevs) ? qdev_get(x, ep, false) : NULL;
+    struct dir_ref ref;
+    if (!d)
+        return;
+    if (to < 0) { /* replaced by a Register that reached another shard */
+        if (dir_lookup(ep, strlen(ep), &ref) != 0 || ref.shard == r->shard)
+            return;
+        to = (int)ref.shard;
+    }
+    lw_hmap_del_item(&x->qdevs, d->hash, d);
+    lw_list_foreach_safe (it, &d->obs) {
+        struct sobs *ob = lw_container_of(it, struct sobs, dlink);
+        lw_hmap_del_item(&x->obs, hash_id(ob->op_id), ob);
+        if (!ob->st && from) {
+            if (keep_obs)
+                ob->st = lw_coap_ep_obs_detach(&from->ep, ob->h, r->now);
+            else
+                lw_coap_ep_cancel(&from->ep, ob->h, r->now); /* passive: the device forgot it */
+        }
+        if (!keep_obs || !ob->st) {
+            lw_list_remove(&ob->dlink);
+            lw_coap_obs_free(ob->st);
+            free(ob);
+        }
+    }
+    struct adopt_msg *am = calloc(1, sizeof(*am));
+    if (!am || (unsigned)to >= shards_count()) {
+        free(am);
+        qdev_free_all(d, "out of memory moving the request with its device");
+        return;
+    }
+    unsigned nobs = 0;
+    lw_list_foreach (it, &d->obs)
+        nobs++;
+    log_info(M2M, "%s moved to shard %d: %u held request%s and %u observation%s follow it", d->ep,
+             to, d->nheld, d->nheld == 1 ? "" : "s", nobs, nobs == 1 ? "" : "s");
+    am->d = d;
+    am->m.run = run_adopt;
+    if (!shard_post(shard_get((unsigned)to), &am->m)) {
+        qdev_free_all(d, "the server is stopping");
+        free(am);
+    }
+}
+
+/* On the shard a device's registration moved to: take over its held requests (they go first:
+ * they are older than any held here) and observations; send and attach them at once when the
+ * registration is already here and the device awake. */
+static void run_adopt(struct shard *s, struct xmsg *m)
+{
+    struct adopt_msg *am = lw_container_of(m, struct adopt_msg, m);
+    struct qdev *in = am->d, *d;
+    struct regsrv *r = shard_regsrv(s);
+    struct ops_shard *x = shard_state(shard_id(s), true);
+    struct regsrv_dev dev;
+    struct dir_ref ref;
+    uint64_t now = lw_mono_ms();
+    free(am);
+    if (!x || !(d = qdev_get(x, in->ep, true))) {
+        qdev_free_all(in, "out of memory moving the request with its device");
+        return;
+    }
+    lw_list_splice_back(&in->held, &d->held); /* in's (older) first, then d's */
+    lw_list_splice_back(&d->held, &in->held);
+    d->nheld += in->nheld;
+    d->queue = d->queue || in->queue;
+    if (in->awake_until > d->awake_until)
+        d->awake_until = in->awake_until;
+    struct lw_list *it;
+    while ((it = lw_list_pop_front(&in->obs))) {
+        struct sobs *ob = lw_container_of(it, struct sobs, dlink);
+        if (lw_hmap_put(&x->obs, hash_id(ob->op_id), ob) != 0) {
+            lw_coap_obs_free(ob->st);
+            free(ob);
+            continue;
+        }
+        lw_list_push_back(&d->obs, &ob->dlink);
+    }
+    free(in);
+    if (dir_lookup(d->ep, strlen(d->ep), &ref) == 0 && ref.shard == shard_id(s) &&
+        regsrv_dev_find(r, ref.id, ref.gen, &dev) == 0) {
+        r->now = now;
+        attach_moved(x, d, &dev);
+        if (!dev.queue || now < d->awake_until) {
+            while ((it = lw_list_pop_front(&d->held))) {
+                d->nheld--;
+                dispatch(r, x, lw_container_of(it, struct req_msg, link), &dev, now);
+            }
+        }
+        d->queue = dev.queue;
+    }
+    qdev_gc(x, d);
 }
 
 static void run_shard(struct shard *s, struct xmsg *m)
@@ -1018,12 +1222,14 @@ static void run_shard(struct shard *s, struct xmsg *m)
         goto out;
     }
     if (q->what == MSG_FORGET) {
-        struct sobs *ob = x ? lw_hmap_del(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq) : NULL;
-        if (ob && regsrv_dev_find(r, ob->reg_id, ob->gen, &dev) == 0) {
+        struct sobs *ob = x ? lw_hmap_get(&x->obs, hash_id(q->obs_op), &q->obs_op, sobs_eq) : NULL;
+        if (!ob)
+            goto out;
+        if (!ob->st && regsrv_dev_find(r, ob->reg_id, ob->gen, &dev) == 0) {
             lw_coap_ep_cancel(&dev.peer->ep, ob->h, now);
             regsrv_peer_settle(r, dev.peer, now);
         }
-        free(ob);
+        sobs_free(x, ob, qdev_get(x, ob->ep, false));
         goto out;
     }
     if (!x) {
@@ -1031,10 +1237,25 @@ static void run_shard(struct shard *s, struct xmsg *m)
         goto out;
     }
     if (regsrv_dev_find(r, q->reg_id, q->gen, &dev) != 0) {
+        /* The registration moved to another shard (NAT rebinding), is on its way here, or was
+         * replaced by a new Register: the request follows the endpoint (by message, a bounded
+         * number of times). */
+        struct dir_ref ref;
+        bool known = dir_lookup(q->ep, strlen(q->ep), &ref) == 0 && ref.shard < shards_count();
+        if (known && ref.shard == shard_id(s) && regsrv_dev_find(r, ref.id, ref.gen, &dev) == 0)
+            goto found;
+        if (known && q->hops < OPS_MAX_HOPS) {
+            q->hops++;
+            q->reg_id = ref.id;
+            q->gen = ref.gen;
+            if (shard_post(shard_get(ref.shard), &q->m))
+                return;
+        }
         post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
                     "the device is no longer registered");
         goto out;
     }
+found:
     if (dev.queue) {
         struct qdev *d = qdev_get(x, dev.ep, true);
         if (!d) {
@@ -1137,9 +1358,12 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
                 ob->path = in->path;
                 ob->cf = in->cf;
                 snprintf(ob->ep, sizeof(ob->ep), "%s", dev.ep);
-                if (lw_hmap_put(&x->obs, hash_id(ob->op_id), ob) != 0) {
+                struct qdev *d = qdev_get(x, dev.ep, true);
+                if (!d || lw_hmap_put(&x->obs, hash_id(ob->op_id), ob) != 0) {
                     free(ob);
                     ob = NULL;
+                } else {
+                    lw_list_push_back(&d->obs, &ob->dlink);
                 }
             } else {
                 free(ob);
@@ -1214,10 +1438,8 @@ void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, 
         }
         lw_events_post(ev);
     }
-    if (flags & LW_COAP_NOTIFY_FINAL) {
-        lw_hmap_del_item(&x->obs, hash_id(ob->op_id), ob);
-        free(ob);
-    }
+    if (flags & LW_COAP_NOTIFY_FINAL)
+        sobs_free(x, ob, qdev_get(x, ob->ep, false));
 }
 
 void ops_observe_forget(const char *endpoint, uint64_t obs_op)
@@ -1242,7 +1464,7 @@ void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered)
     (void)registered;
     if (!x || regsrv_dev_find(r, id, gen, &dev) != 0)
         return;
-    if (dev.queue || lw_hmap_count(&x->qdevs) > 0)
+    if (dev.queue || lw_hmap_count(&x->qdevs) > 0) /* held requests, moved observations */
         device_awake(r, x, &dev, lw_mono_ms());
 }
 

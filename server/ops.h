@@ -100,6 +100,16 @@ void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, 
                      const struct lw_coap_msg *msg, unsigned flags);
 /* The device (id, gen) registered (registered = true) or updated. */
 void ops_uplink(struct regsrv *r, uint64_t id, uint32_t gen, bool registered);
+/* The registration of endpoint ep moved from peer `from` to peer `to` of this shard (its
+ * address changed): its established observations follow (same tokens). Call before `from` is
+ * settled. */
+void ops_peer_moved(struct regsrv *r, const char *ep, struct peer *from, struct peer *to);
+/* The registration of endpoint ep leaves this shard: for shard `to` (migration, keep_obs: its
+ * observations are detached from peer `from` and follow it), or, with to < 0, because a Register
+ * on the shard the directory now names replaced it (its observations are forgotten: the device
+ * forgot them too, and observe.c establishes them again). Held requests follow in order, by
+ * message (ownership moves; nothing is shared). Call before `from` is settled; from may be NULL. */
+void ops_handover(struct regsrv *r, const char *ep, struct peer *from, int to, bool keep_obs);
 /* A device request other than registration (Send POST /dp). true when answered. */
 bool ops_dev_request(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m);
 

@@ -1125,6 +1125,8 @@ static void bind_peer(struct regsrv *r, struct reg *gr, struct peer *p)
         reg_destroy(r, other);
     }
     struct peer *old = gr->peer;
+    if (old)
+        ops_peer_moved(r, gr->node.name, old, p); /* observations follow the address */
     reg_detach(gr);
     gr->peer = p;
     p->reg = gr;
@@ -1682,6 +1684,8 @@ int regsrv_drop(struct regsrv *r, uint64_t id, uint32_t gen, const char *reason,
         return LW_ENOENT;
     if (json)
         *json = reg_json(r, gr);
+    if (reason && strcmp(reason, "replaced") == 0)
+        ops_handover(r, gr->node.name, gr->peer, -1, false); /* to the new registration's shard */
     post_event(r, LW_EV_DEREGISTERED, gr, reason, false);
     reg_destroy(r, gr);
     return 0;
@@ -1876,6 +1880,8 @@ static void fwd_at_holder(struct regsrv *r, struct regsrv_fwd *f)
             reg_destroy(r, gr);
             f->code = LW_COAP_DELETED;
         } else {
+            /* Held requests and observations go first, so they are there for the Update. */
+            ops_handover(r, gr->node.name, gr->peer, (int)f->from, true);
             reg_unlink(r, gr, (int)f->from);
             dir_set_shard(&gr->node, f->from);
             f->moved = gr;
