@@ -25,16 +25,25 @@ free_port() {
   return 1
 }
 
+# e2e_master_key: path of this test run's master key (32 random bytes in hex, mode 0600), created
+# once; start_daemon gives it to the daemon (security.master_key_file) so credentials persist.
+e2e_master_key() {
+  local f=$LW_TMP/master.key
+  [ -s "$f" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$f")
+  echo "$f"
+}
+
 # start_daemon LOGFILE [extra args...]: starts the daemon with config/test.conf on free ports.
 start_daemon() {
-  local log=$1; shift
+  local log=$1 key; shift
+  key=$(e2e_master_key)
   LW_COAP_PORT=$(free_port u)
   LW_COAPS_PORT=$(free_port u)
   LW_API_PORT=$(free_port t)
   ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
     --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
     --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
-    --set "server.state_dir=$LW_TMP/state" "$@" >"$log" 2>&1 &
+    --set "server.state_dir=$LW_TMP/state" --set "security.master_key_file=$key" "$@" >"$log" 2>&1 &
   LW_DAEMON_PID=$!
   wait_for "$log" '"msg":"ready' 30
 }
