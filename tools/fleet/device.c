@@ -82,7 +82,10 @@ static void on_send(void *ctx, const uint8_t *data, size_t len)
                 o->last_mid = lw_load_be16(data + 2);
         }
     }
-    net_send(E, d, &E->server, data, len);
+    if (dev_secure(d))
+        sec_send(d, data, len);
+    else
+        net_send(E, d, &E->server, data, len);
 }
 
 static void on_fw_send(void *ctx, const uint8_t *data, size_t len)
@@ -405,6 +408,7 @@ void dev_power_cycle(struct fleet_dev *d, uint64_t at)
     lw_coap_ep_deinit(&d->ep);
     lw_coap_ep_init(&d->ep, &E->env, d);
     drop_extra(d);
+    sec_drop(d);
     if (d->fw_state != FW_UPDATING && d->fw_state != FW_DOWNLOADED)
         d->fw_state = FW_IDLE;
     d->has_sent_con = false;
@@ -418,6 +422,9 @@ void dev_power_cycle(struct fleet_dev *d, uint64_t at)
 void dev_rebind(struct fleet_dev *d)
 {
     d->epoch ^= 1;
+    E->st.rebinds++;
+    if (dev_secure(d))
+        sec_rebind(d);
     if (d->state == DS_REGISTERED) {
         d->want_update = true;
         dev_schedule(d);
@@ -429,6 +436,7 @@ void dev_free(struct fleet_dev *d)
     lw_wheel_cancel(&E->wheel, &d->timer);
     lw_coap_ep_deinit(&d->ep);
     drop_extra(d);
+    sec_drop(d);
     free(d->loc);
     d->loc = NULL;
 }
@@ -444,11 +452,27 @@ void dev_input(struct fleet_dev *d, const struct sockaddr_in *src, const uint8_t
         E->st.rx_asleep++; /* radio off: the server must wait for our next uplink */
         return;
     }
-    int rc;
     bool from_server =
         src->sin_addr.s_addr == E->server.sin_addr.s_addr && src->sin_port == E->server.sin_port;
-    if (from_server && len == 4 && (data[0] >> 4) == (1u << 2 | LW_COAP_RST) && data[1] == 0 &&
-        d->x) {
+    if (from_server) {
+        if (dev_secure(d))
+            sec_input(d, data, len);
+        else
+            dev_coap_input(d, data, len);
+    } else if (d->x && d->x->fw.active && src->sin_addr.s_addr == d->x->fw.addr.sin_addr.s_addr &&
+               src->sin_port == d->x->fw.addr.sin_port) {
+        if (lw_coap_ep_input(&d->x->fw.ep, data, len, E->now))
+            E->st.rx_rejected++;
+    } else {
+        E->st.rx_unknown++;
+        return;
+    }
+    dev_schedule(d);
+}
+
+void dev_coap_input(struct fleet_dev *d, const uint8_t *data, size_t len)
+{
+    if (len == 4 && (data[0] >> 4) == (1u << 2 | LW_COAP_RST) && data[1] == 0 && d->x) {
         /* The server rejected a (NON) notification: it no longer wants the observation (RFC
          * 7641 §3.6). The exchange layer keeps no state for NON notifications. */
         uint16_t mid = lw_load_be16(data + 2);
@@ -459,23 +483,12 @@ void dev_input(struct fleet_dev *d, const struct sockaddr_in *src, const uint8_t
                 if (E->st.observations)
                     E->st.observations--;
                 stats_op(OP_OBSERVE_CANCEL, fleet_now_us(), true, 0, 0);
-                dev_schedule(d);
                 return;
             }
         }
     }
-    if (from_server) {
-        rc = lw_coap_ep_input(&d->ep, data, len, E->now);
-    } else if (d->x && d->x->fw.active && src->sin_addr.s_addr == d->x->fw.addr.sin_addr.s_addr &&
-               src->sin_port == d->x->fw.addr.sin_port) {
-        rc = lw_coap_ep_input(&d->x->fw.ep, data, len, E->now);
-    } else {
-        E->st.rx_unknown++;
-        return;
-    }
-    if (rc)
+    if (lw_coap_ep_input(&d->ep, data, len, E->now))
         E->st.rx_rejected++;
-    dev_schedule(d);
 }
 
 static void timer_cb(struct lw_timer *t)
@@ -484,6 +497,8 @@ static void timer_cb(struct lw_timer *t)
     uint64_t now = E->now;
     if (lw_coap_ep_next_deadline(&d->ep) <= now)
         lw_coap_ep_timeout(&d->ep, now);
+    if (d->sec && sec_deadline(d) <= now)
+        sec_timeout(d);
     if (d->x && d->x->fw.active && lw_coap_ep_next_deadline(&d->x->fw.ep) <= now)
         lw_coap_ep_timeout(&d->x->fw.ep, now);
     switch (d->state) {
@@ -518,6 +533,8 @@ void dev_schedule(struct fleet_dev *d)
     if (!d->timer.cb)
         lw_timer_init(&d->timer, timer_cb);
     uint64_t t = lw_coap_ep_next_deadline(&d->ep);
+    if (d->sec)
+        t = LW_MIN(t, sec_deadline(d));
     if (d->x && d->x->fw.active)
         t = LW_MIN(t, lw_coap_ep_next_deadline(&d->x->fw.ep));
     if (!E->stopping) {

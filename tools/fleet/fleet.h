@@ -43,6 +43,7 @@ enum fleet_op {
     OP_WRITE_COMPOSITE,
     OP_FW_PUSH,
     OP_CREATE_DELETE,
+    OP_HANDSHAKE, /* DTLS handshake (psk groups): first ClientHello to Finished */
     OP__COUNT
 };
 
@@ -69,6 +70,7 @@ enum fleet_reason {
     R_NO_LOCATION,
     R_SEND_ERRNO,
     R_NOMEM,
+    R_DTLS, /* DTLS handshake failed (alert, bad key) */
     R__COUNT
 };
 
@@ -95,6 +97,15 @@ struct fleet_stats {
     uint32_t ever_registered;
     uint32_t registered_at_end; /* registered when the steady phase ended */
     uint32_t observations;
+    /* DTLS (psk groups) and rebinding */
+    uint64_t handshakes_started;
+    uint64_t hs_retransmissions;  /* handshake flights sent again on the timer */
+    uint64_t hs_abandoned;        /* handshakes dropped unfinished (power loss, rebind, end) */
+    uint64_t cid_sessions;        /* established sessions where the server issued a CID */
+    uint64_t dtls_failures;       /* established sessions that failed or were closed */
+    uint64_t rebinds;             /* source port changes */
+    uint64_t rebinds_cid;         /* ... that kept their DTLS session (CID) */
+    uint64_t rebinds_rehandshake; /* ... that needed a new handshake (no CID) */
 };
 
 /* ---- devices ---- */
@@ -148,6 +159,7 @@ struct fw_peer {
 };
 
 struct app_inst; /* model.c */
+struct dev_sec;  /* sec.c */
 
 struct dev_extra {
     struct dev_obs obs[DEV_MAX_OBS];
@@ -169,6 +181,7 @@ struct fleet_dev {
     struct lw_timer timer; /* one per device: earliest of everything below */
     char *loc;             /* registration location ("rd/abc"), heap, NULL when unregistered */
     struct dev_extra *x;   /* lazily allocated */
+    struct dev_sec *sec;   /* DTLS session of a psk device, allocated on first send */
     uint64_t next_update;  /* next Update (registered) / retry or reboot end (other states) */
     uint64_t next_send;    /* next Send (0: none) */
     uint64_t last_uplink;  /* queue mode: awake until last_uplink + awake_ms */
@@ -209,6 +222,10 @@ struct fleet_opts {
     bool quiet;
     bool no_deregister;
     const char *api, *api_token; /* PSK provisioning */
+    double provision_rate;       /* PUTs per second (0: 500) */
+    uint32_t provision_conc;     /* PUTs in flight (0: 16) */
+    int dtls_version;            /* --dtls: 12 or 13 (0: the group's) */
+    bool no_cid;                 /* --no-cid */
 };
 
 #define TXQ_LEN 32
@@ -248,7 +265,10 @@ struct fleet_eng {
     bool stopping; /* final phase: no more Updates/Sends */
     bool closing;  /* tearing down: held-back datagrams are discarded */
     uint32_t started;
-    uint64_t delayed; /* packets in the reorder queue */
+    uint64_t delayed;          /* packets in the reorder queue */
+    uint64_t rss_base_kb;      /* simulator RSS before any device started */
+    uint64_t rss_steady_kb;    /* ... when the steady phase ended */
+    uint64_t dtls_live_at_end; /* DTLS sessions allocated then */
 };
 
 extern struct fleet_eng *E;
@@ -283,6 +303,24 @@ const struct fleet_group *dev_group(const struct fleet_dev *d);
 int dev_endpoint(const struct fleet_dev *d, char *out, size_t cap);
 void stats_op(enum fleet_op op, uint64_t start_ms_us, bool ok, int code, int reason);
 uint64_t fleet_now_us(void);
+
+/* Feeds one plaintext CoAP datagram from the server to d (after DTLS, if any). */
+void dev_coap_input(struct fleet_dev *d, const uint8_t *data, size_t len);
+
+/* sec.c: DTLS PSK sessions of psk devices */
+int sec_init(struct fleet_eng *e, char *err, size_t cap);
+void sec_deinit(void);
+bool dev_secure(const struct fleet_dev *d);
+void sec_send(struct fleet_dev *d, const uint8_t *data, size_t len);  /* CoAP datagram out */
+void sec_input(struct fleet_dev *d, const uint8_t *data, size_t len); /* record(s) in */
+uint64_t sec_deadline(const struct fleet_dev *d);
+void sec_timeout(struct fleet_dev *d);
+void sec_rebind(struct fleet_dev *d);
+void sec_drop(struct fleet_dev *d); /* power loss / teardown */
+size_t sec_live(void);
+
+/* provision.c: PUT each psk device's credentials to the lwm2md API. 0 when all succeeded. */
+int provision_run(struct fleet_eng *e, FILE *log);
 
 /* model.c: the object model. Server request handling for the device. */
 void model_on_request(struct fleet_dev *d, const struct lw_coap_msg *msg, uint64_t now);

@@ -35,6 +35,7 @@ void fleet_group_init(struct fleet_group *g, const char *name)
     snprintf(g->psk_identity, sizeof(g->psk_identity), "{ep}");
     g->lwm2m_minor = 1;
     g->security = FLEET_SEC_NOSEC;
+    g->dtls_version = 12;
     g->objects = FLEET_OBJ_DEVICE | FLEET_OBJ_CONN | FLEET_OBJ_FIRMWARE | FLEET_OBJ_METER;
     g->lifetime_s = 300;
     g->awake_ms = 93000; /* MAX_TRANSMIT_WAIT, LwM2M queue mode default */
@@ -373,6 +374,18 @@ static int group_key(struct pctx *c, struct fleet_group *g, const char *k, const
             g->security = FLEET_SEC_PSK;
         else
             return fail(c, "security: expected nosec or psk");
+    } else if (strcmp(k, "dtls") == 0) {
+        if (strcmp(v, "1.2") == 0)
+            g->dtls_version = 12;
+        else if (strcmp(v, "1.3") == 0)
+            g->dtls_version = 13;
+        else
+            return fail(c, "dtls: expected 1.2 or 1.3");
+    } else if (strcmp(k, "cid") == 0) {
+        bool cid;
+        if (parse_bool(v, &cid))
+            return fail(c, "cid: expected true or false");
+        g->no_cid = !cid;
     } else if (strcmp(k, "objects") == 0) {
         if (parse_objects(v, &g->objects))
             return fail(c, "objects: expected a list of 1, 3, 4, 5, 10243 including 3");

@@ -36,6 +36,8 @@ struct fleet_group {
     char psk_key[FLEET_PATTERN_MAX];      /* hex, or a pattern expanding to hex */
     uint8_t lwm2m_minor;                  /* LwM2M 1.<minor>: 0, 1 or 2 */
     uint8_t security;                     /* enum fleet_security */
+    uint8_t dtls_version;                 /* psk: 12 (DTLS 1.2) or 13 (DTLS 1.3) */
+    bool no_cid;                          /* psk: do not offer Connection IDs (RFC 9146) */
     uint32_t objects;                     /* FLEET_OBJ_* */
     uint32_t lifetime_s;                  /* registration lifetime (lt) */
     uint32_t update_s;                    /* Update interval; 0: 90 % of the lifetime */

@@ -5,8 +5,9 @@
  *               [--fleet FILE] [--security nosec|psk] [--psk-identity PATTERN --psk-key HEX]
  *               [--scenario steady|storm|rebind] [--server-pid PID] [--report-json FILE]
  * plus --sockets K, --loss/--duplicate/--reorder P, --allow-target CIDR, --no-deregister,
- * --quiet. Exit status: 0 when every device registered, 1 when some did not, 2 on usage or
- * setup errors.
+ * --quiet, --dtls 1.2|1.3, --no-cid, --provision URL --token T [--provision-rate R]
+ * [--provision-concurrency N]. Exit status: 0 when every device registered, 1 when some did not, 2
+ * on usage or setup errors.
  */
 #include "fleet.h"
 
@@ -40,9 +41,16 @@ static void usage(FILE *f)
         "  --rate R[/s]          registrations per second during ramp-up (default 100)\n"
         "  --duration S          steady phase after ramp-up: 30s, 5m, ... (default 30s)\n"
         "  --fleet FILE          fleet file (INI; see config/fleet.example.ini)\n"
-        "  --security nosec|psk  security mode of the default group (psk: not in this build)\n"
-        "  --psk-identity PAT    PSK identity pattern ({ep}, {n}, {n:W}, {g})\n"
-        "  --psk-key HEX|PAT     PSK key, hex or pattern\n"
+        "  --security nosec|psk  security mode of the default group (coaps:// implies psk)\n"
+        "  --psk-identity PAT    PSK identity pattern ({ep}, {n}, {n:W}, {g}; default {ep})\n"
+        "  --psk-key HEX|PAT     PSK key, hex or a pattern expanding to hex\n"
+        "  --dtls 1.2|1.3        DTLS version of psk devices (default: the group's, 1.2)\n"
+        "  --no-cid              psk devices do not offer Connection IDs (RFC 9146)\n"
+        "  --provision URL       PUT each psk device's PSK to URL/api/v1/devices/{ep}/credentials\n"
+        "                        before the run (lwm2md admin API, e.g. http://127.0.0.1:8080)\n"
+        "  --token T             bearer token for --provision (default: $LWM2MD_TOKEN)\n"
+        "  --provision-rate R    provisioning requests per second (default 500)\n"
+        "  --provision-concurrency N  requests in flight (default 16)\n"
         "  --scenario S          steady | storm | rebind (default steady)\n"
         "  --server-pid PID      sample the server's CPU time and RSS from /proc\n"
         "  --report-json FILE    write the final report as JSON\n"
@@ -74,16 +82,13 @@ static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
 static int parse_server(struct fleet_eng *e, char *err, size_t cap)
 {
     const char *u = e->opt.server;
-    if (strncmp(u, "coaps://", 8) == 0) {
-        snprintf(err, cap, "coaps:// needs DTLS, which this build does not have yet");
-        return LW_ENOTSUP;
-    }
-    if (strncmp(u, "coap://", 7) != 0) {
-        snprintf(err, cap, "--server: expected coap://HOST:PORT");
+    bool secure = strncmp(u, "coaps://", 8) == 0;
+    if (!secure && strncmp(u, "coap://", 7) != 0) {
+        snprintf(err, cap, "--server: expected coap://HOST:PORT or coaps://HOST:PORT");
         return LW_EINVAL;
     }
     char host[64];
-    const char *h = u + 7;
+    const char *h = u + (secure ? 8 : 7);
     size_t hl = strcspn(h, "/");
     if (hl == 0 || hl >= sizeof(host)) {
         snprintf(err, cap, "--server: bad host");
@@ -91,7 +96,7 @@ static int parse_server(struct fleet_eng *e, char *err, size_t cap)
     }
     memcpy(host, h, hl);
     host[hl] = 0;
-    uint16_t port = 5683;
+    uint16_t port = secure ? 5684 : 5683;
     char *colon = strrchr(host, ':');
     if (host[0] == '[') {
         snprintf(err, cap,
@@ -141,7 +146,13 @@ enum {
     O_PSKID,
     O_PSKKEY,
     O_PID,
-    O_JSON
+    O_JSON,
+    O_DTLS,
+    O_NOCID,
+    O_PROV,
+    O_TOKEN,
+    O_PROVRATE,
+    O_PROVCONC
 };
 
 static int parse_args(int argc, char **argv, struct fleet_opts *o)
@@ -165,11 +176,18 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
         {"allow-target", required_argument, NULL, O_ALLOW},
         {"no-deregister", no_argument, NULL, O_NODEREG},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"dtls", required_argument, NULL, O_DTLS},
+        {"no-cid", no_argument, NULL, O_NOCID},
+        {"provision", required_argument, NULL, O_PROV},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"provision-rate", required_argument, NULL, O_PROVRATE},
+        {"provision-concurrency", required_argument, NULL, O_PROVCONC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     o->scenario = -1;
+    o->security = -1;
     o->loss = o->dup = o->reorder = -1;
     while ((c = getopt_long(argc, argv, "s:n:r:d:f:S:c:h", lo, NULL)) != -1) {
         uint64_t v;
@@ -248,6 +266,32 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
         case O_ALLOW: o->allow_target = optarg; break;
         case O_NODEREG: o->no_deregister = true; break;
         case O_QUIET: o->quiet = true; break;
+        case O_DTLS:
+            if (strcmp(optarg, "1.2") == 0) {
+                o->dtls_version = 12;
+            } else if (strcmp(optarg, "1.3") == 0) {
+                o->dtls_version = 13;
+            } else {
+                fprintf(stderr, "lwm2m-fleet: --dtls: expected 1.2 or 1.3\n");
+                return 2;
+            }
+            break;
+        case O_NOCID: o->no_cid = true; break;
+        case O_PROV: o->api = optarg; break;
+        case O_TOKEN: o->api_token = optarg; break;
+        case O_PROVRATE:
+            if (fleet_parse_rate(optarg, &o->provision_rate) || o->provision_rate <= 0) {
+                fprintf(stderr, "lwm2m-fleet: --provision-rate: expected R or R/s\n");
+                return 2;
+            }
+            break;
+        case O_PROVCONC:
+            if (lw_parse_u64(optarg, strlen(optarg), &v) || v == 0 || v > 256) {
+                fprintf(stderr, "lwm2m-fleet: --provision-concurrency: expected 1..256\n");
+                return 2;
+            }
+            o->provision_conc = (uint32_t)v;
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
@@ -302,7 +346,7 @@ static int setup_groups(struct fleet_eng *e, char *err, size_t cap)
         f->ngroups = 1;
         fleet_group_init(&f->groups[0], "default");
         f->groups[0].count = (uint32_t)o->devices;
-        f->groups[0].security = (uint8_t)o->security;
+        f->groups[0].security = (uint8_t)(o->security < 0 ? FLEET_SEC_NOSEC : o->security);
         if (o->psk_identity)
             snprintf(f->groups[0].psk_identity, FLEET_PATTERN_MAX, "%s", o->psk_identity);
         if (o->psk_key)
@@ -327,12 +371,20 @@ static int setup_groups(struct fleet_eng *e, char *err, size_t cap)
     }
     uint32_t first = 0;
     for (uint32_t i = 0; i < f->ngroups; i++) {
-        if (f->groups[i].security != FLEET_SEC_NOSEC) {
-            snprintf(err, cap,
-                     "group %s: security psk needs DTLS, which this build of lwm2m-fleet does "
-                     "not have yet (use nosec)",
-                     f->groups[i].name);
-            return LW_ENOTSUP;
+        struct fleet_group *g = &f->groups[i];
+        if (g->security == FLEET_SEC_PSK) {
+            if (o->dtls_version)
+                g->dtls_version = (uint8_t)o->dtls_version;
+            if (o->no_cid)
+                g->no_cid = true;
+        }
+        /* One server address: DTLS groups need coaps://, NoSec groups coap://. */
+        bool coaps = strncmp(o->server, "coaps://", 8) == 0;
+        if ((g->security == FLEET_SEC_PSK) != coaps) {
+            snprintf(err, cap, "group %s: security %s needs a %s server URI", g->name,
+                     g->security == FLEET_SEC_PSK ? "psk" : "nosec",
+                     g->security == FLEET_SEC_PSK ? "coaps://" : "coap://");
+            return LW_EINVAL;
         }
         e->groups[i].cfg = f->groups[i];
         e->groups[i].first = first;
@@ -423,11 +475,14 @@ int main(int argc, char **argv)
         o->reorder = e->file.reorder;
     if (!e->file.deregister)
         o->no_deregister = true;
-    if (o->security == FLEET_SEC_PSK) {
-        fprintf(stderr, "lwm2m-fleet: --security psk needs DTLS, which this build does not have "
-                        "yet (NoSec only)\n");
+    if (o->security < 0 && strncmp(o->server, "coaps://", 8) == 0)
+        o->security = FLEET_SEC_PSK;
+    if (o->security == FLEET_SEC_PSK && !o->psk_key && !e->opt.fleet_file) {
+        fprintf(stderr, "lwm2m-fleet: --security psk needs --psk-key\n");
         return 2;
     }
+    if (!o->api_token)
+        o->api_token = getenv("LWM2MD_TOKEN");
     if (parse_server(e, err, sizeof(err)) || setup_groups(e, err, sizeof(err))) {
         fprintf(stderr, "lwm2m-fleet: %s\n", err);
         return 2;
@@ -447,6 +502,10 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &wall);
     e->wall0 = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
     lw_wheel_init(&e->wheel, e->now);
+    if (sec_init(e, err, sizeof(err))) {
+        fprintf(stderr, "lwm2m-fleet: %s\n", err);
+        return 2;
+    }
     if (dev_env_init(e)) {
         fprintf(stderr, "lwm2m-fleet: cannot set up the CoAP layer\n");
         return 2;
@@ -462,6 +521,19 @@ int main(int argc, char **argv)
         return 2;
     }
     devices_init(e);
+    if (o->api && provision_run(e, o->quiet ? NULL : stderr) != 0) {
+        fprintf(stderr, "lwm2m-fleet: provisioning failed; not starting the devices\n");
+        free(e->devs);
+        net_close(e);
+        sec_deinit();
+        return 2;
+    }
+    e->now = e->t0 = fleet_now_ms(); /* the run starts after provisioning */
+    {
+        struct proc_sample me;
+        proc_sample((long)getpid(), &me);
+        e->rss_base_kb = me.rss_kb;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
@@ -541,6 +613,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "\nlwm2m-fleet: storm: only %u of %u devices registered again\n",
                 e->st.registered, storm_target);
     e->st.registered_at_end = e->st.registered;
+    {
+        struct proc_sample me;
+        proc_sample((long)getpid(), &me);
+        e->rss_steady_kb = me.rss_kb;
+        e->dtls_live_at_end = sec_live();
+    }
     uint64_t t_steady_end = e->now;
     proc_sample(o->server_pid, &p1);
     if (p1.rss_kb > rss_max)
@@ -607,5 +685,6 @@ int main(int argc, char **argv)
         lw_wheel_advance(&e->wheel, UINT64_MAX - 1); /* frees held-back (reordered) datagrams */
     free(e->devs);
     net_close(e);
+    sec_deinit();
     return rc ? 2 : all ? 0 : 1;
 }

@@ -30,13 +30,14 @@ static const char *const OP_NAMES[OP__COUNT] = {
     [OP_WRITE_COMPOSITE] = "write_composite",
     [OP_FW_PUSH] = "fw_push",
     [OP_CREATE_DELETE] = "create_delete",
+    [OP_HANDSHAKE] = "dtls_handshake",
 };
 
 static const char *const REASONS[R__COUNT] = {
     [R_TIMEOUT] = "timeout",         [R_RESET] = "reset",
     [R_CANCELED] = "canceled",       [R_BLOCKWISE] = "blockwise",
     [R_NO_LOCATION] = "no_location", [R_SEND_ERRNO] = "send_error",
-    [R_NOMEM] = "out_of_memory",
+    [R_NOMEM] = "out_of_memory",     [R_DTLS] = "dtls",
 };
 
 const char *op_name(enum fleet_op op)
@@ -313,7 +314,49 @@ int report_write(struct fleet_eng *e, double duration_s, const struct run_phases
         json_object_set_new(me, "rss_kb", json_integer((json_int_t)self.rss_kb));
         json_object_set_new(me, "device_struct_bytes",
                             json_integer((json_int_t)sizeof(struct fleet_dev)));
+        json_object_set_new(me, "rss_base_kb", json_integer((json_int_t)e->rss_base_kb));
+        json_object_set_new(me, "rss_steady_kb", json_integer((json_int_t)e->rss_steady_kb));
+        /* What a device costs the simulator (device array, CoAP state, DTLS session). */
+        double per_dev = e->ndev && e->rss_steady_kb > e->rss_base_kb
+                             ? (double)(e->rss_steady_kb - e->rss_base_kb) * 1024.0 / e->ndev
+                             : 0;
+        json_object_set_new(me, "bytes_per_device", json_real(per_dev));
         json_object_set_new(root, "simulator", me);
+        if (human)
+            fprintf(human, "simulator: RSS %llu -> %llu kB, %.0f bytes per device\n",
+                    (unsigned long long)e->rss_base_kb, (unsigned long long)e->rss_steady_kb,
+                    per_dev);
+    }
+    if (e->st.handshakes_started || e->st.rebinds) {
+        json_t *dt = json_object();
+        json_object_set_new(dt, "handshakes_started",
+                            json_integer((json_int_t)e->st.handshakes_started));
+        json_object_set_new(dt, "handshakes", json_integer((json_int_t)e->st.op[OP_HANDSHAKE].ok));
+        json_object_set_new(dt, "handshake_failures",
+                            json_integer((json_int_t)e->st.op[OP_HANDSHAKE].errors));
+        json_object_set_new(dt, "handshakes_abandoned",
+                            json_integer((json_int_t)e->st.hs_abandoned));
+        json_object_set_new(dt, "flight_retransmissions",
+                            json_integer((json_int_t)e->st.hs_retransmissions));
+        json_object_set_new(dt, "cid_sessions", json_integer((json_int_t)e->st.cid_sessions));
+        json_object_set_new(dt, "session_failures", json_integer((json_int_t)e->st.dtls_failures));
+        json_object_set_new(dt, "sessions_live", json_integer((json_int_t)e->dtls_live_at_end));
+        json_object_set_new(dt, "rebinds", json_integer((json_int_t)e->st.rebinds));
+        json_object_set_new(dt, "rebinds_kept_session",
+                            json_integer((json_int_t)e->st.rebinds_cid));
+        json_object_set_new(dt, "rebinds_new_handshake",
+                            json_integer((json_int_t)e->st.rebinds_rehandshake));
+        json_object_set_new(root, "dtls", dt);
+        if (human)
+            fprintf(human,
+                    "dtls: %llu handshakes (%llu failed, %llu flight retransmissions), %llu with "
+                    "CID; rebinds %llu: %llu kept their session, %llu handshook again\n",
+                    (unsigned long long)e->st.op[OP_HANDSHAKE].ok,
+                    (unsigned long long)e->st.op[OP_HANDSHAKE].errors,
+                    (unsigned long long)e->st.hs_retransmissions,
+                    (unsigned long long)e->st.cid_sessions, (unsigned long long)e->st.rebinds,
+                    (unsigned long long)e->st.rebinds_cid,
+                    (unsigned long long)e->st.rebinds_rehandshake);
     }
     if (json_path && json_dump_file(root, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
         rc = LW_EIO;

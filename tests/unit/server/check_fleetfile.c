@@ -115,6 +115,14 @@ START_TEST(test_group_consistency)
     ck_assert_int_eq(parse("[group a]\nformat = lwm2m-cbor\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[group a]\nsecurity = psk\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[group a]\nsecurity = psk\npsk_key = 00{n:6}\n"), 0);
+    ck_assert_uint_eq(ff.groups[0].dtls_version, 12);
+    ck_assert(!ff.groups[0].no_cid);
+    ck_assert_int_eq(parse("[group a]\nsecurity = psk\npsk_key = 00{n:6}\ndtls = 1.3\ncid = no\n"),
+                     0);
+    ck_assert_uint_eq(ff.groups[0].dtls_version, 13);
+    ck_assert(ff.groups[0].no_cid);
+    ck_assert_int_eq(parse("[group a]\ndtls = 1.1\n"), LW_ECONFIG);
+    ck_assert_int_eq(parse("[group a]\ncid = maybe\n"), LW_ECONFIG);
     ck_assert_int_eq(parse("[group a]\ncount = 9000000\n[group b]\ncount = 9000000\n"), LW_ECONFIG);
 }
 END_TEST
