@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "store/sessions.h"
 #include "store/store.h"
 #include "udp.h"
 
@@ -159,6 +160,7 @@ static void run_stop(struct shard *s, struct xmsg *m)
     free(m);
     s->stopping = true;
     close_transport(s);
+    lw_store_detach(s->id); /* what its writer still queues is written by lw_store_stop */
     log_debug(SHARD, "shard %u stopping", s->id);
 }
 
@@ -381,10 +383,18 @@ static void rs_post_fwd(void *ctx, unsigned shard, struct regsrv_fwd *f)
         regsrv_fwd_free(f);
 }
 
+/* Registration changes go straight to the write-behind store (store.h), no event bus hop. */
+static void rs_persist(void *ctx, const struct regsrv_change *c)
+{
+    (void)ctx;
+    lw_store_change(c);
+}
+
 static const struct regsrv_ops rs_ops = {.send = rs_send,
                                          .drop_remote = rs_drop_remote,
                                          .post_fwd = rs_post_fwd,
-                                         .ep_secured = rs_ep_secured};
+                                         .ep_secured = rs_ep_secured,
+                                         .persist = rs_persist};
 
 /* ---- metrics (control thread; reads relaxed atomics) ---- */
 
@@ -609,6 +619,7 @@ static void teardown_unstarted(struct shard *s)
 {
     s->stopping = true;
     close_transport(s);
+    lw_store_detach(s->id);
     uv_close((uv_handle_t *)&s->wake, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     if (s->rs_inited)
@@ -716,9 +727,20 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         abandon_all();
         return LW_ENOMEM;
     }
+    /* Then their hibernated DTLS sessions, so devices need no new handshake (sessions.h). */
+    if (coaps_enabled())
+        lw_sessions_restore(cfg, coaps_restore_cb, NULL);
     if (open_transport(n, cfg) != 0) {
         abandon_all();
         return LW_EIO;
+    }
+    /* One write-behind writer per shard, on its loop (store.h). */
+    for (unsigned i = 0; i < n; i++) {
+        if (lw_store_attach(n, i, &shards[i].loop) != 0) {
+            log_err(SHARD, "shard %u: cannot start its database writer: out of memory", i);
+            abandon_all();
+            return LW_ENOMEM;
+        }
     }
     for (unsigned i = 0; i < n; i++) {
         struct shard *s = &shards[i];

@@ -1,14 +1,20 @@
-/* server/store/store.c - write-behind of registrations (see store.h). */
+/* server/store/store.c - write-behind of registrations, one pipelined writer per shard (see
+ * store.h). */
 #include "store/store.h"
 
+#include "base/buf.h"
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/util.h"
-#include "events.h"
+#include "dir.h"
 #include "log.h"
 #include "metrics.h"
+#include "registry.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,22 +23,29 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 10000u
 #define STOP_BUDGET_MS 5000
+#define CHUNK_RECS     128u /* records per inbox chunk */
+#define SPARE_CHUNKS   8u   /* empty chunks kept per writer */
+#define OBJS_CACHE_MAX 4096u
+#define NCOLS          15
 
-/* Deletes the registrations of $1 (jsonb array of {ep, id}: a delete names the registration it
- * ends, so a late "replaced" from another shard cannot delete its successor) and upserts the rows
- * of $2 (jsonb array of objects); a batch names each endpoint once, so the two parts never touch
- * the same row. */
-static const char batch_sql[] =
-    "WITH del AS (DELETE FROM registrations g USING jsonb_to_recordset($1::jsonb) AS d(ep text, "
-    "id text) WHERE g.endpoint = d.ep AND (d.id IS NULL OR g.reg_id = d.id)), "
-    "x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(ep text, id text, addr inet, "
-    "port integer, ver text, b text, q boolean, lt integer, sms text, reg timestamptz, "
-    "upd timestamptz, exp timestamptz, objs jsonb, pid text, sec text)) "
+/* Deletes the rows of ($1 endpoint, $2 registration id) pairs; a NULL id deletes whatever row
+ * the endpoint has (the delete ended the registration whose upsert was still queued, so any row
+ * is older). A batch names each endpoint once, so deletes and upserts never touch one row. */
+static const char del_sql[] =
+    "DELETE FROM registrations g USING unnest($1::text[], $2::text[]) AS d(ep, id) "
+    "WHERE g.endpoint = d.ep AND (d.id IS NULL OR g.reg_id = d.id)";
+
+/* One row per array index; times are Unix seconds. */
+static const char ups_sql[] =
     "INSERT INTO registrations (endpoint, reg_id, address, port, secure, lwm2m_version, binding, "
     "queue_mode, lifetime, sms_number, registered_at, updated_at, expires_at, objects, "
     "profile_id, security_mode) "
-    "SELECT ep, id, coalesce(addr, '0.0.0.0'), coalesce(port, 0), sec <> 'nosec', ver, b, q, lt, "
-    "sms, reg, upd, exp, coalesce(objs, '[]'), pid, sec FROM x "
+    "SELECT ep, id, coalesce(a, '0.0.0.0'), coalesce(p, 0), s <> 'nosec', v, b, q, lt, sms, "
+    "to_timestamp(r), to_timestamp(u), to_timestamp(e), coalesce(o, '[]'), pid, s "
+    "FROM unnest($1::text[], $2::text[], $3::inet[], $4::integer[], $5::text[], $6::text[], "
+    "$7::boolean[], $8::integer[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], "
+    "$13::jsonb[], $14::text[], $15::text[]) AS x(ep, id, a, p, v, b, q, lt, sms, r, u, e, o, "
+    "pid, s) "
     "ON CONFLICT (endpoint) DO UPDATE SET reg_id = EXCLUDED.reg_id, address = EXCLUDED.address, "
     "port = EXCLUDED.port, secure = EXCLUDED.secure, lwm2m_version = EXCLUDED.lwm2m_version, "
     "binding = EXCLUDED.binding, queue_mode = EXCLUDED.queue_mode, lifetime = EXCLUDED.lifetime, "
@@ -41,156 +54,572 @@ static const char batch_sql[] =
     "objects = EXCLUDED.objects, profile_id = EXCLUDED.profile_id, "
     "security_mode = EXCLUDED.security_mode";
 
-struct store {
-    bool started;
+enum { OP_UPSERT, OP_DEL };
+
+/* The newest state queued for one endpoint: a fixed-size record (sms and pid, rare, on the heap).
+ */
+struct rec {
+    uint64_t hash; /* keyed hash of ep */
+    uint64_t id;   /* registration id (the one a delete ends) */
+    int64_t reg_s, upd_s, exp_s;
+    uint32_t lifetime_s;
+    uint16_t port;
+    uint8_t op;     /* OP_UPSERT or OP_DEL */
+    bool del_any;   /* delete: whatever row the endpoint has */
+    uint8_t family; /* 0 (no address), 4 or 6 */
+    uint8_t ver, sec;
+    bool queue;
+    uint8_t ip[16];
+    char binding[8];
+    char ep[DIR_MAX_NAME + 1];
+    char *sms, *pid; /* owned, or NULL */
+    json_t *objs;    /* one reference, or NULL */
+};
+
+struct chunk {
+    struct chunk *next;
+    unsigned n;
+    struct rec r[CHUNK_RECS];
+};
+
+/* A batch sent and not yet answered: its records (owned) until the sync result arrives. */
+struct batch {
+    struct batch *next;
+    size_t n, ndel;
+    bool ok, retry, dead; /* dead: re-queued already, its outcome is ignored */
+    char why[256];
+    struct rec *recs[];
+};
+
+struct objtxt {
+    json_t *objs; /* one reference: keeps the pointer unique while cached */
+    size_t len;
+    char txt[];
+};
+
+struct writer {
+    unsigned idx;
+    /* Inbox, filled by any shard thread. */
+    pthread_mutex_t lock;
+    struct chunk *in_head, *in_tail; /* guarded by lock */
+    struct chunk *spare;             /* guarded by lock */
+    unsigned nspare;                 /* guarded by lock */
+    bool kick_ok;                    /* guarded by lock: kick may be signalled */
+    _Atomic size_t in_n;             /* written under lock */
+    size_t qmax;                     /* per-writer bound (inbox, and map) */
+    /* Loop side: the writer's shard thread (the control thread before attach / after stop). */
     uv_loop_t *loop;
-    char *url; /* owned, secret: never logged */
+    bool attached;
+    uv_timer_t flush_timer, retry_timer;
+    uv_async_t kick;
+    uv_poll_t *poll; /* owned; closed and freed on a new socket or at detach */
+    int poll_fd;
     PGconn *pg;
     bool connecting; /* PQconnectPoll phase */
-    bool ready;      /* connected, idle or with a batch in flight */
-    uv_poll_t *poll; /* owned; closed and freed on a new socket or at stop */
-    int poll_fd;
-    uv_timer_t flush_timer, retry_timer;
+    bool ready;      /* connected, in pipeline mode */
+    bool flushing;   /* PQflush has more to write */
     unsigned backoff_ms;
-    json_t *pending;  /* endpoint -> row object (upsert) or {"del": reg id} (delete); owned */
-    json_t *inflight; /* the batch being written, same shape; NULL when none */
-    bool flushing;    /* inflight sent, waiting for PQflush to finish */
-    bool batch_ok;    /* every result of the batch in flight so far succeeded */
-    bool batch_retry; /* it failed for a reason that is not the rows' fault: send again */
-    char batch_why[300];
-    struct lw_event_sink sink;
-    struct lw_metrics_writer metrics;
+    struct lw_hmap map;              /* struct rec by hash, owned */
+    size_t scan_pos;                 /* where the next batch starts looking in map */
+    struct batch *bq_head, *bq_tail; /* in flight, oldest first */
+    unsigned ninflight;
+    struct lw_hmap objs_cache;         /* struct objtxt by pointer hash */
+    struct lw_buf col[NCOLS], dcol[2]; /* batch encoding, reused */
     _Atomic uint64_t changes, coalesced, dropped, upserts, deletes, batches, failed, requeued,
-        connects, queued;
+        connects, queued, inflight;
     _Atomic bool connected;
 };
 
-static struct store st;
+static struct {
+    bool started;
+    char *url; /* owned, secret: never logged */
+    uint8_t key[16];
+    unsigned n;
+    struct writer *w;               /* n writers */
+    _Atomic uint64_t dropped_early; /* changes before the writers exist */
+    struct lw_metrics_writer metrics;
+} g;
 
-static void set_queued(void)
+/* ---- records -----------------------------------------------------------------------------------
+ */
+
+static bool rec_eq(const void *item, const void *key)
 {
-    atomic_store_explicit(&st.queued, json_object_size(st.pending), memory_order_relaxed);
+    return strcmp(((const struct rec *)item)->ep, ((const struct rec *)key)->ep) == 0;
 }
 
-/* ---- rows from events ------------------------------------------------------------------------ */
-
-/* "1.2.3.4:5683" or "[::1]:5683" -> address text and port. */
-static bool split_addr(const char *s, char *host, size_t hcap, long *port)
+static void rec_release(struct rec *r)
 {
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (*s == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return false;
-        h = s + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return false;
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= hcap)
-        return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    *port = strtol(colon + 1, &end, 10);
-    return *end == '\0' && *port >= 0 && *port <= 65535;
+    json_decref(r->objs);
+    free(r->sms);
+    free(r->pid);
+    r->objs = NULL;
+    r->sms = r->pid = NULL;
 }
 
-static json_t *row_of(const struct lw_event *ev)
+static void rec_free(struct rec *r)
 {
-    json_t *d = ev->data;
-    json_t *row = json_object();
-    const char *addr = json_string_value(json_object_get(d, "address"));
-    char host[64];
-    long port;
-    if (!row)
-        return NULL;
-    json_object_set_new(row, "ep", json_string(ev->endpoint));
-    json_object_set(row, "id", json_object_get(d, "registration_id"));
-    if (addr && split_addr(addr, host, sizeof(host), &port)) {
-        json_object_set_new(row, "addr", json_string(host));
-        json_object_set_new(row, "port", json_integer(port));
+    if (r) {
+        rec_release(r);
+        free(r);
     }
-    json_object_set(row, "ver", json_object_get(d, "lwm2m_version"));
-    json_object_set(row, "b", json_object_get(d, "binding"));
-    json_object_set(row, "q", json_object_get(d, "queue_mode"));
-    json_object_set(row, "lt", json_object_get(d, "lifetime_s"));
-    json_object_set(row, "sms", json_object_get(d, "sms"));
-    json_object_set(row, "reg", json_object_get(d, "registered_at"));
-    json_object_set(row, "upd", json_object_get(d, "last_update"));
-    json_object_set(row, "exp", json_object_get(d, "expires_at"));
-    json_object_set(row, "objs", json_object_get(d, "objects"));
-    json_object_set(row, "pid", json_object_get(d, "profile_id"));
-    json_object_set(row, "sec", json_object_get(d, "security_mode"));
-    return row;
 }
 
-static void schedule_flush(void);
-
-static bool is_del(const json_t *v)
+static void add(_Atomic uint64_t *c, uint64_t v)
 {
-    return json_object_get(v, "del") != NULL;
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
-static void on_event(void *ctx, const struct lw_event *ev)
+static void set_queued(struct writer *w)
 {
-    (void)ctx;
-    json_t *val;
-    switch (ev->type) {
-    case LW_EV_REGISTERED:
-    case LW_EV_UPDATED: val = row_of(ev); break;
-    case LW_EV_DEREGISTERED:
-    case LW_EV_EXPIRED:
-        val = json_pack("{s:O}", "del", json_object_get(ev->data, "registration_id"));
-        break;
-    default: return;
-    }
-    if (!val || !ev->endpoint[0]) {
-        json_decref(val);
-        return;
-    }
-    /* Events about one endpoint come from different shards in any order: a registration that
-     * replaced another may be announced before the other's end. A delete therefore only
-     * applies to the registration it names. */
-    json_t *cur = json_object_get(st.pending, ev->endpoint);
-    json_t *del = json_object_get(val, "del");
-    if (del && cur && !json_equal(del, json_object_get(cur, is_del(cur) ? "del" : "id"))) {
-        atomic_fetch_add_explicit(&st.changes, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st.coalesced, 1, memory_order_relaxed);
-        json_decref(val);
-        return;
-    }
-    atomic_fetch_add_explicit(&st.changes, 1, memory_order_relaxed);
-    if (del && cur && !is_del(cur))
+    atomic_store_explicit(&w->queued, lw_hmap_count(&w->map), memory_order_relaxed);
+    atomic_store_explicit(&w->inflight, w->ninflight, memory_order_relaxed);
+}
+
+/* Applies one change from the inbox (its contents move into the map or are released). */
+static void apply(struct writer *w, struct rec *nr)
+{
+    struct rec *cur = lw_hmap_get(&w->map, nr->hash, nr, rec_eq);
+    add(&w->changes, 1);
+    if (nr->op == OP_DEL && cur) {
+        /* Changes of one endpoint come from different shards in any order: a registration that
+         * replaced another may be announced before the other's end. A delete therefore only
+         * applies to the registration it names. */
+        bool names_cur = !(cur->op == OP_DEL && cur->del_any) && cur->id == nr->id;
+        if (!names_cur) {
+            add(&w->coalesced, 1);
+            rec_release(nr);
+            return;
+        }
         /* it ends the registration queued for writing: whatever row the table still has for
          * the endpoint is older, delete it too */
-        json_object_set_new(val, "del", json_null());
+        if (cur->op == OP_UPSERT)
+            nr->del_any = true;
+    }
     if (cur) {
-        atomic_fetch_add_explicit(&st.coalesced, 1, memory_order_relaxed);
-    } else if (json_object_size(st.pending) >= LW_STORE_QUEUE_MAX) {
-        atomic_fetch_add_explicit(&st.dropped, 1, memory_order_relaxed);
-        log_warn_rl(STORE, "write-behind queue full: change dropped: endpoint=%s queued=%zu",
-                    ev->endpoint, json_object_size(st.pending));
-        json_decref(val);
+        add(&w->coalesced, 1);
+        rec_release(cur);
+        *cur = *nr;
         return;
     }
-    json_object_set_new(st.pending, ev->endpoint, val);
-    set_queued();
-    if (json_object_size(st.pending) >= LW_STORE_BATCH_MAX)
-        schedule_flush();
+    struct rec *r = NULL;
+    if (lw_hmap_count(&w->map) < w->qmax && (r = malloc(sizeof(*r))) != NULL) {
+        *r = *nr;
+        if (lw_hmap_put(&w->map, r->hash, r) == 0)
+            return;
+        free(r);
+        r = NULL;
+    }
+    add(&w->dropped, 1);
+    log_warn_rl(STORE, "write-behind queue full: change dropped: endpoint=%s queued=%zu", nr->ep,
+                lw_hmap_count(&w->map));
+    rec_release(nr);
+}
+
+/* Moves the inbox into the map. */
+static void drain(struct writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    struct chunk *c = w->in_head;
+    w->in_head = w->in_tail = NULL;
+    atomic_store_explicit(&w->in_n, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&w->lock);
+    if (!c)
+        return;
+    struct chunk *done = c;
+    for (; c; c = c->next) {
+        for (unsigned i = 0; i < c->n; i++)
+            apply(w, &c->r[i]);
+        c->n = 0;
+    }
+    pthread_mutex_lock(&w->lock);
+    while (done && w->nspare < SPARE_CHUNKS) {
+        struct chunk *nx = done->next;
+        done->next = w->spare;
+        w->spare = done;
+        w->nspare++;
+        done = nx;
+    }
+    pthread_mutex_unlock(&w->lock);
+    while (done) {
+        struct chunk *nx = done->next;
+        free(done);
+        done = nx;
+    }
+    set_queued(w);
+}
+
+void lw_store_change(const struct regsrv_change *c)
+{
+    if (!g.started)
+        return;
+    if (!g.w) {
+        add(&g.dropped_early, 1);
+        return;
+    }
+    size_t eplen = strlen(c->ep);
+    if (eplen == 0 || eplen > DIR_MAX_NAME)
+        return;
+    struct rec r;
+    memset(&r, 0, sizeof(r));
+    r.hash = lw_siphash(g.key, c->ep, eplen);
+    memcpy(r.ep, c->ep, eplen + 1);
+    r.id = c->id;
+    if (c->type == LW_EV_DEREGISTERED || c->type == LW_EV_EXPIRED) {
+        r.op = OP_DEL;
+    } else if (c->type == LW_EV_REGISTERED || c->type == LW_EV_UPDATED) {
+        r.op = OP_UPSERT;
+        r.reg_s = c->registered_s;
+        r.upd_s = c->updated_s;
+        r.exp_s = c->expires_s;
+        r.lifetime_s = c->lifetime_s;
+        if (c->addr) {
+            r.family = c->addr->family;
+            r.port = c->addr->port;
+            memcpy(r.ip, c->addr->ip, sizeof(r.ip));
+        }
+        r.ver = c->ver;
+        r.sec = c->sec;
+        r.queue = c->queue;
+        snprintf(r.binding, sizeof(r.binding), "%s", c->binding ? c->binding : "U");
+        r.sms = c->sms ? strdup(c->sms) : NULL;
+        r.pid = c->pid ? strdup(c->pid) : NULL;
+        r.objs = c->objs ? json_incref(c->objs) : NULL;
+    } else {
+        return;
+    }
+    /* The writer from high bits: the map indexes its slots with the low ones. */
+    struct writer *w = &g.w[(r.hash >> 40) % g.n];
+    bool kick = false;
+    pthread_mutex_lock(&w->lock);
+    struct chunk *t = w->in_tail;
+    size_t n = atomic_load_explicit(&w->in_n, memory_order_relaxed);
+    if (n < w->qmax && (!t || t->n == CHUNK_RECS)) {
+        if (w->spare) {
+            t = w->spare;
+            w->spare = t->next;
+            w->nspare--;
+        } else {
+            t = malloc(sizeof(*t));
+        }
+        if (t) {
+            t->next = NULL;
+            t->n = 0;
+            if (w->in_tail)
+                w->in_tail->next = t;
+            else
+                w->in_head = t;
+            w->in_tail = t;
+        }
+    }
+    bool ok = n < w->qmax && t && t->n < CHUNK_RECS;
+    if (ok) {
+        t->r[t->n++] = r;
+        atomic_store_explicit(&w->in_n, n + 1, memory_order_relaxed);
+        kick = n + 1 == LW_STORE_BATCH_MAX && w->kick_ok;
+        if (kick)
+            uv_async_send(&w->kick);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!ok) {
+        add(&w->changes, 1);
+        add(&w->dropped, 1);
+        log_warn_rl(STORE, "write-behind inbox full: change dropped: endpoint=%s", r.ep);
+        rec_release(&r);
+    }
+}
+
+/* ---- batch encoding ----------------------------------------------------------------------------
+ */
+
+/* Appends one text array element (double-quoted, backslash-escaped) or NULL. */
+static void put_elem(struct lw_buf *b, const char *s, size_t len)
+{
+    if (b->len > 1)
+        lw_buf_put_u8(b, ',');
+    if (!s) {
+        lw_buf_put(b, "NULL", 4);
+        return;
+    }
+    lw_buf_put_u8(b, '"');
+    size_t from = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            lw_buf_put(b, s + from, i - from);
+            lw_buf_put_u8(b, '\\');
+            from = i;
+        }
+    }
+    lw_buf_put(b, s + from, len - from);
+    lw_buf_put_u8(b, '"');
+}
+
+static void put_str(struct lw_buf *b, const char *s)
+{
+    put_elem(b, s, s ? strlen(s) : 0);
+}
+
+static void put_int(struct lw_buf *b, long long v)
+{
+    char t[24];
+    int n = snprintf(t, sizeof(t), "%lld", v);
+    if (b->len > 1)
+        lw_buf_put_u8(b, ',');
+    lw_buf_put(b, t, (size_t)n);
+}
+
+static uint64_t ptr_hash(const void *p)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p;
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdull;
+    v ^= v >> 33;
+    return v;
+}
+
+static bool objtxt_eq(const void *item, const void *key)
+{
+    return ((const struct objtxt *)item)->objs == key;
+}
+
+static void objs_cache_clear(struct writer *w)
+{
+    size_t pos = 0;
+    struct objtxt *o;
+    while ((o = lw_hmap_next(&w->objs_cache, &pos))) {
+        json_decref(o->objs);
+        free(o);
+    }
+    lw_hmap_deinit(&w->objs_cache);
+    lw_hmap_init(&w->objs_cache, 0);
+}
+
+/* The JSON text of an interned object list, cached by pointer (lists are shared and immutable,
+ * so a fleet has few). NULL on OOM (the row gets an empty list). */
+static const struct objtxt *objs_text(struct writer *w, json_t *objs)
+{
+    uint64_t h = ptr_hash(objs);
+    struct objtxt *o = lw_hmap_get(&w->objs_cache, h, objs, objtxt_eq);
+    if (o)
+        return o;
+    if (lw_hmap_count(&w->objs_cache) >= OBJS_CACHE_MAX)
+        objs_cache_clear(w);
+    char *txt = json_dumps(objs, JSON_COMPACT);
+    if (!txt)
+        return NULL;
+    size_t len = strlen(txt);
+    o = malloc(sizeof(*o) + len + 1);
+    if (o) {
+        o->objs = json_incref(objs);
+        o->len = len;
+        memcpy(o->txt, txt, len + 1);
+        if (lw_hmap_put(&w->objs_cache, h, o) != 0) {
+            json_decref(o->objs);
+            free(o);
+            o = NULL;
+        }
+    }
+    free(txt);
+    return o;
+}
+
+static const char *sec_name(uint8_t m)
+{
+    switch (m) {
+    case RS_SEC_PSK: return "psk";
+    case RS_SEC_RPK: return "rpk";
+    case RS_SEC_X509: return "x509";
+    default: return "nosec";
+    }
+}
+
+static void encode_row(struct writer *w, const struct rec *r)
+{
+    char id[12], ver[8], ip[INET6_ADDRSTRLEN];
+    struct lw_buf *c = w->col;
+    regsrv_id_format(r->id, id);
+    put_elem(&c[0], r->ep, strlen(r->ep));
+    put_elem(&c[1], id, strlen(id));
+    bool has_ip = (r->family == 4 && inet_ntop(AF_INET, r->ip, ip, sizeof(ip))) ||
+                  (r->family == 6 && inet_ntop(AF_INET6, r->ip, ip, sizeof(ip)));
+    put_str(&c[2], has_ip ? ip : NULL);
+    if (has_ip)
+        put_int(&c[3], r->port);
+    else
+        put_elem(&c[3], NULL, 0);
+    snprintf(ver, sizeof(ver), "%u.%u", r->ver >> 4, r->ver & 15);
+    put_str(&c[4], ver);
+    put_str(&c[5], r->binding);
+    put_elem(&c[6], r->queue ? "t" : "f", 1);
+    put_int(&c[7], r->lifetime_s);
+    put_str(&c[8], r->sms);
+    put_int(&c[9], r->reg_s);
+    put_int(&c[10], r->upd_s);
+    put_int(&c[11], r->exp_s);
+    const struct objtxt *o = r->objs ? objs_text(w, r->objs) : NULL;
+    if (o)
+        put_elem(&c[12], o->txt, o->len);
+    else
+        put_elem(&c[12], NULL, 0);
+    put_str(&c[13], r->pid);
+    put_str(&c[14], sec_name(r->sec));
+}
+
+static void encode_del(struct writer *w, const struct rec *r)
+{
+    char id[12];
+    regsrv_id_format(r->id, id);
+    put_elem(&w->dcol[0], r->ep, strlen(r->ep));
+    if (r->del_any)
+        put_elem(&w->dcol[1], NULL, 0);
+    else
+        put_elem(&w->dcol[1], id, strlen(id));
+}
+
+static void cols_begin(struct lw_buf *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lw_buf_reset(&b[i]);
+        lw_buf_put_u8(&b[i], '{');
+    }
+}
+
+static int cols_end(struct lw_buf *b, size_t n, const char **params)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        lw_buf_put_u8(&b[i], '}');
+        lw_buf_put_u8(&b[i], '\0');
+        if (lw_buf_status(&b[i]) != 0)
+            rc = LW_ENOMEM;
+        params[i] = (const char *)b[i].data;
+    }
+    return rc;
+}
+
+/* Moves up to LW_STORE_BATCH_MAX queued endpoints into a new batch; NULL when none or on OOM. */
+static struct batch *take_batch(struct writer *w)
+{
+    size_t want = LW_MIN(lw_hmap_count(&w->map), (size_t)LW_STORE_BATCH_MAX);
+    if (want == 0)
+        return NULL;
+    struct batch *b = malloc(sizeof(*b) + want * sizeof(b->recs[0]));
+    if (!b)
+        return NULL;
+    memset(b, 0, sizeof(*b));
+    b->ok = true;
+    size_t pos = w->scan_pos;
+    struct rec *r;
+    while (b->n < want) {
+        r = lw_hmap_next(&w->map, &pos);
+        if (!r) {
+            if (pos == 0)
+                break;
+            pos = 0; /* wrap around */
+            continue;
+        }
+        b->recs[b->n++] = r;
+    }
+    /* Removal after the walk (the map must not change while it is walked); backward-shift
+     * deletion may move later items before scan_pos: the next wrap finds them. */
+    for (size_t i = 0; i < b->n; i++) {
+        lw_hmap_del_item(&w->map, b->recs[i]->hash, b->recs[i]);
+        b->ndel += b->recs[i]->op == OP_DEL;
+    }
+    w->scan_pos = pos;
+    return b;
+}
+
+/* Puts b's records back under whatever newer state was queued meanwhile; b keeps no record. */
+static void requeue_batch(struct writer *w, struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct rec *r = b->recs[i];
+        if (lw_hmap_get(&w->map, r->hash, r, rec_eq) || lw_hmap_put(&w->map, r->hash, r) != 0)
+            rec_free(r);
+    }
+    b->n = b->ndel = 0;
+    b->dead = true;
+    add(&w->requeued, 1);
+}
+
+/* Re-queues every batch from `from` to the newest, newest first (a newer batch's state for an
+ * endpoint wins over an older one's). */
+static void requeue_from(struct writer *w, struct batch *from)
+{
+    struct batch *list[LW_STORE_INFLIGHT_MAX + 1];
+    unsigned n = 0;
+    for (struct batch *b = from; b && n < LW_ARRAY_SIZE(list); b = b->next)
+        if (!b->dead)
+            list[n++] = b;
+    while (n > 0)
+        requeue_batch(w, list[--n]);
+    set_queued(w);
+}
+
+static void free_batch(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        rec_free(b->recs[i]);
+    free(b);
+}
+
+/* The oldest batch in flight got its sync result. */
+static void batch_finished(struct writer *w)
+{
+    struct batch *b = w->bq_head;
+    w->bq_head = b->next;
+    if (!w->bq_head)
+        w->bq_tail = NULL;
+    w->ninflight--;
+    if (!b->dead) {
+        if (b->ok) {
+            add(&w->batches, 1);
+            add(&w->upserts, b->n - b->ndel);
+            add(&w->deletes, b->ndel);
+        } else if (b->retry) {
+            log_warn(STORE, "registration batch not written, queued again: %s", b->why);
+            requeue_from(w, b);
+        } else {
+            add(&w->failed, 1);
+            log_err(STORE, "registration batch refused by the database, %zu row(s) not written: %s",
+                    b->n, b->why);
+        }
+    }
+    free_batch(b);
+    set_queued(w);
+}
+
+/* One result of the oldest batch in flight (res is cleared by the caller). */
+static void batch_result(struct writer *w, PGresult *res)
+{
+    struct batch *b = w->bq_head;
+    ExecStatusType s = PQresultStatus(res);
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || !b->ok)
+        return;
+    b->ok = false;
+    if (s == PGRES_PIPELINE_ABORTED) {
+        /* an earlier statement of this batch failed and says why; or the pipeline is aborted
+         * for a reason outside it: send it again */
+        b->retry = true;
+        snprintf(b->why, sizeof(b->why), "pipeline aborted");
+        return;
+    }
+    snprintf(b->why, sizeof(b->why), "%s", PQresultErrorMessage(res));
+    b->why[strcspn(b->why, "\n")] = '\0';
+    /* connection exception, resources, operator intervention, transaction rollback: the rows
+     * are fine, the batch is sent again */
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    b->retry = code && (strncmp(code, "08", 2) == 0 || strncmp(code, "53", 2) == 0 ||
+                        strncmp(code, "57", 2) == 0 || strncmp(code, "40", 2) == 0);
 }
 
 /* ---- connection --------------------------------------------------------------------------------
  */
 
-static void try_send(void);
-static void start_connect(void);
+static void try_send(struct writer *w);
+static void start_connect(struct writer *w);
+static void on_poll(uv_poll_t *h, int status, int events);
 
 static void quiet_notice(void *arg, const char *msg)
 {
@@ -203,308 +632,247 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
-static void stop_poll(void)
+static void stop_poll(struct writer *w)
 {
-    if (st.poll) {
-        uv_poll_stop(st.poll);
-        uv_close((uv_handle_t *)st.poll, free_handle);
-        st.poll = NULL;
+    if (w->poll) {
+        uv_poll_stop(w->poll);
+        uv_close((uv_handle_t *)w->poll, free_handle);
+        w->poll = NULL;
     }
 }
-
-static void on_poll(uv_poll_t *h, int status, int events);
 
 /* Watches the libpq socket for `events`; a new socket (reconnect) gets a new handle. */
-static void watch(int events)
+static void watch(struct writer *w, int events)
 {
-    int fd = PQsocket(st.pg);
-    if (fd < 0)
+    int fd = PQsocket(w->pg);
+    if (fd < 0 || !w->attached)
         return;
-    if (st.poll && st.poll_fd != fd)
-        stop_poll();
-    if (!st.poll) {
-        st.poll = malloc(sizeof(*st.poll));
-        if (!st.poll)
+    if (w->poll && w->poll_fd != fd)
+        stop_poll(w);
+    if (!w->poll) {
+        w->poll = malloc(sizeof(*w->poll));
+        if (!w->poll)
             return;
-        if (uv_poll_init_socket(st.loop, st.poll, fd) != 0) {
-            free(st.poll);
-            st.poll = NULL;
+        if (uv_poll_init_socket(w->loop, w->poll, fd) != 0) {
+            free(w->poll);
+            w->poll = NULL;
             return;
         }
-        st.poll_fd = fd;
+        w->poll->data = w;
+        w->poll_fd = fd;
     }
-    uv_poll_start(st.poll, events, on_poll);
-}
-
-/* Puts the batch in flight back under whatever newer state was queued meanwhile. */
-static void requeue_inflight(void)
-{
-    const char *ep;
-    json_t *v;
-    if (!st.inflight)
-        return;
-    json_object_foreach(st.inflight, ep, v)
-    {
-        if (!json_object_get(st.pending, ep))
-            json_object_set(st.pending, ep, v);
-    }
-    json_decref(st.inflight);
-    st.inflight = NULL;
-    st.flushing = false;
-    atomic_fetch_add_explicit(&st.requeued, 1, memory_order_relaxed);
-    set_queued();
+    uv_poll_start(w->poll, events, on_poll);
 }
 
 static void on_retry(uv_timer_t *t)
 {
-    (void)t;
-    start_connect();
+    start_connect(t->data);
 }
 
-static void connection_lost(const char *why)
+static void connection_lost(struct writer *w, const char *why)
 {
-    bool was = atomic_load_explicit(&st.connected, memory_order_relaxed);
-    requeue_inflight();
-    stop_poll();
-    PQfinish(st.pg);
-    st.pg = NULL;
-    st.ready = st.connecting = false;
-    atomic_store_explicit(&st.connected, false, memory_order_relaxed);
+    bool was = atomic_load_explicit(&w->connected, memory_order_relaxed);
+    requeue_from(w, w->bq_head);
+    while (w->bq_head) {
+        struct batch *b = w->bq_head;
+        w->bq_head = b->next;
+        free_batch(b);
+    }
+    w->bq_tail = NULL;
+    w->ninflight = 0;
+    w->flushing = false;
+    set_queued(w);
+    stop_poll(w);
+    PQfinish(w->pg);
+    w->pg = NULL;
+    w->ready = w->connecting = false;
+    atomic_store_explicit(&w->connected, false, memory_order_relaxed);
     if (was)
-        log_warn(STORE, "database connection lost, writes are queued: %s", why);
+        log_warn(STORE, "database connection lost, writes are queued: shard=%u: %s", w->idx, why);
     else
-        log_info(STORE, "database not reachable, retrying in %u ms: %s", st.backoff_ms, why);
-    uv_timer_start(&st.retry_timer, on_retry, st.backoff_ms, 0);
-    st.backoff_ms = LW_MIN(st.backoff_ms * 2, BACKOFF_MAX_MS);
+        log_info(STORE, "database not reachable, retrying in %u ms: shard=%u: %s", w->backoff_ms,
+                 w->idx, why);
+    if (w->attached)
+        uv_timer_start(&w->retry_timer, on_retry, w->backoff_ms, 0);
+    w->backoff_ms = LW_MIN(w->backoff_ms * 2, BACKOFF_MAX_MS);
 }
 
-static void connect_step(void)
+static void lost_pq(struct writer *w)
 {
-    switch (PQconnectPoll(st.pg)) {
-    case PGRES_POLLING_READING: watch(UV_READABLE); break;
-    case PGRES_POLLING_WRITING: watch(UV_WRITABLE); break;
+    char why[256];
+    snprintf(why, sizeof(why), "%s", PQerrorMessage(w->pg));
+    why[strcspn(why, "\n")] = '\0';
+    connection_lost(w, why);
+}
+
+static void connect_step(struct writer *w)
+{
+    switch (PQconnectPoll(w->pg)) {
+    case PGRES_POLLING_READING: watch(w, UV_READABLE); break;
+    case PGRES_POLLING_WRITING: watch(w, UV_WRITABLE); break;
     case PGRES_POLLING_OK:
-        st.connecting = false;
-        if (PQsetnonblocking(st.pg, 1) != 0) {
-            connection_lost("cannot make the connection non-blocking");
+        w->connecting = false;
+        if (PQsetnonblocking(w->pg, 1) != 0 || PQenterPipelineMode(w->pg) != 1) {
+            connection_lost(w, "cannot make the connection non-blocking and pipelined");
             return;
         }
-        PQsetNoticeProcessor(st.pg, quiet_notice, NULL);
-        st.ready = true;
-        st.backoff_ms = BACKOFF_MIN_MS;
-        atomic_store_explicit(&st.connected, true, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st.connects, 1, memory_order_relaxed);
-        log_info(STORE, "database connected: write-behind of registrations, %zu queued",
-                 json_object_size(st.pending));
-        watch(UV_READABLE);
-        try_send();
+        PQsetNoticeProcessor(w->pg, quiet_notice, NULL);
+        w->ready = true;
+        w->backoff_ms = BACKOFF_MIN_MS;
+        atomic_store_explicit(&w->connected, true, memory_order_relaxed);
+        add(&w->connects, 1);
+        log_info(STORE, "database connected: write-behind of registrations: shard=%u queued=%zu",
+                 w->idx, lw_hmap_count(&w->map));
+        watch(w, UV_READABLE);
+        try_send(w);
         break;
-    default: {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(st.pg));
-        why[strcspn(why, "\n")] = '\0';
-        connection_lost(why);
-        break;
-    }
+    default: lost_pq(w); break;
     }
 }
 
-static void start_connect(void)
+static void start_connect(struct writer *w)
 {
-    st.pg = PQconnectStart(st.url);
-    if (!st.pg || PQstatus(st.pg) == CONNECTION_BAD) {
-        connection_lost(st.pg ? "connection failed" : "out of memory");
+    w->pg = PQconnectStart(g.url);
+    if (!w->pg || PQstatus(w->pg) == CONNECTION_BAD) {
+        connection_lost(w, w->pg ? "connection failed" : "out of memory");
         return;
     }
-    st.connecting = true;
-    connect_step();
+    w->connecting = true;
+    connect_step(w);
 }
 
-/* ---- batches -----------------------------------------------------------------------------------
- */
-
-static void batch_done(bool ok, const char *why)
+/* Reads what arrived and finishes the batches whose results are complete. */
+static void consume(struct writer *w)
 {
-    size_t n = json_object_size(st.inflight);
-    size_t dels = 0;
-    const char *ep;
-    json_t *v;
-    json_object_foreach(st.inflight, ep, v) dels += is_del(v);
-    if (ok) {
-        atomic_fetch_add_explicit(&st.batches, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st.upserts, n - dels, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st.deletes, dels, memory_order_relaxed);
-    } else {
-        atomic_fetch_add_explicit(&st.failed, 1, memory_order_relaxed);
-        log_err(STORE, "registration batch refused by the database, %zu row(s) not written: %s", n,
-                why);
-    }
-    json_decref(st.inflight);
-    st.inflight = NULL;
-    st.flushing = false;
-}
-
-/* Reads what arrived; finishes the batch when its results are complete. */
-static void consume(void)
-{
-    if (!PQconsumeInput(st.pg)) {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(st.pg));
-        why[strcspn(why, "\n")] = '\0';
-        connection_lost(why);
+    if (!PQconsumeInput(w->pg)) {
+        lost_pq(w);
         return;
     }
-    while (st.inflight && !st.flushing && !PQisBusy(st.pg)) {
-        PGresult *res = PQgetResult(st.pg);
-        if (!res) {
-            /* the statement's results are complete */
-            if (!st.batch_ok && st.batch_retry) {
-                log_warn(STORE, "registration batch not written, queued again: %s", st.batch_why);
-                requeue_inflight();
-            } else {
-                batch_done(st.batch_ok, st.batch_why);
-            }
-            break;
+    unsigned nulls = 0;
+    while (w->bq_head && !PQisBusy(w->pg) && nulls < 2) {
+        PGresult *res = PQgetResult(w->pg);
+        if (!res) { /* the end of one statement's results */
+            nulls++;
+            continue;
         }
-        ExecStatusType s = PQresultStatus(res);
-        if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && st.batch_ok) {
-            st.batch_ok = false;
-            snprintf(st.batch_why, sizeof(st.batch_why), "%s", PQresultErrorMessage(res));
-            st.batch_why[strcspn(st.batch_why, "\n")] = '\0';
-            /* connection exception, resources, operator intervention, transaction rollback:
-             * the rows are fine, the batch is sent again */
-            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            st.batch_retry = code && (strncmp(code, "08", 2) == 0 || strncmp(code, "53", 2) == 0 ||
-                                      strncmp(code, "57", 2) == 0 || strncmp(code, "40", 2) == 0);
-        }
-        PQclear(res);
-        if (PQstatus(st.pg) == CONNECTION_BAD) {
-            connection_lost("connection broke during a batch");
-            return;
-        }
-    }
-    if (PQstatus(st.pg) == CONNECTION_BAD) {
-        connection_lost("connection closed by the server");
-        return;
-    }
-    if (!st.inflight)
-        try_send();
-}
-
-static void flush_out(void)
-{
-    int r = PQflush(st.pg);
-    if (r < 0) {
-        connection_lost("write failed");
-        return;
-    }
-    st.flushing = r == 1;
-    watch(st.flushing ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
-}
-
-/* Moves up to LW_STORE_BATCH_MAX queued endpoints into a new batch: $1 deletes, $2 upserts. */
-static json_t *take_batch(char **p1, char **p2)
-{
-    json_t *batch = json_object();
-    json_t *dels = json_array();
-    json_t *rows = json_array();
-    const char *ep;
-    json_t *v;
-    void *tmp;
-    *p1 = *p2 = NULL;
-    if (!batch || !dels || !rows)
-        goto fail;
-    json_object_foreach_safe(st.pending, tmp, ep, v)
-    {
-        if (json_object_size(batch) >= LW_STORE_BATCH_MAX)
-            break;
-        if (is_del(v))
-            json_array_append_new(
-                dels, json_pack("{s:s,s:O}", "ep", ep, "id", json_object_get(v, "del")));
+        nulls = 0;
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+            batch_finished(w);
         else
-            json_array_append(rows, v);
-        json_object_set(batch, ep, v);
-        json_object_del(st.pending, ep);
+            batch_result(w, res);
+        PQclear(res);
     }
-    *p1 = json_dumps(dels, JSON_COMPACT);
-    *p2 = json_dumps(rows, JSON_COMPACT);
-    json_decref(dels);
-    json_decref(rows);
-    if (!*p1 || !*p2) {
-        /* out of memory: put everything back */
-        json_object_foreach(batch, ep, v) json_object_set(st.pending, ep, v);
-        json_decref(batch);
-        free(*p1);
-        free(*p2);
-        *p1 = *p2 = NULL;
-        return NULL;
+    if (PQstatus(w->pg) == CONNECTION_BAD) {
+        connection_lost(w, "connection closed by the server");
+        return;
     }
-    return batch;
-fail:
-    json_decref(batch);
-    json_decref(dels);
-    json_decref(rows);
-    return NULL;
+    try_send(w);
 }
 
-static void try_send(void)
+static void flush_out(struct writer *w)
 {
-    if (!st.ready || st.inflight || json_object_size(st.pending) == 0)
-        return;
-    char *p1, *p2;
-    json_t *batch = take_batch(&p1, &p2);
-    set_queued();
-    if (!batch)
-        return;
-    const char *params[2] = {p1, p2};
-    st.inflight = batch;
-    st.batch_ok = true;
-    st.batch_retry = false;
-    st.batch_why[0] = '\0';
-    int ok = PQsendQueryParams(st.pg, batch_sql, 2, NULL, params, NULL, NULL, 0);
-    free(p1);
-    free(p2);
-    if (!ok) {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(st.pg));
-        why[strcspn(why, "\n")] = '\0';
-        connection_lost(why);
+    int r = PQflush(w->pg);
+    if (r < 0) {
+        lost_pq(w);
         return;
     }
-    flush_out();
+    w->flushing = r == 1;
+    watch(w, w->flushing ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
+}
+
+/* Queues one batch's statements and its sync on the connection (not flushed). 0, or -1 when
+ * libpq refused (the connection is lost; b is in the in-flight list). */
+static int send_batch(struct writer *w, struct batch *b)
+{
+    const char *dp[2], *up[NCOLS];
+    b->next = NULL;
+    if (w->bq_tail)
+        w->bq_tail->next = b;
+    else
+        w->bq_head = b;
+    w->bq_tail = b;
+    w->ninflight++;
+    cols_begin(w->dcol, 2);
+    cols_begin(w->col, NCOLS);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->recs[i]->op == OP_DEL)
+            encode_del(w, b->recs[i]);
+        else
+            encode_row(w, b->recs[i]);
+    }
+    if (cols_end(w->dcol, 2, dp) != 0 || cols_end(w->col, NCOLS, up) != 0) {
+        /* out of memory: the batch goes back to the queue, the next tick tries again */
+        b->ok = false;
+        b->retry = true;
+        snprintf(b->why, sizeof(b->why), "out of memory");
+    } else {
+        if (b->ndel > 0 && !PQsendQueryParams(w->pg, del_sql, 2, NULL, dp, NULL, NULL, 0))
+            return -1;
+        if (b->n > b->ndel && !PQsendQueryParams(w->pg, ups_sql, NCOLS, NULL, up, NULL, NULL, 0))
+            return -1;
+    }
+    if (!PQpipelineSync(w->pg))
+        return -1;
+    return 0;
+}
+
+static void try_send(struct writer *w)
+{
+    bool sent = false;
+    while (w->ready && !w->flushing && w->ninflight < LW_STORE_INFLIGHT_MAX &&
+           lw_hmap_count(&w->map) > 0) {
+        struct batch *b = take_batch(w);
+        if (!b)
+            break;
+        if (send_batch(w, b) != 0) {
+            lost_pq(w);
+            return;
+        }
+        sent = true;
+        flush_out(w);
+        if (!w->pg)
+            return;
+    }
+    if (sent)
+        set_queued(w);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
-    (void)h;
-    if (!st.pg)
+    struct writer *w = h->data;
+    if (!w->pg)
         return;
-    if (st.connecting) {
-        connect_step();
+    if (w->connecting) {
+        connect_step(w);
         return;
     }
     if (status < 0) {
-        connection_lost(uv_strerror(status));
+        connection_lost(w, uv_strerror(status));
         return;
     }
-    if ((events & UV_WRITABLE) && st.flushing) {
-        flush_out();
-        if (!st.pg)
+    if ((events & UV_WRITABLE) && w->flushing) {
+        flush_out(w);
+        if (!w->pg)
             return;
     }
     if (events & UV_READABLE)
-        consume();
+        consume(w);
+    else if (!w->flushing)
+        try_send(w);
 }
 
 static void on_flush_timer(uv_timer_t *t)
 {
-    (void)t;
-    try_send();
+    struct writer *w = t->data;
+    drain(w);
+    try_send(w);
 }
 
-static void schedule_flush(void)
+static void on_kick(uv_async_t *a)
 {
-    try_send();
+    struct writer *w = a->data;
+    drain(w);
+    try_send(w);
 }
 
 /* ---- metrics -----------------------------------------------------------------------------------
@@ -514,7 +882,6 @@ static void write_metrics(void *ctx, struct lw_buf *out)
 {
     (void)ctx;
     struct lw_store_stats s;
-    char line[512];
     lw_store_get_stats(&s);
     static const struct {
         const char *name, *help;
@@ -534,7 +901,8 @@ static void write_metrics(void *ctx, struct lw_buf *out)
          offsetof(struct lw_store_stats, batches)},
         {"lwm2md_store_batches_failed_total", "Write-behind batches refused by the database",
          offsetof(struct lw_store_stats, failed)},
-        {"lwm2md_store_batches_requeued_total", "Batches re-queued after a connection loss",
+        {"lwm2md_store_batches_requeued_total",
+         "Batches re-queued after a connection loss or a transient error",
          offsetof(struct lw_store_stats, requeued)},
         {"lwm2md_store_connects_total", "Successful database connections of the store",
          offsetof(struct lw_store_stats, connects)},
@@ -542,162 +910,280 @@ static void write_metrics(void *ctx, struct lw_buf *out)
     for (size_t i = 0; i < LW_ARRAY_SIZE(ctrs); i++) {
         uint64_t v;
         memcpy(&v, (const char *)&s + ctrs[i].off, sizeof(v));
-        int n =
-            snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", ctrs[i].name,
-                     ctrs[i].help, ctrs[i].name, ctrs[i].name, (unsigned long long)v);
-        lw_buf_put(out, line, (size_t)n);
+        lw_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", ctrs[i].name, ctrs[i].help,
+                      ctrs[i].name, ctrs[i].name, (unsigned long long)v);
     }
-    int n = snprintf(line, sizeof(line),
-                     "# HELP lwm2md_store_queued Endpoints with a change waiting to be written\n"
-                     "# TYPE lwm2md_store_queued gauge\nlwm2md_store_queued %llu\n"
-                     "# HELP lwm2md_store_connected 1 while the store's database connection is up\n"
-                     "# TYPE lwm2md_store_connected gauge\nlwm2md_store_connected %d\n",
-                     (unsigned long long)s.queued, s.connected ? 1 : 0);
-    lw_buf_put(out, line, (size_t)n);
+    lw_buf_printf(out,
+                  "# HELP lwm2md_store_queued Endpoints with a change waiting to be written\n"
+                  "# TYPE lwm2md_store_queued gauge\nlwm2md_store_queued %llu\n"
+                  "# HELP lwm2md_store_connected 1 while every store connection is up\n"
+                  "# TYPE lwm2md_store_connected gauge\nlwm2md_store_connected %d\n"
+                  "# HELP lwm2md_store_inflight_batches Batches sent and not yet answered\n"
+                  "# TYPE lwm2md_store_inflight_batches gauge\n"
+                  "lwm2md_store_inflight_batches %llu\n",
+                  (unsigned long long)s.queued, s.connected ? 1 : 0,
+                  (unsigned long long)s.inflight);
+    if (!g.w)
+        return;
+    lw_buf_printf(out, "# HELP lwm2md_store_shard_queued Endpoints waiting, by shard writer\n"
+                       "# TYPE lwm2md_store_shard_queued gauge\n");
+    for (unsigned i = 0; i < g.n; i++) {
+        struct writer *w = &g.w[i];
+        lw_buf_printf(out, "lwm2md_store_shard_queued{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)(atomic_load(&w->queued) + atomic_load(&w->in_n)));
+    }
+    lw_buf_printf(out, "# HELP lwm2md_store_shard_upserts_total Rows written, by shard writer\n"
+                       "# TYPE lwm2md_store_shard_upserts_total counter\n");
+    for (unsigned i = 0; i < g.n; i++)
+        lw_buf_printf(out, "lwm2md_store_shard_upserts_total{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)atomic_load(&g.w[i].upserts));
+    lw_buf_printf(
+        out, "# HELP lwm2md_store_shard_connected 1 while the shard writer's connection is up\n"
+             "# TYPE lwm2md_store_shard_connected gauge\n");
+    for (unsigned i = 0; i < g.n; i++)
+        lw_buf_printf(out, "lwm2md_store_shard_connected{shard=\"%u\"} %d\n", i,
+                      atomic_load(&g.w[i].connected) ? 1 : 0);
 }
 
-/* ---- start / stop ------------------------------------------------------------------------------
+/* ---- start / attach / detach / stop ------------------------------------------------------------
  */
 
 int lw_store_start(uv_loop_t *loop, const struct lw_config *cfg)
 {
+    (void)loop;
     if (!cfg->db_url || !*cfg->db_url)
         return 0;
-    memset(&st, 0, sizeof(st));
-    st.loop = loop;
-    st.url = strdup(cfg->db_url);
-    st.pending = json_object();
-    if (!st.url || !st.pending) {
-        free(st.url);
-        json_decref(st.pending);
+    memset(&g, 0, sizeof(g));
+    g.url = strdup(cfg->db_url);
+    if (!g.url)
         return LW_ENOMEM;
-    }
-    st.backoff_ms = BACKOFF_MIN_MS;
-    uv_timer_init(loop, &st.flush_timer);
-    uv_timer_init(loop, &st.retry_timer);
-    uv_timer_start(&st.flush_timer, on_flush_timer, LW_STORE_FLUSH_MS, LW_STORE_FLUSH_MS);
-    st.sink.on_event = on_event;
-    lw_events_subscribe(&st.sink);
-    st.metrics.write = write_metrics;
-    lw_metrics_register(&st.metrics);
-    st.started = true;
-    start_connect();
+    lw_random(g.key, sizeof(g.key));
+    g.metrics.write = write_metrics;
+    lw_metrics_register(&g.metrics);
+    g.started = true;
     return 0;
 }
 
-/* Blocking write of everything queued (shutdown). */
-static void drain_blocking(void)
+int lw_store_attach(unsigned n, unsigned i, uv_loop_t *loop)
 {
-    uint64_t t0 = uv_hrtime();
-    if (st.pg && (st.connecting || PQstatus(st.pg) != CONNECTION_OK)) {
-        PQfinish(st.pg);
-        st.pg = NULL;
-    }
-    if (st.pg && st.inflight) {
-        /* let the batch in flight finish: its outcome decides whether it is re-sent */
-        PQsetnonblocking(st.pg, 0);
-        while (PQflush(st.pg) == 1) {
+    if (!g.started)
+        return 0;
+    if (n == 0 || i >= n || (g.w && g.n != n))
+        return LW_EINVAL;
+    if (!g.w) {
+        g.w = calloc(n, sizeof(*g.w));
+        if (!g.w)
+            return LW_ENOMEM;
+        g.n = n;
+        for (unsigned k = 0; k < n; k++) {
+            struct writer *w = &g.w[k];
+            w->idx = k;
+            w->qmax = (LW_STORE_QUEUE_MAX + n - 1) / n;
+            w->backoff_ms = BACKOFF_MIN_MS;
+            pthread_mutex_init(&w->lock, NULL);
+            lw_hmap_init(&w->map, 0);
+            lw_hmap_init(&w->objs_cache, 0);
+            for (unsigned c = 0; c < NCOLS; c++)
+                lw_buf_init(&w->col[c], 0);
+            lw_buf_init(&w->dcol[0], 0);
+            lw_buf_init(&w->dcol[1], 0);
         }
-        PGresult *res;
-        bool ok = true;
-        while ((res = PQgetResult(st.pg)) != NULL) {
-            ExecStatusType s = PQresultStatus(res);
-            ok = ok && (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK);
-            PQclear(res);
-        }
-        if (ok)
-            batch_done(true, NULL);
-        else
-            requeue_inflight();
     }
-    if (json_object_size(st.pending) == 0)
+    struct writer *w = &g.w[i];
+    if (w->attached)
+        return LW_EINVAL;
+    w->loop = loop;
+    uv_timer_init(loop, &w->flush_timer);
+    uv_timer_init(loop, &w->retry_timer);
+    if (uv_async_init(loop, &w->kick, on_kick) != 0) {
+        uv_close((uv_handle_t *)&w->flush_timer, NULL);
+        uv_close((uv_handle_t *)&w->retry_timer, NULL);
+        return LW_ENOMEM;
+    }
+    w->flush_timer.data = w->retry_timer.data = w->kick.data = w;
+    w->attached = true;
+    pthread_mutex_lock(&w->lock);
+    w->kick_ok = true;
+    pthread_mutex_unlock(&w->lock);
+    uv_timer_start(&w->flush_timer, on_flush_timer, LW_STORE_FLUSH_MS, LW_STORE_FLUSH_MS);
+    start_connect(w);
+    return 0;
+}
+
+void lw_store_detach(unsigned i)
+{
+    if (!g.w || i >= g.n || !g.w[i].attached)
         return;
-    if (!st.pg) {
-        char url[4096];
-        /* a short connect timeout: a database that is down must not hold the stop */
-        snprintf(url, sizeof(url), "%s", st.url);
-        const char *keys[] = {"dbname", "connect_timeout", NULL};
-        const char *vals[] = {url, "2", NULL};
-        st.pg = PQconnectdbParams(keys, vals, 1);
-        if (PQstatus(st.pg) != CONNECTION_OK) {
-            log_err(STORE,
-                    "stopping with %zu registration change(s) not written: database not "
-                    "reachable",
-                    json_object_size(st.pending));
+    struct writer *w = &g.w[i];
+    pthread_mutex_lock(&w->lock);
+    w->kick_ok = false;
+    pthread_mutex_unlock(&w->lock);
+    uv_timer_stop(&w->flush_timer);
+    uv_timer_stop(&w->retry_timer);
+    stop_poll(w);
+    uv_close((uv_handle_t *)&w->flush_timer, NULL);
+    uv_close((uv_handle_t *)&w->retry_timer, NULL);
+    uv_close((uv_handle_t *)&w->kick, NULL);
+    w->attached = false;
+}
+
+/* Blocking: reads results until every batch in flight is finished (or the connection fails). */
+static void wait_inflight(struct writer *w)
+{
+    while (w->pg && w->bq_head) {
+        if (PQflush(w->pg) < 0) {
+            lost_pq(w);
             return;
         }
-    }
-    PQsetnonblocking(st.pg, 0);
-    while (json_object_size(st.pending) > 0 &&
-           (uv_hrtime() - t0) / 1000000 < (uint64_t)STOP_BUDGET_MS) {
-        char *p1, *p2;
-        json_t *batch = take_batch(&p1, &p2);
-        if (!batch)
-            break;
-        const char *params[2] = {p1, p2};
-        st.inflight = batch;
-        PGresult *res = PQexecParams(st.pg, batch_sql, 2, NULL, params, NULL, NULL, 0);
-        free(p1);
-        free(p2);
-        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PGresult *res = PQgetResult(w->pg);
+        if (!res) {
+            if (PQstatus(w->pg) == CONNECTION_BAD) {
+                lost_pq(w);
+                return;
+            }
+            continue;
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+            batch_finished(w);
+        else
+            batch_result(w, res);
         PQclear(res);
-        if (!ok) {
-            char why[300];
-            snprintf(why, sizeof(why), "%s", PQerrorMessage(st.pg));
-            why[strcspn(why, "\n")] = '\0';
-            batch_done(false, why);
+    }
+}
+
+static uint64_t ms_since(uint64_t t0)
+{
+    return (uv_hrtime() - t0) / 1000000;
+}
+
+/* Blocking write of everything queued on w (shutdown). */
+static void stop_writer(struct writer *w, uint64_t t0)
+{
+    drain(w);
+    if (w->pg && (w->connecting || PQstatus(w->pg) != CONNECTION_OK)) {
+        PQfinish(w->pg);
+        w->pg = NULL;
+        w->connecting = w->ready = false;
+    }
+    if (w->pg && w->ready) {
+        /* let the batches in flight finish: their outcome decides what is sent again */
+        PQsetnonblocking(w->pg, 0);
+        wait_inflight(w);
+    }
+    if (lw_hmap_count(&w->map) == 0)
+        return;
+    if (!w->pg) {
+        /* a short connect timeout: a database that is down must not hold the stop */
+        const char *keys[] = {"dbname", "connect_timeout", NULL};
+        const char *vals[] = {g.url, "2", NULL};
+        w->pg = PQconnectdbParams(keys, vals, 1);
+        if (PQstatus(w->pg) != CONNECTION_OK || PQenterPipelineMode(w->pg) != 1) {
+            log_err(STORE,
+                    "stopping with %zu registration change(s) not written: database not "
+                    "reachable: shard=%u",
+                    lw_hmap_count(&w->map), w->idx);
+            return;
+        }
+        w->ready = true;
+    }
+    PQsetnonblocking(w->pg, 0);
+    while (w->pg && lw_hmap_count(&w->map) > 0 && ms_since(t0) < (uint64_t)STOP_BUDGET_MS) {
+        struct batch *b = take_batch(w);
+        if (!b)
+            break;
+        if (send_batch(w, b) != 0 || PQflush(w->pg) != 0) {
+            lost_pq(w);
             break;
         }
-        batch_done(true, NULL);
+        wait_inflight(w);
     }
-    if (json_object_size(st.pending) > 0)
-        log_err(STORE, "stopping with %zu registration change(s) not written",
-                json_object_size(st.pending));
-    else
-        log_info(STORE, "write-behind queue flushed");
+    if (lw_hmap_count(&w->map) > 0)
+        log_err(STORE, "stopping with %zu registration change(s) not written: shard=%u",
+                lw_hmap_count(&w->map), w->idx);
 }
 
 void lw_store_stop(void)
 {
-    if (!st.started)
+    if (!g.started)
         return;
-    st.started = false;
-    lw_events_unsubscribe(&st.sink);
-    lw_metrics_unregister(&st.metrics);
-    uv_timer_stop(&st.flush_timer);
-    uv_timer_stop(&st.retry_timer);
-    stop_poll();
-    drain_blocking();
-    PQfinish(st.pg);
-    st.pg = NULL;
-    atomic_store_explicit(&st.connected, false, memory_order_relaxed);
-    uv_close((uv_handle_t *)&st.flush_timer, NULL);
-    uv_close((uv_handle_t *)&st.retry_timer, NULL);
-    json_decref(st.pending);
-    json_decref(st.inflight);
-    st.pending = st.inflight = NULL;
-    free(st.url);
-    st.url = NULL;
+    uint64_t t0 = uv_hrtime();
+    g.started = false;
+    lw_metrics_unregister(&g.metrics);
+    size_t left = 0;
+    for (unsigned i = 0; g.w && i < g.n; i++) {
+        struct writer *w = &g.w[i];
+        lw_store_detach(i);
+        stop_writer(w, t0);
+        left += lw_hmap_count(&w->map);
+    }
+    if (g.w && left == 0)
+        log_info(STORE, "write-behind queue flushed");
+    for (unsigned i = 0; g.w && i < g.n; i++) {
+        struct writer *w = &g.w[i];
+        PQfinish(w->pg);
+        w->pg = NULL;
+        atomic_store_explicit(&w->connected, false, memory_order_relaxed);
+        while (w->bq_head) {
+            struct batch *b = w->bq_head;
+            w->bq_head = b->next;
+            free_batch(b);
+        }
+        size_t pos = 0;
+        struct rec *r;
+        while ((r = lw_hmap_next(&w->map, &pos)))
+            rec_free(r);
+        lw_hmap_deinit(&w->map);
+        objs_cache_clear(w);
+        lw_hmap_deinit(&w->objs_cache);
+        for (unsigned c = 0; c < NCOLS; c++)
+            lw_buf_deinit(&w->col[c]);
+        lw_buf_deinit(&w->dcol[0]);
+        lw_buf_deinit(&w->dcol[1]);
+        while (w->spare) {
+            struct chunk *c = w->spare;
+            w->spare = c->next;
+            free(c);
+        }
+        pthread_mutex_destroy(&w->lock);
+    }
+    free(g.w);
+    g.w = NULL;
+    g.n = 0;
+    free(g.url);
+    g.url = NULL;
 }
 
 bool lw_store_db_ok(void)
 {
-    return !st.url || atomic_load_explicit(&st.connected, memory_order_relaxed);
+    if (!g.url)
+        return true;
+    for (unsigned i = 0; g.w && i < g.n; i++)
+        if (!atomic_load_explicit(&g.w[i].connected, memory_order_relaxed))
+            return false;
+    return g.w != NULL;
 }
 
 void lw_store_get_stats(struct lw_store_stats *o)
 {
-#define LD(f) o->f = atomic_load_explicit(&st.f, memory_order_relaxed)
-    LD(changes);
-    LD(coalesced);
-    LD(dropped);
-    LD(upserts);
-    LD(deletes);
-    LD(batches);
-    LD(failed);
-    LD(requeued);
-    LD(connects);
-    LD(queued);
+    memset(o, 0, sizeof(*o));
+    o->dropped = atomic_load_explicit(&g.dropped_early, memory_order_relaxed);
+    o->connected = g.w != NULL;
+    for (unsigned i = 0; g.w && i < g.n; i++) {
+        struct writer *w = &g.w[i];
+#define LD(f) o->f += atomic_load_explicit(&w->f, memory_order_relaxed)
+        LD(changes);
+        LD(coalesced);
+        LD(dropped);
+        LD(upserts);
+        LD(deletes);
+        LD(batches);
+        LD(failed);
+        LD(requeued);
+        LD(connects);
+        LD(queued);
+        LD(inflight);
 #undef LD
-    o->connected = atomic_load_explicit(&st.connected, memory_order_relaxed);
+        o->queued += atomic_load_explicit(&w->in_n, memory_order_relaxed);
+        o->connected = o->connected && atomic_load_explicit(&w->connected, memory_order_relaxed);
+    }
 }
