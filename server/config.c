@@ -153,6 +153,14 @@ static const struct key keys[] = {
      false, false},
     {"queue", "max_held", K_UINT, OFF(queue_max_held), 0, "16", 1, 10000, NULL, false, false,
      false},
+    {"telemetry", "enabled", K_BOOL, OFF(telemetry_enabled), 0, "true", 0, 0, NULL, false, false,
+     false},
+    {"telemetry", "retention", K_UINT, OFF(telemetry_retention), 0, "30", 0, 36500, NULL, false,
+     false, false},
+    {"telemetry", "memory", K_SIZE, OFF(telemetry_memory), 0, "64M", 65536, 68719476736.0, NULL,
+     false, false, false},
+    {"telemetry", "spill_dir", K_STR, OFF(telemetry_spill_dir), 0, "", 0, 0, NULL, false, false,
+     true},
 };
 #define NKEYS LW_ARRAY_SIZE(keys)
 

@@ -81,6 +81,11 @@ struct lw_config {
     unsigned webhooks_retry_max;   /* attempts after the first before a batch is dropped */
     unsigned webhooks_retry_base;  /* ms; doubles per attempt, capped at 5 minutes */
     unsigned webhooks_queue_max;   /* events queued per subscriber before the oldest are dropped */
+    /* [telemetry] */
+    bool telemetry_enabled;       /* values of reads, notifications and Send into `telemetry` */
+    unsigned telemetry_retention; /* days of telemetry kept (whole daily partitions); 0 = all */
+    size_t telemetry_memory;      /* bytes queued in memory before records spill to files */
+    char *telemetry_spill_dir;    /* "" = <state_dir>/telemetry-spill */
     /* [database] */
     char *db_url; /* secret: may carry a password */
     enum lw_db_migrate db_migrate;

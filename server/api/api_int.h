@@ -232,6 +232,8 @@ void h_observations_post(struct api_req *r, char *const *params, const char *que
 void h_observations_list(struct api_req *r, char *const *params, const char *query);
 void h_observation_delete(struct api_req *r, char *const *params, const char *query);
 void h_values_get(struct api_req *r, char *const *params, const char *query);
+/* telemetry.c */
+void h_telemetry_get(struct api_req *r, char *const *params, const char *query);
 void h_dm_composite_read(struct api_req *r, char *const *params, const char *query);
 void h_dm_composite_write(struct api_req *r, char *const *params, const char *query);
 

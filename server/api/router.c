@@ -9,6 +9,7 @@
 #include "metrics.h"
 #include "shard.h"
 #include "store/store.h"
+#include "store/telemetry.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,6 +230,15 @@ static void h_readyz(struct api_req *r, char *const *params, const char *query)
     json_t *j = json_pack("{s:s, s:b, s:b, s:{s:b, s:I}}", "status",
                           shards && db ? "ready" : "not ready", "shards", shards, "database", db,
                           "store", "connected", lw_store_db_ok(), "queued", (json_int_t)st.queued);
+    if (lw_telemetry_running()) {
+        /* shown, not required: telemetry queues in memory and spills to files meanwhile */
+        struct lw_telemetry_stats ts;
+        lw_telemetry_get_stats(&ts);
+        json_object_set_new(j, "telemetry",
+                            json_pack("{s:b, s:b, s:I, s:I}", "connected", ts.connected, "spilling",
+                                      ts.spilling, "queued", (json_int_t)ts.queued, "spill_files",
+                                      (json_int_t)ts.spill_files));
+    }
     api_reply_json(r, shards && db ? 200 : 503, j);
 }
 
@@ -458,6 +468,8 @@ const struct api_route api_routes[] = {
      API_ROLE_OPERATOR, false, true, "observation_delete"},
     {HTTP_GET, "/api/v1/devices/{endpoint}/values", h_values_get, API_ROLE_VIEWER, false, false,
      "values_get"},
+    {HTTP_GET, "/api/v1/devices/{endpoint}/telemetry", h_telemetry_get, API_ROLE_VIEWER, false,
+     false, "telemetry_get"},
     {HTTP_POST, "/api/v1/devices/{endpoint}/composite/read", h_dm_composite_read, API_ROLE_VIEWER,
      false, false, "dm_composite_read"},
     {HTTP_POST, "/api/v1/devices/{endpoint}/composite/write", h_dm_composite_write,
