@@ -13,6 +13,7 @@
 #include "sdnotify.h"
 #include "shard.h"
 #include "store/migrate.h"
+#include "store/telemetry.h"
 #include "store/store.h"
 #include "wolfmem.h"
 
@@ -189,6 +190,13 @@ static int run_daemon(struct daemon *d)
         return EXIT_FAILURE;
     }
     lw_events_init(1);
+    if (lw_telemetry_start(d->loop, cfg) != 0) {
+        log_err(STORE, "cannot start the telemetry write-behind");
+        lw_control_stop();
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(d->loop);
+        return EXIT_FAILURE;
+    }
     if (lw_store_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the store: out of memory");
         lw_control_stop();
@@ -247,8 +255,9 @@ static int run_daemon(struct daemon *d)
 
     /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
     shards_stop();
-    lw_control_stop(); /* runs replies and events the shards posted while stopping */
-    lw_store_stop();   /* writes the registration changes still queued */
+    lw_control_stop();   /* runs replies and events the shards posted while stopping */
+    lw_store_stop();     /* writes the registration changes still queued */
+    lw_telemetry_stop(); /* writes queued telemetry and events, spills the rest */
     ops_stop();
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
