@@ -1,6 +1,7 @@
 #include "coaps.h"
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/timer.h"
@@ -10,6 +11,7 @@
 #include "dtls/dtls.h"
 #include "log.h"
 #include "shard.h"
+#include "store/sessions.h"
 
 #include <malloc.h>
 #include <stdatomic.h>
@@ -269,6 +271,8 @@ static void cs_kill(struct coaps *c, struct csess *cs)
         lw_hmap_del_item(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), cs);
     cs->in_cid = false;
     lw_wheel_cancel(&c->wheel, &cs->timer);
+    if (!cs->s && cs->mode != RS_SEC_NOSEC) /* its saved row (sessions.h) ends with it */
+        lw_sessions_del(cs->ep, cs->cid, cs->cid_len, &cs->addr);
     cs->dead = true;
     cs->grave = c->grave ? c->grave : cs; /* self-link marks the tail */
     c->grave = cs;
@@ -327,6 +331,27 @@ static void sync_stats(struct coaps *c)
 
 /* ---- hibernation ---- */
 
+/* Queues the hibernated session of a bound cs for saving (store/sessions.h). */
+static void save(struct coaps *c, struct csess *cs, const uint8_t *blob, size_t len)
+{
+    if (cs->mode == RS_SEC_NOSEC || !lw_sessions_enabled())
+        return;
+    uint64_t end = cs->last + G.max_idle_ms;
+    struct lw_sess_save sv = {.ep = cs->ep,
+                              .addr = cs->addr,
+                              .mode = cs->mode,
+                              .cid = cs->cid_len ? cs->cid : NULL,
+                              .cid_len = cs->cid_len,
+                              .blob = blob,
+                              .blob_len = len,
+                              .expires_wall_ms =
+                                  lw_wall_ms() + (int64_t)(end > c->now ? end - c->now : 0)};
+    int rc = lw_sessions_put(&sv);
+    if (rc != 0)
+        log_warn_rl(DTLS, "shard %u: hibernated session of %s not saved: %s", c->shard, cs->ep,
+                    lw_strerror(rc));
+}
+
 static void hibernate(struct coaps *c, struct csess *cs)
 {
     uint8_t tmp[LW_DTLS_BLOB_MAX];
@@ -345,11 +370,14 @@ static void hibernate(struct coaps *c, struct csess *cs)
     cs->blob = malloc(b.len);
     if (!cs->blob) {
         log_warn_rl(DTLS, "shard %u: out of memory hibernating a session", c->shard);
+        lw_secure_zero(tmp, b.len);
         cs_kill(c, cs);
         stat_add(&c->stats.hibernated, 1); /* cs_free counts it back */
         return;
     }
     memcpy(cs->blob, tmp, b.len);
+    save(c, cs, tmp, b.len);
+    lw_secure_zero(tmp, b.len);
     cs->blob_len = (uint16_t)b.len;
     stat_inc(&c->stats.hibernations);
     stat_add(&c->stats.hibernated, 1);
@@ -374,6 +402,9 @@ static bool wake(struct coaps *c, struct csess *cs)
     cs->blob_len = 0;
     cs->s = s;
     lw_dtls_sess_set_user(s, cs);
+    /* Live again: its sequence numbers move on, so the saved copy would be stale. */
+    if (cs->mode != RS_SEC_NOSEC)
+        lw_sessions_del(cs->ep, cs->cid, cs->cid_len, &cs->addr);
     stat_inc(&c->stats.wakes);
     stat_add(&c->stats.hibernated, -1);
     return true;
@@ -536,6 +567,24 @@ out:
     return rc;
 }
 
+/* Graceful stop: a live, established DTLS 1.2 session bound to an endpoint is exported and
+ * queued for saving like a hibernating one (DTLS 1.3 cannot be exported: lost). */
+static void save_live(struct coaps *c, struct csess *cs)
+{
+    uint8_t tmp[LW_DTLS_BLOB_MAX];
+    struct lw_buf b;
+    if (!cs->s || cs->dead || cs->mode == RS_SEC_NOSEC || !lw_sessions_enabled() ||
+        !lw_dtls_sess_established(cs->s) || lw_dtls_sess_version(cs->s) != 12)
+        return;
+    lw_buf_init_fixed(&b, tmp, sizeof(tmp));
+    if (lw_dtls_hibernate(cs->s, &b) != 0)
+        return;
+    cs->s = NULL;
+    stat_add(&c->stats.hibernated, 1); /* cs_free counts it back */
+    save(c, cs, tmp, b.len);
+    lw_secure_zero(tmp, b.len);
+}
+
 void coaps_free(struct coaps *c)
 {
     if (!c)
@@ -543,6 +592,7 @@ void coaps_free(struct coaps *c)
     size_t pos = 0;
     struct csess *cs;
     while ((cs = lw_hmap_next(&c->by_addr, &pos))) {
+        save_live(c, cs);
         cs->grave = c->grave ? c->grave : cs;
         c->grave = cs;
     }
@@ -723,4 +773,74 @@ void coaps_revoke(const char *ep)
         if (!shard_post(shard_get(i), &r->m))
             free(r);
     }
+}
+
+/* ---- restore at start ---- */
+
+int coaps_restore_cb(void *arg, const struct lw_sess_row *row)
+{
+    struct sockaddr_storage ss;
+    struct lw_bytes cid = LW_BYTES(row->cid, row->cid_len);
+    (void)arg;
+    if (!G.enabled || row->mode == RS_SEC_NOSEC || row->mode > RS_SEC_X509)
+        return LW_EINVAL;
+    size_t eplen = strlen(row->ep);
+    if (eplen == 0 || eplen > CREDS_EP_MAX || row->blob_len > UINT16_MAX)
+        return LW_EINVAL;
+    socklen_t sl = peer_addr_to_sa(&row->addr, &ss);
+    unsigned sh =
+        row->cid_len ? (unsigned)row->cid[0] : shard_for_addr((const struct sockaddr *)&ss);
+    if (row->cid_len && (row->cid_len != CID_LEN || row->cid[1] != G.node))
+        return LW_EINVAL; /* issued under another layout or by another node */
+    struct shard *s = shard_get(sh);
+    struct coaps *c = s ? shard_coaps(s) : NULL;
+    if (!c)
+        return LW_EINVAL;
+    (void)sl;
+    if (find_addr(c, &row->addr) ||
+        (row->cid_len && lw_hmap_get(&c->by_cid, h_cid(c, row->cid, row->cid_len), &cid, cid_eq)))
+        return LW_EEXIST;
+    struct csess *cs = calloc(1, sizeof(*cs));
+    if (!cs || !(cs->blob = malloc(row->blob_len))) {
+        free(cs);
+        return LW_ENOMEM;
+    }
+    memcpy(cs->blob, row->blob, row->blob_len);
+    cs->blob_len = (uint16_t)row->blob_len;
+    cs->c = c;
+    cs->addr = row->addr;
+    cs->mode = row->mode;
+    memcpy(cs->ep, row->ep, eplen + 1);
+    cs->ep_len = (uint8_t)eplen;
+    /* the idle clock as it stood when it was saved */
+    int64_t left = row->expires_wall_ms - lw_wall_ms();
+    if (left <= 0 || (uint64_t)left > G.max_idle_ms)
+        left = left <= 0 ? 1 : (int64_t)G.max_idle_ms;
+    cs->last = c->now + (uint64_t)left - G.max_idle_ms;
+    lw_timer_init(&cs->timer, on_cs_timer);
+    if (lw_hmap_put(&c->by_addr, h_addr(c, &cs->addr), cs) != 0) {
+        free(cs->blob);
+        free(cs);
+        return LW_ENOMEM;
+    }
+    if (row->cid_len) {
+        memcpy(cs->cid, row->cid, row->cid_len);
+        cs->cid_len = (uint8_t)row->cid_len;
+        if (lw_hmap_put(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), cs) == 0)
+            cs->in_cid = true;
+    }
+    stat_add(&c->stats.sessions, 1);
+    stat_add(&c->stats.hibernated, 1);
+    cs_arm(c, cs);
+    /* The registration restored from its table row sits at this address on the NoSec listener
+     * (the table does not keep the socket): move it to the DTLS one, so that downlinks are
+     * encrypted through this session. */
+    struct peer_addr plain = row->addr;
+    plain.sock = 0;
+    struct regsrv_dev dev;
+    struct peer *p = peer_find(&c->rs->peers, &plain);
+    if (plain.sock != row->addr.sock && p && regsrv_peer_dev(c->rs, p, &dev) == 0 &&
+        strcmp(dev.ep, row->ep) == 0)
+        regsrv_peer_moved(c->rs, &plain, &row->addr, c->now);
+    return 0;
 }

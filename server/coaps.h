@@ -10,6 +10,10 @@
  * on this file's timer wheel, which the shard's loop timer drives (coaps_next_deadline /
  * coaps_advance). After coaps.hibernate_idle without traffic an established DTLS 1.2 session is
  * exported into a blob of ~360 bytes and its wolfSSL state freed; the next record wakes it.
+ * Hibernated sessions bound to an endpoint are saved in PostgreSQL (store/sessions.h: sealed
+ * on hibernation, deleted when they wake or end); coaps_free exports the live DTLS 1.2 ones
+ * too (graceful stop), and coaps_restore_cb puts them back at start. DTLS 1.3 sessions cannot
+ * be exported by wolfSSL 5.9: they neither hibernate nor survive a restart.
  *
  * Threads: coaps_global_* on the control thread before the shards start / after they stop; one
  * struct coaps per shard, used only by that shard's thread.
@@ -68,6 +72,13 @@ int coaps_write(struct coaps *c, const struct peer_addr *to, const uint8_t *data
 void coaps_advance(struct coaps *c, uint64_t now);
 uint64_t coaps_next_deadline(const struct coaps *c);
 const struct coaps_stats *coaps_stats(const struct coaps *c);
+/* Restore at start (store/sessions.h lw_sessions_restore callback): puts a saved session back,
+ * hibernated, on the shard its CID names (else the one its address steers to), and moves the
+ * endpoint's restored registration onto this DTLS address. Main thread, after the registrations
+ * were restored and before the shard threads run. 0 when taken; LW_EINVAL (CID of another
+ * node/layout, no such shard, bad row), LW_EEXIST (address or CID taken), LW_ENOMEM. */
+struct lw_sess_row;
+int coaps_restore_cb(void *arg, const struct lw_sess_row *row);
 /* Closes (close_notify) and frees every session bound to endpoint ep on every shard, by message
  * (credentials replaced or deleted: the old key must not keep working). Control thread. */
 void coaps_revoke(const char *ep);

@@ -11,6 +11,10 @@
  *                                                  CoAP ping (answered with RST), then answer the
  *                                                  server's requests from the new port for SECS
  *                                                  (default 10): GET -> 2.05 text "moved:<path>"
+ *   dtls_client PORT IDENTITY KEY EP hold          Register, then one command per stdin line on
+ *                                                  the same session and source port: "update"
+ *                                                  (prints "update CODE"), "quit"; for sessions
+ *                                                  that outlive a server restart
  *   dtls_client PORT IDPREFIX KEY EPPREFIX load N WAIT_MS [HOLD_MS]
  *                N sessions (identity IDPREFIX<i>, endpoint EPPREFIX<i>) register, idle WAIT_MS,
  *                then each sends an Update on its session; prints the counts. With HOLD_MS the
@@ -322,7 +326,31 @@ int main(int argc, char **argv)
     wolfSSL_CTX_set_verify(g_ctx, WOLFSSL_VERIFY_NONE, NULL);
     const char *mode = argv[5];
     int ok = 1;
-    if (strcmp(mode, "rebind-read") == 0) {
+    if (strcmp(mode, "hold") == 0) {
+        struct cli c = {.fd = -1};
+        char line[64];
+        snprintf(c.ident, sizeof(c.ident), "%s", argv[2]);
+        snprintf(c.ep, sizeof(c.ep), "%s", argv[4]);
+        c.mid = (unsigned short)getpid();
+        if (cli_connect(&c, 1) != 0) {
+            printf("handshake failed\n");
+            return 1;
+        }
+        int code = request(&c, 1);
+        printf("register %d\n", code);
+        fflush(stdout);
+        ok = code == 201;
+        while (fgets(line, sizeof(line), stdin)) {
+            if (strncmp(line, "update", 6) == 0) {
+                code = request(&c, 0);
+                printf("update %d\n", code);
+                fflush(stdout);
+            } else if (strncmp(line, "quit", 4) == 0) {
+                break;
+            }
+        }
+        cli_close(&c);
+    } else if (strcmp(mode, "rebind-read") == 0) {
         struct cli c = {.fd = -1};
         snprintf(c.ident, sizeof(c.ident), "%s", argv[2]);
         snprintf(c.ep, sizeof(c.ep), "%s", argv[4]);
