@@ -1672,7 +1672,10 @@ int regsrv_peer_moved(struct regsrv *r, const struct peer_addr *from, const stru
             peer_free(r, q);
     }
     peer_rekey(&r->peers, p, to);
-    if (p->reg)
+    /* only the listener socket changed (restore of a DTLS session): nothing anyone sees */
+    bool seen = from->family != to->family || from->port != to->port ||
+                memcmp(from->ip, to->ip, sizeof(to->ip)) != 0;
+    if (p->reg && seen)
         post_event(r, LW_EV_UPDATED, p->reg, NULL, true);
     return 0;
 }

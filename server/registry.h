@@ -258,7 +258,8 @@ const struct lw_m2m_registry *regsrv_objreg(void);
  * once, so server-initiated requests and responses to them follow before the next Update. A
  * registration bound to a peer already at `to` is dropped ("replaced": one address is one
  * device, as for an Update from that address) and that peer freed (its exchanges cancelled).
- * An "updated" event (heartbeat class) carries the new address. Not from inside a regsrv
+ * An "updated" event (heartbeat class) carries a new IP address or port (none when only the
+ * listener socket differs, as when a saved DTLS session is restored). Not from inside a regsrv
  * callback. 0, or LW_ENOENT when no peer is at `from`. */
 int regsrv_peer_moved(struct regsrv *r, const struct peer_addr *from, const struct peer_addr *to,
                       uint64_t now);
