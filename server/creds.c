@@ -124,11 +124,14 @@ static void unlink_locked(struct cred *c)
     lw_hmap_del_item(&st.by_id, h_id(c->mode, c->id, c->id_len), c);
 }
 
-int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s)
+/* Builds the entry of ep from spec (validated). 0, LW_EINVAL or LW_ENOMEM; *out owned. */
+static int make_cred(const char *ep, const struct creds_spec *spec, int64_t now_s,
+                     struct cred **out)
 {
     size_t ep_len = strlen(ep);
     struct cred *c = NULL;
     int rc = LW_EINVAL;
+    *out = NULL;
     if (ep_len == 0 || ep_len > CREDS_EP_MAX)
         return LW_EINVAL;
     c = calloc(1, sizeof(*c));
@@ -168,6 +171,42 @@ int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s)
     }
     default: goto out;
     }
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    if (c) {
+        explicit_bzero(c, sizeof(*c));
+        free(c);
+    }
+    return rc;
+}
+
+int creds_check(const char *ep, const struct creds_spec *spec)
+{
+    struct cred *c;
+    int rc = make_cred(ep, spec, 0, &c);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&st.lock);
+    const struct cred *other = find_id_locked(c->mode, c->id, c->id_len);
+    if (!st.inited)
+        rc = LW_EINVAL;
+    else if (other && (other->ep_len != c->ep_len || memcmp(other->ep, ep, c->ep_len) != 0))
+        rc = LW_EEXIST;
+    pthread_rwlock_unlock(&st.lock);
+    explicit_bzero(c, sizeof(*c));
+    free(c);
+    return rc;
+}
+
+int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s)
+{
+    size_t ep_len = strlen(ep);
+    struct cred *c = NULL;
+    int rc = make_cred(ep, spec, now_s, &c);
+    if (rc)
+        return rc;
     pthread_rwlock_wrlock(&st.lock);
     if (!st.inited) {
         rc = LW_EINVAL;
@@ -198,7 +237,6 @@ int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s)
         }
     }
     pthread_rwlock_unlock(&st.lock);
-out:
     if (c) {
         explicit_bzero(c, sizeof(*c));
         free(c);

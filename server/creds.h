@@ -1,8 +1,10 @@
-/* server/creds.h - in-memory device credential store for CoAPS (until W1.8 persists it
- * encrypted). One entry per endpoint: a PSK (identity + key), an RPK (SHA-256 of the device's
- * SubjectPublicKeyInfo) or X.509 expectations (certificate name, optional SHA-256 pin of the DER
- * certificate). Entries are indexed by endpoint and by what a handshake presents (PSK identity,
- * RPK hash, certificate name), so a handshake maps straight to the endpoint it may register.
+/* server/creds.h - in-memory device credential store for CoAPS; with a database it is the cache of
+ * the credentials table (store/credstore.h writes rows sealed with the master key first, then
+ * updates this store, and restores it at start). One entry per endpoint: a PSK (identity + key), an
+ * RPK (SHA-256 of the device's SubjectPublicKeyInfo) or X.509 expectations (certificate name,
+ * optional SHA-256 pin of the DER certificate). Entries are indexed by endpoint and by what a
+ * handshake presents (PSK identity, RPK hash, certificate name), so a handshake maps straight to
+ * the endpoint it may register.
  *
  * Threads: any thread. The store is guarded by a reader-writer lock: handshakes (shard threads)
  * take it shared for one lookup; the API (control thread) takes it exclusively to change it.
@@ -41,6 +43,9 @@ void creds_deinit(void);
  * (bad sizes), LW_EEXIST (the identity/name/key hash already belongs to another endpoint),
  * LW_ENOMEM. */
 int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s);
+/* What creds_put would answer, without changing anything: 0, LW_EINVAL or LW_EEXIST (may still
+ * race with another writer: the API serialises its writes, see store/credstore.h). */
+int creds_check(const char *ep, const struct creds_spec *spec);
 /* 0 or LW_ENOENT. */
 int creds_del(const char *ep);
 /* Metadata only (endpoint, mode, identity for PSK/X.509, pinned, created_at); never a key.

@@ -11,8 +11,11 @@
 #include "log.h"
 #include "ops.h"
 #include "sdnotify.h"
+#include "secrets.h"
 #include "shard.h"
+#include "store/credstore.h"
 #include "store/migrate.h"
+#include "store/sessions.h"
 #include "store/telemetry.h"
 #include "store/store.h"
 #include "wolfmem.h"
@@ -62,6 +65,7 @@ static void usage(FILE *out)
         "  token list | token revoke ID                           API tokens in database.url\n"
         "  migrate [--status]     apply pending schema migrations (--status: list them; exit\n"
         "                         status 3 when some are pending)\n"
+        "  rekey [--dry-run]      re-seal stored secrets under security.master_key_file\n"
         "  healthcheck            GET /healthz on the first api.listen address (exit 0 on 200)\n"
         "\n"
         "Configuration precedence: defaults < FILE < conf.d/*.conf < LWM2MD_SECTION_KEY < --set.\n"
@@ -173,6 +177,11 @@ static int run_daemon(struct daemon *d)
     check_database(cfg);
     if (lw_store_startup_migrate(cfg) != 0)
         return EXIT_FAILURE;
+    /* Master keys, then the credentials they open: before any socket opens. */
+    if (secrets_start(cfg) != 0 || credstore_restore(cfg) != 0)
+        return EXIT_FAILURE;
+    if (lw_sessions_start(cfg) != 0) /* saved DTLS sessions (sealed with the master key) */
+        return EXIT_FAILURE;
 
     unsigned n = cfg->shards;
     if (n == 0) {
@@ -209,6 +218,10 @@ static int run_daemon(struct daemon *d)
                            .history = cfg->ops_history,
                            .awake_ms = cfg->queue_awake_time,
                            .max_held = cfg->queue_max_held};
+    if (credstore_start(d->loop, cfg) != 0) {
+        log_err(STORE, "cannot start the credential store: out of memory");
+        return EXIT_FAILURE;
+    }
     if (ops_start(d->loop, &ocfg) != 0) {
         log_err(SYS, "cannot start the operations engine");
         return EXIT_FAILURE;
@@ -252,9 +265,11 @@ static int run_daemon(struct daemon *d)
 
     /* API first: stop accepting; in-flight requests are answered while the rest stops. */
     lw_api_stop();
+    credstore_stop(); /* changes still waiting for the database answer 503 */
 
     /* Graceful stop: shards first (they flush and close), then the control loop's handles. */
     shards_stop();
+    lw_sessions_stop();  /* writes the sessions the shards exported while stopping */
     lw_control_stop();   /* runs replies and events the shards posted while stopping */
     lw_store_stop();     /* writes the registration changes still queued */
     lw_telemetry_stop(); /* writes queued telemetry and events, spills the rest */
@@ -270,6 +285,7 @@ static int run_daemon(struct daemon *d)
         uv_walk(d->loop, log_open_handle, NULL);
     }
     lw_auth_clear();
+    secrets_stop();
     log_notice(SYS, "stopped");
     return d->failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
@@ -331,7 +347,8 @@ int main(int argc, char **argv)
     }
     const char *sub = optind < argc ? argv[optind] : NULL;
     bool known_sub = sub && (strcmp(sub, "token") == 0 || strcmp(sub, "healthcheck") == 0 ||
-                             strcmp(sub, "routes") == 0 || strcmp(sub, "migrate") == 0);
+                             strcmp(sub, "routes") == 0 || strcmp(sub, "migrate") == 0 ||
+                             strcmp(sub, "rekey") == 0);
     if (sub && !known_sub) {
         fprintf(stderr, "lwm2md: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -347,6 +364,8 @@ int main(int argc, char **argv)
         const struct lw_config *cfg = lw_cfg_get(d.cfg_state);
         if (strcmp(sub, "token") == 0)
             status = lw_api_cli_token(cfg, argc - optind, argv + optind, stdout, stderr);
+        else if (strcmp(sub, "rekey") == 0)
+            status = credstore_cli_rekey(cfg, argc - optind, argv + optind, stdout, stderr);
         else if (strcmp(sub, "migrate") == 0)
             status = lw_store_cli_migrate(cfg, argc - optind, argv + optind, stdout, stderr);
         else if (strcmp(sub, "healthcheck") == 0)
