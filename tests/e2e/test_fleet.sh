@@ -4,8 +4,9 @@
 #    downlink operations a server performs (Read TLV/text, Discover, Write-Attributes, Observe +
 #    notifications, Read-Composite, Write, Execute, firmware push via Block1 and pull via Block2 +
 #    Update), Send, the storm and rebind scenarios, packet impairments, and the JSON report;
-#  - command-line refusals (non-loopback target, psk without DTLS, bad fleet file);
-#  - against the real daemon when its registration interface answers (skipped visibly otherwise).
+#  - command-line refusals (non-loopback target, psk with a coap:// server, bad fleet file);
+#  - against the real daemon when its registration interface answers (skipped visibly otherwise):
+#    NoSec, and DTLS PSK with provisioning through the API, rebinding with and without CID.
 . "$(dirname "$0")/lib.sh"
 
 FLEET=${LW_FLEET:-$LW_TOP/build/bin/lwm2m-fleet}
@@ -21,8 +22,10 @@ json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(
 out=$("$FLEET" --server coap://192.0.2.1:5683 --devices 1 2>&1); rc=$?
 check "refuses a target outside loopback (exit 2)" test "$rc" -eq 2
 check "explains the refusal" grep -q "refusing target" <<<"$out"
-out=$("$FLEET" --server coap://127.0.0.1:5683 --devices 1 --security psk 2>&1); rc=$?
-check "psk without DTLS is refused with a reason" test "$rc" -eq 2 -a -n "$(grep DTLS <<<"$out")"
+out=$("$FLEET" --server coap://127.0.0.1:5683 --devices 1 --security psk --psk-key 0011223344556677 2>&1); rc=$?
+check "psk with a coap:// server is refused with a reason" test "$rc" -eq 2 -a -n "$(grep coaps <<<"$out")"
+out=$("$FLEET" --server coaps://127.0.0.1:5684 --devices 1 2>&1); rc=$?
+check "coaps:// without --psk-key is refused" test "$rc" -eq 2 -a -n "$(grep psk-key <<<"$out")"
 printf '[group a]\ncount = 1\nlwm2m = 3.0\n' > "$LW_TMP/bad.ini"
 out=$("$FLEET" --fleet "$LW_TMP/bad.ini" 2>&1); rc=$?
 check "bad fleet file: exit 2 with file:line" test "$rc" -eq 2 -a -n "$(grep 'line 3' <<<"$out")"
@@ -375,4 +378,64 @@ if start_daemon "$LW_TMP/fleet-daemon.log"; then
   stop_daemon
 else
   fail "daemon starts for the fleet tests"
+fi
+
+# ---- the real daemon over DTLS PSK -----------------------------------------------------------
+# Credentials are provisioned by the simulator through the admin API, then the devices register
+# over coaps (CID negotiated); rebinding keeps the sessions with CID and needs new handshakes
+# without.
+tok=$LW_TMP/fleet-admin-token
+(umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
+if start_daemon "$LW_TMP/fleet-dtls.log" --set "api.bootstrap_token_file=$tok"; then
+  API="http://127.0.0.1:$LW_API_PORT"
+  PSK=(--server "coaps://127.0.0.1:$LW_COAPS_PORT" --psk-identity 'id-{ep}' --psk-key 'a1b2c3d4e5f60718{n:16}')
+  "$FLEET" "${PSK[@]}" --devices 200 --rate 400 --duration 2s --provision "$API" --token "$(cat "$tok")" \
+    --server-pid "$LW_DAEMON_PID" --quiet --report-json "$LW_TMP/psk.json" >"$LW_TMP/psk.out" 2>&1
+  rc=$?
+  r=$LW_TMP/psk.json
+  if [ "$(json_get "$r" 'd["registered"]')" = "" ] && grep -q "provision" "$LW_TMP/psk.out"; then
+    fail "psk: provisioning through the API ($(head -c 300 "$LW_TMP/psk.out"))"
+  else
+    check "psk: 200 devices provisioned, registered and de-registered over DTLS (exit 0)" test "$rc" -eq 0
+    check "psk: report has registered 200, failed 0" \
+      test "$(json_get "$r" '(d["registered"], d["failed"])')" = "(200, 0)"
+    check "psk: 200 handshakes, every session with a CID" \
+      test "$(json_get "$r" '(d["dtls"]["handshakes"], d["dtls"]["cid_sessions"])')" = "(200, 200)"
+    check "psk: handshake latency reported" \
+      test "$(json_get "$r" 'd["operations"]["dtls_handshake"]["p99_ms"] > 0')" = True
+    check "psk: simulator bytes per device reported" \
+      test "$(json_get "$r" 'd["simulator"]["bytes_per_device"] > 0')" = True
+  fi
+  check "psk: the daemon has the provisioned credentials (GET: mode psk)" bash -c \
+    'curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/fleet-default-0000007/credentials" | grep -q "\"mode\":\"psk\""' \
+    _ "$API" "$(cat "$tok")"
+
+  "$FLEET" "${PSK[@]}" --devices 100 --rate 500 --duration 4s --scenario rebind --quiet \
+    --report-json "$LW_TMP/psk-rebind.json" >/dev/null 2>&1
+  r=$LW_TMP/psk-rebind.json
+  check "psk rebind with CID: every device registered, Updates from new ports succeed" \
+    test "$(json_get "$r" 'd["failed"] == 0 and d["registered_at_end"] == 100 and d["operations"]["update"]["count"] >= 100 and d["operations"]["update"]["errors"] == 0')" = True
+  check "psk rebind with CID: 100 rebinds kept their sessions, zero new handshakes" \
+    test "$(json_get "$r" '(d["dtls"]["rebinds"], d["dtls"]["rebinds_kept_session"], d["dtls"]["handshakes"], d["dtls"]["handshakes_started"])')" = "(100, 100, 100, 100)"
+
+  "$FLEET" "${PSK[@]}" --devices 100 --rate 500 --duration 4s --scenario rebind --no-cid --quiet \
+    --report-json "$LW_TMP/psk-rebind-nocid.json" >/dev/null 2>&1
+  r=$LW_TMP/psk-rebind-nocid.json
+  check "psk rebind without CID: every device registered, Updates succeed" \
+    test "$(json_get "$r" 'd["failed"] == 0 and d["registered_at_end"] == 100 and d["operations"]["update"]["count"] >= 100 and d["operations"]["update"]["errors"] == 0')" = True
+  check "psk rebind without CID: no CID, 100 new handshakes (200 in all)" \
+    test "$(json_get "$r" '(d["dtls"]["cid_sessions"], d["dtls"]["rebinds_new_handshake"], d["dtls"]["handshakes"])')" = "(0, 100, 200)"
+
+  "$FLEET" "${PSK[@]}" --devices 50 --rate 500 --duration 1s --dtls 1.3 --quiet \
+    --report-json "$LW_TMP/psk13.json" >/dev/null 2>&1
+  check "psk over DTLS 1.3: 50 devices register" \
+    test "$(json_get "$LW_TMP/psk13.json" '(d["registered"], d["failed"], d["dtls"]["handshakes"])')" = "(50, 0, 50)"
+
+  out=$("$FLEET" "${PSK[@]}" --devices 5 --provision "$API" --token wrong-token-0123456789abcdef0123456789 \
+    --quiet 2>&1); rc=$?
+  check "provisioning with a bad token fails before any device starts (exit 2)" \
+    test "$rc" -eq 2 -a -n "$(grep 'HTTP 401' <<<"$out")"
+  stop_daemon
+else
+  fail "daemon with an admin token starts for the DTLS fleet tests"
 fi

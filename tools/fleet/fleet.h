@@ -226,6 +226,7 @@ struct fleet_opts {
     uint32_t provision_conc;     /* PUTs in flight (0: 16) */
     int dtls_version;            /* --dtls: 12 or 13 (0: the group's) */
     bool no_cid;                 /* --no-cid */
+    const char *floor;           /* --floor-server HOST:PORT: run the benchmark floor instead */
 };
 
 #define TXQ_LEN 32
@@ -318,6 +319,9 @@ void sec_timeout(struct fleet_dev *d);
 void sec_rebind(struct fleet_dev *d);
 void sec_drop(struct fleet_dev *d); /* power loss / teardown */
 size_t sec_live(void);
+
+/* floor.c: the stateless benchmark floor server; runs until SIGINT/SIGTERM. Exit status. */
+int floor_server(const char *hostport);
 
 /* provision.c: PUT each psk device's credentials to the lwm2md API. 0 when all succeeded. */
 int provision_run(struct fleet_eng *e, FILE *log);

@@ -51,6 +51,7 @@ static void usage(FILE *f)
         "  --token T             bearer token for --provision (default: $LWM2MD_TOKEN)\n"
         "  --provision-rate R    provisioning requests per second (default 500)\n"
         "  --provision-concurrency N  requests in flight (default 16)\n"
+        "  --floor-server IP:PORT  run the stateless benchmark floor server instead (loopback)\n"
         "  --scenario S          steady | storm | rebind (default steady)\n"
         "  --server-pid PID      sample the server's CPU time and RSS from /proc\n"
         "  --report-json FILE    write the final report as JSON\n"
@@ -152,7 +153,8 @@ enum {
     O_PROV,
     O_TOKEN,
     O_PROVRATE,
-    O_PROVCONC
+    O_PROVCONC,
+    O_FLOOR
 };
 
 static int parse_args(int argc, char **argv, struct fleet_opts *o)
@@ -182,6 +184,7 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
         {"token", required_argument, NULL, O_TOKEN},
         {"provision-rate", required_argument, NULL, O_PROVRATE},
         {"provision-concurrency", required_argument, NULL, O_PROVCONC},
+        {"floor-server", required_argument, NULL, O_FLOOR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -277,6 +280,7 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
             }
             break;
         case O_NOCID: o->no_cid = true; break;
+        case O_FLOOR: o->floor = optarg; break;
         case O_PROV: o->api = optarg; break;
         case O_TOKEN: o->api_token = optarg; break;
         case O_PROVRATE:
@@ -442,6 +446,8 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &e->opt);
     if (rc)
         return rc;
+    if (e->opt.floor)
+        return floor_server(e->opt.floor);
     fleet_file_init(&e->file);
     if (e->opt.fleet_file) {
         char *text;
