@@ -3,6 +3,7 @@
 # database.url is configured (file, conf.d, LWM2MD_DATABASE_URL or LW_RUN_ARGS --set), starts a
 # private PostgreSQL 15 cluster under var/pg first and stops it again when the daemon exits.
 # Ctrl-C / SIGTERM stop the daemon gracefully, then PostgreSQL: nothing is left running.
+# Without a configured master key (security.master_key_file) one is generated in var/master.key.
 # Extra daemon arguments: LW_RUN_ARGS="--set log.level=debug".
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,18 @@ if "$bin" "${args[@]}" --print-config | grep -qE '^url = .*# default'; then
   pg_started=1
   echo "run: private PostgreSQL running for this session (var/pg)"
   args+=(--set "database.url=$url")
+fi
+
+# Development master key (secrets at rest in the database: device credentials, saved DTLS
+# sessions), written once (0600) unless one is configured or given by systemd.
+if [ -z "${CREDENTIALS_DIRECTORY:-}" ] &&
+  "$bin" "${args[@]}" --print-config | grep -qE '^master_key_file = .*# default'; then
+  if [ ! -s "$var/master.key" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$var/master.key")
+    echo "run: wrote a development master key to $var/master.key"
+  fi
+  chmod 600 "$var/master.key"
+  args+=(--set "security.master_key_file=$var/master.key")
 fi
 
 daemon=0
