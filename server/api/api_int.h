@@ -107,6 +107,7 @@ struct api_conn {
     uint64_t sse_last_id;
     uint32_t sse_types; /* bit per lw_event_type */
     char sse_endpoint[128];
+    bool sse_resuming; /* older events are being read from the database: live ones wait */
 };
 
 /* Initialises c (embedded by the transport). ops/ctx are borrowed. */

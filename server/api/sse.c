@@ -9,6 +9,7 @@
 #include "base/util.h"
 #include "control.h"
 #include "log.h"
+#include "store/telemetry.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ struct fan {
 static void fan_one(struct api_conn *c, void *arg)
 {
     const struct ring_ev *e = ((struct fan *)arg)->e;
-    if (c->sse && wants(c, e->type, e->endpoint) && e->id > c->sse_last_id) {
+    if (c->sse && !c->sse_resuming && wants(c, e->type, e->endpoint) && e->id > c->sse_last_id) {
         send_frame(c, e->frame, e->len);
         c->sse_last_id = e->id;
     }
@@ -182,6 +183,112 @@ void api_sse_detach(struct api_conn *c)
     c->sse = false;
 }
 
+/* ---- resume from the database -----------------------------------------------------------------
+ */
+
+#define RESUME_PAGE 5000u
+
+struct resume {
+    uint64_t conn;   /* connection id (the connection may be gone when rows arrive) */
+    uint64_t before; /* upper bound (exclusive) of the query */
+};
+
+static void on_resume_rows(void *ctx, int status, json_t *rows);
+
+static void resume_query(struct api_conn *c, uint64_t after, uint64_t before)
+{
+    struct resume *q = malloc(sizeof(*q));
+    if (!q) {
+        c->sse_resuming = false;
+        return;
+    }
+    q->conn = c->id;
+    q->before = before;
+    if (lw_telemetry_events(after, before, RESUME_PAGE, on_resume_rows, q) != 0) {
+        free(q);
+        c->sse_resuming = false;
+    }
+}
+
+/* Sends the ring's events after the ones read from the database; live events flow again. */
+static void resume_finish(struct api_conn *c)
+{
+    uint64_t oldest = sse.count ? sse.ring[sse.head].id : lw_events_next_id();
+    if (oldest > c->sse_last_id + 1) {
+        char note[96];
+        int n = snprintf(note, sizeof(note), ": events %llu..%llu are no longer available\n\n",
+                         (unsigned long long)c->sse_last_id + 1, (unsigned long long)oldest - 1);
+        send_frame(c, note, (size_t)n);
+    }
+    c->sse_resuming = false;
+    for (size_t i = 0; i < sse.count && c->sse; i++) {
+        const struct ring_ev *e = &sse.ring[(sse.head + i) % sse.cap];
+        if (e->id <= c->sse_last_id)
+            continue;
+        if (wants(c, e->type, e->endpoint))
+            send_frame(c, e->frame, e->len);
+        c->sse_last_id = e->id;
+    }
+}
+
+static void on_resume_rows(void *ctx, int status, json_t *rows)
+{
+    struct resume *q = ctx;
+    struct api_conn *c = api_conn_lookup(q->conn);
+    uint64_t before = q->before;
+    free(q);
+    if (!c || !c->sse || c->dead || !sse.started) {
+        json_decref(rows);
+        return;
+    }
+    size_t i, n = status == 200 ? json_array_size(rows) : 0;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(row, "id"));
+        const char *type = json_string_value(json_object_get(row, "type"));
+        const char *ep = json_string_value(json_object_get(row, "endpoint"));
+        int t = type ? lw_event_type_parse(type, strlen(type)) : -1;
+        if (id <= c->sse_last_id)
+            continue;
+        c->sse_last_id = id;
+        if (t < 0 || !wants(c, (enum lw_event_type)t, ep ? ep : ""))
+            continue;
+        char ts[40];
+        rfc3339(ts, sizeof(ts), json_integer_value(json_object_get(row, "time_ms")));
+        json_t *j =
+            json_pack("{s:I, s:s, s:s, s:s, s:O}", "id", (json_int_t)id, "type", type, "time", ts,
+                      "endpoint", ep ? ep : "", "data", json_object_get(row, "data"));
+        char *data = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!data)
+            continue;
+        struct lw_buf b;
+        lw_buf_init(&b, strlen(data) + 64);
+        api_sse_format(&b, id, type, data);
+        free(data);
+        if (!lw_buf_status(&b))
+            send_frame(c, (const char *)b.data, b.len);
+        lw_buf_deinit(&b);
+        if (!c->sse)
+            break; /* too slow: disconnected */
+    }
+    json_decref(rows);
+    if (!c->sse)
+        return;
+    if (n == RESUME_PAGE) {
+        resume_query(c, c->sse_last_id, before);
+        return;
+    }
+    /* the ring may have moved on while the database answered */
+    uint64_t oldest = sse.count ? sse.ring[sse.head].id : lw_events_next_id();
+    if (status == 200 && oldest > before && oldest > c->sse_last_id + 1) {
+        resume_query(c, LW_MAX(c->sse_last_id, before - 1), oldest);
+        return;
+    }
+    resume_finish(c);
+}
+
 static bool parse_types(const char *s, uint32_t *mask)
 {
     *mask = 0;
@@ -241,6 +348,15 @@ void api_sse_open(struct api_req *r, const char *query)
                              "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n"
                              "Connection: keep-alive\r\n\r\nretry: 2000\n\n");
     uint64_t last_id = after;
+    uint64_t oldest = sse.count ? sse.ring[sse.head].id : lw_events_next_id();
+    if (*lid && oldest > after + 1 && lw_telemetry_running()) {
+        /* older than the ring: read them from the events table first (resume_more) */
+        c->sse_resuming = true;
+        c->sse_last_id = after;
+        api_req_finish(r);
+        resume_query(c, after, oldest);
+        return;
+    }
     if (*lid && sse.count && sse.ring[sse.head].id > after + 1)
         lw_buf_printf(&r->resp, ": events %llu..%llu are no longer available\n\n",
                       (unsigned long long)after + 1, (unsigned long long)sse.ring[sse.head].id - 1);
