@@ -385,6 +385,22 @@ static void hibernate(struct coaps *c, struct csess *cs)
     cs_arm(c, cs);
 }
 
+/* True when the credential store still binds the session's identity to cs->ep: credentials
+ * deleted or replaced while a session slept (or while the daemon was down, for a restored one)
+ * must not let it talk. */
+static bool still_bound(const struct csess *cs)
+{
+    struct lw_bytes id;
+    char ep[CREDS_EP_MAX + 1];
+    enum lw_dtls_auth auth = lw_dtls_sess_identity(cs->s, &id);
+    enum creds_mode m = auth == LW_DTLS_AUTH_PSK    ? CREDS_PSK
+                        : auth == LW_DTLS_AUTH_RPK  ? CREDS_RPK
+                        : auth == LW_DTLS_AUTH_X509 ? CREDS_X509
+                                                    : CREDS_NONE;
+    return m != CREDS_NONE && creds_bind(m, id.ptr, id.len, NULL, 0, true, ep, sizeof(ep)) == 0 &&
+           strcmp(ep, cs->ep) == 0;
+}
+
 /* Rebuilds the session of a hibernated cs. false: it could not be woken and was killed. */
 static bool wake(struct coaps *c, struct csess *cs)
 {
@@ -405,6 +421,14 @@ static bool wake(struct coaps *c, struct csess *cs)
     /* Live again: its sequence numbers move on, so the saved copy would be stale. */
     if (cs->mode != RS_SEC_NOSEC)
         lw_sessions_del(cs->ep, cs->cid, cs->cid_len, &cs->addr);
+    if (cs->mode != RS_SEC_NOSEC && !still_bound(cs)) {
+        stat_inc(&c->stats.unbound);
+        log_info_rl(DTLS, "shard %u: woken dtls session of %s no longer bound: closing", c->shard,
+                    cs->ep);
+        lw_dtls_close(cs->s);
+        cs_kill(c, cs);
+        return false;
+    }
     stat_inc(&c->stats.wakes);
     stat_add(&c->stats.hibernated, -1);
     return true;
