@@ -175,10 +175,18 @@ BENCHES := $(patsubst tests/bench/%.c,%,$(wildcard tests/bench/*.c))
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(FUZZ_LINK)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+# BENCH_SCALE scales the device counts of the suite (tests/bench/suite.sh) and the restore
+# benchmark's rows (1 = 100 k / 100 k / 1 M devices, 1 M rows); every line goes to bench.log, from
+# which tests/bench/summary.py writes bench/results/<date>-<host>.json and latest.md.
+BENCH_SCALE ?= 1
+BENCH_LOG = $(BUILD)/bench/bench.log
 bench: deps all $(foreach b,$(BENCHES),$(BUILD)/bench/$(b))
-	$(Q)mkdir -p bench/results
-	$(Q)for b in $(BENCHES); do $(BUILD)/bench/$$b || exit 1; done
-	$(Q)for s in $(wildcard tests/bench/*.sh); do BUILD=$(BUILD) bash $$s || exit 1; done
+	$(Q)mkdir -p bench/results $(BUILD)/bench && : > $(BENCH_LOG)
+	$(Q)set -o pipefail; for b in $(BENCHES); do $(BUILD)/bench/$$b 2>&1 | tee -a $(BENCH_LOG) || exit 1; done
+	$(Q)set -o pipefail; for s in $(wildcard tests/bench/*.sh); do BUILD=$(BUILD) BENCH_SCALE=$(BENCH_SCALE) \
+	  STORE_ROWS=$${STORE_ROWS:-$$(awk 'BEGIN { print int(1000000 * $(BENCH_SCALE)) }')} \
+	  bash $$s 2>&1 | tee -a $(BENCH_LOG) || exit 1; done
+	$(Q)python3 tests/bench/summary.py $(BENCH_LOG) $(BENCH_SCALE)
 
 # ---- end-to-end and the whole suite -------------------------------------------------------------
 e2e: all

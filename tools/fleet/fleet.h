@@ -270,6 +270,8 @@ struct fleet_eng {
     uint64_t rss_base_kb;      /* simulator RSS before any device started */
     uint64_t rss_steady_kb;    /* ... when the steady phase ended */
     uint64_t dtls_live_at_end; /* DTLS sessions allocated then */
+    uint32_t provisioned;      /* --provision: credentials PUT successfully */
+    double provision_s;        /* ... in this many seconds */
 };
 
 extern struct fleet_eng *E;

@@ -214,6 +214,8 @@ int provision_run(struct fleet_eng *e, FILE *log)
         if (done + failed < total && rc == 0)
             curl_multi_poll(m, NULL, 0, 5, NULL);
     }
+    e->provisioned = done;
+    e->provision_s = (double)(fleet_now_ms() - t0) / 1000.0;
     if (log && rc == 0)
         fprintf(log, "lwm2m-fleet: provisioned %u PSKs in %.2f s (%u failed)\n", done,
                 (double)(fleet_now_ms() - t0) / 1000.0, failed);

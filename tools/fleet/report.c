@@ -327,6 +327,14 @@ int report_write(struct fleet_eng *e, double duration_s, const struct run_phases
                     (unsigned long long)e->rss_base_kb, (unsigned long long)e->rss_steady_kb,
                     per_dev);
     }
+    if (e->opt.api) {
+        json_t *pv = json_object();
+        json_object_set_new(pv, "count", json_integer(e->provisioned));
+        json_object_set_new(pv, "duration_s", json_real(e->provision_s));
+        json_object_set_new(pv, "rate_per_s",
+                            json_real(e->provision_s > 0 ? e->provisioned / e->provision_s : 0));
+        json_object_set_new(root, "provisioning", pv);
+    }
     if (e->st.handshakes_started || e->st.rebinds) {
         json_t *dt = json_object();
         json_object_set_new(dt, "handshakes_started",
