@@ -26,7 +26,7 @@
 #define CHUNK_RECS     128u /* records per inbox chunk */
 #define SPARE_CHUNKS   8u   /* empty chunks kept per writer */
 #define OBJS_CACHE_MAX 4096u
-#define NCOLS          15
+#define NCOLS          16
 
 /* Deletes the rows of ($1 endpoint, $2 registration id) pairs; a NULL id deletes whatever row
  * the endpoint has (the delete ended the registration whose upsert was still queued, so any row
@@ -35,16 +35,20 @@ static const char del_sql[] =
     "DELETE FROM registrations g USING unnest($1::text[], $2::text[]) AS d(ep, id) "
     "WHERE g.endpoint = d.ep AND (d.id IS NULL OR g.reg_id = d.id)";
 
-/* One row per array index; times are Unix seconds. */
+/* One row per array index; times are Unix seconds. The object lists are few and shared by many
+ * rows: each distinct one is sent once per batch ($16) and rows name it by index ($13), so the
+ * database parses it into jsonb once per batch rather than once per row (measured, 2 connections
+ * x 100 k rows: upserts 43-54 k -> 66-108 k rows/s). */
 static const char ups_sql[] =
     "INSERT INTO registrations (endpoint, reg_id, address, port, secure, lwm2m_version, binding, "
     "queue_mode, lifetime, sms_number, registered_at, updated_at, expires_at, objects, "
     "profile_id, security_mode) "
     "SELECT ep, id, coalesce(a, '0.0.0.0'), coalesce(p, 0), s <> 'nosec', v, b, q, lt, sms, "
-    "to_timestamp(r), to_timestamp(u), to_timestamp(e), coalesce(o, '[]'), pid, s "
+    "to_timestamp(r), to_timestamp(u), to_timestamp(e), coalesce(($16::jsonb[])[o], '[]'), pid, "
+    "s "
     "FROM unnest($1::text[], $2::text[], $3::inet[], $4::integer[], $5::text[], $6::text[], "
     "$7::boolean[], $8::integer[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], "
-    "$13::jsonb[], $14::text[], $15::text[]) AS x(ep, id, a, p, v, b, q, lt, sms, r, u, e, o, "
+    "$13::integer[], $14::text[], $15::text[]) AS x(ep, id, a, p, v, b, q, lt, sms, r, u, e, o, "
     "pid, s) "
     "ON CONFLICT (endpoint) DO UPDATE SET reg_id = EXCLUDED.reg_id, address = EXCLUDED.address, "
     "port = EXCLUDED.port, secure = EXCLUDED.secure, lwm2m_version = EXCLUDED.lwm2m_version, "
@@ -92,7 +96,9 @@ struct batch {
 };
 
 struct objtxt {
-    json_t *objs; /* one reference: keeps the pointer unique while cached */
+    json_t *objs;      /* one reference: keeps the pointer unique while cached */
+    uint64_t batch;    /* the batch that numbered it last */
+    unsigned batch_ix; /* its 1-based index in that batch's list array */
     size_t len;
     char txt[];
 };
@@ -124,6 +130,8 @@ struct writer {
     struct batch *bq_head, *bq_tail; /* in flight, oldest first */
     unsigned ninflight;
     struct lw_hmap objs_cache;         /* struct objtxt by pointer hash */
+    uint64_t batch_seq;                /* numbers batches for objtxt.batch */
+    unsigned batch_nobjs;              /* distinct lists in the batch being encoded */
     struct lw_buf col[NCOLS], dcol[2]; /* batch encoding, reused */
     _Atomic uint64_t changes, coalesced, dropped, upserts, deletes, batches, failed, requeued,
         connects, queued, inflight;
@@ -396,7 +404,7 @@ static void objs_cache_clear(struct writer *w)
 
 /* The JSON text of an interned object list, cached by pointer (lists are shared and immutable,
  * so a fleet has few). NULL on OOM (the row gets an empty list). */
-static const struct objtxt *objs_text(struct writer *w, json_t *objs)
+static struct objtxt *objs_text(struct writer *w, json_t *objs)
 {
     uint64_t h = ptr_hash(objs);
     struct objtxt *o = lw_hmap_get(&w->objs_cache, h, objs, objtxt_eq);
@@ -411,6 +419,7 @@ static const struct objtxt *objs_text(struct writer *w, json_t *objs)
     o = malloc(sizeof(*o) + len + 1);
     if (o) {
         o->objs = json_incref(objs);
+        o->batch = 0;
         o->len = len;
         memcpy(o->txt, txt, len + 1);
         if (lw_hmap_put(&w->objs_cache, h, o) != 0) {
@@ -456,11 +465,17 @@ static void encode_row(struct writer *w, const struct rec *r)
     put_int(&c[9], r->reg_s);
     put_int(&c[10], r->upd_s);
     put_int(&c[11], r->exp_s);
-    const struct objtxt *o = r->objs ? objs_text(w, r->objs) : NULL;
-    if (o)
-        put_elem(&c[12], o->txt, o->len);
-    else
+    struct objtxt *o = r->objs ? objs_text(w, r->objs) : NULL;
+    if (o) {
+        if (o->batch != w->batch_seq) { /* first row of this batch with this list */
+            o->batch = w->batch_seq;
+            o->batch_ix = ++w->batch_nobjs;
+            put_elem(&c[15], o->txt, o->len);
+        }
+        put_int(&c[12], o->batch_ix);
+    } else {
         put_elem(&c[12], NULL, 0);
+    }
     put_str(&c[13], r->pid);
     put_str(&c[14], sec_name(r->sec));
 }
@@ -794,6 +809,8 @@ static int send_batch(struct writer *w, struct batch *b)
     w->ninflight++;
     cols_begin(w->dcol, 2);
     cols_begin(w->col, NCOLS);
+    w->batch_seq++;
+    w->batch_nobjs = 0;
     for (size_t i = 0; i < b->n; i++) {
         if (b->recs[i]->op == OP_DEL)
             encode_del(w, b->recs[i]);
