@@ -1016,9 +1016,9 @@ static void close_timer(uv_timer_t **t)
     }
 }
 
-void lw_telemetry_reload(const struct lw_config *cfg)
+static void apply_cfg(const struct lw_config *cfg)
 {
-    T.retention_s = (int64_t)(cfg->telemetry_retention / 1000);
+    T.retention_s = (int64_t)cfg->telemetry_retention * 86400;
     T.enabled = cfg->telemetry_enabled;
 }
 
@@ -1029,7 +1029,7 @@ int lw_telemetry_start(uv_loop_t *loop, const struct lw_config *cfg)
     memset(&T, 0, sizeof(T));
     T.wfd = -1;
     T.loop = loop;
-    lw_telemetry_reload(cfg);
+    apply_cfg(cfg);
     T.url = strdup(cfg->db_url);
     if (!T.url)
         return LW_ENOMEM;

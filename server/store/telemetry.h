@@ -50,8 +50,6 @@ int lw_telemetry_start(uv_loop_t *loop, const struct lw_config *cfg);
 /* Stops listening to events, writes what is queued (blocking, bounded) and spills the rest;
  * handles close on the next loop run. */
 void lw_telemetry_stop(void);
-/* Applies telemetry.retention after a reload. */
-void lw_telemetry_reload(const struct lw_config *cfg);
 bool lw_telemetry_running(void);
 void lw_telemetry_get_stats(struct lw_telemetry_stats *out);
 
