@@ -10,6 +10,7 @@
 #include "../../tools/fleet/util.c"
 #include "../../tools/fleet/device.c"
 #include "../../tools/fleet/model.c"
+#include "../../tools/fleet/sec.c"
 #include "../../tools/fleet/report.c"
 
 #include <stdint.h>
