@@ -185,6 +185,12 @@ int api_tokens_start(const struct lw_config *cfg);
 /* Adds a token to the in-memory table (what a database refresh does; used by tests). */
 int api_tokens_add(int64_t id, const char *name, enum api_role role, const char *token);
 void api_tokens_stop(void);
+/* Token routes (admin): POST /api/v1/tokens {"role", "name"} -> 201 with the token (shown once),
+ * GET /api/v1/tokens (metadata), DELETE /api/v1/tokens/{id}. Durable before answered (503 when the
+ * database fails). */
+void h_tokens_create(struct api_req *r, char *const *params, const char *query);
+void h_tokens_list(struct api_req *r, char *const *params, const char *query);
+void h_tokens_revoke(struct api_req *r, char *const *params, const char *query);
 
 /* ---- events (sse.c) ------------------------------------------------------------------------ */
 int api_sse_start(void);

@@ -476,6 +476,10 @@ const struct api_route api_routes[] = {
      API_ROLE_OPERATOR, false, true, "dm_composite_write"},
     {HTTP_GET, "/api/v1/operations/{id}", h_operation_get, API_ROLE_VIEWER, false, false,
      "operation_get"},
+    {HTTP_POST, "/api/v1/tokens", h_tokens_create, API_ROLE_ADMIN, false, true, "token_create"},
+    {HTTP_GET, "/api/v1/tokens", h_tokens_list, API_ROLE_ADMIN, false, false, "tokens_list"},
+    {HTTP_DELETE, "/api/v1/tokens/{id}", h_tokens_revoke, API_ROLE_ADMIN, false, true,
+     "token_revoke"},
 };
 const size_t api_routes_n = LW_ARRAY_SIZE(api_routes);
 
@@ -645,7 +649,7 @@ static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS LW_ARRAY_SIZE(buckets)
-#define NROUTES  32 /* >= api_routes_n + 1 (unmatched) */
+#define NROUTES  64 /* >= api_routes_n + 1 (unmatched) */
 
 static struct {
     uint64_t count[NROUTES][NSTATUS];

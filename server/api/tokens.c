@@ -1,11 +1,17 @@
 /* server/api/tokens.c - API bearer tokens persisted in PostgreSQL (api_tokens), the audit log
- * (audit_log), and the `lwm2md token` CLI (which migrates the schema first, store/migrate.h).
+ * (audit_log), the token routes (POST/GET /api/v1/tokens, DELETE /api/v1/tokens/{id}, admin) and
+ * the `lwm2md token` CLI (which migrates the schema first, store/migrate.h).
  *
  * Token format: "lwm2md_<id>_<43 chars base64url secret>"; the table keeps a per-token random salt
  * and SHA-256(salt || token), never the token. The daemon holds the non-revoked rows in memory,
- * re-read every api.token_refresh. Database work on the control loop runs in libuv's thread pool
+ * loaded once at start (blocking, before the loop serves any request) and re-read every
+ * api.token_refresh. Those refreshes and the audit rows of other routes run in libuv's thread pool
  * (uv_queue_work), one job at a time with one connection owned by that job: the loop itself never
- * blocks on libpq. Without database.url only the bootstrap token (auth.h) is accepted.
+ * blocks on libpq. Token creation and revocation through the API are durable before they are
+ * acknowledged: the row and its audit row are committed in one statement on the control loop's
+ * non-blocking connection (store/credstore.h), then memory changes and the request is answered
+ * (503 when the database fails). Without database.url only the bootstrap token (auth.h) is
+ * accepted.
  */
 #include "api.h"
 
@@ -44,6 +50,7 @@ struct audit_row {
 struct job {
     uv_work_t work;
     bool refresh;
+    uint64_t gen; /* tk.gen when the job started: a refresh older than an API change is dropped */
     struct lw_list audit; /* rows to insert (owned) */
     /* results */
     bool ok;
@@ -65,6 +72,7 @@ static struct {
     unsigned audit_pending_n;
     PGconn *pg; /* used only inside the running job (thread pool) */
     uint64_t audit_dropped;
+    uint64_t gen; /* bumped by every token change made through the API */
 } tk = {.audit_pending = {&tk.audit_pending, &tk.audit_pending}};
 
 static int hash_token(const uint8_t salt[SALT_LEN], const char *tok, size_t len,
@@ -151,7 +159,10 @@ static bool job_connect(void)
         return true;
     if (tk.pg)
         PQfinish(tk.pg);
-    tk.pg = PQconnectdb(tk.url);
+    /* a short connect timeout: the first load runs before the loop does */
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *vals[] = {tk.url, "5", NULL};
+    tk.pg = PQconnectdbParams(keys, vals, 1);
     return PQstatus(tk.pg) == CONNECTION_OK;
 }
 
@@ -215,7 +226,7 @@ static void job_done(uv_work_t *w, int status)
     struct lw_list *it;
     tk.busy = false;
     if (status == 0 && j->refresh) {
-        if (j->ok && j->toks) {
+        if (j->ok && j->toks && j->gen == tk.gen) {
             if (tk.toks)
                 lw_secure_zero(tk.toks, tk.ntoks * sizeof(*tk.toks));
             free(tk.toks);
@@ -258,6 +269,7 @@ static void job_schedule(void)
         return;
     j->work.data = j;
     j->refresh = tk.want_refresh;
+    j->gen = tk.gen;
     tk.want_refresh = false;
     lw_list_init(&j->audit);
     lw_list_splice_back(&j->audit, &tk.audit_pending);
@@ -282,10 +294,12 @@ void api_audit(const struct api_req *r, const char *action, const char *target)
                r->status);
     if (!tk.have_db)
         return;
-    /* Committed credential changes wrote their audit row in the same statement (credentials.c). */
+    /* Committed credential and token changes wrote their audit row in the same statement. */
     if (credstore_enabled() &&
         ((strcmp(action, "credentials_put") == 0 && (r->status == 200 || r->status == 201)) ||
-         (strcmp(action, "credentials_delete") == 0 && (r->status == 204 || r->status == 404))))
+         (strcmp(action, "credentials_delete") == 0 && (r->status == 204 || r->status == 404)) ||
+         (strcmp(action, "token_create") == 0 && r->status == 201) ||
+         (strcmp(action, "token_revoke") == 0 && (r->status == 204 || r->status == 404))))
         return;
     if (tk.audit_pending_n >= 10000) {
         tk.audit_dropped++;
@@ -318,7 +332,18 @@ int api_tokens_start(const struct lw_config *cfg)
     /* The schema was migrated (or checked) by lw_store_startup_migrate() before this. */
     uv_timer_init(uv_default_loop(), &tk.timer);
     unsigned every = cfg->api_token_refresh ? cfg->api_token_refresh : 30000;
-    uv_timer_start(&tk.timer, on_refresh, 0, every);
+    /* First load now, blocking: tokens work from the first request on (the loop runs later). */
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return LW_ENOMEM;
+    j->work.data = j;
+    j->refresh = true;
+    j->gen = tk.gen;
+    lw_list_init(&j->audit);
+    tk.busy = true;
+    job_work(&j->work);
+    job_done(&j->work, 0);
+    uv_timer_start(&tk.timer, on_refresh, every, every);
     return 0;
 }
 
@@ -345,6 +370,238 @@ void api_tokens_stop(void)
     free(tk.toks);
     tk.toks = NULL;
     tk.ntoks = 0;
+}
+
+/* ---- token routes (admin) ------------------------------------------------------------------- */
+
+static uint64_t cookie_of(const struct api_req *r)
+{
+    return r->conn->id << 24 | (r->seq & 0xffffff);
+}
+
+static struct api_req *req_of_cookie(uint64_t cookie)
+{
+    struct api_conn *c = api_conn_lookup(cookie >> 24);
+    if (!c)
+        return NULL;
+    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
+    return r && !r->done ? r : NULL;
+}
+
+struct tokop {
+    uint64_t cookie;
+    int64_t id;
+    enum api_role role;
+    char name[64];
+    char actor[64];
+    char token[128];
+};
+
+static void tokop_free(struct tokop *op)
+{
+    lw_secure_zero(op, sizeof(*op));
+    free(op);
+}
+
+static void db_failed(struct api_req *r, int rc, const char *why)
+{
+    api_problem(r, 503, "database-unavailable", "the change was not stored: %s",
+                rc == LW_ETIMEDOUT ? "the database did not answer in time"
+                : why && *why      ? why
+                                   : lw_strerror(rc));
+}
+
+/* Inserts the token row and its audit row in one statement; the token itself is never sent. */
+static const char create_sql[] =
+    "WITH t AS (INSERT INTO api_tokens (id, name, role, salt, sha256) VALUES ($1::bigint, $2, $3, "
+    "$4, $5) RETURNING id), "
+    "a AS (INSERT INTO audit_log (actor, action, target, result, detail) SELECT $6, "
+    "'token_create', $1, 201, jsonb_build_object('role', $3::text, 'name', $2::text) FROM t) "
+    "SELECT id FROM t";
+
+static void create_done(void *ctx, int rc, const char *val0, const char *why)
+{
+    struct tokop *op = ctx;
+    struct api_req *r = req_of_cookie(op->cookie);
+    (void)val0;
+    if (rc == 0) {
+        tk.gen++; /* a refresh that started before this commit must not drop the token */
+        int arc = api_tokens_add(op->id, op->name, op->role, op->token);
+        if (arc)
+            log_err(API, "token %lld stored but not loaded: %s", (long long)op->id,
+                    lw_strerror(arc));
+        if (r)
+            api_reply_json(r, 201,
+                           json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)op->id, "name",
+                                     op->name, "role", api_role_name(op->role), "token",
+                                     op->token));
+    } else if (r) {
+        db_failed(r, rc, why);
+    }
+    tokop_free(op);
+}
+
+static void create_id_done(void *ctx, int rc, const char *val0, const char *why)
+{
+    struct tokop *op = ctx;
+    struct api_req *r = req_of_cookie(op->cookie);
+    uint8_t secret[32], salt[SALT_LEN], sha[WC_SHA256_DIGEST_SIZE];
+    char sec64[64], idbuf[24];
+    uint64_t id;
+    if (rc == 0 && (!val0 || lw_parse_u64(val0, strlen(val0), &id) != 0))
+        rc = LW_EDB;
+    if (rc == 0 && (lw_random(secret, sizeof(secret)) || lw_random(salt, sizeof(salt))))
+        rc = LW_EIO;
+    if (rc) {
+        if (r)
+            db_failed(r, rc, why);
+        tokop_free(op);
+        return;
+    }
+    op->id = (int64_t)id;
+    snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
+    lw_b64_encode_str(sec64, sizeof(sec64), secret, sizeof(secret), true);
+    snprintf(op->token, sizeof(op->token), "lwm2md_%s_%s", idbuf, sec64);
+    lw_secure_zero(secret, sizeof(secret));
+    lw_secure_zero(sec64, sizeof(sec64));
+    hash_token(salt, op->token, strlen(op->token), sha);
+    struct credstore_job job = {
+        .sql = create_sql,
+        .nparams = 6,
+        .values = {idbuf, op->name, api_role_name(op->role), (const char *)salt, (const char *)sha,
+                   op->actor},
+        .lengths = {0, 0, 0, SALT_LEN, WC_SHA256_DIGEST_SIZE, 0},
+        .formats = {0, 0, 0, 1, 1, 0},
+        .done = create_done,
+        .ctx = op,
+    };
+    rc = credstore_submit(&job);
+    if (rc) {
+        if (r)
+            db_failed(r, rc, NULL);
+        tokop_free(op);
+    }
+}
+
+void h_tokens_create(struct api_req *r, char *const *params, const char *query)
+{
+    (void)params;
+    (void)query;
+    if (!credstore_enabled()) {
+        api_problem(r, 503, "no-database", "tokens are stored in PostgreSQL: set database.url");
+        return;
+    }
+    if (!json_is_object(r->json)) {
+        api_problem(r, 400, "bad-request", "expected a JSON object");
+        return;
+    }
+    const char *role = json_string_value(json_object_get(r->json, "role"));
+    json_t *name = json_object_get(r->json, "name");
+    int rl = role ? api_role_parse(role) : -1;
+    if (rl <= API_ROLE_NONE) {
+        api_problem(r, 400, "bad-request", "role must be viewer, operator or admin");
+        return;
+    }
+    if (name && (!json_is_string(name) || json_string_length(name) > 63 ||
+                 strlen(json_string_value(name)) != json_string_length(name))) {
+        api_problem(r, 400, "bad-request", "name must be a string of at most 63 bytes");
+        return;
+    }
+    struct tokop *op = calloc(1, sizeof(*op));
+    if (!op) {
+        api_problem(r, 503, "internal", "out of memory");
+        return;
+    }
+    op->cookie = cookie_of(r);
+    op->role = (enum api_role)rl;
+    snprintf(op->name, sizeof(op->name), "%s", name ? json_string_value(name) : "");
+    snprintf(op->actor, sizeof(op->actor), "%s", r->actor);
+    struct credstore_job job = {
+        .sql = "SELECT nextval(pg_get_serial_sequence('api_tokens', 'id'))",
+        .done = create_id_done,
+        .ctx = op,
+    };
+    int rc = credstore_submit(&job);
+    if (rc) {
+        tokop_free(op);
+        db_failed(r, rc, NULL);
+    }
+}
+
+void h_tokens_list(struct api_req *r, char *const *params, const char *query)
+{
+    (void)params;
+    (void)query;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < tk.ntoks; i++)
+        json_array_append_new(arr,
+                              json_pack("{s:I, s:s, s:s}", "id", (json_int_t)tk.toks[i].id, "name",
+                                        tk.toks[i].name, "role", api_role_name(tk.toks[i].role)));
+    api_reply_json(r, 200, json_pack("{s:o}", "tokens", arr ? arr : json_array()));
+}
+
+static const char revoke_sql[] =
+    "WITH u AS (UPDATE api_tokens SET revoked_at = now() WHERE id = $1::bigint AND revoked_at IS "
+    "NULL RETURNING id), "
+    "a AS (INSERT INTO audit_log (actor, action, target, result) SELECT $2, 'token_revoke', $1, "
+    "CASE WHEN EXISTS (SELECT 1 FROM u) THEN 204 ELSE 404 END) "
+    "SELECT count(*) FROM u";
+
+static void revoke_done(void *ctx, int rc, const char *val0, const char *why)
+{
+    struct tokop *op = ctx;
+    struct api_req *r = req_of_cookie(op->cookie);
+    if (rc == 0) {
+        tk.gen++;
+        for (size_t i = 0; i < tk.ntoks; i++) {
+            if (tk.toks[i].id != op->id)
+                continue;
+            lw_secure_zero(&tk.toks[i], sizeof(tk.toks[i]));
+            tk.toks[i] = tk.toks[tk.ntoks - 1];
+            tk.ntoks--;
+            break;
+        }
+        if (r && val0 && strcmp(val0, "0") != 0)
+            api_reply(r, 204, NULL, NULL, 0);
+        else if (r)
+            api_problem(r, 404, "token-not-found", "no active token with this id");
+    } else if (r) {
+        db_failed(r, rc, why);
+    }
+    tokop_free(op);
+}
+
+void h_tokens_revoke(struct api_req *r, char *const *params, const char *query)
+{
+    uint64_t id;
+    (void)query;
+    if (lw_parse_u64(params[0], strlen(params[0]), &id) != 0 || id > INT64_MAX) {
+        api_problem(r, 400, "invalid-parameter", "the token id must be a number");
+        return;
+    }
+    if (!credstore_enabled()) {
+        api_problem(r, 503, "no-database", "tokens are stored in PostgreSQL: set database.url");
+        return;
+    }
+    struct tokop *op = calloc(1, sizeof(*op));
+    if (!op) {
+        api_problem(r, 503, "internal", "out of memory");
+        return;
+    }
+    op->cookie = cookie_of(r);
+    op->id = (int64_t)id;
+    struct credstore_job job = {
+        .sql = revoke_sql,
+        .nparams = 2,
+        .values = {params[0], r->actor},
+        .done = revoke_done,
+        .ctx = op,
+    };
+    int rc = credstore_submit(&job);
+    if (rc) {
+        tokop_free(op);
+        db_failed(r, rc, NULL);
+    }
 }
 
 /* ---- CLI ------------------------------------------------------------------------------------ */
@@ -400,20 +657,18 @@ static int cli_create(PGconn *pg, const char *role, const char *name, FILE *out,
     int lens[5] = {0, 0, 0, SALT_LEN, WC_SHA256_DIGEST_SIZE};
     int fmts[5] = {0, 0, 0, 1, 1};
     PQclear(res);
+    /* The token row and its audit row are one statement: both or neither. */
     res = PQexecParams(pg,
-                       "INSERT INTO api_tokens (id, name, role, salt, sha256) VALUES "
-                       "($1::bigint, $2, $3, $4, $5)",
+                       "WITH t AS (INSERT INTO api_tokens (id, name, role, salt, sha256) VALUES "
+                       "($1::bigint, $2, $3, $4, $5) RETURNING id) "
+                       "INSERT INTO audit_log (actor, action, target, result, detail) SELECT "
+                       "'cli', 'token_create', $1, 201, jsonb_build_object('role', $3::text, "
+                       "'name', $2::text) FROM t",
                        5, NULL, params, lens, fmts, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         fprintf(err, "lwm2md token: %s", PQerrorMessage(pg));
         goto out;
     }
-    PQclear(res);
-    const char *ap[4] = {"cli", "token_create", idbuf, "201"};
-    res = PQexecParams(pg,
-                       "INSERT INTO audit_log (actor, action, target, result, detail) VALUES "
-                       "($1,$2,$3,$4, jsonb_build_object('role', $5::text))",
-                       5, NULL, (const char *[]){ap[0], ap[1], ap[2], ap[3], role}, NULL, NULL, 0);
     fprintf(out, "%s\n", token);
     fprintf(err, "token %s created (role %s%s%s); it is shown only once\n", idbuf, role,
             *name ? ", name " : "", name);
@@ -453,9 +708,12 @@ static int cli_revoke(PGconn *pg, const char *id, FILE *out, FILE *err)
         return 2;
     }
     const char *params[1] = {id};
+    /* The revocation and its audit row are one statement. */
     PGresult *res = PQexecParams(pg,
-                                 "UPDATE api_tokens SET revoked_at = now() WHERE id = $1::bigint "
-                                 "AND revoked_at IS NULL",
+                                 "WITH u AS (UPDATE api_tokens SET revoked_at = now() WHERE id = "
+                                 "$1::bigint AND revoked_at IS NULL RETURNING id) "
+                                 "INSERT INTO audit_log (actor, action, target, result) SELECT "
+                                 "'cli', 'token_revoke', $1, 204 FROM u",
                                  1, NULL, params, NULL, NULL, 0);
     int status = 1;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -465,12 +723,6 @@ static int cli_revoke(PGconn *pg, const char *id, FILE *out, FILE *err)
     } else {
         fprintf(out, "token %s revoked\n", id);
         status = 0;
-        PQclear(res);
-        const char *ap[4] = {"cli", "token_revoke", id, "204"};
-        res = PQexecParams(pg,
-                           "INSERT INTO audit_log (actor, action, target, result) VALUES "
-                           "($1,$2,$3,$4)",
-                           4, NULL, ap, NULL, NULL, 0);
     }
     PQclear(res);
     return status;

@@ -3,7 +3,9 @@
 # X.509 credentials PUT through the API are committed (sealed with AES-256-GCM under the master key,
 # with an audit row) before the answer; the database holds no clear key; after kill -9 and a
 # restart they are restored before the sockets open and coap-client-openssl registers with the PSK;
-# with PostgreSQL stopped a change answers 503 and memory keeps the old credentials; `lwm2md rekey`
+# with PostgreSQL stopped a change answers 503 and memory keeps the old credentials; API tokens
+# created and revoked through the API are durable the same way (stored hashed, loaded before the
+# first request after a restart); `lwm2md rekey`
 # re-seals every row under a new key (the old one no longer needed); a row moved to another
 # endpoint or altered does not open (logged by endpoint, skipped); a key file others may read is
 # refused. The key never appears in logs or answers.
@@ -76,12 +78,34 @@ check "the refused PUT is audited too (409)" [ "$(q "SELECT count(*) FROM audit_
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-id -k $PSK -t 40 -e '</1/0>,</3/0>')
 check "PSK Register before the crash: 2.01" [ "$(code_of "$r")" = "2.01" ]
 
+# API tokens through the API.
+tokpost() { curl -s -m 20 -o "$LW_TMP/creds-tok" -w '%{http_code}' -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "$1" "$API/api/v1/tokens"; }
+as_tok() { curl -s -m 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$API/api/v1/devices"; }
+check "POST /api/v1/tokens: 201" [ "$(tokpost '{"role":"viewer","name":"persist-viewer"}')" = 201 ]
+VTOK=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$LW_TMP/creds-tok")
+VID=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$LW_TMP/creds-tok")
+check "the new token works at once" [ "$(as_tok "$VTOK")" = 200 ]
+check "its role is enforced (viewer cannot PUT credentials)" bash -c '[ "$(curl -s -o /dev/null -w "%{http_code}" -X PUT -H "Authorization: Bearer $2" -d "{}" "$1/api/v1/devices/x/credentials")" = 403 ]' _ "$API" "$VTOK"
+check "the token is stored hashed, never in clear" bash -c '[ "$(psql -tAq "$1" -c "SELECT count(*) FROM api_tokens WHERE id = $2 AND length(sha256) = 32 AND position(convert_to('"'"'$3'"'"', '"'"'UTF8'"'"') IN sha256 || salt || convert_to(name, '"'"'UTF8'"'"')) = 0")" = 1 ] && [ "$(psql -tAq "$1" -c "SELECT count(*) FROM audit_log WHERE detail::text LIKE '"'"'%${3:20}%'"'"'")" = 0 ]' _ "$LW_PG_URL" "$VID" "$VTOK"
+check "token creation audited once" [ "$(q "SELECT count(*) FROM audit_log WHERE action = 'token_create' AND target = '$VID' AND actor = 'bootstrap' AND result = 201")" = 1 ]
+check "GET /api/v1/tokens lists it without a secret" bash -c 'b=$(curl -s -H "Authorization: Bearer $2" "$1/api/v1/tokens"); grep -q "\"name\":\"persist-viewer\"" <<< "$b" && ! grep -q "$3" <<< "$b"' _ "$API" "$ADMIN" "$VTOK"
+check "POST /api/v1/tokens with a bad role: 400" [ "$(tokpost '{"role":"root"}')" = 400 ]
+tokpost '{"role":"operator","name":"persist-revoked"}' >/dev/null
+RTOK=$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$LW_TMP/creds-tok")
+RID=$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$LW_TMP/creds-tok")
+check "DELETE /api/v1/tokens/{id}: 204" [ "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $ADMIN" "$API/api/v1/tokens/$RID")" = 204 ]
+check "the revoked token is refused at once" [ "$(as_tok "$RTOK")" = 401 ]
+check "DELETE it again: 404" [ "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $ADMIN" "$API/api/v1/tokens/$RID")" = 404 ]
+check "revocation committed and audited" [ "$(q "SELECT count(*) FROM api_tokens WHERE id = $RID AND revoked_at IS NOT NULL")/$(q "SELECT count(*) FROM audit_log WHERE action = 'token_revoke' AND target = '$RID' AND result = 204")" = "1/1" ]
+
 stop_daemon KILL
 log=$LW_TMP/creds2.log
 check "restart after kill -9" start "$log"
 check "3 credentials restored before the sockets opened" bash -c 'grep -q "credentials restored: count=3 skipped=0" "$1" && [ $(grep -n "credentials restored" "$1" | cut -d: -f1) -lt $(grep -n "\"msg\":\"ready" "$1" | cut -d: -f1) ]' _ "$log"
 check "GET after restart: the PSK identity, no key" bash -c 'b=$(curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/persist-psk/credentials"); grep -q "\"psk_identity\":\"persist-id\"" <<< "$b" && ! grep -q "$3" <<< "$b"' _ "$API" "$ADMIN" "$(hex $PSK)"
 check "GET after restart: RPK and X.509 metadata" bash -c 'curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/persist-rpk/credentials" | grep -q "\"spki_sha256\"" && curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/persist-x509/credentials" | grep -q "\"certificate_name\":\"persist-cn\""' _ "$API" "$ADMIN"
+check "the API token works on the first request after the restart" [ "$(as_tok "$VTOK")" = 200 ]
+check "the revoked one stays revoked" [ "$(as_tok "$RTOK")" = 401 ]
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-id -k $PSK -t 40 -e '</1/0>,</3/0>')
 check "coap-client-openssl PSK Register after the restart: 2.01" [ "$(code_of "$r")" = "2.01" ]
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-id -k wrong-key-wrong -t 10 -e '</1/0>')
@@ -93,6 +117,8 @@ code=$(put persist-psk "{\"mode\":\"psk\",\"identity\":\"persist-new-id\",\"key\
 check "PUT with the database stopped: 503 (got $code)" [ "$code" = 503 ]
 check "503 is problem+json" grep -q '"status":503' "$LW_TMP/creds-body"
 check "DELETE with the database stopped: 503" [ "$(del persist-rpk)" = 503 ]
+check "token creation with the database stopped: 503" [ "$(tokpost '{"role":"viewer"}')" = 503 ]
+check "token revocation with the database stopped: 503, token still valid" bash -c '[ "$(curl -s -o /dev/null -w "%{http_code}" -X DELETE -H "Authorization: Bearer $2" "$1/api/v1/tokens/$3")" = 503 ] && [ "$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $4" "$1/api/v1/devices")" = 200 ]' _ "$API" "$ADMIN" "$VID" "$VTOK"
 check "memory unchanged: old identity still answered" bash -c 'get() { curl -s -H "Authorization: Bearer $2" "$1/api/v1/devices/$3/credentials"; }; get "$1" "$2" persist-psk | grep -q "\"psk_identity\":\"persist-id\"" && get "$1" "$2" persist-rpk | grep -q "\"mode\":\"rpk\""' _ "$API" "$ADMIN"
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-id -k $PSK -t 40 -e '</1/0>,</3/0>')
 check "devices keep registering during the outage: 2.01" [ "$(code_of "$r")" = "2.01" ]
@@ -122,6 +148,15 @@ check "daemon with only the new key starts" start "$log" --set "security.master_
 check "both rows restored with the new key" grep -q "credentials restored: count=2 skipped=0" "$log"
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-new-id -k $PSK2 -t 40 -e '</1/0>,</3/0>')
 check "PSK Register with the rotated row: 2.01" [ "$(code_of "$r")" = "2.01" ]
+stop_daemon TERM
+
+# The keys as systemd credentials ($CREDENTIALS_DIRECTORY, security.master_key_file empty).
+cdir=$LW_TMP/credentials
+mkdir -p "$cdir"
+(umask 077; cp "$KEY2" "$cdir/lwm2md-master-key"; cp "$KEY1" "$cdir/lwm2md-master-key.old")
+log=$LW_TMP/creds-sd.log
+CREDENTIALS_DIRECTORY=$cdir start "$log" --set "security.master_key_file="
+check "keys from systemd credentials: current + old" bash -c 'grep -q "master keys loaded: current=[0-9]* old=[0-9]" "$1" && grep -q "credentials restored: count=2 skipped=0" "$1"' _ "$log"
 stop_daemon TERM
 
 # A row moved to another endpoint, or altered, does not open: logged by endpoint, skipped.
