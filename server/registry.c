@@ -66,11 +66,11 @@ static bool profile_eq(const void *item, const void *k)
     return p->len == b->len && memcmp(p->pid, b->p, b->len) == 0;
 }
 
-/* Caller holds g.lock. Returns a new reference or NULL on OOM. */
-static struct objlist *intern_locked(const uint8_t *bytes, size_t len)
+/* Caller holds g.lock. h is lw_siphash(g.key, bytes, len). Returns a new reference or NULL on
+ * OOM. */
+static struct objlist *intern_locked_h(const uint8_t *bytes, size_t len, uint64_t h)
 {
     struct bkey k = {bytes, len};
-    uint64_t h = lw_siphash(g.key, bytes, len);
     struct objlist *o = lw_hmap_get(&g.lists, h, &k, objlist_eq);
     if (o) {
         o->refs++;
@@ -90,6 +90,11 @@ static struct objlist *intern_locked(const uint8_t *bytes, size_t len)
         return NULL;
     }
     return o;
+}
+
+static struct objlist *intern_locked(const uint8_t *bytes, size_t len)
+{
+    return intern_locked_h(bytes, len, lw_siphash(g.key, bytes, len));
 }
 
 static void release_locked(struct objlist *o)
@@ -163,13 +168,20 @@ size_t reg_profile_count(void)
     return n;
 }
 
-/* Canonical bytes of a parsed object list into a growable buffer (caller deinits). */
-static int canonical(const struct lw_m2m_reg_links *l, struct lw_buf *b)
+/* Canonical bytes of a parsed object list into b: fixed over mem (cap bytes) when they fit, else
+ * growable (no allocation for the usual short lists). The caller deinits b either way. */
+static int canonical(const struct lw_m2m_reg_links *l, struct lw_buf *b, uint8_t *mem, size_t cap)
 {
-    lw_buf_init(b, 256);
+    lw_buf_init_fixed(b, mem, cap);
+    lw_m2m_link_reg_write(l, b);
+    if (!b->overflow)
+        return 0;
+    lw_buf_init(b, 2 * cap);
     lw_m2m_link_reg_write(l, b);
     return lw_buf_status(b);
 }
+
+#define CANON_STACK 512 /* stack buffer for canonical lists; longer ones go to the heap */
 
 #define PROFILE_MAX_PID 64
 
@@ -193,6 +205,7 @@ static int load_profiles(const char *path, char *err, size_t errlen)
         size_t plen = strlen(pid), off = 0;
         struct lw_m2m_reg_links l;
         struct lw_buf b;
+        uint8_t mem[CANON_STACK];
         if (!json_is_string(v) || plen == 0 || plen > PROFILE_MAX_PID) {
             snprintf(err, errlen,
                      "%s: profile '%.64s': expected a non-empty id (<= 64 bytes) "
@@ -208,7 +221,7 @@ static int load_profiles(const char *path, char *err, size_t errlen)
             rc = LW_ECONFIG;
             goto out;
         }
-        if (canonical(&l, &b) == 0) {
+        if (canonical(&l, &b, mem, sizeof(mem)) == 0) {
             pthread_mutex_lock(&g.lock);
             struct objlist *o = intern_locked(b.data, b.len);
             rc = o ? profile_set_locked(pid, plen, o, true) : LW_ENOMEM;
@@ -608,7 +621,8 @@ static json_t *objects_json_of(const uint8_t *bytes, size_t len)
 /* A copy of what the registration JSON shows, taken on the shard thread; the JSON itself can
  * then be built on any thread (events build it on the control thread, off the datagram path). */
 struct reg_snap {
-    struct xmsg m; /* events: transport to the control thread */
+    struct xmsg m;         /* events: transport to the control thread */
+    struct reg_snap *next; /* the rest of a batch posted as one message (regsrv_events_flush) */
     enum lw_event_type type;
     const char *reason; /* static string or NULL */
     uint64_t id;
@@ -737,16 +751,40 @@ static _Atomic uint64_t heartbeats_coalesced;
 
 static void run_snap(struct shard *s, struct xmsg *m)
 {
-    struct reg_snap *sn = lw_container_of(m, struct reg_snap, m);
+    struct reg_snap *sn = lw_container_of(m, struct reg_snap, m), *next;
     (void)s;
-    atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-    struct lw_event *ev = snap_event(sn);
-    /* Already on the control thread: run the bus's delivery now (what the mailbox would run
-     * later), so a backlog holds compact snapshots rather than built events. */
-    if (ev)
-        ev->msg.run(NULL, &ev->msg);
-    json_decref(sn->objs);
-    free(sn);
+    for (; sn; sn = next) {
+        next = sn->next;
+        atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
+        struct lw_event *ev = snap_event(sn);
+        /* Already on the control thread: run the bus's delivery now (what the mailbox would run
+         * later), so a backlog holds compact snapshots rather than built events. */
+        if (ev)
+            ev->msg.run(NULL, &ev->msg);
+        json_decref(sn->objs);
+        free(sn);
+    }
+}
+
+/* Posts a chain of snapshots (takes ownership) as one control-thread message. */
+static void post_chain(struct reg_snap *head)
+{
+    if (!head || lw_control_post(&head->m))
+        return;
+    for (struct reg_snap *next; head; head = next) {
+        next = head->next;
+        atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
+        json_decref(head->objs);
+        free(head);
+    }
+}
+
+void regsrv_events_flush(struct regsrv *r)
+{
+    struct reg_snap *head = r->held;
+    r->held = NULL;
+    r->held_tail = &r->held;
+    post_chain(head);
 }
 
 uint64_t regsrv_events_coalesced(void)
@@ -815,12 +853,16 @@ static void post_event(struct regsrv *r, enum lw_event_type type, const struct r
         return;
     }
     sn->m.run = run_snap;
+    sn->next = NULL;
     atomic_fetch_add_explicit(&snaps_inflight, 1, memory_order_relaxed);
-    if (!lw_control_post(&sn->m)) {
-        atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-        json_decref(sn->objs);
-        free(sn);
+    if (r->hold_events) { /* one message (one lock, one wake-up) per receive batch */
+        if (!r->held)
+            r->held_tail = &r->held;
+        *r->held_tail = sn;
+        r->held_tail = &sn->next;
+        return;
     }
+    post_chain(sn);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -996,6 +1038,70 @@ static int parse_objects(struct regsrv *r, struct lw_bytes payload, struct lw_m2
     return 0;
 }
 
+/* The shard's memo of object-list payloads that passed parse_objects: payload bytes -> canonical
+ * bytes and their intern hash. The check is a pure function of the payload (the object registry
+ * is read-only once loaded), and a fleet announces few distinct lists, so a repeated payload skips
+ * the parse, the check and the writer (about 3 k of the 8 k instructions a Register took). A
+ * direct-mapped table of MEMO_SLOTS entries: a collision only evicts, the bytes are compared in
+ * full, so nothing is trusted that was not validated byte for byte. */
+struct reg_memo_ent {
+    uint64_t key;   /* lw_siphash(r->peers.key, payload) */
+    uint64_t chash; /* lw_siphash(g.key, canonical) */
+    uint32_t rlen, clen;
+    uint8_t b[]; /* payload, then canonical bytes */
+};
+
+static void memo_clear(struct regsrv *r)
+{
+    for (size_t i = 0; i < LW_ARRAY_SIZE(r->memo); i++) {
+        free(r->memo[i]);
+        r->memo[i] = NULL;
+    }
+}
+
+/* The canonical bytes of a valid object-list payload into b (fixed over mem, cap bytes, when they
+ * fit; the caller deinits b) and their intern hash into *chash. 0, LW_EMALFORMED with *diag set,
+ * or LW_ENOMEM. */
+static int objects_canonical(struct regsrv *r, struct lw_bytes payload, struct lw_buf *b,
+                             uint8_t *mem, size_t cap, uint64_t *chash, char *diag, size_t dcap)
+{
+    struct lw_m2m_reg_links l;
+    struct reg_memo_ent *e = NULL, **slot = NULL;
+    uint64_t key = 0;
+    int rc;
+    lw_buf_init_fixed(b, mem, cap);
+    if (payload.len <= REGSRV_MEMO_MAX) {
+        key = lw_siphash(r->peers.key, payload.ptr, payload.len);
+        slot = &r->memo[key % REGSRV_MEMO_SLOTS];
+        e = *slot;
+        if (e && e->key == key && e->rlen == payload.len &&
+            memcmp(e->b, payload.ptr, payload.len) == 0) {
+            if (e->clen > cap)
+                lw_buf_init(b, e->clen);
+            lw_buf_put(b, e->b + e->rlen, e->clen);
+            *chash = e->chash;
+            rc = lw_buf_status(b);
+            goto out;
+        }
+    }
+    if ((rc = parse_objects(r, payload, &l, diag, dcap)) != 0 ||
+        (rc = canonical(&l, b, mem, cap)) != 0)
+        goto out;
+    *chash = lw_siphash(g.key, b->data, b->len);
+    if (slot && (e = malloc(sizeof(*e) + payload.len + b->len))) {
+        e->key = key;
+        e->chash = *chash;
+        e->rlen = (uint32_t)payload.len;
+        e->clen = (uint32_t)b->len;
+        memcpy(e->b, payload.ptr, payload.len);
+        memcpy(e->b + payload.len, b->data, b->len);
+        free(*slot);
+        *slot = e;
+    }
+out:
+    return rc;
+}
+
 /* Profile merge: the profile's objects, overridden object by object by the payload's. */
 static int merge_objects(struct regsrv *r, const struct objlist *prof,
                          const struct lw_m2m_reg_links *part, struct lw_m2m_reg_links *out)
@@ -1029,25 +1135,27 @@ static int register_objects(struct regsrv *r, const struct lw_coap_msg *m, const
 {
     struct lw_m2m_reg_links l, merged;
     struct lw_buf b = {0};
+    uint8_t mem[CANON_STACK];
     struct objlist *prof = NULL;
+    uint64_t h;
     int rc;
     *out = NULL;
     if (m->payload.len == 0 && !pr->has_pid) {
         snprintf(diag, dcap, "missing object list");
         return LW_EMALFORMED;
     }
-    memset(&l, 0, sizeof(l));
-    if (m->payload.len > 0 && (rc = parse_objects(r, m->payload, &l, diag, dcap)) != 0)
-        return rc;
     if (!pr->has_pid) {
-        if ((rc = canonical(&l, &b)) != 0)
+        if ((rc = objects_canonical(r, m->payload, &b, mem, sizeof(mem), &h, diag, dcap)) != 0)
             goto out;
         pthread_mutex_lock(&g.lock);
-        *out = intern_locked(b.data, b.len);
+        *out = intern_locked_h(b.data, b.len, h);
         pthread_mutex_unlock(&g.lock);
         rc = *out ? 0 : LW_ENOMEM;
         goto out;
     }
+    memset(&l, 0, sizeof(l));
+    if (m->payload.len > 0 && (rc = parse_objects(r, m->payload, &l, diag, dcap)) != 0)
+        return rc;
     /* LwM2M 1.2 profile ids. The TS text defining the exact on-the-wire rules was not available
      * (protocol.md §9 marks it unverified): a known profile resolves an empty or partial list;
      * an unknown one is learned from a full list, and without a list is refused with 4.00 so the
@@ -1075,7 +1183,7 @@ static int register_objects(struct regsrv *r, const struct lw_coap_msg *m, const
     } else {
         merged = l;
     }
-    if ((rc = canonical(&merged, &b)) != 0)
+    if ((rc = canonical(&merged, &b, mem, sizeof(mem))) != 0)
         goto out;
     pthread_mutex_lock(&g.lock);
     *out = intern_locked(b.data, b.len);
@@ -1257,6 +1365,8 @@ static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg
     bool queue = gr->queue;
     struct objlist *objs = NULL;
     struct lw_buf b = {0};
+    uint8_t mem[CANON_STACK];
+    uint64_t h;
     int rc = 0;
     parse_params(m, &pr);
     const char *bad = pr.bad;
@@ -1271,16 +1381,14 @@ static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg
     if (!bad && pr.has_pid && !name_ok(pr.pid, PROFILE_MAX_PID))
         bad = "invalid pid";
     if (!bad && m->payload.len > 0) {
-        struct lw_m2m_reg_links l;
         if (!payload_format_ok(m))
             bad = "content-format must be 40 (application/link-format)";
-        else if ((rc = parse_objects(r, m->payload, &l, diag, sizeof(diag))) != 0)
+        else if ((rc = objects_canonical(r, m->payload, &b, mem, sizeof(mem), &h, diag,
+                                         sizeof(diag))) != 0)
             bad = rc == LW_EMALFORMED ? diag : "out of memory";
-        else if ((rc = canonical(&l, &b)) != 0)
-            bad = "out of memory";
         else if (!gr->objs || gr->objs->len != b.len || memcmp(gr->objs->bytes, b.data, b.len)) {
             pthread_mutex_lock(&g.lock);
-            objs = intern_locked(b.data, b.len);
+            objs = intern_locked_h(b.data, b.len, h);
             pthread_mutex_unlock(&g.lock);
             if (!objs)
                 bad = "out of memory";
@@ -1546,6 +1654,7 @@ int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
     lw_wheel_init(&r->wheel, now);
     r->now = now;
     r->free_head = SLOT_NONE;
+    r->held_tail = &r->held;
     lw_arena_init(&r->arena, 8192, 1u << 20);
     lw_arena_init(&r->jarena, 4096, 1u << 20);
     if ((rc = lw_hmap_init(&r->moved, 0)) != 0)
@@ -1555,6 +1664,8 @@ int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
 
 void regsrv_deinit(struct regsrv *r)
 {
+    r->hold_events = false;
+    regsrv_events_flush(r);
     r->closing = true;
     for (uint32_t i = 0; i < r->nslots; i++) {
         struct reg *gr = r->slots[i];
@@ -1583,6 +1694,7 @@ void regsrv_deinit(struct regsrv *r)
     r->nslots = 0;
     lw_arena_deinit(&r->arena);
     lw_arena_deinit(&r->jarena);
+    memo_clear(r);
 }
 
 void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t *data, size_t len,
@@ -2006,6 +2118,7 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
     struct reg *gr = NULL;
     struct peer *p = NULL;
     struct lw_buf b = {0}; /* canonical() initialises it */
+    uint8_t cmem[CANON_STACK];
     struct dir_ref old;
     int rc;
     r->now = now;
@@ -2032,7 +2145,7 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
         struct lw_m2m_reg_links l;
         size_t off;
         if (lw_m2m_link_parse_reg(sv->links, sv->links_len, &r->arena, NULL, &l, &off) != 0 ||
-            canonical(&l, &b) != 0) {
+            canonical(&l, &b, cmem, sizeof(cmem)) != 0) {
             rc = LW_EINVAL;
             goto out;
         }

@@ -177,6 +177,10 @@ struct regsrv_ops {
 };
 
 struct reg;
+struct reg_memo_ent;
+struct reg_snap;
+#define REGSRV_MEMO_SLOTS 32  /* validated object-list payloads remembered per shard */
+#define REGSRV_MEMO_MAX   512 /* longest payload remembered */
 
 struct regsrv {
     unsigned shard;
@@ -201,6 +205,10 @@ struct regsrv {
     bool closing;                         /* regsrv_deinit: no messages to other shards */
     uint8_t rkey[16];                     /* random stream (when cfg.coap.random is NULL) */
     uint64_t rctr;
+    struct reg_memo_ent *memo[REGSRV_MEMO_SLOTS]; /* owned entries (registry.c) */
+    bool hold_events;      /* events wait in `held` until regsrv_events_flush (a batch) */
+    struct reg_snap *held; /* owned: event snapshots not yet posted, oldest first */
+    struct reg_snap **held_tail;
     struct regsrv_stats stats;
 };
 
@@ -216,6 +224,9 @@ void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t 
  * plaintext of a DTLS record. */
 void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
                       const uint8_t *data, size_t len, uint64_t now);
+/* Posts the events held while hold_events was set (the shard sets it during a receive batch so
+ * the batch's events reach the control thread as one message). */
+void regsrv_events_flush(struct regsrv *r);
 /* Runs due timers (retransmissions, dedup expiry, lifetime expiry). */
 void regsrv_advance(struct regsrv *r, uint64_t now);
 /* Earliest time regsrv_advance has work, or UINT64_MAX. */

@@ -257,6 +257,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
      * (nread 0, addr NULL, UV_UDP_MMSG_FREE) call; the buffer is the shard's own, so nothing is
      * freed here. Responses produced during a batch are queued and sent with one sendmmsg. */
     s->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
+    s->rs.hold_events = s->batching;
     if (nread < 0) {
         log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
     } else if ((nread > 0 || addr != NULL) && (unsigned)(h - s->udp) >= s->ncoap) {
@@ -273,6 +274,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
     if (!s->batching && s->ntx > 0)
         tx_flush(s);
+    if (!s->batching)
+        regsrv_events_flush(&s->rs);
 }
 
 /* Sends one datagram on socket `sock` (queued for sendmmsg during a receive batch). */
