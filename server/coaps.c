@@ -13,6 +13,7 @@
 #include "shard.h"
 #include "store/sessions.h"
 
+#include <assert.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,24 +31,27 @@ static struct {
     uint64_t max_idle_ms; /* a session idle this long has outlived any registration: dropped */
 } G;
 
-/* One DTLS peer of a shard. */
+/* One DTLS peer of a shard: 128 bytes (one 144-byte malloc chunk) plus the endpoint name once
+ * bound and the export blob while hibernated; tests/bench/dtls_daemon.sh measures the whole
+ * per-device cost. */
 struct csess {
     struct lw_timer timer; /* handshake deadline, or the idle deadline that hibernates */
     struct coaps *c;
     struct lw_dtls_sess *s; /* NULL while hibernated */
     uint8_t *blob;          /* the exported session while hibernated (owned) */
     struct csess *grave;    /* next in c->grave while waiting to be freed */
+    char *ep;               /* endpoint bound to the identity (owned, NUL-terminated), or NULL */
     uint64_t last;          /* last record received or sent (ms) */
     struct peer_addr addr;  /* key of c->by_addr */
     uint16_t blob_len;
     uint8_t cid_len; /* key of c->by_cid when non-zero */
-    uint8_t cid[LW_DTLS_CID_MAX];
-    uint8_t mode; /* enum regsrv_secmode once bound to an endpoint, else NOSEC */
+    uint8_t mode;    /* enum regsrv_secmode once bound to an endpoint, else NOSEC */
     uint8_t ep_len;
     bool dead;   /* failed, closed or timed out: freed once the current call returns */
     bool in_cid; /* present in c->by_cid */
-    char ep[CREDS_EP_MAX + 1];
+    uint8_t cid[LW_DTLS_CID_MAX];
 };
+static_assert(sizeof(struct csess) <= 128, "struct csess grew past 128 bytes");
 
 struct coaps {
     unsigned shard;
@@ -288,6 +292,7 @@ static void cs_free(struct coaps *c, struct csess *cs)
         stat_add(&c->stats.hibernated, -1);
     }
     free(cs->blob);
+    free(cs->ep);
     stat_add(&c->stats.sessions, -1);
     free(cs);
 }
@@ -489,8 +494,14 @@ static void bind_identity(struct coaps *c, struct csess *cs)
                         : auth == LW_DTLS_AUTH_RPK  ? CREDS_RPK
                         : auth == LW_DTLS_AUTH_X509 ? CREDS_X509
                                                     : CREDS_NONE;
-    int rc = m == CREDS_NONE ? LW_ENOENT
-                             : creds_bind(m, id.ptr, id.len, NULL, 0, true, cs->ep, sizeof(cs->ep));
+    char ep[CREDS_EP_MAX + 1];
+    int rc =
+        m == CREDS_NONE ? LW_ENOENT : creds_bind(m, id.ptr, id.len, NULL, 0, true, ep, sizeof(ep));
+    if (rc == 0) {
+        free(cs->ep);
+        if (!(cs->ep = strdup(ep)))
+            rc = LW_ENOMEM;
+    }
     if (rc != 0) {
         /* Credentials removed during the handshake, or an identity without an endpoint. */
         stat_inc(&c->stats.unbound);
@@ -825,7 +836,9 @@ int coaps_restore_cb(void *arg, const struct lw_sess_row *row)
         (row->cid_len && lw_hmap_get(&c->by_cid, h_cid(c, row->cid, row->cid_len), &cid, cid_eq)))
         return LW_EEXIST;
     struct csess *cs = calloc(1, sizeof(*cs));
-    if (!cs || !(cs->blob = malloc(row->blob_len))) {
+    if (!cs || !(cs->blob = malloc(row->blob_len)) || !(cs->ep = strdup(row->ep))) {
+        if (cs)
+            free(cs->blob);
         free(cs);
         return LW_ENOMEM;
     }
@@ -834,7 +847,6 @@ int coaps_restore_cb(void *arg, const struct lw_sess_row *row)
     cs->c = c;
     cs->addr = row->addr;
     cs->mode = row->mode;
-    memcpy(cs->ep, row->ep, eplen + 1);
     cs->ep_len = (uint8_t)eplen;
     /* the idle clock as it stood when it was saved */
     int64_t left = row->expires_wall_ms - lw_wall_ms();
@@ -844,6 +856,7 @@ int coaps_restore_cb(void *arg, const struct lw_sess_row *row)
     lw_timer_init(&cs->timer, on_cs_timer);
     if (lw_hmap_put(&c->by_addr, h_addr(c, &cs->addr), cs) != 0) {
         free(cs->blob);
+        free(cs->ep);
         free(cs);
         return LW_ENOMEM;
     }

@@ -7,6 +7,10 @@
 # and the daemon's resident memory per registered, hibernated device (RSS delta / N after a
 # malloc_trim wave). The lib-level handshake rate next to a raw wolfSSL loop in the same run is
 # tests/bench/dtls_bench.c. The per-prefix hello limit is off (all clients share 127.0.0.1). Appends a JSON line to bench/results/dtls_daemon.json.
+# The API's SSE replay ring (api.sse_ring, default 10000 serialised events, ~7 MB when full) is
+# a fixed-size buffer, not a per-device cost; over a few thousand devices it would dominate the
+# RSS delta (2 events per device here), so it runs at its minimum (16). DTLS_DAEMON_EXTRA adds
+# daemon options (e.g. "--set api.sse_ring=10000" to see the ring's share).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-build}
@@ -29,6 +33,7 @@ tok=$(cat "$tmp/tok")
 "$bin" --set server.shards=1 --set "coap.listen=127.0.0.1:$cport" --set "coaps.listen=127.0.0.1:$sport" \
   --set "api.listen=127.0.0.1:$aport" --set "api.bootstrap_token_file=$tmp/tok" \
   --set "server.state_dir=$tmp/state" --set coaps.hibernate_idle=${DTLS_DAEMON_HIBERNATE:-1s} --set coaps.hello_rate=0 --set log.level=warning \
+  --set api.sse_ring=16 ${DTLS_DAEMON_EXTRA:-} \
   > "$tmp/d.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$aport/healthz" && break; sleep 0.1; done
