@@ -5,9 +5,12 @@
 #include "base/util.h"
 #include "lwm2m/link.h"
 #include "control.h"
+#include "log.h"
 #include "lwm2m/registry.h"
 #include "ops.h"
+#include "profiles.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,64 +186,63 @@ static int canonical(const struct lw_m2m_reg_links *l, struct lw_buf *b, uint8_t
 
 #define CANON_STACK 512 /* stack buffer for canonical lists; longer ones go to the heap */
 
-#define PROFILE_MAX_PID 64
+#define PROFILE_MAX_PID REG_PROFILE_MAX_PID
 
+/* Loads registration.profiles_file (profiles.h has the format). 0, or LW_ECONFIG / LW_ENOMEM with
+ * err = "path:line: reason". */
 static int load_profiles(const char *path, char *err, size_t errlen)
 {
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    struct lw_arena a;
+    struct reg_profiles set = {0};
+    uint8_t *data = NULL;
+    size_t len = 0;
     int rc = 0;
-    lw_arena_init(&a, 4096, 0);
-    if (!root || !json_is_object(root)) {
-        snprintf(err, errlen, "%s:%d: %s", path, root ? 1 : je.line,
-                 root ? "expected a JSON object of profile id -> object list" : je.text);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         rc = LW_ECONFIG;
         goto out;
     }
-    const char *pid;
-    json_t *v;
-    json_object_foreach(root, pid, v)
-    {
-        size_t plen = strlen(pid), off = 0;
-        struct lw_m2m_reg_links l;
-        struct lw_buf b;
-        uint8_t mem[CANON_STACK];
-        if (!json_is_string(v) || plen == 0 || plen > PROFILE_MAX_PID) {
-            snprintf(err, errlen,
-                     "%s: profile '%.64s': expected a non-empty id (<= 64 bytes) "
-                     "and a link-format string",
-                     path, pid);
-            rc = LW_ECONFIG;
-            goto out;
-        }
-        const char *s = json_string_value(v);
-        if (lw_m2m_link_parse_reg((const uint8_t *)s, strlen(s), &a, NULL, &l, &off) != 0) {
-            snprintf(err, errlen, "%s: profile '%s': invalid link format at byte %zu", path, pid,
-                     off);
-            rc = LW_ECONFIG;
-            goto out;
-        }
-        if (canonical(&l, &b, mem, sizeof(mem)) == 0) {
-            pthread_mutex_lock(&g.lock);
-            struct objlist *o = intern_locked(b.data, b.len);
-            rc = o ? profile_set_locked(pid, plen, o, true) : LW_ENOMEM;
-            release_locked(o);
-            pthread_mutex_unlock(&g.lock);
-        } else {
-            rc = LW_ENOMEM;
-        }
-        lw_buf_deinit(&b);
-        lw_arena_reset(&a);
-        if (rc) {
-            snprintf(err, errlen, "%s: out of memory", path);
-            goto out;
-        }
+    if (!(data = malloc(REG_PROFILES_MAX_FILE + 1))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        rc = LW_ENOMEM;
+        goto out;
     }
+    len = fread(data, 1, REG_PROFILES_MAX_FILE + 1, f);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read", path);
+        rc = LW_ECONFIG;
+        goto out;
+    }
+    if ((rc = reg_profiles_parse(data, len, path, &set, err, errlen)) != 0)
+        goto out;
+    pthread_mutex_lock(&g.lock);
+    for (size_t i = 0; i < set.n && rc == 0; i++) {
+        const struct reg_profile_def *d = &set.v[i];
+        struct objlist *o = intern_locked(d->links, d->links_len);
+        rc = o ? profile_set_locked(d->pid, strlen(d->pid), o, true) : LW_ENOMEM;
+        release_locked(o);
+    }
+    pthread_mutex_unlock(&g.lock);
+    if (rc)
+        snprintf(err, errlen, "%s: out of memory", path);
 out:
-    json_decref(root);
-    lw_arena_deinit(&a);
+    if (f)
+        fclose(f);
+    free(data);
+    reg_profiles_free(&set);
     return rc;
+}
+
+/* lw_m2m_registry_load_dir's report: msg is "path:line: reason" (or "path: reason"). */
+static void ddf_report(void *ctx, const char *path, int rc, const char *msg)
+{
+    (void)ctx;
+    if (rc == 0)
+        return;
+    if (rc == LW_EEXIST) /* a second definition of an object version already known */
+        log_notice(M2M, "object definition file refused: %s", *msg ? msg : path);
+    else
+        log_warn(M2M, "object definition file refused: %s", *msg ? msg : path);
 }
 
 int reg_global_init(const struct lw_config *cfg, char *err, size_t errlen)
@@ -263,14 +265,19 @@ int reg_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     }
     g.inited = true;
     if (cfg && cfg->objects_dir && *cfg->objects_dir) {
-        struct lw_m2m_load_stats st;
-        /* Files refused one by one are reported by the loader's return code only: keep what
-         * loaded (the registry helper's loader is all-or-nothing per file). */
-        int lr = lw_m2m_registry_load_dir(g.objreg, cfg->objects_dir, NULL, NULL, &st, err, errlen);
+        struct lw_m2m_load_stats st = {0};
+        /* A refused file is logged with its reason and the others are kept (the loader is
+         * all-or-nothing per file); only an unreadable directory stops the start. */
+        int lr = lw_m2m_registry_load_dir(g.objreg, cfg->objects_dir, ddf_report, NULL, &st, err,
+                                          errlen);
         if (lr == LW_ENOENT || lr == LW_EIO) {
             rc = LW_ECONFIG;
             goto out;
         }
+        if (errlen)
+            err[0] = '\0';
+        log_info(M2M, "object definitions loaded: dir=%s files=%zu refused=%zu", cfg->objects_dir,
+                 st.loaded, st.refused);
     }
     if (cfg && cfg->reg_profiles_file && *cfg->reg_profiles_file)
         rc = load_profiles(cfg->reg_profiles_file, err, errlen);
