@@ -217,7 +217,8 @@ static int run_daemon(struct daemon *d)
                            .wait_default_ms = cfg->ops_wait_default,
                            .history = cfg->ops_history,
                            .awake_ms = cfg->queue_awake_time,
-                           .max_held = cfg->queue_max_held};
+                           .max_held = cfg->queue_max_held,
+                           .db_url = cfg->db_url};
     if (credstore_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the credential store: out of memory");
         return EXIT_FAILURE;

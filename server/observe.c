@@ -11,6 +11,8 @@
 #include "log.h"
 #include "lwm2m/value.h"
 #include "ops.h"
+#include "store/opstore.h"
+#include "values.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,13 @@
 
 #define MAX_OBS_PER_DEV   64
 #define MAX_CACHE_PER_DEV 1024
+
+/* Re-establishment that failed for a transient reason (timeout, 5.xx) is retried after
+ * RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, at most RETRY_MAX times; then it stays failed
+ * until the device registers or updates again. */
+#define RETRY_FIRST_MS 2000
+#define RETRY_MAX_MS   60000
+#define RETRY_MAX      6
 
 struct obsv {
     struct obsv *next;
@@ -36,6 +45,8 @@ struct obsv {
     char error[160];
     int64_t created_ms;
     uint64_t established;
+    unsigned retries;  /* consecutive transient failures */
+    uint64_t retry_at; /* loop time (ms) of the next attempt, 0 = none */
 };
 
 static struct {
@@ -45,6 +56,8 @@ static struct {
     struct obsv *all; /* every observation (small: bounded per device) */
     uint64_t next_id;
     struct lw_event_sink sink;
+    uv_loop_t *loop;
+    uv_timer_t retry_timer;
 } O;
 
 /* O.devs counts observations per endpoint, so events about endpoints without any cost one hash
@@ -86,6 +99,15 @@ static json_t *obs_json(const struct obsv *o)
     json_object_set_new(j, "state", json_string(o->state));
     json_object_set_new(j, "error", o->error[0] ? json_string(o->error) : json_null());
     json_object_set_new(j, "established_count", json_integer((json_int_t)o->established));
+    json_object_set_new(j, "retries", json_integer((json_int_t)o->retries));
+    if (o->retry_at) {
+        int64_t at = lw_wall_ms() + (int64_t)(o->retry_at - uv_now(O.loop));
+        char ts[32];
+        values_rfc3339(at / 1000, ts);
+        json_object_set_new(j, "next_retry_at", json_string(ts));
+    } else {
+        json_object_set_new(j, "next_retry_at", json_null());
+    }
     if (o->op) {
         snprintf(id, sizeof(id), "%llu", (unsigned long long)o->op);
         json_object_set_new(j, "operation", json_string(id));
@@ -94,6 +116,9 @@ static json_t *obs_json(const struct obsv *o)
     }
     return j;
 }
+
+static void arm_retry(void);
+static void on_retry(uv_timer_t *t);
 
 /* Sends Write-Attributes (when the observation has attributes) and Observe. */
 static int establish(struct obsv *o)
@@ -234,8 +259,9 @@ int observe_attr_query(const json_t *attrs, char *q, size_t qcap, char *err, siz
     return 0;
 }
 
-int observe_create(const char *endpoint, const json_t *paths, const json_t *attrs, bool composite,
-                   json_t **out, char *err, size_t cap)
+/* Validates and builds an observation (not linked, not established, id 0). */
+static int obs_new(const char *endpoint, const json_t *paths, const json_t *attrs, bool composite,
+                   struct obsv **out, char *err, size_t cap)
 {
     struct lw_m2m_path p = LW_M2M_PATH_ROOT;
     const json_t *jp = json_is_array(paths) ? json_array_get(paths, 0) : paths;
@@ -277,7 +303,6 @@ int observe_create(const char *endpoint, const json_t *paths, const json_t *attr
         free(o);
         return rc;
     }
-    o->id = O.next_id++;
     o->p = p;
     lw_m2m_path_format(&p, o->path, sizeof(o->path));
     o->attrs = attrs && json_is_object(attrs) ? json_deep_copy(attrs) : NULL;
@@ -285,10 +310,27 @@ int observe_create(const char *endpoint, const json_t *paths, const json_t *attr
     o->composite = composite;
     o->created_ms = lw_wall_ms();
     snprintf(o->ep, sizeof(o->ep), "%s", endpoint);
+    *out = o;
+    return 0;
+}
+
+static void obs_free(struct obsv *o)
+{
+    json_decref(o->attrs);
+    json_decref(o->body);
+    free(o);
+}
+
+int observe_create(const char *endpoint, const json_t *paths, const json_t *attrs, bool composite,
+                   json_t **out, char *err, size_t cap)
+{
+    struct obsv *o;
+    int rc = obs_new(endpoint, paths, attrs, composite, &o, err, cap);
+    if (rc)
+        return rc;
+    o->id = O.next_id++;
     if ((rc = establish(o)) != 0) {
-        json_decref(o->attrs);
-        json_decref(o->body);
-        free(o);
+        obs_free(o);
         if (rc == LW_ENOENT)
             snprintf(err, cap, "no device is registered as '%s'", endpoint);
         return rc;
@@ -296,6 +338,10 @@ int observe_create(const char *endpoint, const json_t *paths, const json_t *attr
     o->next = O.all;
     O.all = o;
     dev_add(endpoint, 1);
+    json_t *jp =
+        o->body ? json_incref(json_object_get(o->body, "paths")) : json_pack("[s]", o->path);
+    opstore_obs_put(o->id, o->ep, jp, o->composite, o->attrs, o->query, o->created_ms);
+    json_decref(jp);
     *out = obs_json(o);
     return 0;
 }
@@ -335,21 +381,82 @@ int observe_delete(const char *endpoint, uint64_t id, bool active)
         ops_observe_forget(o->ep, o->op);
     }
     dev_add(o->ep, -1);
+    opstore_obs_del(o->id);
     json_decref(o->attrs);
     json_decref(o->body);
     free(o);
+    arm_retry();
     return 0;
 }
 
-void observe_op_done(uint64_t obs_id, uint64_t op_id, bool ok, const char *why)
+/* Arms the retry timer for the earliest pending retry. */
+static void arm_retry(void)
+{
+    uint64_t first = 0;
+    if (!O.started)
+        return;
+    for (struct obsv *o = O.all; o; o = o->next)
+        if (o->retry_at && (!first || o->retry_at < first))
+            first = o->retry_at;
+    if (!first) {
+        uv_timer_stop(&O.retry_timer);
+        return;
+    }
+    uint64_t now = uv_now(O.loop);
+    uv_timer_start(&O.retry_timer, on_retry, first > now ? first - now : 0, 0);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = uv_now(O.loop);
+    for (struct obsv *o = O.all; o; o = o->next) {
+        if (!o->retry_at || o->retry_at > now)
+            continue;
+        o->retry_at = 0;
+        int rc = establish(o);
+        if (rc) {
+            snprintf(o->state, sizeof(o->state), "%s", rc == LW_ENOENT ? "pending" : "failed");
+            snprintf(o->error, sizeof(o->error), "cannot establish again: %s", lw_strerror(rc));
+        }
+    }
+    arm_retry();
+}
+
+void observe_op_done(uint64_t obs_id, uint64_t op_id, int state, uint8_t code, const char *why)
 {
     struct obsv *o = find_obs(NULL, obs_id);
     if (!o || o->op != op_id)
         return;
+    bool ok = state == OPS_SUCCEEDED;
     snprintf(o->state, sizeof(o->state), "%s", ok ? "active" : "failed");
     snprintf(o->error, sizeof(o->error), "%s", ok || !why ? "" : why);
-    if (ok)
+    if (ok) {
         o->established++;
+        o->retries = 0;
+        return;
+    }
+    char reason[sizeof(o->error)];
+    if (code)
+        snprintf(reason, sizeof(reason), "the device answered %u.%02u%s%.120s",
+                 LW_COAP_CODE_CLASS(code), LW_COAP_CODE_DETAIL(code), why && *why ? ": " : "",
+                 why && *why ? why : "");
+    else
+        snprintf(reason, sizeof(reason), "%s", why && *why ? why : "failed");
+    /* Transient (timeout, 5.xx): try again later, a bounded number of times. 4.04 / 4.05 and
+     * other refusals are final: the reason stays visible. */
+    bool transient = state == OPS_TIMEOUT || LW_COAP_CODE_CLASS(code) == 5;
+    if (transient && o->retries < RETRY_MAX) {
+        uint64_t delay = (uint64_t)RETRY_FIRST_MS << o->retries;
+        o->retries++;
+        o->retry_at = uv_now(O.loop) + LW_MIN(delay, (uint64_t)RETRY_MAX_MS);
+        snprintf(o->state, sizeof(o->state), "retrying");
+        snprintf(o->error, sizeof(o->error), "%.120s (attempt %u of %d)", reason, o->retries,
+                 RETRY_MAX + 1);
+        arm_retry();
+        return;
+    }
+    snprintf(o->error, sizeof(o->error), "%s", reason);
 }
 
 void observe_ended(uint64_t obs_id, uint64_t op_id)
@@ -406,13 +513,29 @@ static void on_event(void *ctx, const struct lw_event *ev)
 {
     (void)ctx;
     switch (ev->type) {
+    case LW_EV_UPDATED:
+        /* Observations restored at start, or whose retries ran out: establish them now. */
+        if (dev_count(ev->endpoint) > 0)
+            for (struct obsv *o = O.all; o; o = o->next)
+                if (!strcmp(o->ep, ev->endpoint) && !o->retry_at &&
+                    (!o->op || (!strcmp(o->state, "failed") && o->retries >= RETRY_MAX))) {
+                    o->retries = 0;
+                    if (o->op)
+                        ops_observe_forget(o->ep, o->op);
+                    if (establish(o) != 0)
+                        snprintf(o->state, sizeof(o->state), "pending");
+                }
+        break;
     case LW_EV_REGISTERED:
+        ops_registered(ev->endpoint);
         if (dev_count(ev->endpoint) > 0)
             for (struct obsv *o = O.all; o; o = o->next)
                 if (!strcmp(o->ep, ev->endpoint)) {
                     /* The device forgot its observations: establish them again (desired state). */
                     if (o->op)
                         ops_observe_forget(o->ep, o->op);
+                    o->retries = 0;
+                    o->retry_at = 0;
                     int rc = establish(o);
                     if (rc)
                         log_warn(M2M, "cannot re-establish observation %llu of %s: %s",
@@ -452,9 +575,46 @@ static void on_event(void *ctx, const struct lw_event *ev)
     }
 }
 
-int observe_start(void)
+void observe_seed_ids(uint64_t first)
+{
+    if (first > O.next_id)
+        O.next_id = first;
+}
+
+void observe_restore_row(void *ctx, const json_t *row)
+{
+    (void)ctx;
+    const char *ep = json_string_value(json_object_get(row, "endpoint"));
+    const json_t *paths = json_object_get(row, "paths");
+    const json_t *attrs = json_object_get(row, "attrs");
+    bool composite = json_is_true(json_object_get(row, "composite"));
+    uint64_t id = (uint64_t)json_integer_value(json_object_get(row, "id"));
+    char err[160];
+    struct obsv *o = NULL;
+    int rc = LW_EINVAL;
+    if (ep && id && !find_obs(NULL, id))
+        rc = obs_new(ep, paths, json_is_object(attrs) ? attrs : NULL, composite, &o, err,
+                     sizeof(err));
+    if (rc) {
+        log_warn(M2M, "restore: observation %llu of %s skipped: %s", (unsigned long long)id,
+                 ep ? ep : "?", rc == LW_EINVAL ? err : lw_strerror(rc));
+        return;
+    }
+    o->id = id;
+    o->created_ms = (int64_t)json_integer_value(json_object_get(row, "created_ms"));
+    snprintf(o->state, sizeof(o->state), "pending");
+    o->next = O.all;
+    O.all = o;
+    dev_add(ep, 1);
+    if (id >= O.next_id)
+        O.next_id = id + 1;
+}
+
+int observe_start(uv_loop_t *loop)
 {
     memset(&O, 0, sizeof(O));
+    O.loop = loop;
+    uv_timer_init(loop, &O.retry_timer);
     O.cache = json_object();
     O.devs = json_object();
     if (!O.cache || !O.devs)
@@ -471,6 +631,8 @@ void observe_stop(void)
     if (!O.started)
         return;
     lw_events_unsubscribe(&O.sink);
+    uv_timer_stop(&O.retry_timer);
+    uv_close((uv_handle_t *)&O.retry_timer, NULL);
     while (O.all) {
         struct obsv *o = O.all;
         O.all = o->next;

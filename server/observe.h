@@ -18,8 +18,10 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
-int observe_start(void);
+/* loop: the control loop (borrowed), for the re-establishment retry timer. */
+int observe_start(uv_loop_t *loop);
 void observe_stop(void);
 
 /* Creates an observation of `paths` (array of path strings; one path unless composite) with
@@ -35,10 +37,19 @@ int observe_delete(const char *endpoint, uint64_t id, bool active);
  * (new reference; an empty list when nothing is known). */
 json_t *observe_values(const char *endpoint);
 
-/* Hooks of ops.c: the establishing operation of observation obs_id finished. */
-void observe_op_done(uint64_t obs_id, uint64_t op_id, bool ok, const char *why);
+/* Hooks of ops.c: the establishing operation of observation obs_id finished in state (enum
+ * ops_state) with CoAP code (0 = none). A timeout or 5.xx is retried with backoff (bounded:
+ * state "retrying", then "failed"); 4.04, 4.05 and other refusals mark it failed with the reason
+ * in "error". */
+void observe_op_done(uint64_t obs_id, uint64_t op_id, int state, uint8_t code, const char *why);
 /* The device ended observation obs_id (error notification or Reset). */
 void observe_ended(uint64_t obs_id, uint64_t op_id);
+
+/* Restore at start (ops.c, before the loop runs): observation ids start at `first` or above;
+ * observe_restore_row puts back one desired observation read by opstore_load (state "pending":
+ * established when the device next registers or updates). */
+void observe_seed_ids(uint64_t first);
+void observe_restore_row(void *ctx, const json_t *row);
 
 /* Write-Attributes query from a JSON object of attributes, validated: 0 with the query in q
  * ("pmin=1&pmax=5"), LW_EINVAL with the reason in err. */

@@ -20,6 +20,7 @@
 #include "lwm2m/registry.h"
 #include "registry.h"
 #include "shard.h"
+#include "store/opstore.h"
 #include "values.h"
 
 #include <stdio.h>
@@ -46,6 +47,9 @@ static uint8_t qkey[16]; /* set by ops_start before the shards run */
 /* Queue mode settings, set by ops_start before the shards run (read-only afterwards). */
 static uint32_t ops_awake_ms = 93000;
 static unsigned ops_max_held = 16;
+
+/* ?wait=0 with a database: at most this long for the shard to send or durably hold a request. */
+#define OPS_ACK_WAIT_MS 3000
 
 /* Requests waiting on one device's CoAP endpoint (NSTART = 1) before new ones fail. */
 #define OPS_MAX_PENDING 64
@@ -111,6 +115,8 @@ struct waiter {
     struct op *op;
     ops_wait_fn fn;
     uint64_t cookie;
+    bool ack_only; /* ?wait=0 with a database: only until the shard accepted it (sent, or queued
+                      and durable) */
 };
 
 struct op {
@@ -129,6 +135,15 @@ struct op {
     int64_t created_ms, sent_ms, done_ms;
     uint32_t timeout_ms;
     struct waiter *waiters;
+    json_t *req;    /* with a database: the request, to persist it when it is held (owned) */
+    bool persisted; /* a row in table operations names it (deleted once it leaves the queue) */
+    bool acked;     /* the shard sent it, or held it and the row committed */
+};
+
+/* Requests restored from the database or waiting for their device to register again. */
+struct orphan {
+    struct lw_list link;
+    struct req_msg *q;
 };
 
 static struct {
@@ -144,6 +159,9 @@ static struct {
     size_t n;
     uint64_t next_id;
     struct ops_cfg cfg;
+    struct lw_list orphans; /* struct orphan: restored requests of unregistered devices */
+    struct xmsg restore_msg;
+    uint64_t restored;
 } C;
 
 static bool op_eq(const void *item, const void *key)
@@ -236,6 +254,7 @@ static void op_free(struct op *o)
         free(w);
     }
     json_decref(o->result);
+    json_decref(o->req);
     free(o);
 }
 
@@ -270,6 +289,39 @@ static void wake(struct op *o, bool final)
     json_decref(j);
 }
 
+/* Answers the ?wait=0 waiters: the shard accepted the operation. */
+static void wake_acks(struct op *o)
+{
+    json_t *j = NULL;
+    struct waiter **pp = &o->waiters;
+    o->acked = true;
+    while (*pp) {
+        struct waiter *w = *pp;
+        if (!w->ack_only) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        lw_wheel_cancel(&C.wheel, &w->t);
+        if (!j)
+            j = op_to_json(o);
+        w->fn(w->cookie, j, false);
+        free(w);
+    }
+    json_decref(j);
+}
+
+/* The request left the queue: its row goes. */
+static void unpersist(struct op *o)
+{
+    if (o->persisted) {
+        o->persisted = false;
+        opstore_op_del(o->id);
+    }
+    json_decref(o->req);
+    o->req = NULL;
+}
+
 static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, const char *error)
 {
     if (op_final(o)) {
@@ -284,6 +336,7 @@ static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, co
     o->done_ms = lw_wall_ms();
     C.done[o->kind][state - OPS_SUCCEEDED]++;
     lw_wheel_cancel(&C.wheel, &o->tmo);
+    unpersist(o);
     struct lw_event *ev = lw_event_new(LW_EV_OPERATION, o->ep);
     if (ev) {
         json_decref(ev->data);
@@ -294,7 +347,7 @@ static void finish(struct op *o, uint8_t state, uint8_t code, json_t *result, co
               o->ep, o->path, ops_state_name(o->state));
     wake(o, true);
     if (o->kind == OPS_OBSERVE)
-        observe_op_done(o->obs_id, o->id, o->state == OPS_SUCCEEDED, o->error);
+        observe_op_done(o->obs_id, o->id, o->state, o->code, o->error);
     evict();
     kick();
 }
@@ -338,6 +391,20 @@ static void on_wait_timeout(struct lw_timer *t)
     free(w);
 }
 
+/* The row of a held operation committed (ok) or could not be written: the API answers now. */
+static void on_durable(uint64_t id, bool ok)
+{
+    struct op *o = op_find(id);
+    if (!ok)
+        log_warn_rl(M2M, "operation %llu is held for its device but not durable",
+                    (unsigned long long)id);
+    if (!o || op_final(o) || o->acked)
+        return;
+    o->acked = true;
+    if (o->state == OPS_QUEUED)
+        wake(o, false);
+}
+
 /* Control thread: a shard's answer. */
 static void run_result(struct shard *s, struct xmsg *m)
 {
@@ -354,6 +421,10 @@ static void run_result(struct shard *s, struct xmsg *m)
                 o->cf = rm->cf; /* the format actually used */
             if (rm->state == OPS_SENT && !o->sent_ms)
                 o->sent_ms = lw_wall_ms();
+            if (rm->state == OPS_SENT) {
+                unpersist(o);
+                wake_acks(o);
+            }
             if (rm->state == OPS_SENT && !lw_timer_armed(&o->tmo)) {
                 /* held for a sleeping device until now: the timeout runs from sending */
                 lw_wheel_advance(&C.wheel, now);
@@ -362,7 +433,16 @@ static void run_result(struct shard *s, struct xmsg *m)
             }
             if (rm->state == OPS_QUEUED) {
                 lw_wheel_cancel(&C.wheel, &o->tmo);
-                wake(o, false); /* a sleeping device: ?wait does not block */
+                if (o->req && !o->persisted) {
+                    /* held for a sleeping device: durable before the API acknowledges it */
+                    o->persisted = true;
+                    opstore_op_put(o->id, o->ep, ops_kind_name(o->kind), o->path,
+                                   o->cf == OPS_FORMAT_DEFAULT ? -1 : o->cf, o->req, o->created_ms,
+                                   on_durable, o->id);
+                } else if (!o->req || o->acked) {
+                    o->acked = true;
+                    wake(o, false); /* a sleeping device: ?wait does not block */
+                }
             }
         }
         json_decref(rm->result);
@@ -375,6 +455,7 @@ static void run_result(struct shard *s, struct xmsg *m)
 }
 
 static void write_metrics(void *ctx, struct lw_buf *out);
+static int restore(const char *url);
 
 int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
 {
@@ -401,11 +482,15 @@ int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg)
     lw_list_init(&C.fifo);
     lw_wheel_init(&C.wheel, uv_now(loop));
     uv_timer_init(loop, &C.timer);
+    lw_list_init(&C.orphans);
     C.next_id = 1;
     C.started = true;
     C.metrics.write = write_metrics;
     lw_metrics_register(&C.metrics);
-    return observe_start();
+    int rc = observe_start(loop);
+    if (rc == 0 && C.cfg.db_url && *C.cfg.db_url)
+        rc = restore(C.cfg.db_url);
+    return rc;
 }
 
 static void write_metrics(void *ctx, struct lw_buf *out)
@@ -441,8 +526,15 @@ void ops_stop(void)
 {
     if (!C.started)
         return;
+    opstore_stop(); /* writes what is queued; held requests keep their rows for the next start */
     observe_stop();
     shard_states_free();
+    struct lw_list *ol;
+    while ((ol = lw_list_pop_front(&C.orphans))) {
+        struct orphan *on = lw_container_of(ol, struct orphan, link);
+        req_free(on->q);
+        free(on);
+    }
     lw_metrics_unregister(&C.metrics);
     struct lw_list *it;
     while ((it = lw_list_pop_front(&C.fifo))) {
@@ -454,6 +546,158 @@ void ops_stop(void)
     uv_timer_stop(&C.timer);
     uv_close((uv_handle_t *)&C.timer, NULL);
     C.started = false;
+}
+
+/* What a held request needs to be sent after a restart (table operations, column request). */
+static json_t *req_json(const struct ops_spec *sp, const char *args, uint32_t timeout_ms)
+{
+    char path[32];
+    lw_m2m_path_format(&sp->path, path, sizeof(path));
+    json_t *j = json_pack("{s:s,s:i,s:I,s:I,s:b,s:I}", "path", path, "cf", (int)sp->format,
+                          "obs_id", (json_int_t)sp->obs_id, "obs_op", (json_int_t)sp->obs_op,
+                          "composite", sp->composite, "timeout_ms", (json_int_t)timeout_ms);
+    if (j && sp->body)
+        json_object_set(j, "body", sp->body);
+    if (j && args)
+        json_object_set_new(j, "args", json_string(args));
+    return j;
+}
+
+/* Sends a restored request to the shard that holds its device, or keeps it (false) until the
+ * device registers. */
+static bool post_restored(struct req_msg *q)
+{
+    struct dir_ref ref;
+    struct op *o = op_find(q->op_id);
+    if (!o || op_final(o))
+        return true; /* nothing to do: dropped */
+    if (dir_lookup(q->ep, strlen(q->ep), &ref) != 0 || ref.shard >= shards_count())
+        return false;
+    q->reg_id = o->reg_id = ref.id;
+    q->gen = o->gen = ref.gen;
+    o->shard = ref.shard;
+    q->m.run = run_shard;
+    return shard_post(shard_get(ref.shard), &q->m);
+}
+
+/* First turn of the control loop after the start (the shards run): restored requests go out. */
+static void run_restored(struct shard *s, struct xmsg *m)
+{
+    (void)s;
+    (void)m;
+    size_t sent = 0, waiting = 0;
+    lw_list_foreach_safe (it, &C.orphans) {
+        struct orphan *on = lw_container_of(it, struct orphan, link);
+        if (post_restored(on->q)) {
+            lw_list_remove(&on->link);
+            free(on);
+            sent++;
+        } else {
+            waiting++;
+        }
+    }
+    if (sent || waiting)
+        log_info(M2M, "restored operations: %zu sent to their shards, %zu wait for a Register",
+                 sent, waiting);
+}
+
+void ops_registered(const char *ep)
+{
+    if (!C.started || lw_list_empty(&C.orphans))
+        return;
+    lw_list_foreach_safe (it, &C.orphans) {
+        struct orphan *on = lw_container_of(it, struct orphan, link);
+        if (strcmp(on->q->ep, ep) == 0 && post_restored(on->q)) {
+            lw_list_remove(&on->link);
+            free(on);
+        }
+    }
+}
+
+static int kind_of(const char *name)
+{
+    for (int k = 0; k < OPS__COUNT; k++)
+        if (!strcmp(kind_names[k], name))
+            return k;
+    return -1;
+}
+
+/* One row of table operations: the operation again (queued, same id) and its request. */
+static void on_op_row(void *ctx, const json_t *row)
+{
+    (void)ctx;
+    const json_t *rq = json_object_get(row, "request");
+    const char *ep = json_string_value(json_object_get(row, "endpoint"));
+    const char *path = json_string_value(json_object_get(rq, "path"));
+    const char *args = json_string_value(json_object_get(rq, "args"));
+    int kind = kind_of(json_string_value(json_object_get(row, "kind")));
+    uint64_t id = (uint64_t)json_integer_value(json_object_get(row, "id"));
+    struct lw_m2m_path mp;
+    if (!ep || strlen(ep) > DIR_MAX_NAME || !path || kind < 0 || id == 0 || op_find(id) ||
+        lw_m2m_path_parse(path, strlen(path), &mp) != 0) {
+        log_warn(M2M, "restore: queued operation %llu skipped: malformed row",
+                 (unsigned long long)id);
+        return;
+    }
+    struct op *o = calloc(1, sizeof(*o));
+    struct req_msg *q = calloc(1, sizeof(*q));
+    struct orphan *on = calloc(1, sizeof(*on));
+    if (!o || !q || !on || (args && !(q->args = strdup(args))) ||
+        lw_hmap_put(&C.map, hash_id(id), o) != 0) {
+        free(o);
+        free(on);
+        if (q)
+            req_free(q);
+        return;
+    }
+    o->id = id;
+    o->kind = (uint8_t)kind;
+    o->state = OPS_QUEUED;
+    o->cf = (uint16_t)json_integer_value(json_object_get(rq, "cf"));
+    o->obs_id = (uint64_t)json_integer_value(json_object_get(rq, "obs_id"));
+    o->timeout_ms = (uint32_t)json_integer_value(json_object_get(rq, "timeout_ms"));
+    if (!o->timeout_ms)
+        o->timeout_ms = C.cfg.timeout_ms;
+    snprintf(o->ep, sizeof(o->ep), "%s", ep);
+    snprintf(o->path, sizeof(o->path), "%s", path);
+    o->created_ms = (int64_t)json_integer_value(json_object_get(row, "created_ms"));
+    o->persisted = o->acked = true;
+    lw_timer_init(&o->tmo, on_op_timeout);
+    lw_list_push_back(&C.fifo, &o->link);
+    C.n++;
+    q->what = MSG_REQ;
+    snprintf(q->ep, sizeof(q->ep), "%s", ep);
+    q->op_id = id;
+    q->kind = (uint8_t)kind;
+    q->cf = o->cf;
+    q->path = mp;
+    q->obs_id = o->obs_id;
+    q->obs_op = (uint64_t)json_integer_value(json_object_get(rq, "obs_op"));
+    q->composite = json_is_true(json_object_get(rq, "composite"));
+    q->body = json_incref(json_object_get(rq, "body"));
+    on->q = q;
+    lw_list_push_back(&C.orphans, &on->link);
+    if (id >= C.next_id)
+        C.next_id = id + 1;
+    C.restored++;
+}
+
+static int restore(const char *url)
+{
+    /* Ids stay unique across restarts without a counter in the database: they start at the
+     * wall clock in microseconds (above every id of an earlier run unless it created more than
+     * a million operations per second on average) and above every restored one. */
+    C.next_id = (uint64_t)lw_wall_ms() * 1000;
+    observe_seed_ids(C.next_id);
+    if (opstore_start(C.loop, url) != 0)
+        return LW_ENOMEM;
+    opstore_load(url, on_op_row, observe_restore_row, NULL);
+    if (C.restored)
+        log_info(M2M, "restored %llu queued operation%s", (unsigned long long)C.restored,
+                 C.restored == 1 ? "" : "s");
+    C.restore_msg.run = run_restored;
+    lw_control_post(&C.restore_msg);
+    return 0;
 }
 
 int ops_submit(const struct ops_spec *sp, uint64_t *id)
@@ -491,7 +735,10 @@ int ops_submit(const struct ops_spec *sp, uint64_t *id)
     lw_m2m_path_format(&sp->path, o->path, sizeof(o->path));
     o->created_ms = lw_wall_ms();
     lw_timer_init(&o->tmo, on_op_timeout);
+    if (opstore_enabled())
+        o->req = req_json(sp, args, o->timeout_ms); /* NULL on OOM: not made durable */
     if (lw_hmap_put(&C.map, hash_id(o->id), o) != 0) {
+        json_decref(o->req);
         free(o);
         req_free(q);
         return LW_ENOMEM;
@@ -537,6 +784,12 @@ int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie)
     struct op *o = op_find(id);
     if (!o)
         return LW_ENOENT;
+    bool ack_only = false;
+    if (ms == 0 && !op_final(o) && o->req && !o->acked) {
+        /* With a database, 202 means durable: wait (bounded) until the shard took it. */
+        ack_only = true;
+        ms = OPS_ACK_WAIT_MS;
+    }
     if (op_final(o) || ms == 0) {
         json_t *j = op_to_json(o);
         fn(cookie, j, op_final(o));
@@ -546,6 +799,7 @@ int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie)
     struct waiter *w = calloc(1, sizeof(*w));
     if (!w)
         return LW_ENOMEM;
+    w->ack_only = ack_only;
     w->op = o;
     w->fn = fn;
     w->cookie = cookie;

@@ -65,10 +65,16 @@ struct ops_cfg {
     uint32_t awake_ms;        /* 93 s (MAX_TRANSMIT_WAIT): a queue-mode device is awake this
                                  long after each uplink (Register, Update, Send) */
     uint32_t max_held;        /* 16 requests held per sleeping device; more fail at once */
+    const char *db_url;       /* NULL/"": no persistence; else held requests and desired
+                                 observations are kept in PostgreSQL (store/opstore.h) and
+                                 restored by ops_start (borrowed for the call) */
 };
 
 /* 0 or LW_ENOMEM. cfg may be NULL. */
 int ops_start(uv_loop_t *loop, const struct ops_cfg *cfg);
+/* The device registered (control thread, from the event bus): restored requests that waited
+ * for it go to its shard. */
+void ops_registered(const char *ep);
 /* Fails waiting requests, frees every operation, closes the timer. */
 void ops_stop(void);
 uint32_t ops_wait_default_ms(void);
