@@ -5,7 +5,8 @@
 # daemon is killed with SIGKILL and started again on the same ports: the device's Update on its
 # old session gets 2.04 and no handshake is counted. Then the session is live when the daemon
 # stops gracefully (exported at stop) and again survives. The saved state does not show the
-# PSK identity in clear.
+# PSK identity in clear; a row sealed under another master key is skipped; a restored session
+# whose credentials were deleted while the daemon was down is closed when it wakes.
 source "$(dirname "$0")/lib.sh"
 
 for c in curl psql; do
@@ -96,16 +97,27 @@ check "after a graceful restart: Update gets 2.04" [ "$(grep '^update ' "$out" |
 check "after a graceful restart: no handshake" [ "$(hs_all)" = 0 ]
 check "the device is registered (API)" [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ADMIN" "$API/api/v1/devices/dtls-restart")" = 200 ]
 
-# Without the master key the rows do not open: skipped, and the device must handshake again.
+# Without the master key the rows do not open: skipped (the row stays).
 check "SIGTERM" stop_daemon TERM
-echo quit >&3
-exec 3>&-
-wait "$clipid" 2>/dev/null
 other=$LW_TMP/other.key
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$other")
 log4=$LW_TMP/dtlsr-4.log
 check "daemon with another master key starts" restart_daemon "$log4" \
   --set "api.bootstrap_token_file=$admin_tok" --set "security.master_key_file=$other"
 check "a row sealed under another key is skipped" grep -q '"msg":"dtls sessions restored: restored=0 skipped=1' "$log4"
+check "daemon stops" stop_daemon TERM
+
+# Credentials deleted while the daemon was down: the restored session must not talk.
+psql "$LW_PG_URL" -qAtc "DELETE FROM credentials WHERE endpoint = 'dtls-restart'" >/dev/null
+log5=$LW_TMP/dtlsr-5.log
+check "daemon with the right key again" restart_daemon "$log5" "${common[@]}"
+check "the session was restored" grep -q '"msg":"dtls sessions restored: restored=1 ' "$log5"
+echo update >&3
+for _ in $(seq 1 100); do [ "$(grep -c '^update ' "$out")" -ge 3 ] && break; sleep 0.1; done
+check "credentials gone: the restored session gets no answer" [ "$(grep '^update ' "$out" | tail -n 1)" = "update 0" ]
+check "credentials gone: closed as unbound" [ "$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_handshakes_total/ && $1 ~ /result="unbound"/ {s += $2} END {print s + 0}')" -ge 1 ]
+echo quit >&3
+exec 3>&-
+wait "$clipid" 2>/dev/null
 check "daemon stops cleanly" stop_daemon TERM
 finish
