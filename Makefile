@@ -182,11 +182,13 @@ BENCH_SCALE ?= 1
 BENCH_LOG = $(BUILD)/bench/bench.log
 bench: deps all $(foreach b,$(BENCHES),$(BUILD)/bench/$(b))
 	$(Q)mkdir -p bench/results $(BUILD)/bench && : > $(BENCH_LOG)
-	$(Q)set -o pipefail; for b in $(BENCHES); do $(BUILD)/bench/$$b 2>&1 | tee -a $(BENCH_LOG) || exit 1; done
-	$(Q)set -o pipefail; for s in $(wildcard tests/bench/*.sh); do BUILD=$(BUILD) BENCH_SCALE=$(BENCH_SCALE) \
+	$(Q)set -o pipefail; failed=""; \
+	for b in $(BENCHES); do $(BUILD)/bench/$$b 2>&1 | tee -a $(BENCH_LOG) || failed="$$failed $$b"; done; \
+	for s in $(wildcard tests/bench/*.sh); do BUILD=$(BUILD) BENCH_SCALE=$(BENCH_SCALE) \
 	  STORE_ROWS=$${STORE_ROWS:-$$(awk 'BEGIN { print int(1000000 * $(BENCH_SCALE)) }')} \
-	  bash $$s 2>&1 | tee -a $(BENCH_LOG) || exit 1; done
-	$(Q)python3 tests/bench/summary.py $(BENCH_LOG) $(BENCH_SCALE)
+	  bash $$s 2>&1 | tee -a $(BENCH_LOG) || failed="$$failed $$(basename $$s)"; done; \
+	python3 tests/bench/summary.py $(BENCH_LOG) $(BENCH_SCALE) "$$failed" || exit 1; \
+	[ -z "$$failed" ] || { echo "bench: failed:$$failed"; exit 1; }
 
 # ---- end-to-end and the whole suite -------------------------------------------------------------
 e2e: all

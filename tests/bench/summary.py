@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/bench/summary.py LOG [SCALE] - the summary of a `make bench` run.
+"""tests/bench/summary.py LOG [SCALE [FAILED]] - the summary of a `make bench` run.
 
 Reads every "bench <name>: <value> <unit...>" line the benchmarks printed (LOG is their combined
 output), and writes
@@ -7,7 +7,8 @@ output), and writes
   bench/results/latest.md                 a short markdown table: each scenario next to its floor
                                           measured in the same run, as a ratio
 Scenarios whose lines are missing are listed as not measured (e.g. a benchmark another component
-adds later, such as telemetry ingest)."""
+adds later, such as telemetry ingest). FAILED lists the benchmarks that exited non-zero; BENCH_GIT
+overrides the revision recorded (for runs from an exported tree without .git)."""
 import datetime
 import json
 import os
@@ -36,6 +37,7 @@ def unit_of(text):
 
 def main():
     log, scale = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "1")
+    failed = (sys.argv[3] if len(sys.argv) > 3 else "").split()
     lines = {}
     with open(log, errors="replace") as f:
         for raw in f:
@@ -88,14 +90,15 @@ def main():
 
     now = datetime.datetime.now(datetime.timezone.utc)
     host = socket.gethostname().split(".")[0] or "host"
+    git = os.environ.get("BENCH_GIT", "")
     try:
-        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=False).stdout.strip() or "unknown"
+        git = git or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, check=False).stdout.strip() or "unknown"
     except OSError:
         git = "unknown"
     meta = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "host": host, "git": git,
             "bench_scale": float(scale), "cpus": os.cpu_count(),
-            "kernel": platform.release(), "machine": platform.machine()}
+            "kernel": platform.release(), "machine": platform.machine(), "failed": failed}
     try:
         with open("/proc/meminfo") as f:
             meta["mem_total_kb"] = int(f.readline().split()[1])
@@ -116,8 +119,11 @@ def main():
           "%s, host `%s`, %s CPUs, %s, git `%s`, BENCH_SCALE=%s. Full data: `%s`; "
           "how to read and reproduce: [docs/benchmarks.md](../../docs/benchmarks.md)."
           % (meta["date"], host, meta["cpus"], meta["kernel"], git, scale,
-             os.path.basename(path)), "",
-          "| scenario | result | floor (same run) | ratio |", "|---|---|---|---|"]
+             os.path.basename(path)), ""]
+    if failed:
+        md += ["**Failed in this run:** %s (their scenarios show as not measured)." %
+               ", ".join(failed), ""]
+    md += ["| scenario | result | floor (same run) | ratio |", "|---|---|---|---|"]
     for r in rows:
         res = fmt(r["value"], r["unit"]) if r["value"] is not None else r["note"]
         flo = ("%s: %s" % (r["floor"], fmt(r["floor_value"], r["floor_unit"]))
