@@ -103,6 +103,9 @@ static struct {
     size_t rlen, roff, rend;
     uint64_t rseq;
     bool rloaded;
+    /* the last spill file, moved back into memory: removed once its records are committed */
+    uint64_t pend_seq;
+    size_t pend_left;
     struct lw_event_sink sink;
     struct lw_metrics_writer metrics;
     struct lw_arena arena;
@@ -658,12 +661,67 @@ static size_t take(const uint8_t *p, size_t end, size_t *off)
     return n;
 }
 
+/* Caught up with the file being written while memory is empty: when it fits, its records move
+ * back into the memory queue and new records follow them there (no more files under a steady
+ * load once the backlog is gone). The file stays until those records are committed. */
+static bool absorb_last_file(void)
+{
+    if (T.nfiles != 1 || T.files[0] != T.wseq || T.wfd < 0 || T.mem_n != 0 || T.pend_left ||
+        T.wbytes > T.mem_max)
+        return false;
+    close_writer();
+    if (!reader_load())
+        return false; /* read as a file below (and skipped there) */
+    size_t off = T.roff, n = 0;
+    struct lw_bytes pl;
+    T.mem.len = T.mem_head = 0;
+    lw_buf_put(&T.mem, T.rbuf + off, T.rend - off);
+    if (lw_buf_status(&T.mem)) {
+        T.mem.len = 0;
+        T.mem.overflow = false;
+        return false;
+    }
+    while (lw_spill_next(T.rbuf, T.rend, &off, &pl) == 1)
+        n++;
+    T.mem_n = n;
+    T.pend_seq = T.files[0];
+    T.pend_left = n;
+    uint64_t cur = atomic_load_explicit(&T.spill_bytes, memory_order_relaxed);
+    set(&T.spill_bytes, cur > T.rlen ? cur - T.rlen : 0);
+    files_pop_front();
+    reader_reset();
+    if (n == 0) {
+        char path[600];
+        file_path(path, sizeof(path), T.pend_seq);
+        unlink(path);
+    }
+    T.spilling = false;
+    log_info(STORE, "telemetry spill files replayed");
+    return true;
+}
+
+/* Memory records committed or given up: the absorbed file goes once all of its are. */
+static void mem_done(size_t n)
+{
+    if (!T.pend_left)
+        return;
+    T.pend_left -= LW_MIN(n, T.pend_left);
+    if (T.pend_left == 0) {
+        char path[600];
+        file_path(path, sizeof(path), T.pend_seq);
+        if (unlink(path) != 0 && errno != ENOENT)
+            log_warn(STORE, "telemetry spill file not removed: %s: %s", path, strerror(errno));
+    }
+}
+
 /* Chooses the next batch: memory first (it is older than any spill file), then the files. */
 static bool build_batch(void)
 {
     lw_buf_reset(&T.b.data);
     T.b.nrec = 0;
     T.b.from_file = false;
+    if (T.mem_n == 0 && T.nfiles > 0 && !T.rloaded)
+        absorb_last_file();
     if (T.mem_n > 0) {
         size_t off = T.mem_head;
         T.b.nrec = take(T.mem.data, T.mem.len, &off);
@@ -732,6 +790,10 @@ static void batch_committed(size_t nvals, size_t nevs)
         T.roff = T.b.file_end;
         if (T.roff >= T.rend)
             drop_oldest_file();
+    } else {
+        if (T.pend_left)
+            add(&T.replayed, LW_MIN(T.b.nrec, T.pend_left));
+        mem_done(T.b.nrec);
     }
     T.b.active = T.b.in_db = false;
     lw_buf_reset(&T.b.data);
@@ -767,6 +829,8 @@ static void on_batch(void *ctx, const PGresult *res, const char *err)
         T.roff = T.b.file_end;
         if (T.roff >= T.rend)
             drop_oldest_file();
+    } else {
+        mem_done(T.b.nrec);
     }
     T.b.active = false;
     lw_buf_reset(&T.b.data);
@@ -1165,6 +1229,10 @@ void lw_telemetry_stop(void)
     T.q = T.w = NULL;
     close_writer();
     drain_blocking(T.url);
+    if (T.pend_left) {
+        /* its records still queued are in memory, which spill_memory writes out below */
+        mem_done(T.pend_left);
+    }
     spill_memory();
     if (T.wfd >= 0 && fsync(T.wfd) != 0)
         log_warn(STORE, "telemetry spill file not synced: %s", strerror(errno));
