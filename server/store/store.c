@@ -26,7 +26,7 @@
 #define CHUNK_RECS     128u /* records per inbox chunk */
 #define SPARE_CHUNKS   8u   /* empty chunks kept per writer */
 #define OBJS_CACHE_MAX 4096u
-#define NCOLS          16
+#define NCOLS          17
 
 /* Deletes the rows of ($1 endpoint, $2 registration id) pairs; a NULL id deletes whatever row
  * the endpoint has (the delete ended the registration whose upsert was still queued, so any row
@@ -42,10 +42,10 @@ static const char del_sql[] =
 static const char ups_sql[] =
     "INSERT INTO registrations (endpoint, reg_id, address, port, secure, lwm2m_version, binding, "
     "queue_mode, lifetime, sms_number, registered_at, updated_at, expires_at, objects, "
-    "profile_id, security_mode) "
+    "object_links, profile_id, security_mode) "
     "SELECT ep, id, coalesce(a, '0.0.0.0'), coalesce(p, 0), s <> 'nosec', v, b, q, lt, sms, "
-    "to_timestamp(r), to_timestamp(u), to_timestamp(e), coalesce(($16::jsonb[])[o], '[]'), pid, "
-    "s "
+    "to_timestamp(r), to_timestamp(u), to_timestamp(e), coalesce(($16::jsonb[])[o], '[]'), "
+    "coalesce(($17::text[])[o], ''), pid, s "
     "FROM unnest($1::text[], $2::text[], $3::inet[], $4::integer[], $5::text[], $6::text[], "
     "$7::boolean[], $8::integer[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], "
     "$13::integer[], $14::text[], $15::text[]) AS x(ep, id, a, p, v, b, q, lt, sms, r, u, e, o, "
@@ -55,7 +55,8 @@ static const char ups_sql[] =
     "binding = EXCLUDED.binding, queue_mode = EXCLUDED.queue_mode, lifetime = EXCLUDED.lifetime, "
     "sms_number = EXCLUDED.sms_number, registered_at = EXCLUDED.registered_at, "
     "updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at, "
-    "objects = EXCLUDED.objects, profile_id = EXCLUDED.profile_id, "
+    "objects = EXCLUDED.objects, object_links = EXCLUDED.object_links, "
+    "profile_id = EXCLUDED.profile_id, "
     "security_mode = EXCLUDED.security_mode";
 
 enum { OP_UPSERT, OP_DEL };
@@ -98,8 +99,9 @@ struct batch {
 struct objtxt {
     json_t *objs;      /* one reference: keeps the pointer unique while cached */
     uint64_t batch;    /* the batch that numbered it last */
-    unsigned batch_ix; /* its 1-based index in that batch's list array */
-    size_t len;
+    unsigned batch_ix; /* its 1-based index in that batch's list arrays */
+    size_t len, llen;
+    char *links; /* CoRE link format (restore reads it instead of the JSON), in txt's block */
     char txt[];
 };
 
@@ -413,15 +415,25 @@ static struct objtxt *objs_text(struct writer *w, json_t *objs)
     if (lw_hmap_count(&w->objs_cache) >= OBJS_CACHE_MAX)
         objs_cache_clear(w);
     char *txt = json_dumps(objs, JSON_COMPACT);
-    if (!txt)
+    struct lw_buf lb;
+    lw_buf_init(&lb, 128);
+    if (!txt || lw__store_links_json(objs, &lb) != 0) {
+        free(txt);
+        lw_buf_deinit(&lb);
         return NULL;
+    }
     size_t len = strlen(txt);
-    o = malloc(sizeof(*o) + len + 1);
+    o = malloc(sizeof(*o) + len + 1 + lb.len + 1);
     if (o) {
         o->objs = json_incref(objs);
         o->batch = 0;
         o->len = len;
         memcpy(o->txt, txt, len + 1);
+        o->links = o->txt + len + 1;
+        o->llen = lb.len;
+        if (lb.len)
+            memcpy(o->links, lb.data, lb.len);
+        o->links[lb.len] = '\0';
         if (lw_hmap_put(&w->objs_cache, h, o) != 0) {
             json_decref(o->objs);
             free(o);
@@ -429,6 +441,7 @@ static struct objtxt *objs_text(struct writer *w, json_t *objs)
         }
     }
     free(txt);
+    lw_buf_deinit(&lb);
     return o;
 }
 
@@ -471,6 +484,7 @@ static void encode_row(struct writer *w, const struct rec *r)
             o->batch = w->batch_seq;
             o->batch_ix = ++w->batch_nobjs;
             put_elem(&c[15], o->txt, o->len);
+            put_elem(&c[16], o->links, o->llen);
         }
         put_int(&c[12], o->batch_ix);
     } else {

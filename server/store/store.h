@@ -39,6 +39,7 @@
 
 #include "config.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -92,5 +93,11 @@ void lw_store_get_stats(struct lw_store_stats *out);
  * shards that no longer exist, expired or malformed rows are skipped (counted in the log).
  * Returns 0 (also without a database or when it is unreachable: logged) or LW_ENOMEM. */
 int lw_store_restore(const struct lw_config *cfg, unsigned nshards);
+
+/* Internal (store.c and restore.c): the registration "objects" JSON array (borrowed) as a CoRE
+ * link format list appended to b ("</id>;ver=M.m" per object, "</id/inst>" per instance).
+ * 0, LW_EMALFORMED (not an array) or LW_ENOMEM. */
+struct lw_buf;
+int lw__store_links_json(const json_t *arr, struct lw_buf *b);
 
 #endif
