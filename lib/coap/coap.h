@@ -532,6 +532,9 @@ int lw_coap_ep_cancel(struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t n
 int lw_coap_ep_observe_cancel(struct lw_coap_ep *ep, struct lw_coap_handle obs,
                               const struct lw_coap_msg *req, uint64_t cookie, uint64_t now,
                               struct lw_coap_handle *out);
+/* True when h is a request of ep that waits behind NSTART and was never transmitted (so it can
+ * be cancelled and made again elsewhere without the peer having seen it). */
+bool lw_coap_ep_queued(const struct lw_coap_ep *ep, struct lw_coap_handle h);
 /* Moving an observation to another ep (the peer's address changed and its state follows it to
  * another ep, possibly on another thread). lw_coap_ep_obs_detach removes observation h from ep
  * (a Block2 continuation in flight is dropped silently) and returns it, owned by the caller

@@ -658,6 +658,14 @@ int lw_coap_ep_cancel(struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t n
     return 0;
 }
 
+bool lw_coap_ep_queued(const struct lw_coap_ep *ep, struct lw_coap_handle h)
+{
+    for (const struct lw_coap__txn *t = ep->txns; t && h.id; t = t->next)
+        if (t->kind == K_REQ && t->id == h.id)
+            return t->state == T_QUEUED;
+    return false;
+}
+
 struct lw_coap__obs *lw_coap_ep_obs_detach(struct lw_coap_ep *ep, struct lw_coap_handle h,
                                            uint64_t now)
 {

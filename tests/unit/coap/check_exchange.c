@@ -737,6 +737,26 @@ START_TEST(test_observe_flow)
 }
 END_TEST
 
+/* lw_coap_ep_queued: a request behind NSTART is queued until the one before it completes. */
+START_TEST(test_queued_state)
+{
+    struct harness *h = setup(NULL);
+    struct lw_coap_handle a = send_get(h, "3/0/0", 1, 0, false);
+    struct lw_coap_handle b = send_get(h, "3/0/1", 2, 0, false);
+    ck_assert(!lw_coap_ep_queued(&h->ep, a)); /* transmitted */
+    ck_assert(lw_coap_ep_queued(&h->ep, b));
+    ck_assert(!lw_coap_ep_queued(&h->ep, (struct lw_coap_handle){0}));
+    ck_assert(!lw_coap_ep_queued(&h->ep, (struct lw_coap_handle){b.id + 5}));
+    ck_assert_int_eq(h->nsent, 1);
+    struct lw_coap_msg s = sent_msg(h, 0), r;
+    mk_reply(&r, &s, LW_COAP_ACK, LW_COAP_CONTENT, s.mid);
+    ck_assert_int_eq(feed(h, &r, 10), 0);
+    ck_assert(!lw_coap_ep_queued(&h->ep, b)); /* started when a completed */
+    ck_assert_int_eq(h->nsent, 2);
+    teardown_h(h);
+}
+END_TEST
+
 /* An observation moves to another ep (the peer's address changed): same token, freshness kept,
  * notifications reach the new ep under a new handle and cookie; the old ep answers them with RST.
  */
@@ -1219,6 +1239,7 @@ Suite *suite_exchange(void)
     tcase_add_test(tc, test_observe_flow);
     tcase_add_test(tc, test_observe_cancel);
     tcase_add_test(tc, test_observe_move);
+    tcase_add_test(tc, test_queued_state);
     tcase_add_test(tc, test_block2_read);
     tcase_add_test(tc, test_block1_push);
     tcase_add_test(tc, test_observe_block2);
