@@ -516,6 +516,9 @@ static void bind_identity(struct coaps *c, struct csess *cs)
     if (cid.len && cid.len <= LW_DTLS_CID_MAX && !cs->in_cid) {
         memcpy(cs->cid, cid.ptr, cid.len);
         cs->cid_len = (uint8_t)cid.len;
+        struct csess *o = lw_hmap_get(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), &cid, cid_eq);
+        if (o && o != cs)
+            cs_kill(c, o); /* d_cid_in_use ran out of tries: the newer session keeps the CID */
         if (lw_hmap_put(&c->by_cid, h_cid(c, cs->cid, cs->cid_len), cs) == 0)
             cs->in_cid = true;
     }
@@ -570,7 +573,15 @@ static void d_event(void *arg, struct lw_dtls_sess *sess, enum lw_dtls_event ev,
     }
 }
 
-static const struct lw_dtls_shard_ops dtls_ops = {d_send, d_deliver, d_event};
+/* Restored sessions keep their CIDs while this run's CID counter starts afresh. */
+static bool d_cid_in_use(void *arg, const uint8_t *cid, size_t len)
+{
+    struct coaps *c = arg;
+    struct lw_bytes k = LW_BYTES(cid, len);
+    return lw_hmap_get(&c->by_cid, h_cid(c, cid, len), &k, cid_eq) != NULL;
+}
+
+static const struct lw_dtls_shard_ops dtls_ops = {d_send, d_deliver, d_event, d_cid_in_use};
 
 /* ---- per shard ---- */
 

@@ -993,6 +993,10 @@ static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, sock
     if (sh->ctx->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl)) {
         s->cid_len = sh->ctx->cid_len;
         make_cid(sh, s->cid, s->cid_len);
+        for (int i = 0; i < 64 && sh->ops && sh->ops->cid_in_use &&
+                        sh->ops->cid_in_use(sh->arg, s->cid, s->cid_len);
+             i++)
+            make_cid(sh, s->cid, s->cid_len);
         if (wolfSSL_dtls_cid_set(s->ssl, s->cid, s->cid_len) != WOLFSSL_SUCCESS) {
             lw_dtls_sess_free(s);
             return LW_EDTLS;

@@ -156,6 +156,10 @@ struct lw_dtls_shard_ops {
                  const uint8_t *data, size_t len);
     void (*deliver)(void *arg, struct lw_dtls_sess *sess, const uint8_t *data, size_t len);
     void (*event)(void *arg, struct lw_dtls_sess *sess, enum lw_dtls_event ev, int detail);
+    /* Optional: true when cid (len bytes) is held by a session the shard keeps elsewhere (e.g.
+     * restored after a restart, when this shard's CID counter started afresh): the next CID is
+     * tried instead (at most 64). NULL: CIDs of this shard object are unique by construction. */
+    bool (*cid_in_use)(void *arg, const uint8_t *cid, size_t len);
 };
 
 /* Counters of one shard (read by the owner thread). */

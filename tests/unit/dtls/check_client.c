@@ -73,7 +73,7 @@ static void s_event(void *arg, struct lw_dtls_sess *sess, enum lw_dtls_event ev,
     w->s_ev[ev & 7]++;
 }
 
-static const struct lw_dtls_shard_ops sops = {s_send, s_deliver, s_event};
+static const struct lw_dtls_shard_ops sops = {s_send, s_deliver, s_event, NULL};
 
 static size_t s_psk(void *arg, const uint8_t *id, size_t id_len, uint8_t *key, size_t cap)
 {

@@ -102,6 +102,35 @@ START_TEST(test_psk12_ccm8_cid)
 }
 END_TEST
 
+/* A CID the shard says is in use (a restored session's) is skipped for the next one. */
+START_TEST(test_cid_in_use_skipped)
+{
+    struct lw_dtls_ctx *ctx = mkctx(0, 0);
+    WOLFSSL_CTX *cc = h_cctx_psk(false, "PSK-AES128-CCM-8", true);
+    struct h_world w;
+    h_world_init(&w, ctx, 2, 4);
+    w.refuse_cids = 3;
+    struct h_client *c = h_client_new(&w, cc, 5100);
+    ck_assert_int_eq(wolfSSL_dtls_cid_use(c->ssl), WOLFSSL_SUCCESS);
+    handshake_ok(&w, c);
+    ck_assert_uint_eq(w.cid_asks, 4);
+    struct lw_bytes cid = lw_dtls_sess_cid(c->sess);
+    ck_assert_uint_eq(cid.len, 6);
+    ck_assert_int_eq(memcmp(cid.ptr, w.refused[3], 6), 0); /* the one accepted */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_ne(memcmp(cid.ptr, w.refused[i], 6), 0);
+        ck_assert_uint_eq(w.refused[i][0], 2); /* still this shard's CIDs */
+    }
+    /* records with it reach the session */
+    ck_assert_int_eq(h_client_write(c, "hi"), 2);
+    h_pump(&w);
+    ck_assert_uint_eq(w.pt_count, 1);
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_psk12_cbc_no_cid)
 {
     struct lw_dtls_ctx *ctx = mkctx(LW_DTLS_V12, 0);
@@ -797,6 +826,7 @@ Suite *suite_psk(void)
     TCase *tc = tcase_create("psk");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_psk12_ccm8_cid);
+    tcase_add_test(tc, test_cid_in_use_skipped);
     tcase_add_test(tc, test_psk12_cbc_no_cid);
     tcase_add_test(tc, test_psk13_ccm8);
     tcase_add_test(tc, test_psk13_gcm);

@@ -74,7 +74,19 @@ static void ops_event(void *arg, struct lw_dtls_sess *sess, enum lw_dtls_event e
     w->last_ev_sess = sess;
 }
 
-const struct lw_dtls_shard_ops h_ops = {ops_send, ops_deliver, ops_event};
+static bool ops_cid_in_use(void *arg, const uint8_t *cid, size_t len)
+{
+    struct h_world *w = arg;
+    if (w->cid_asks < 8 && len <= 8)
+        memcpy(w->refused[w->cid_asks], cid, len);
+    w->cid_asks++;
+    if (!w->refuse_cids)
+        return false;
+    w->refuse_cids--;
+    return true;
+}
+
+const struct lw_dtls_shard_ops h_ops = {ops_send, ops_deliver, ops_event, ops_cid_in_use};
 
 void h_world_init(struct h_world *w, struct lw_dtls_ctx *ctx, uint8_t shard_id, size_t max_clients)
 {

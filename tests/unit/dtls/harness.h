@@ -59,6 +59,9 @@ struct h_world {
     bool echo; /* server echoes every delivered record */
     bool drop_to_clients;
     uint8_t last_type_to_server; /* first byte of the last client datagram */
+    unsigned refuse_cids;        /* cid_in_use answers true this many more times */
+    unsigned cid_asks;           /* cid_in_use calls */
+    uint8_t refused[8][8];       /* the first CIDs it refused */
 };
 
 /* Shard callbacks routing to the world's clients. */
