@@ -98,6 +98,52 @@ check "PostgreSQL restarts on its port" pg_start
 check "database back: the queued registration is written (newest state)" until_eq 20 900 "SELECT lifetime FROM registrations WHERE endpoint = 'persist-outage'"
 check "database back: metrics show the store connected" [ "$(metric lwm2md_store_connected)" = 1 ]
 
+# ---- PostgreSQL outage under load: 300 devices register and update every second while the
+# database is down; the daemon answers them, their changes coalesce per endpoint in the per-shard
+# writers, and every row is there with its newest state once the database is back.
+if [ -x "$FLEET" ]; then
+  cat >"$LW_TMP/outage.ini" <<'INI'
+[fleet]
+rate = 1000/s
+duration = 2s
+deregister = false
+[group outage]
+count = 300
+endpoint = outage-{n:4}
+lwm2m = 1.1
+security = nosec
+objects = 3,4
+lifetime = 60s
+update_interval = 1s
+send_interval = 3600s
+INI
+  c0=$(metric lwm2md_store_coalesced_total)
+  d0=$(metric lwm2md_store_dropped_total)
+  pg_stop
+  "$FLEET" --server "coap://127.0.0.1:$LW_COAP_PORT" --fleet "$LW_TMP/outage.ini" --quiet \
+    --report-json "$LW_TMP/outage-fleet.json" >"$LW_TMP/outage-fleet.out" 2>&1
+  tend=$(date +%s)
+  check "outage under load: every device registered (the daemon kept answering)" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+def find(o, k):
+    if isinstance(o, dict):
+        for kk, v in o.items():
+            if kk == k: return v
+            x = find(v, k)
+            if x is not None: return x
+    return None
+reg = find(r, "registered")
+sys.exit(0 if reg is not None and int(reg) >= 300 else 1)' "$LW_TMP/outage-fleet.json"
+  check "outage under load: the changes wait in the queue" [ "$(metric lwm2md_store_queued)" -ge 300 ]
+  check "outage under load: Updates coalesced per endpoint" [ $(($(metric lwm2md_store_coalesced_total) - c0)) -ge 300 ]
+  check "outage under load: nothing dropped" [ "$(metric lwm2md_store_dropped_total)" = "$d0" ]
+  check "outage under load: PostgreSQL restarts" pg_start
+  check "outage under load: all 300 rows written once it is back" until_eq 30 300 "SELECT count(*) FROM registrations WHERE endpoint LIKE 'outage-%'"
+  check "outage under load: each row has the newest state (last Update)" [ "$(q "SELECT count(*) FROM registrations WHERE endpoint LIKE 'outage-%' AND updated_at >= to_timestamp($tend - 3)")" = 300 ]
+  check "outage under load: the queue is empty" until_eq 10 0 "SELECT 0" && [ "$(metric lwm2md_store_queued)" = 0 ]
+fi
+
 # ---- kill -9, restart: registrations restored before the sockets open
 r=$(coap post 'rd?ep=persist-crash&lt=300&lwm2m=1.0&b=UQ' '</1/0>,</3/0>,</3303/0>,</3303/1>')
 cid=$(loc_of "$r")
