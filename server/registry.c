@@ -1359,6 +1359,8 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
     regsrv_id_format(gr->node.id, id);
     respond(r, p, m, LW_COAP_CREATED, NULL, id);
     post_event(r, LW_EV_REGISTERED, gr, NULL, false);
+    if (gr->queue) /* held requests go out now: their events follow this one */
+        regsrv_events_flush(r);
     ops_uplink(r, gr->node.id, gr->node.gen, true);
 out:
     objlist_release(objs);
@@ -1427,6 +1429,8 @@ static void do_update(struct regsrv *r, struct peer *p, const struct lw_coap_msg
     stat_inc(&r->stats.results[RS_UPD_OK]);
     respond(r, p, m, LW_COAP_CHANGED, NULL, NULL);
     post_event(r, LW_EV_UPDATED, gr, NULL, heartbeat);
+    if (gr->queue) /* held requests go out now: their events follow this one */
+        regsrv_events_flush(r);
     ops_uplink(r, gr->node.id, gr->node.gen, false);
 out:
     lw_buf_deinit(&b);
@@ -1445,8 +1449,11 @@ static void handle(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m
         }
         seg[nseg++] = LW_BYTES(lw_coap_opt_data(o), o->len);
     }
-    if (nseg == 1 && lw_bytes_eq_str(seg[0], "dp") && ops_dev_request(r, p, m))
-        return; /* Send (ops.c) */
+    if (nseg == 1 && lw_bytes_eq_str(seg[0], "dp")) {
+        regsrv_events_flush(r); /* a Send's event follows the registration events before it */
+        if (ops_dev_request(r, p, m))
+            return; /* Send (ops.c) */
+    }
     if (nseg < 1 || nseg > 2 || !lw_bytes_eq_str(seg[0], "rd")) {
         stat_inc(&r->stats.results[RS_OTHER_REQUEST]);
         respond(r, p, m, LW_COAP_NOT_FOUND, NULL, NULL);
@@ -1715,6 +1722,10 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
 {
     stat_inc(&r->stats.rx);
     r->now = now;
+    /* Held registration events go first when this datagram may make ops.c post events of its
+     * own (a response, an ACK/RST, a notification), so the control thread sees them in order. */
+    if (r->held && (len < 2 || data[1] == 0 || data[1] >= 0x40))
+        regsrv_events_flush(r);
     struct peer *p = peer_find(&r->peers, from);
     if (!p) {
         /* No state for a stranger unless it sends a request (CON or NON with a request code):
