@@ -22,8 +22,9 @@
 #include <uv.h>
 
 /* Receive buffer per shard: libuv's recvmmsg path splits it into 64 KiB slots, one datagram
- * each (UV_UDP_RECVMMSG), so this reads up to 16 datagrams per system call. */
-#define RXBUF_SLOTS 16
+ * each (UV_UDP_RECVMMSG), so this reads up to 20 datagrams per system call (libuv's own limit,
+ * UV__MMSG_MAXWIDTH); each such batch's responses leave with one sendmmsg. */
+#define RXBUF_SLOTS 20
 #define RXBUF_SIZE  (RXBUF_SLOTS * 65536)
 /* Responses batched per sendmmsg; larger datagrams are sent at once. */
 #define TX_BATCH 32
@@ -396,8 +397,13 @@ static void rs_persist(void *ctx, const struct regsrv_change *c)
 static const struct regsrv_ops rs_ops = {.send = rs_send,
                                          .drop_remote = rs_drop_remote,
                                          .post_fwd = rs_post_fwd,
-                                         .ep_secured = rs_ep_secured,
-                                         .persist = rs_persist};
+                                         .ep_secured = rs_ep_secured};
+/* The same with the store: without a database no change is copied for it. */
+static const struct regsrv_ops rs_ops_store = {.send = rs_send,
+                                               .drop_remote = rs_drop_remote,
+                                               .post_fwd = rs_post_fwd,
+                                               .ep_secured = rs_ep_secured,
+                                               .persist = rs_persist};
 
 /* ---- metrics (control thread; reads relaxed atomics) ---- */
 
@@ -705,8 +711,10 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         s->armed = UINT64_MAX;
         s->rxbuf = malloc(RXBUF_SIZE);
         s->txbuf = malloc((size_t)TX_BATCH * TX_MAX);
-        int rc = s->rxbuf && s->txbuf ? regsrv_init(&s->rs, i, &rcfg, &rs_ops, s, uv_now(&s->loop))
-                                      : LW_ENOMEM;
+        int rc = s->rxbuf && s->txbuf
+                     ? regsrv_init(&s->rs, i, &rcfg, lw_store_enabled() ? &rs_ops_store : &rs_ops,
+                                   s, uv_now(&s->loop))
+                     : LW_ENOMEM;
         if (rc == 0) {
             s->rs_inited = true;
             if (coaps_enabled())
