@@ -1184,6 +1184,11 @@ void lw_store_stop(void)
     g.url = NULL;
 }
 
+bool lw_store_enabled(void)
+{
+    return g.started;
+}
+
 bool lw_store_db_ok(void)
 {
     if (!g.url)

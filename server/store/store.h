@@ -81,6 +81,8 @@ void lw_store_change(const struct regsrv_change *c);
 /* After the shards stopped: waits for the batches in flight, writes what is queued (blocking,
  * a few seconds at most), closes the connections and frees everything. */
 void lw_store_stop(void);
+/* True between lw_store_start with a database configured and lw_store_stop. */
+bool lw_store_enabled(void);
 /* True when no database is configured or every writer's connection is up. */
 bool lw_store_db_ok(void);
 void lw_store_get_stats(struct lw_store_stats *out);
