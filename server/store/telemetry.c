@@ -1003,7 +1003,8 @@ static int scan_dir(uint64_t *max_event)
             break;
     }
     closedir(d);
-    qsort(T.files, T.nfiles, sizeof(*T.files), cmp_u64);
+    if (T.nfiles > 1)
+        qsort(T.files, T.nfiles, sizeof(*T.files), cmp_u64);
     uint64_t bytes = 0;
     for (size_t i = 0; i < T.nfiles; i++) {
         char path[600];

@@ -122,4 +122,5 @@ check "metrics: nothing dropped, batches none failed" \
   test "$(curl -s -H "Authorization: Bearer $T" "$A/metrics" | awk '/^lwm2md_telemetry_(dropped_total|batches_failed_total)/ {s += $2} END {print s + 0}')" = 0
 stop_daemon
 check "daemon stops cleanly" test "$LW_DAEMON_RC" = 0
+check "no sanitizer findings in the daemon log" test -z "$(grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$log" 2>/dev/null)"
 finish

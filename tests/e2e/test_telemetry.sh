@@ -151,4 +151,5 @@ if start_daemon "$log.2" --set "api.bootstrap_token_file=$tok" --set telemetry.r
 else
   fail "daemon restarts"
 fi
+check "no sanitizer findings in the daemon log" test -z "$(grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$log" "$log.2" 2>/dev/null)"
 finish
