@@ -9,7 +9,11 @@
  * and appends one JSON line to bench/results/registration.json.
  * Environment: LW_BENCH_MAX (largest population, default 1000000), LW_BENCH_OPS (operations per
  * measured phase, default 50000), LW_BENCH_BIN (daemon path; default ../bin/lwm2md next to this
- * program's directory). */
+ * program's directory).
+ * Profiling mode: LW_BENCH_TARGET=PORT sends LW_BENCH_OPS Registers (devices LW_BENCH_FIRST..,
+ * default 0, at most LW_BENCH_WINDOW outstanding, default 256) to a daemon already listening on
+ * 127.0.0.1:PORT, e.g. one under `valgrind --tool=callgrind` (docs/benchmarks.md), prints the
+ * outcome and exits: no echo floor, no daemon of its own, nothing appended to the results. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,7 +31,9 @@
 #include <unistd.h>
 
 #define WINDOW 256
-#define BATCH  64
+
+static unsigned window = WINDOW; /* outstanding requests, <= WINDOW */
+#define BATCH 64
 
 static int sock = -1;
 static uint16_t target_port;
@@ -138,7 +144,7 @@ static struct stats run(uint32_t first, uint32_t count, uint64_t ops, bool updat
         struct sockaddr_in to[BATCH];
         char cbuf[BATCH][CMSG_SPACE(sizeof(struct in_pktinfo))];
         unsigned nb = 0;
-        for (unsigned s = 0; s < WINDOW && issued < ops && nb < BATCH; s++) {
+        for (unsigned s = 0; s < window && issued < ops && nb < BATCH; s++) {
             if (busy[s])
                 continue;
             uint32_t dev = first + (uint32_t)(issued % count);
@@ -179,7 +185,7 @@ static struct stats run(uint32_t first, uint32_t count, uint64_t ops, bool updat
         }
         /* receive */
         struct pollfd pfd = {sock, POLLIN, 0};
-        if (poll(&pfd, 1, outstanding >= WINDOW || issued >= ops ? 50 : 0) > 0) {
+        if (poll(&pfd, 1, outstanding >= window || issued >= ops ? 50 : 0) > 0) {
             struct mmsghdr rh[BATCH];
             struct iovec riov[BATCH];
             memset(rh, 0, sizeof(rh));
@@ -393,6 +399,25 @@ int main(int argc, char **argv)
     if (!ids || sock < 0 || bind(sock, (struct sockaddr *)&any, sizeof(any)) != 0) {
         perror("bench setup");
         return 1;
+    }
+
+    if (getenv("LW_BENCH_TARGET")) { /* profiling mode */
+        uint32_t first = getenv("LW_BENCH_FIRST") ? (uint32_t)atol(getenv("LW_BENCH_FIRST")) : 0;
+        if (getenv("LW_BENCH_WINDOW"))
+            window = (unsigned)atoi(getenv("LW_BENCH_WINDOW"));
+        if (window < 1 || window > WINDOW)
+            window = WINDOW;
+        free(ids);
+        if (!(ids = calloc((size_t)first + ops + 1, sizeof(*ids))))
+            return 1;
+        target_port = (uint16_t)atoi(getenv("LW_BENCH_TARGET"));
+        struct stats st = run(first, (uint32_t)ops, ops, false, 600);
+        printf("bench registration: %llu registers to port %u: %llu ok, %llu bad, %llu lost in "
+               "%.1f s\n",
+               (unsigned long long)ops, target_port, (unsigned long long)st.ok,
+               (unsigned long long)st.bad, (unsigned long long)st.lost, st.secs);
+        free(ids);
+        return st.ok == ops ? 0 : 1;
     }
 
     /* 1. echo floor */
