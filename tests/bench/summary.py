@@ -65,6 +65,11 @@ def main():
         scen("Registered fleet: steady Updates + Sends", "suite_steady_ops",
              "suite_steady_ops_floor", "same fleet against the floor server"),
     ]
+    # Write-behind: store_bench.sh's changes persisted per second by the store's own pipeline.
+    for kind in ("insert", "update"):
+        rows.append(scen("Registration changes persisted (write-behind, %ss)" % kind,
+                         "store_persisted_" + kind, "store_pg_copy",
+                         "PostgreSQL COPY into the same table shape"))
     # Restart: store_bench.sh prints "N registrations in X ms (...)" for the restore and the
     # PostgreSQL COPY rate it measured in the same run.
     rest = lines.get("store_restore")
