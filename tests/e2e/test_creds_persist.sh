@@ -131,6 +131,7 @@ check "DELETE again: 404" [ "$(del persist-rpk)" = 404 ]
 check "deleted row gone, delete audited" [ "$(q "SELECT count(*) FROM credentials WHERE endpoint = 'persist-rpk'")/$(q "SELECT count(*) FROM audit_log WHERE action = 'credentials_delete' AND target = 'persist-rpk' AND result = 204")" = "0/1" ]
 check "the log never shows a key" bash -c '! grep -qi -e "$2" -e "$3" -e "$4" -e "$5" "$1"' _ "$log" "$(hex $PSK)" "$(hex $PSK2)" "$PSK2" "$KEYHEX"
 stop_daemon TERM
+check "graceful stop exits 0" [ "$LW_DAEMON_RC" = 0 ]
 
 # Rotation: a new current key, the old one for reading; rekey re-seals every row.
 KEY2=$LW_TMP/master2.key
@@ -177,4 +178,5 @@ start_daemon "$log" --set "security.master_key_file=$KEY2" >/dev/null 2>&1
 stop_daemon TERM
 check "a world-readable key file stops the start" bash -c '[ "$2" != 0 ] && grep -q "accessible to other users" "$1"' _ "$log" "$LW_DAEMON_RC"
 chmod 600 "$KEY2"
+check "no sanitizer report in any daemon log" bash -c '! grep -lE "runtime error|AddressSanitizer|LeakSanitizer" "$@"' _ "$LW_TMP"/creds*.log
 finish
