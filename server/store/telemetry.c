@@ -45,14 +45,13 @@ static const char batch_sql[] =
     "RETURNING id), "
     "t AS (INSERT INTO telemetry (endpoint, path, at, source, type, v_num, v_int, v_bool, v_text, "
     "v_bytes) SELECT r.e, r.p, 'epoch'::timestamptz + r.a * interval '1 microsecond', r.s, r.t, "
-    "r.n, r.i, r.b, r.x, decode(r.y, 'base64') FROM bt, jsonb_to_recordset($1::jsonb) AS r(e text, "
-    "p text, a bigint, s text, t text, n float8, i bigint, b boolean, x text, y text) RETURNING "
-    "1), "
+    "r.n, r.i, r.b, r.x, decode(r.y, 'base64') FROM bt, json_to_recordset($1::json) AS r(e text, "
+    "p text, a bigint, s text, t text, n float8, i bigint, b boolean, x text, y text)), "
     "ev AS (INSERT INTO events (id, at, type, endpoint, data) SELECT r.id, 'epoch'::timestamptz + "
     "r.ms * interval '1 millisecond', r.ty, nullif(r.ep, ''), coalesce(r.d, '{}'::jsonb) FROM bt, "
-    "jsonb_to_recordset($2::jsonb) AS r(id bigint, ms bigint, ty text, ep text, d jsonb) "
-    "ON CONFLICT (id) DO NOTHING RETURNING 1) "
-    "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM ev)";
+    "json_to_recordset($2::json) AS r(id bigint, ms bigint, ty text, ep text, d jsonb) "
+    "ON CONFLICT (id) DO NOTHING) "
+    "SELECT count(*) FROM bt";
 
 static const char maintain_sql[] = "SELECT lwm2md_telemetry_maintain($1::integer, $2::bigint)";
 
@@ -76,7 +75,8 @@ struct batch {
     uint64_t id;
     struct lw_buf data; /* framed records */
     size_t nrec;
-    size_t file_end; /* from_file: reader offset once committed */
+    size_t file_end;    /* from_file: reader offset once committed */
+    size_t nvals, nevs; /* rows the statement carries */
 };
 
 static struct {
@@ -808,9 +808,9 @@ static void on_batch(void *ctx, const PGresult *res, const char *err)
         return;
     ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (res && s == PGRES_TUPLES_OK) {
-        size_t nv = PQntuples(res) ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-        size_t ne = PQntuples(res) ? strtoull(PQgetvalue(res, 0, 1), NULL, 10) : 0;
-        batch_committed(nv, ne);
+        /* 0: the ledger already had the batch (a re-send of a committed one) */
+        bool applied = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+        batch_committed(applied ? T.b.nvals : 0, applied ? T.b.nevs : 0);
         send_batch();
         return;
     }
@@ -845,8 +845,7 @@ static void send_batch(void)
     if (!T.b.active && !build_batch())
         return;
     char *params[3];
-    size_t nv, ne;
-    if (!batch_params(&T.b, params, &nv, &ne))
+    if (!batch_params(&T.b, params, &T.b.nvals, &T.b.nevs))
         return;
     T.b.in_db = true;
     if (pgc_query(T.w, batch_sql, 3, params, false, on_batch, NULL) != 0)
@@ -1169,17 +1168,17 @@ static void drain_blocking(const char *url)
         if (!T.b.active && !build_batch())
             break;
         char *params[3];
-        size_t nv, ne;
-        if (!batch_params(&T.b, params, &nv, &ne))
+        if (!batch_params(&T.b, params, &T.b.nvals, &T.b.nevs))
             break;
         PGresult *res =
             PQexecParams(pg, batch_sql, 3, NULL, (const char *const *)params, NULL, NULL, 0);
         for (int i = 0; i < 3; i++)
             free(params[i]);
         bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (ok)
-            batch_committed(strtoull(PQgetvalue(res, 0, 0), NULL, 10),
-                            strtoull(PQgetvalue(res, 0, 1), NULL, 10));
+        if (ok) {
+            bool applied = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+            batch_committed(applied ? T.b.nvals : 0, applied ? T.b.nevs : 0);
+        }
         PQclear(res);
         if (!ok)
             break;
