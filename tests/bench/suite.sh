@@ -11,7 +11,10 @@
 #   steady           N3 = 1 M x BENCH_SCALE registered devices, then BENCH_STEADY (60 s) of Updates
 #                    and Sends (LwM2M 1.1 Send of meter readings) every 60 s each; floor: the same
 #                    fleet against the floor server. Compared: completed operations and p99.
-# Restart with 1 M registrations is tests/bench/store_bench.sh (restore next to PostgreSQL COPY);
+#   restart          the steady scenario's registrations (N3, left registered) restored by a
+#                    restarted daemon: restore duration from its log, and time until it answers;
+#                    floor: PostgreSQL reading the same rows (COPY (SELECT * FROM registrations)).
+#                    tests/bench/store_bench.sh measures the store's restore in more detail.
 # Send/notification ingest into telemetry belongs to the telemetry benchmark (its lines are picked
 # up by tests/bench/summary.py when present). The summary (bench/results/<date>-<host>.json and
 # latest.md) is written by tests/bench/summary.py from the lines every bench prints.
@@ -53,18 +56,24 @@ port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_
 tport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null; }
 
-# start_daemon NAME: fresh database NAME, daemon on free ports with an admin token.
+# start_daemon NAME [keep]: fresh database NAME (kept as it is with "keep"), daemon on free
+# ports with an admin token.
 start_daemon() {
-  local db="suite_$1_$$"
-  psql -q "$base" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-  psql -q "$base" -c "CREATE DATABASE $db" >/dev/null || return 1
+  db="suite_$1_$$"
+  if [ "${2:-}" != keep ]; then
+    psql -q "$base" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+    psql -q "$base" -c "CREATE DATABASE $db" >/dev/null || return 1
+  fi
   coap=$(port) coaps=$(port) api=$(tport)
   (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$work/tok")
+  # Credentials are sealed under a master key (without one the API refuses to store them).
+  [ -s "$work/master.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/master.key")
   "$bin/lwm2md" --config "$top/config/test.conf" --set "coap.listen=127.0.0.1:$coap" \
     --set "coaps.listen=127.0.0.1:$coaps" --set "api.listen=127.0.0.1:$api" \
     --set "database.url=${base%/*}/$db" --set "server.state_dir=$work/state-$1" \
-    --set "api.bootstrap_token_file=$work/tok" --set coaps.hello_rate=0 \
-    --set "log.level=warning" >"$work/daemon-$1.log" 2>&1 &
+    --set "api.bootstrap_token_file=$work/tok" --set "security.master_key_file=$work/master.key" \
+    --set coaps.hello_rate=0 \
+    --set "log.level=${LOGLEVEL:-warning}" >"$work/daemon-$1.log" 2>&1 &
   dpid=$!
   for _ in $(seq 1 300); do
     curl -s -o /dev/null "http://127.0.0.1:$api/healthz" && return 0
@@ -166,6 +175,22 @@ echo "bench suite_steady_registered: ${st_reg:-0} of $n3 devices (registered at 
 echo "bench suite_steady_ops: ${st_ops:-0} updates+sends/s (p99 $st_p99 ms, $st_err errors, server CPU $st_cpu %, RSS ${st_rss:-0} B/device)"
 echo "bench suite_steady_ops_floor: ${fl_ops:-0} updates+sends/s (p99 $fl_p99 ms, floor server)"
 echo "bench suite_steady_ops_ratio: $(ratio "${st_ops:-0}" "${fl_ops:-0}") %"
+
+# ---- 4. restart with the steady scenario's registrations ----------------------------------------
+rows=$(psql -qAt "${base%/*}/$db" -c "SELECT count(*) FROM registrations" 2>/dev/null)
+t0=$(date +%s%3N)
+psql -qAt "${base%/*}/$db" -c "\\copy (SELECT * FROM registrations) TO '/dev/null'" >/dev/null 2>&1
+t1=$(date +%s%3N)
+copy_ms=$((t1 - t0))
+t0=$(date +%s%3N)
+LOGLEVEL=notice start_daemon steady keep || exit 1
+t1=$(date +%s%3N)
+stop_daemon
+restored=$(grep -o 'registrations restored: restored=[0-9]*' "$work/daemon-steady.log" | tail -1 | grep -o '[0-9]*$')
+restore_ms=$(grep -o 'registrations restored:[^"]*duration_ms=[0-9]*' "$work/daemon-steady.log" | tail -1 | grep -o '[0-9]*$')
+echo "bench suite_restart_restore: ${restored:-0} registrations in ${restore_ms:-0} ms (of ${rows:-0} rows; daemon answering after $((t1 - t0)) ms)"
+echo "bench suite_restart_restore_floor: $(awk -v r="${rows:-0}" -v ms="$copy_ms" 'BEGIN { printf "%.0f", (ms > 0 ? r * 1000 / ms : 0) }') rows/s (PostgreSQL COPY of the same rows to /dev/null, $copy_ms ms)"
+echo "bench suite_restart_restore_ratio: $(ratio "$(awk -v r="${restored:-0}" -v ms="${restore_ms:-0}" 'BEGIN { print (ms > 0 ? r * 1000 / ms : 0) }')" "$(awk -v r="${rows:-0}" -v ms="$copy_ms" 'BEGIN { print (ms > 0 ? r * 1000 / ms : 0) }')") %"
 
 printf '{"bench":"suite","ts":"%s","git":"%s","scale":%s,"nosec_register_per_s":%s,"nosec_floor_per_s":%s,"dtls_register_per_s":%s,"dtls_raw_handshakes_per_s":%s,"steady_devices":%s,"steady_ops_per_s":%s,"steady_floor_ops_per_s":%s,"steady_p99_ms":%s}\n' \
   "$(date -u +%FT%TZ)" "$git_rev" "$scale" "${nosec_rate:-0}" "${floor_rate:-0}" "${dtls_rate:-0}" \

@@ -70,17 +70,22 @@ def main():
         rows.append(scen("Registration changes persisted (write-behind, %ss)" % kind,
                          "store_persisted_" + kind, "store_pg_copy",
                          "PostgreSQL COPY into the same table shape"))
-    # Restart: store_bench.sh prints "N registrations in X ms (...)" for the restore and the
-    # PostgreSQL COPY rate it measured in the same run.
-    rest = lines.get("store_restore")
-    rv = None
-    if rest:
-        m = re.match(r"([0-9]+) registrations in ([0-9]+) ms", rest)
+    # Restart: suite.sh (restore of the steady scenario's registrations next to PostgreSQL
+    # reading them) and store_bench.sh (restore of STORE_ROWS rows next to a COPY into the same
+    # table shape) both print "N registrations in X ms (...)".
+    def restore_rate(name):
+        m = re.match(r"([0-9]+) registrations in ([0-9]+) ms", lines.get(name, ""))
         if m and int(m.group(2)) > 0:
-            rv = round(int(m.group(1)) * 1000.0 / int(m.group(2)))
-    rows.append(scen("Restart: registrations restored", "store_restore", "store_pg_copy",
-                     "PostgreSQL COPY into the same table shape", value=rv,
-                     unit="registrations/s", floor_unit="rows/s"))
+            return round(int(m.group(1)) * 1000.0 / int(m.group(2)))
+        return None
+    rows.append(scen("Restart: registrations restored (suite)", "suite_restart_restore",
+                     "suite_restart_restore_floor", "PostgreSQL COPY of the same rows out",
+                     value=restore_rate("suite_restart_restore"), unit="registrations/s",
+                     floor_unit="rows/s"))
+    rows.append(scen("Restart: registrations restored (store_bench)", "store_restore",
+                     "store_pg_copy", "PostgreSQL COPY into the same table shape",
+                     value=restore_rate("store_restore"), unit="registrations/s",
+                     floor_unit="rows/s"))
     tele = sorted(k for k in lines if k.startswith("telemetry_") and not k.endswith("_floor")
                   and not k.endswith("_ratio"))
     if tele:

@@ -20,6 +20,8 @@
 #define MAX_TRIES 5
 
 struct preq {
+    char resp[160]; /* start of the answer, for the error message */
+    size_t resp_len;
     CURL *h;
     struct curl_slist *hdr;
     char *body;
@@ -27,11 +29,15 @@ struct preq {
     unsigned tries;
 };
 
-static size_t discard(char *p, size_t sz, size_t n, void *arg)
+static size_t keep_start(char *p, size_t sz, size_t n, void *arg)
 {
-    (void)p;
-    (void)arg;
-    return sz * n;
+    struct preq *r = arg;
+    size_t len = sz * n, room = sizeof(r->resp) - 1 - r->resp_len;
+    size_t take = LW_MIN(len, room);
+    memcpy(r->resp + r->resp_len, p, take);
+    r->resp_len += take;
+    r->resp[r->resp_len] = 0;
+    return len;
 }
 
 /* Builds the URL and JSON body for device d into r. 0 or LW_E*. */
@@ -78,7 +84,8 @@ static int build(struct fleet_eng *e, struct fleet_dev *d, struct preq *r, const
     curl_easy_setopt(r->h, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(r->h, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, r->hdr);
-    curl_easy_setopt(r->h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(r->h, CURLOPT_WRITEFUNCTION, keep_start);
+    curl_easy_setopt(r->h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(r->h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(r->h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(r->h, CURLOPT_PRIVATE, r);
@@ -194,6 +201,7 @@ int provision_run(struct fleet_eng *e, FILE *log)
                 /* The API pushes back (or is not listening yet): pause new requests and retry
                  * this one. */
                 pause_until = fleet_now_ms() + 200u * r->tries;
+                r->resp_len = 0;
                 curl_multi_add_handle(m, r->h);
                 track(live, conc, NULL, r);
                 inflight++;
@@ -202,7 +210,7 @@ int provision_run(struct fleet_eng *e, FILE *log)
             if (res != CURLE_OK)
                 fprintf(stderr, "lwm2m-fleet: provisioning %s: %s\n", ep, curl_easy_strerror(res));
             else
-                fprintf(stderr, "lwm2m-fleet: provisioning %s: HTTP %ld\n", ep, code);
+                fprintf(stderr, "lwm2m-fleet: provisioning %s: HTTP %ld %s\n", ep, code, r->resp);
             failed++;
             preq_free(r);
             if (code == 401 || code == 403 || res == CURLE_COULDNT_CONNECT) {
