@@ -816,7 +816,11 @@ int ops_wait(uint64_t id, uint32_t ms, ops_wait_fn fn, uint64_t cookie)
 /* ------------------------------------------------------------------------------------------------
  * Shard threads
  */
+struct qdev;
 struct infl {
+    struct lw_list dlink; /* in its device's infl list (when d is set) */
+    struct qdev *d;
+    struct req_msg *q; /* owned: the request, made again elsewhere if it was never transmitted */
     uint64_t op_id, reg_id, obs_id;
     uint32_t gen;
     struct lw_coap_handle h;
@@ -848,6 +852,7 @@ struct qdev {
     uint64_t awake_until; /* monotonic ms */
     struct lw_list held;  /* struct req_msg, oldest first */
     struct lw_list obs;   /* struct sobs */
+    struct lw_list infl;  /* struct infl: requests handed to the peer's CoAP endpoint, in order */
     unsigned nheld;
     bool queue; /* the device is in queue mode (keeps the entry while empty) */
     char ep[DIR_MAX_NAME + 1];
@@ -868,6 +873,20 @@ struct ops_shard {
 
 static struct qdev *qdev_get(struct ops_shard *x, const char *ep, bool create);
 static void sobs_free(struct ops_shard *x, struct sobs *ob, struct qdev *d);
+static void qdev_gc(struct ops_shard *x, struct qdev *d);
+
+/* Frees an in-flight record already removed from x->infl (and its request). */
+static void infl_free(struct ops_shard *x, struct infl *in)
+{
+    struct qdev *d = in->d;
+    if (d)
+        lw_list_remove(&in->dlink);
+    if (in->q)
+        req_free(in->q);
+    free(in);
+    if (d)
+        qdev_gc(x, d);
+}
 
 /* Per-shard state, indexed by shard id; each entry is created and used only by its shard's
  * thread (ops_stop runs after the shards joined). */
@@ -883,8 +902,12 @@ static void shard_states_free(void)
         if (!x)
             continue;
         pos = 0;
-        while ((it = lw_hmap_next(&x->infl, &pos)))
-            free(it);
+        while ((it = lw_hmap_next(&x->infl, &pos))) {
+            struct infl *in = it;
+            if (in->q)
+                req_free(in->q);
+            free(in);
+        }
         pos = 0;
         while ((it = lw_hmap_next(&x->obs, &pos))) {
             lw_coap_obs_free(((struct sobs *)it)->st);
@@ -1012,9 +1035,9 @@ static int composite_fetch(const struct req_msg *q, const struct regsrv_dev *dev
 }
 
 /* Builds and sends the CoAP request of q on dev's endpoint. 0, or an error with why. */
-static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg *q,
+static int send_req(struct regsrv *r, struct ops_shard *x, struct req_msg *q,
                     const struct regsrv_dev *dev, uint64_t now, char *why, size_t cap,
-                    uint16_t *cf_used)
+                    uint16_t *cf_used, bool *kept)
 {
     struct lw_coap_msg msg;
     struct lw_buf pl;
@@ -1111,7 +1134,12 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
          * §4.6); the query text lives in q->args until the request is copied. */
         msg.code = LW_COAP_PUT;
         cf = OPS_FORMAT_DEFAULT;
-        char *save = NULL, *qs = q->args;
+        char *save = NULL;
+        char *qs = q->args ? lw_arena_strndup(&x->arena, q->args, strlen(q->args)) : NULL;
+        if (q->args && !qs) {
+            rc = LW_ENOMEM;
+            break;
+        }
         for (char *t = qs ? strtok_r(qs, "&", &save) : NULL; t && !rc;
              t = strtok_r(NULL, "&", &save))
             rc = lw_coap_add_str(&msg, LW_COAP_OPT_URI_QUERY, t);
@@ -1209,6 +1237,15 @@ static int send_req(struct regsrv *r, struct ops_shard *x, const struct req_msg 
             snprintf(why, cap, "cannot send the request: %s", lw_strerror(rc));
         goto out;
     }
+    /* Kept with its device until answered: if the device's address moves while the request
+     * still waits behind NSTART, it is made again towards the new address. */
+    struct qdev *d = qdev_get(x, dev->ep, true);
+    if (d) {
+        in->d = d;
+        in->q = q;
+        *kept = true;
+        lw_list_push_back(&d->infl, &in->dlink);
+    }
     regsrv_peer_settle(r, dev->peer, now);
 out:
     *cf_used = cf;
@@ -1238,6 +1275,7 @@ static struct qdev *qdev_get(struct ops_shard *x, const char *ep, bool create)
     d->hash = h;
     lw_list_init(&d->held);
     lw_list_init(&d->obs);
+    lw_list_init(&d->infl);
     snprintf(d->ep, sizeof(d->ep), "%s", ep);
     if (lw_hmap_put(&x->qdevs, h, d) != 0) {
         free(d);
@@ -1252,20 +1290,22 @@ static void dispatch(struct regsrv *r, struct ops_shard *x, struct req_msg *q,
 {
     char why[160] = "";
     uint16_t cf = OPS_FORMAT_DEFAULT;
-    int rc = send_req(r, x, q, dev, now, why, sizeof(why), &cf);
+    bool kept = false;
+    uint64_t op_id = q->op_id;
+    int rc = send_req(r, x, q, dev, now, why, sizeof(why), &cf, &kept);
     if (rc)
-        post_result(q->op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL,
-                    *why ? why : lw_strerror(rc));
+        post_result(op_id, OPS_FAILED, 0, OPS_FORMAT_DEFAULT, NULL, *why ? why : lw_strerror(rc));
     else
-        post_result(q->op_id, OPS_SENT, 0, cf, NULL, NULL);
-    req_free(q);
+        post_result(op_id, OPS_SENT, 0, cf, NULL, NULL);
+    if (!kept)
+        req_free(q);
 }
 
 /* Frees d when it holds nothing worth keeping (no held request, no observation, not a
  * queue-mode device whose awake window it remembers). */
 static void qdev_gc(struct ops_shard *x, struct qdev *d)
 {
-    if (d->queue || d->nheld > 0 || !lw_list_empty(&d->obs))
+    if (d->queue || d->nheld > 0 || !lw_list_empty(&d->obs) || !lw_list_empty(&d->infl))
         return;
     lw_hmap_del_item(&x->qdevs, d->hash, d);
     free(d);
@@ -1322,6 +1362,38 @@ static void device_awake(struct regsrv *r, struct ops_shard *x, const struct reg
     qdev_gc(x, d);
 }
 
+/* Requests of d that wait behind NSTART on peer `from` (never transmitted) are cancelled there
+ * and go to the front of d's held list, in order, to be made again towards the device's new
+ * address; the transmitted one stays (its answer, if any, comes back to the old address). With
+ * unlink_rest, the in-flight records that stay are unlinked from d (d is leaving the shard). */
+static void take_unsent(struct regsrv *r, struct ops_shard *x, struct qdev *d, struct peer *from,
+                        bool unlink_rest)
+{
+    struct lw_list taken;
+    unsigned n = 0;
+    lw_list_init(&taken);
+    lw_list_foreach_safe (it, &d->infl) {
+        struct infl *in = lw_container_of(it, struct infl, dlink);
+        if (from && in->q && lw_coap_ep_queued(&from->ep, in->h)) {
+            struct req_msg *q = in->q;
+            struct lw_coap_handle h = in->h;
+            in->q = NULL;
+            lw_hmap_del_item(&x->infl, hash_id(in->op_id), in);
+            lw_list_remove(&in->dlink);
+            free(in);
+            lw_coap_ep_cancel(&from->ep, h, r->now); /* no record: nothing is reported */
+            lw_list_push_back(&taken, &q->link);
+            n++;
+        } else if (unlink_rest) {
+            lw_list_remove(&in->dlink);
+            in->d = NULL;
+        }
+    }
+    lw_list_splice_back(&taken, &d->held); /* the unsent ones first: they are older */
+    lw_list_splice_back(&d->held, &taken);
+    d->nheld += n;
+}
+
 void ops_peer_moved(struct regsrv *r, const char *ep, struct peer *from, struct peer *to)
 {
     struct ops_shard *x = shard_state(r->shard, false);
@@ -1340,6 +1412,7 @@ void ops_peer_moved(struct regsrv *r, const char *ep, struct peer *from, struct 
         }
         ob->st = NULL;
     }
+    take_unsent(r, x, d, from, false); /* sent again by the Update's device_awake */
     qdev_gc(x, d);
 }
 
@@ -1375,6 +1448,7 @@ void ops_handover(struct regsrv *r, const char *ep, struct peer *from, int to, b
         to = (int)ref.shard;
     }
     lw_hmap_del_item(&x->qdevs, d->hash, d);
+    take_unsent(r, x, d, from, true);
     lw_list_foreach_safe (it, &d->obs) {
         struct sobs *ob = lw_container_of(it, struct sobs, dlink);
         lw_hmap_del_item(&x->obs, hash_id(ob->op_id), ob);
@@ -1472,7 +1546,8 @@ static void run_shard(struct shard *s, struct xmsg *m)
             lw_coap_ep_cancel(&dev.peer->ep, in->h, now);
             regsrv_peer_settle(r, dev.peer, now);
         }
-        free(in);
+        if (in)
+            infl_free(x, in);
         goto out;
     }
     if (q->what == MSG_FORGET) {
@@ -1655,7 +1730,7 @@ void ops_coap_response(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h
     default: err = "block-wise transfer failed"; break;
     }
     post_result(in->op_id, state, code, cf, res, err);
-    free(in);
+    infl_free(x, in);
 }
 
 void ops_coap_notify(void *ctx, struct lw_coap_ep *ep, struct lw_coap_handle h, uint64_t cookie,
