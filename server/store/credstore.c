@@ -45,6 +45,11 @@ static struct {
 
 static void pump(void);
 
+/* Background retry of the start-up restore (see credstore_restore). */
+static bool restore_pending;
+static uv_timer_t restore_timer;
+static void restore_retry(uv_timer_t *t);
+
 static void on_kick(uv_timer_t *t)
 {
     (void)t;
@@ -232,7 +237,7 @@ static void send_next(void)
         free(cs.val0);
         cs.val0 = NULL;
         if (!PQsendQueryParams(cs.pg, jb->j.sql, jb->j.nparams, NULL, jb->j.values, jb->j.lengths,
-                               jb->j.formats, 0)) {
+                               jb->j.formats, jb->j.rows ? 1 : 0)) {
             char why[256];
             one_line(why, sizeof(why), PQerrorMessage(cs.pg));
             connection_lost(why);
@@ -262,8 +267,10 @@ static void consume(void)
             break;
         }
         ExecStatusType s = PQresultStatus(res);
-        if (s == PGRES_TUPLES_OK && !cs.val0 && PQntuples(res) > 0 && PQnfields(res) > 0 &&
-            !PQgetisnull(res, 0, 0))
+        if (s == PGRES_TUPLES_OK && cs.inflight->j.rows && cs.result_rc == 0)
+            cs.inflight->j.rows(cs.inflight->j.ctx, res);
+        else if (s == PGRES_TUPLES_OK && !cs.val0 && PQntuples(res) > 0 && PQnfields(res) > 0 &&
+                 !PQgetisnull(res, 0, 0))
             cs.val0 = strdup(PQgetvalue(res, 0, 0));
         if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && cs.result_rc == 0) {
             const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -342,7 +349,10 @@ int credstore_start(uv_loop_t *loop, const struct lw_config *cfg)
     uv_timer_init(loop, &cs.kick);
     uv_timer_init(loop, &cs.tick);
     uv_timer_start(&cs.tick, on_tick, 250, 250);
+    uv_timer_init(loop, &restore_timer);
     cs.started = true;
+    if (restore_pending)
+        uv_timer_start(&restore_timer, restore_retry, 1000, 0);
     return 0;
 }
 
@@ -355,8 +365,10 @@ void credstore_stop(void)
     fail_all(LW_EDB, "the server is stopping");
     uv_timer_stop(&cs.kick);
     uv_timer_stop(&cs.tick);
+    uv_timer_stop(&restore_timer);
     uv_close((uv_handle_t *)&cs.kick, NULL);
     uv_close((uv_handle_t *)&cs.tick, NULL);
+    uv_close((uv_handle_t *)&restore_timer, NULL);
     free(cs.url);
     cs.url = NULL;
 }
@@ -518,44 +530,29 @@ static const char restore_sql[] =
     "SELECT endpoint, kind, identity, secret, extract(epoch FROM updated_at)::bigint FROM "
     "credentials ORDER BY endpoint, kind";
 
-int credstore_restore(const struct lw_config *cfg)
+/* Loads the rows of a restore_sql result (binary). With keep_newer, endpoints that already have
+ * credentials in memory (changed through the API since the start) are left alone. Returns
+ * LW_ENOMEM or 0; counts into *ok / *skipped. */
+static int restore_rows(const PGresult *res, bool keep_newer, unsigned *ok, unsigned *skipped)
 {
     const struct secrets_ring *ring = secrets_ring();
-    unsigned ok = 0, skipped = 0;
-    int rc = 0;
-    if (!cfg->db_url || !*cfg->db_url)
-        return 0;
-    if ((rc = creds_init()) != 0)
-        return rc;
-    PGconn *pg = PQconnectdb(cfg->db_url);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        char why[256];
-        one_line(why, sizeof(why), PQerrorMessage(pg));
-        log_warn(STORE, "credentials not restored: cannot connect to the database: %s", why);
-        PQfinish(pg);
-        return 0;
-    }
-    PGresult *res = PQexecParams(pg, restore_sql, 0, NULL, NULL, NULL, NULL, 1 /* binary */);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char why[256];
-        one_line(why, sizeof(why), PQresultErrorMessage(res));
-        log_warn(STORE, "credentials not restored: %s", why);
-        goto out;
-    }
     for (int i = 0; i < PQntuples(res); i++) {
         char ep[CREDS_EP_MAX + 1], kind[8];
         uint8_t idbuf[CREDS_ID_MAX], keybuf[CREDS_KEY_MAX];
         struct creds_spec spec;
         int el = PQgetlength(res, i, 0), kl = PQgetlength(res, i, 1);
-        if (el <= 0 || el > CREDS_EP_MAX || kl <= 0 || kl >= (int)sizeof(kind)) {
+        if (PQnfields(res) != 5 || el <= 0 || el > CREDS_EP_MAX || kl <= 0 ||
+            kl >= (int)sizeof(kind)) {
             log_warn(STORE, "credentials row skipped: bad endpoint or kind");
-            skipped++;
+            (*skipped)++;
             continue;
         }
         memcpy(ep, PQgetvalue(res, i, 0), (size_t)el);
         ep[el] = '\0';
         memcpy(kind, PQgetvalue(res, i, 1), (size_t)kl);
         kind[kl] = '\0';
+        if (keep_newer && creds_ep_secured(ep, (size_t)el))
+            continue;
         int64_t at = PQgetlength(res, i, 4) == 8
                          ? (int64_t)lw_load_be64((const uint8_t *)PQgetvalue(res, i, 4))
                          : 0;
@@ -568,21 +565,90 @@ int credstore_restore(const struct lw_config *cfg)
             orc = creds_put(ep, &spec, at);
         lw_secure_zero(keybuf, sizeof(keybuf));
         if (orc == 0) {
-            ok++;
+            (*ok)++;
             continue;
         }
-        skipped++;
+        (*skipped)++;
         const char *why = orc == LW_ENOENT   ? "its master key is not configured"
                           : orc == LW_EPERM  ? "authentication failed (wrong key or altered row)"
                           : orc == LW_EEXIST ? "its identity belongs to another endpoint"
                           : orc == LW_ENOMEM ? "out of memory"
                                              : "malformed record";
         log_warn(STORE, "credentials not restored: endpoint=%s kind=%s: %s", ep, kind, why);
-        if (orc == LW_ENOMEM) {
-            rc = LW_ENOMEM;
-            break;
-        }
+        if (orc == LW_ENOMEM)
+            return LW_ENOMEM;
     }
+    return 0;
+}
+
+/* The restore at start could not reach the database: retried in the background on the loop until
+ * it works (devices whose credentials are in the database can authenticate from then on). */
+static unsigned restore_ok, restore_skipped;
+
+static void restore_job_rows(void *ctx, const PGresult *res)
+{
+    (void)ctx;
+    restore_rows(res, true, &restore_ok, &restore_skipped);
+}
+
+static void restore_job_done(void *ctx, int rc, const char *val0, const char *why)
+{
+    (void)ctx;
+    (void)val0;
+    if (rc == 0) {
+        restore_pending = false;
+        log_notice(STORE, "credentials restored once the database answered: count=%u skipped=%u",
+                   restore_ok, restore_skipped);
+    } else if (cs.started) {
+        log_info(STORE, "credentials still not restored, retrying in 5 s: %s",
+                 why ? why : lw_strerror(rc));
+        uv_timer_start(&restore_timer, restore_retry, 5000, 0);
+    }
+}
+
+static void restore_retry(uv_timer_t *t)
+{
+    (void)t;
+    restore_ok = restore_skipped = 0;
+    struct credstore_job job = {
+        .sql = restore_sql, .rows = restore_job_rows, .done = restore_job_done};
+    if (credstore_submit(&job) != 0)
+        uv_timer_start(&restore_timer, restore_retry, 5000, 0);
+}
+
+int credstore_restore(const struct lw_config *cfg)
+{
+    unsigned ok = 0, skipped = 0;
+    int rc = 0;
+    restore_pending = false;
+    if (!cfg->db_url || !*cfg->db_url)
+        return 0;
+    if ((rc = creds_init()) != 0)
+        return rc;
+    /* a bounded connect: an unreachable database must not hold the start */
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *vals[] = {cfg->db_url, "10", NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    PGresult *res = NULL;
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char why[256];
+        one_line(why, sizeof(why), PQerrorMessage(pg));
+        log_warn(STORE,
+                 "credentials not restored yet (retried in the background): cannot "
+                 "connect to the database: %s",
+                 why);
+        restore_pending = true;
+        goto out;
+    }
+    res = PQexecParams(pg, restore_sql, 0, NULL, NULL, NULL, NULL, 1 /* binary */);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char why[256];
+        one_line(why, sizeof(why), PQresultErrorMessage(res));
+        log_warn(STORE, "credentials not restored yet (retried in the background): %s", why);
+        restore_pending = true;
+        goto out;
+    }
+    rc = restore_rows(res, false, &ok, &skipped);
     log_info(STORE, "credentials restored: count=%u skipped=%u", ok, skipped);
 out:
     PQclear(res);

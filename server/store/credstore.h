@@ -25,6 +25,7 @@
 #include "creds.h"
 #include "secrets.h"
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +43,8 @@
 typedef void (*credstore_done_fn)(void *ctx, int rc, const char *val0, const char *why);
 /* Runs just before the job is sent; a non-zero return completes the job with it, unsent. */
 typedef int (*credstore_check_fn)(void *ctx);
+/* Receives each row set the statement returns (binary format), before done. */
+typedef void (*credstore_rows_fn)(void *ctx, const PGresult *res);
 
 struct credstore_job {
     const char *sql; /* borrowed: static text */
@@ -50,6 +53,8 @@ struct credstore_job {
     int lengths[CREDSTORE_MAX_PARAMS];        /* for binary parameters */
     int formats[CREDSTORE_MAX_PARAMS];        /* 0 text, 1 binary */
     credstore_check_fn check;                 /* may be NULL */
+    credstore_rows_fn rows;                   /* may be NULL: then results are text and done
+                                                 gets the first value */
     credstore_done_fn done;
     void *ctx;
 };
@@ -89,8 +94,10 @@ int credstore_open(const struct secrets_ring *ring, const char *ep, const char *
 /* Loads every credentials row into the in-memory store (creds_put), opened with the daemon's ring
  * (secrets_ring()). A row that does not open (no key, wrong key, tampered, malformed) or clashes
  * is logged by endpoint and reason, never content, and skipped. Main thread at start-up before
- * the shards start (blocking libpq). 0 (also without database or when it is unreachable: logged),
- * or LW_ENOMEM. */
+ * the shards start (blocking libpq, connect bounded to 10 s). When the database cannot be read,
+ * credstore_start retries in the background every 5 s until it can (endpoints changed through the
+ * API meanwhile keep their newer credentials). 0 (also without database or when it is
+ * unreachable: logged), or LW_ENOMEM. */
 int credstore_restore(const struct lw_config *cfg);
 
 /* `lwm2md rekey [--dry-run]`: argv[0] is "rekey". Re-seals every sealed row (credentials, and the

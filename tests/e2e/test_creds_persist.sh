@@ -3,7 +3,8 @@
 # X.509 credentials PUT through the API are committed (sealed with AES-256-GCM under the master key,
 # with an audit row) before the answer; the database holds no clear key; after kill -9 and a
 # restart they are restored before the sockets open and coap-client-openssl registers with the PSK;
-# with PostgreSQL stopped a change answers 503 and memory keeps the old credentials; API tokens
+# with PostgreSQL stopped a change answers 503 and memory keeps the old credentials, and a daemon
+# started while it is down loads them once it is back; API tokens
 # created and revoked through the API are durable the same way (stored hashed, loaded before the
 # first request after a restart); `lwm2md rekey`
 # re-seals every row under a new key (the old one no longer needed); a row moved to another
@@ -149,6 +150,17 @@ check "daemon with only the new key starts" start "$log" --set "security.master_
 check "both rows restored with the new key" grep -q "credentials restored: count=2 skipped=0" "$log"
 r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-new-id -k $PSK2 -t 40 -e '</1/0>,</3/0>')
 check "PSK Register with the rotated row: 2.01" [ "$(code_of "$r")" = "2.01" ]
+stop_daemon TERM
+
+# Database down at start: the credentials are loaded in the background once it is back.
+pg_stop
+log=$LW_TMP/creds-late.log
+check "daemon starts with the database down" start "$log" --set "security.master_key_file=$KEY2"
+check "the restore is deferred" grep -q "credentials not restored yet (retried in the background)" "$log"
+pg_start
+check "credentials restored once the database is back" wait_for "$log" "credentials restored once the database answered: count=2 skipped=0" 30
+r=$(cs post 'rd?ep=persist-psk&lt=300' -u persist-new-id -k $PSK2 -t 40 -e '</1/0>,</3/0>')
+check "PSK Register after the late restore: 2.01" [ "$(code_of "$r")" = "2.01" ]
 stop_daemon TERM
 
 # The keys as systemd credentials ($CREDENTIALS_DIRECTORY, security.master_key_file empty).
