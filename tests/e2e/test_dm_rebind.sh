@@ -4,8 +4,10 @@
 # sends an Update from it. With two shards about half of the devices land on the other shard, so
 # their registration migrates there; the rest change peer on the same shard. Checks: requests held
 # for queue-mode devices are delivered after the rebind Update, in order, under the same operation
-# ids; observations keep their token (not established again) and notifications keep arriving as
-# `notification` events.
+# ids; requests waiting behind NSTART at the old address are sent to the new one; observations
+# keep their token (not established again) and notifications keep arriving as `notification`
+# events. Last, a raw client registers again from a port of the other shard: its held requests
+# follow the endpoint to the new registration.
 . "$(dirname "$0")/lib.sh"
 
 FLEET=${LW_FLEET:-$LW_TOP/build/bin/lwm2m-fleet}
@@ -186,6 +188,81 @@ for i in $(seq 0 $((N - 1))); do
   [ "$(field '[(o["state"], o["established_count"]) for o in d["observations"]][0]')" = "('active', 1)" ] && kept=$((kept + 1))
 done
 check "observations stayed active with their first token (established once): $kept of $N" test "$kept" = "$N"
+
+# ---- a new Register from an address of the other shard: held requests follow the endpoint ----
+# A raw client registers in queue mode from one port, two reads are held for it, and it
+# registers again from a port the kernel steers to the other shard (the steering hashes the
+# source port with the low address bits: for 127.0.0.1, shard = (port ^ 1) % 2 with two shards).
+cat > "$LW_TMP/dmr-rereg.py" <<'PY'
+import json, random, socket, struct, sys, time, urllib.request
+coap_port, api, tok = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def opt(prev, num, val):
+    d = num - prev; ext = b""
+    if d >= 13: ext = bytes([d - 13]); d = 13
+    l = len(val); lext = b""
+    if l >= 13: lext = bytes([l - 13]); l = 13
+    return bytes([(d << 4) | l]) + ext + lext + val
+def register(s):
+    mid = random.randint(0, 65535)
+    m = bytes([0x44, 0x02]) + struct.pack(">H", mid) + b"tokn"
+    m += opt(0, 11, b"rd") + opt(11, 12, b"\x28") + opt(12, 15, b"ep=dmr-rereg")
+    m += opt(15, 15, b"lt=300") + opt(15, 15, b"lwm2m=1.1") + opt(15, 15, b"b=U") + opt(15, 15, b"Q") + b"\xff</3/0>"
+    s.sendto(m, ("127.0.0.1", coap_port))
+    while True:
+        d = s.recv(2048)
+        if d[2:4] == struct.pack(">H", mid): return "%d.%02d" % (d[1] >> 5, d[1] & 31)
+def call(path):
+    r = urllib.request.Request(api + path, headers={"Authorization": "Bearer " + tok})
+    try:
+        with urllib.request.urlopen(r) as f: return f.status, json.load(f)
+    except urllib.error.HTTPError as e: return e.code, {}
+def sock(parity=None):
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.settimeout(5)
+        if parity is None or s.getsockname()[1] % 2 == parity: return s
+        s.close()
+a = sock()
+print("register-a", register(a))
+time.sleep(1.5)  # the server's awake window (1 s) is over
+ids = []
+for p in ("/3/0/0", "/3/0/1"):
+    code, op = call("/api/v1/devices/dmr-rereg/data" + p + "?wait=0")
+    print("held", code, op.get("state")); ids.append(op.get("id"))
+b = sock(1 - a.getsockname()[1] % 2)
+print("register-b", register(b))
+paths = []
+t0 = time.time()
+while len(paths) < 2 and time.time() - t0 < 10:
+    try: d, src = b.recvfrom(2048)
+    except socket.timeout: break
+    if d[1] != 1: continue  # GET requests only
+    tkl = d[0] & 15; pos = 4 + tkl; num = 0; segs = []
+    while pos < len(d) and d[pos] != 0xff:
+        delta, l = d[pos] >> 4, d[pos] & 15; pos += 1
+        if delta == 13: delta = d[pos] + 13; pos += 1
+        if l == 13: l = d[pos] + 13; pos += 1
+        num += delta
+        if num == 11: segs.append(d[pos:pos + l].decode())
+        pos += l
+    paths.append("/" + "/".join(segs))
+    ack = bytes([0x60 | tkl, 0x45]) + d[2:4] + d[4:4 + tkl] + opt(0, 12, b"") + b"\xffacme"
+    b.sendto(ack, src)
+print("delivered", " ".join(paths))
+for _ in range(50):
+    st = [call("/api/v1/operations/" + i)[1].get("state") for i in ids]
+    if st == ["succeeded", "succeeded"]: break
+    time.sleep(0.1)
+print("states", " ".join(map(str, st)))
+PY
+out=$(python3 "$LW_TMP/dmr-rereg.py" "$LW_COAP_PORT" "$A" "$T" 2>&1)
+echo "$out" | sed 's/^/    | /'
+check "re-register: the first Register answers 2.01 and two reads are held" \
+  test "$(grep -c -e '^register-a 2.01' -e '^held 202 queued' <<< "$out")" = 3
+check "re-register: a Register from a port of the other shard answers 2.01" grep -q '^register-b 2.01' <<< "$out"
+check "re-register: the held reads reach the device at its new address, in order" grep -q '^delivered /3/0/0 /3/0/1$' <<< "$out"
+check "re-register: both operations succeeded under their ids" grep -q '^states succeeded succeeded$' <<< "$out"
+check "re-register: they moved with the endpoint to the new registration's shard" \
+  grep -q 'dmr-rereg moved to shard [01]: 2 held requests' "$log"
 
 kill "$sse_pid" 2>/dev/null
 kill "$fleet_pid" 2>/dev/null
