@@ -513,6 +513,16 @@ static void write_metrics(void *ctx, struct lw_buf *out)
                   "# TYPE lwm2md_operations_kept gauge\n"
                   "lwm2md_operations_kept %zu\n",
                   (unsigned long long)C.created, C.n);
+    if (opstore_enabled())
+        lw_buf_printf(out,
+                      "# HELP lwm2md_operations_store_queued Writes of held operations and "
+                      "observations waiting for PostgreSQL.\n"
+                      "# TYPE lwm2md_operations_store_queued gauge\n"
+                      "lwm2md_operations_store_queued %zu\n"
+                      "# HELP lwm2md_operations_restored_total Held operations restored at start.\n"
+                      "# TYPE lwm2md_operations_restored_total counter\n"
+                      "lwm2md_operations_restored_total %llu\n",
+                      opstore_queued(), (unsigned long long)C.restored);
 }
 
 uint32_t ops_wait_default_ms(void)

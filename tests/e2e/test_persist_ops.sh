@@ -115,6 +115,8 @@ log2=$LW_TMP/po-2.log
 check "crash: the daemon restarts on the same ports" restart "$log2"
 check "crash: the queued operations were restored before the sockets opened" \
   bash -c 'r=$(grep -n "restored 2 queued operations" "$1" | head -1 | cut -d: -f1); s=$(grep -n "\"msg\":\"ready" "$1" | head -1 | cut -d: -f1); [ -n "$r" ] && [ -n "$s" ] && [ "$r" -lt "$s" ]' _ "$log2"
+check "crash: /metrics counts the restored operations" \
+  bash -c 'curl -s "$1/metrics" | grep -qx "lwm2md_operations_restored_total 2"' _ "$A"
 check "crash: the operation is back under its id, queued" \
   test "$(api GET "/api/v1/operations/$op1")" = 200 -a "$(field '(d["state"], d["endpoint"], d["path"])')" = "('queued', 'po-q-0', '/3/0/0')"
 done2() { api GET "/api/v1/operations/$op2" >/dev/null; [ "$(field 'd["state"]')" = succeeded ]; }
