@@ -120,4 +120,5 @@ echo quit >&3
 exec 3>&-
 wait "$clipid" 2>/dev/null
 check "daemon stops cleanly" stop_daemon TERM
+check "no sanitizer report in the daemon logs" bash -c '! grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$@"' _ "$LW_TMP"/dtlsr-*.log
 finish
