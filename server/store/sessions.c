@@ -174,8 +174,8 @@ int lw_sessions_put(const struct lw_sess_save *s)
     if (!S.on)
         return 0;
     const struct secrets_ring *ring = secrets_ring();
-    if (!ring || s->blob_len == 0 || s->blob_len > LW_SESSIONS_BLOB_MAX ||
-        s->cid_len > LW_SESSIONS_CID_MAX)
+    if (!ring || !s->ep || !*s->ep || strlen(s->ep) > EP_MAX || s->blob_len == 0 ||
+        s->blob_len > LW_SESSIONS_BLOB_MAX || s->cid_len > LW_SESSIONS_CID_MAX)
         return LW_EINVAL;
     if (!(e = qent_new(s->ep)))
         return LW_ENOMEM;

@@ -63,8 +63,8 @@ struct lw_sess_save {
     int64_t expires_wall_ms; /* when the row stops being useful (session idle limit) */
 };
 /* Seals s and queues an upsert of its row (replacing what was queued for the endpoint).
- * 0, LW_EINVAL (bad sizes), LW_ENOSPC (queue full: dropped), LW_ENOMEM, or the secrets_seal
- * error; a no-op returning 0 when persistence is off. Any thread. */
+ * 0, LW_EINVAL (no endpoint, bad sizes), LW_ENOSPC (queue full: dropped), LW_ENOMEM, or the
+ * secrets_seal error; a no-op returning 0 when persistence is off. Any thread. */
 int lw_sessions_put(const struct lw_sess_save *s);
 /* Queues the delete of ep's row if it still belongs to the session named by (cid) or, without
  * a CID, by its address: the row of a newer session of ep is left alone. Any thread. */
