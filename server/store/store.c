@@ -88,10 +88,13 @@ struct chunk {
 };
 
 /* A batch sent and not yet answered: its records (owned) until the sync result arrives. */
+/* A piece is half of a refused batch (or of a refused piece), sent again on its own to isolate the
+ * rows the database refuses; pieces wait in the writer's retry list, ahead of the map. */
 struct batch {
     struct batch *next;
     size_t n, ndel;
     bool ok, retry, dead; /* dead: re-queued already, its outcome is ignored */
+    bool piece;
     char why[256];
     struct rec *recs[];
 };
@@ -131,12 +134,16 @@ struct writer {
     size_t scan_pos;                 /* where the next batch starts looking in map */
     struct batch *bq_head, *bq_tail; /* in flight, oldest first */
     unsigned ninflight;
+    struct batch *rq_head, *rq_tail;   /* pieces to send before the map, oldest first, owned */
+    size_t rq_rows;                    /* records in the retry list */
+    bool held;                         /* a transient error: nothing is sent until retry_timer */
+    unsigned hold_ms;                  /* the delay of the current hold */
     struct lw_hmap objs_cache;         /* struct objtxt by pointer hash */
     uint64_t batch_seq;                /* numbers batches for objtxt.batch */
     unsigned batch_nobjs;              /* distinct lists in the batch being encoded */
     struct lw_buf col[NCOLS], dcol[2]; /* batch encoding, reused */
     _Atomic uint64_t changes, coalesced, dropped, upserts, deletes, batches, failed, requeued,
-        connects, queued, inflight;
+        splits, transient, connects, queued, inflight;
     _Atomic bool connected;
 };
 
@@ -180,9 +187,15 @@ static void add(_Atomic uint64_t *c, uint64_t v)
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
+/* Endpoints waiting to be written: the map and the pieces of refused batches. */
+static size_t pending(const struct writer *w)
+{
+    return lw_hmap_count(&w->map) + w->rq_rows;
+}
+
 static void set_queued(struct writer *w)
 {
-    atomic_store_explicit(&w->queued, lw_hmap_count(&w->map), memory_order_relaxed);
+    atomic_store_explicit(&w->queued, pending(w), memory_order_relaxed);
     atomic_store_explicit(&w->inflight, w->ninflight, memory_order_relaxed);
 }
 
@@ -559,13 +572,84 @@ static struct batch *take_batch(struct writer *w)
     return b;
 }
 
-/* Puts b's records back under whatever newer state was queued meanwhile; b keeps no record. */
+static void try_send(struct writer *w);
+static void start_connect(struct writer *w);
+
+/* A new piece holding n records of recs (their ownership moves to it); NULL on OOM. */
+static struct batch *piece_new(struct rec *const *recs, size_t n)
+{
+    struct batch *p = malloc(sizeof(*p) + n * sizeof(p->recs[0]));
+    if (!p)
+        return NULL;
+    memset(p, 0, sizeof(*p));
+    p->piece = true;
+    p->n = n;
+    for (size_t i = 0; i < n; i++) {
+        p->recs[i] = recs[i];
+        p->ndel += recs[i]->op == OP_DEL;
+    }
+    return p;
+}
+
+static void rq_push_front(struct writer *w, struct batch *p)
+{
+    p->next = w->rq_head;
+    w->rq_head = p;
+    if (!w->rq_tail)
+        w->rq_tail = p;
+    w->rq_rows += p->n;
+}
+
+/* The next batch to send: the oldest piece of a refused batch first, else up to
+ * LW_STORE_BATCH_MAX endpoints of the map (only once no piece waits: a piece's records are older
+ * than anything queued for their endpoints, so they must reach the connection first). A piece's
+ * record whose endpoint has a newer change queued is dropped: the newer one wins. NULL when
+ * nothing waits or on OOM. */
+static struct batch *next_batch(struct writer *w)
+{
+    struct batch *p;
+    while ((p = w->rq_head) != NULL) {
+        w->rq_head = p->next;
+        if (!w->rq_head)
+            w->rq_tail = NULL;
+        w->rq_rows -= p->n;
+        size_t k = 0;
+        p->ndel = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            struct rec *r = p->recs[i];
+            if (lw_hmap_get(&w->map, r->hash, r, rec_eq)) {
+                add(&w->coalesced, 1);
+                rec_free(r);
+                continue;
+            }
+            p->recs[k++] = r;
+            p->ndel += r->op == OP_DEL;
+        }
+        p->n = k;
+        p->next = NULL;
+        p->ok = true;
+        p->retry = p->dead = false;
+        p->why[0] = '\0';
+        if (k > 0)
+            return p;
+        free(p);
+    }
+    return take_batch(w);
+}
+
+/* Takes b's records back; b keeps none. A piece goes back whole to the front of the retry list;
+ * a batch of the map puts its records back under whatever newer state was queued meanwhile. */
 static void requeue_batch(struct writer *w, struct batch *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        struct rec *r = b->recs[i];
-        if (lw_hmap_get(&w->map, r->hash, r, rec_eq) || lw_hmap_put(&w->map, r->hash, r) != 0)
-            rec_free(r);
+    struct batch *p = b->piece && b->n > 0 ? piece_new(b->recs, b->n) : NULL;
+    if (p) {
+        rq_push_front(w, p);
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            struct rec *r = b->recs[i];
+            if (lw_hmap_get(&w->map, r->hash, r, rec_eq) || lw_hmap_put(&w->map, r->hash, r) != 0)
+                rec_free(r);
+        }
     }
     b->n = b->ndel = 0;
     b->dead = true;
@@ -573,7 +657,7 @@ static void requeue_batch(struct writer *w, struct batch *b)
 }
 
 /* Re-queues every batch from `from` to the newest, newest first (a newer batch's state for an
- * endpoint wins over an older one's). */
+ * endpoint wins over an older one's; pieces end up in their order ahead of the retry list). */
 static void requeue_from(struct writer *w, struct batch *from)
 {
     struct batch *list[LW_STORE_INFLIGHT_MAX + 1];
@@ -593,7 +677,69 @@ static void free_batch(struct batch *b)
     free(b);
 }
 
-/* The oldest batch in flight got its sync result. */
+static void free_batches(struct batch *b)
+{
+    while (b) {
+        struct batch *nx = b->next;
+        free_batch(b);
+        b = nx;
+    }
+}
+
+/* Appends b to the batches in flight. */
+static void inflight_push(struct writer *w, struct batch *b)
+{
+    b->next = NULL;
+    if (w->bq_tail)
+        w->bq_tail->next = b;
+    else
+        w->bq_head = b;
+    w->bq_tail = b;
+    w->ninflight++;
+}
+
+static void on_resume(uv_timer_t *t)
+{
+    struct writer *w = t->data;
+    w->held = false;
+    if (!w->pg)
+        start_connect(w); /* the connection went meanwhile: its retry is this timer */
+    else if (w->ready)
+        try_send(w);
+}
+
+/* After a transient error: nothing is sent for the current backoff, which doubles. */
+static void hold(struct writer *w)
+{
+    w->held = true;
+    w->hold_ms = w->backoff_ms;
+    if (w->attached)
+        uv_timer_start(&w->retry_timer, on_resume, w->hold_ms, 0);
+    w->backoff_ms = LW_MIN(w->backoff_ms * 2, BACKOFF_MAX_MS);
+}
+
+/* Halves refused batch b (two rows or more) into two pieces at the front of the retry list; b
+ * keeps no record. 0 or LW_ENOMEM (b unchanged). */
+static int split_batch(struct writer *w, struct batch *b)
+{
+    size_t h = b->n / 2;
+    struct batch *lo = piece_new(b->recs, h);
+    struct batch *hi = lo ? piece_new(b->recs + h, b->n - h) : NULL;
+    if (!hi) {
+        free(lo);
+        return LW_ENOMEM;
+    }
+    rq_push_front(w, hi);
+    rq_push_front(w, lo);
+    b->n = b->ndel = 0;
+    return 0;
+}
+
+/* The oldest batch in flight got its sync result. A refused batch is split in halves, each sent
+ * again on its own (and split again if refused) until the rows the database refuses are alone:
+ * only those are dropped, each logged and counted. The batches sent after it are taken back
+ * first (they may hold newer changes of its endpoints, which must not be overwritten by the
+ * retried older ones). */
 static void batch_finished(struct writer *w)
 {
     struct batch *b = w->bq_head;
@@ -606,13 +752,34 @@ static void batch_finished(struct writer *w)
             add(&w->batches, 1);
             add(&w->upserts, b->n - b->ndel);
             add(&w->deletes, b->ndel);
+            if (!w->held)
+                w->backoff_ms = BACKOFF_MIN_MS;
         } else if (b->retry) {
-            log_warn(STORE, "registration batch not written, queued again: %s", b->why);
-            requeue_from(w, b);
+            add(&w->transient, 1);
+            log_warn(STORE, "registration batch not written, queued again in %u ms: %s",
+                     w->backoff_ms, b->why);
+            requeue_from(w, b); /* b->next is still the batch after it */
+            hold(w);
         } else {
-            add(&w->failed, 1);
-            log_err(STORE, "registration batch refused by the database, %zu row(s) not written: %s",
-                    b->n, b->why);
+            requeue_from(w, w->bq_head);
+            if (b->n == 1) {
+                add(&w->failed, 1);
+                log_err(STORE,
+                        "registration change refused by the database, not written: endpoint=%s: "
+                        "%s",
+                        b->recs[0]->ep, b->why);
+            } else if (split_batch(w, b) == 0) {
+                add(&w->splits, 1);
+                if (!b->piece)
+                    log_warn(STORE,
+                             "registration batch refused by the database, retried in halves to "
+                             "isolate the refused rows: rows=%zu: %s",
+                             w->rq_rows, b->why);
+            } else {
+                b->next = NULL;
+                requeue_from(w, b);
+                hold(w);
+            }
         }
     }
     free_batch(b);
@@ -643,11 +810,46 @@ static void batch_result(struct writer *w, PGresult *res)
                         strncmp(code, "57", 2) == 0 || strncmp(code, "40", 2) == 0);
 }
 
+unsigned lw__store_fake_round(unsigned i, const struct lw__store_fake *f)
+{
+    if (!g.w || i >= g.n)
+        return 0;
+    struct writer *w = &g.w[i];
+    drain(w);
+    if (w->held || w->ready)
+        return 0;
+    while (w->ninflight < LW_STORE_INFLIGHT_MAX) {
+        struct batch *b = next_batch(w);
+        if (!b)
+            break;
+        inflight_push(w, b);
+    }
+    unsigned n = 0;
+    while (w->bq_head) {
+        struct batch *b = w->bq_head;
+        bool bad = f->transient;
+        for (size_t k = 0; k < b->n && !bad && f->refuse; k++)
+            bad = f->refuse(f->ctx, b->recs[k]->ep);
+        if (bad && !b->dead) {
+            b->ok = false;
+            b->retry = f->transient;
+            snprintf(b->why, sizeof(b->why), "%s",
+                     f->transient ? "test: transient" : "test: refused");
+        } else if (!b->dead && f->written) {
+            for (size_t k = 0; k < b->n; k++)
+                f->written(f->ctx, b->recs[k]->ep, b->recs[k]->lifetime_s,
+                           b->recs[k]->op == OP_DEL);
+        }
+        batch_finished(w);
+        n++;
+    }
+    set_queued(w);
+    return n;
+}
+
 /* ---- connection --------------------------------------------------------------------------------
  */
 
-static void try_send(struct writer *w);
-static void start_connect(struct writer *w);
 static void on_poll(uv_poll_t *h, int status, int events);
 
 static void quiet_notice(void *arg, const char *msg)
@@ -710,6 +912,7 @@ static void connection_lost(struct writer *w, const char *why)
     w->bq_tail = NULL;
     w->ninflight = 0;
     w->flushing = false;
+    w->held = false; /* the retry timer reconnects now */
     set_queued(w);
     stop_poll(w);
     PQfinish(w->pg);
@@ -814,13 +1017,7 @@ static void flush_out(struct writer *w)
 static int send_batch(struct writer *w, struct batch *b)
 {
     const char *dp[2], *up[NCOLS];
-    b->next = NULL;
-    if (w->bq_tail)
-        w->bq_tail->next = b;
-    else
-        w->bq_head = b;
-    w->bq_tail = b;
-    w->ninflight++;
+    inflight_push(w, b);
     cols_begin(w->dcol, 2);
     cols_begin(w->col, NCOLS);
     w->batch_seq++;
@@ -850,9 +1047,9 @@ static int send_batch(struct writer *w, struct batch *b)
 static void try_send(struct writer *w)
 {
     bool sent = false;
-    while (w->ready && !w->flushing && w->ninflight < LW_STORE_INFLIGHT_MAX &&
-           lw_hmap_count(&w->map) > 0) {
-        struct batch *b = take_batch(w);
+    while (w->ready && !w->flushing && !w->held && w->ninflight < LW_STORE_INFLIGHT_MAX &&
+           pending(w) > 0) {
+        struct batch *b = next_batch(w);
         if (!b)
             break;
         if (send_batch(w, b) != 0) {
@@ -930,8 +1127,18 @@ static void write_metrics(void *ctx, struct lw_buf *out)
          offsetof(struct lw_store_stats, deletes)},
         {"lwm2md_store_batches_total", "Write-behind batches committed",
          offsetof(struct lw_store_stats, batches)},
-        {"lwm2md_store_batches_failed_total", "Write-behind batches refused by the database",
+        {"lwm2md_store_rows_refused_total",
+         "Registration rows refused by the database (isolated, logged, not written)",
          offsetof(struct lw_store_stats, failed)},
+        {"lwm2md_store_batches_failed_total",
+         "Registration rows refused by the database (the former name of rows_refused_total)",
+         offsetof(struct lw_store_stats, failed)},
+        {"lwm2md_store_batches_split_total",
+         "Refused batches or pieces split in halves to isolate the refused rows",
+         offsetof(struct lw_store_stats, splits)},
+        {"lwm2md_store_transient_errors_total",
+         "Batches failed for a transient reason, sent again after a backoff",
+         offsetof(struct lw_store_stats, transient)},
         {"lwm2md_store_batches_requeued_total",
          "Batches re-queued after a connection loss or a transient error",
          offsetof(struct lw_store_stats, requeued)},
@@ -1101,7 +1308,7 @@ static void stop_writer(struct writer *w, uint64_t t0)
         PQsetnonblocking(w->pg, 0);
         wait_inflight(w);
     }
-    if (lw_hmap_count(&w->map) == 0)
+    if (pending(w) == 0)
         return;
     if (!w->pg) {
         /* a short connect timeout: a database that is down must not hold the stop */
@@ -1112,14 +1319,21 @@ static void stop_writer(struct writer *w, uint64_t t0)
             log_err(STORE,
                     "stopping with %zu registration change(s) not written: database not "
                     "reachable: shard=%u",
-                    lw_hmap_count(&w->map), w->idx);
+                    pending(w), w->idx);
             return;
         }
         w->ready = true;
     }
     PQsetnonblocking(w->pg, 0);
-    while (w->pg && lw_hmap_count(&w->map) > 0 && ms_since(t0) < (uint64_t)STOP_BUDGET_MS) {
-        struct batch *b = take_batch(w);
+    while (w->pg && pending(w) > 0 && ms_since(t0) < (uint64_t)STOP_BUDGET_MS) {
+        if (w->held) { /* a transient error: wait (within the budget) as the loop would */
+            uint64_t spent = ms_since(t0);
+            if (spent + w->hold_ms >= (uint64_t)STOP_BUDGET_MS)
+                break;
+            uv_sleep(w->hold_ms);
+            w->held = false;
+        }
+        struct batch *b = next_batch(w);
         if (!b)
             break;
         if (send_batch(w, b) != 0 || PQflush(w->pg) != 0) {
@@ -1128,9 +1342,9 @@ static void stop_writer(struct writer *w, uint64_t t0)
         }
         wait_inflight(w);
     }
-    if (lw_hmap_count(&w->map) > 0)
-        log_err(STORE, "stopping with %zu registration change(s) not written: shard=%u",
-                lw_hmap_count(&w->map), w->idx);
+    if (pending(w) > 0)
+        log_err(STORE, "stopping with %zu registration change(s) not written: shard=%u", pending(w),
+                w->idx);
 }
 
 void lw_store_stop(void)
@@ -1145,7 +1359,7 @@ void lw_store_stop(void)
         struct writer *w = &g.w[i];
         lw_store_detach(i);
         stop_writer(w, t0);
-        left += lw_hmap_count(&w->map);
+        left += pending(w);
     }
     if (g.w && left == 0)
         log_info(STORE, "write-behind queue flushed");
@@ -1159,6 +1373,9 @@ void lw_store_stop(void)
             w->bq_head = b->next;
             free_batch(b);
         }
+        free_batches(w->rq_head);
+        w->rq_head = w->rq_tail = NULL;
+        w->rq_rows = 0;
         size_t pos = 0;
         struct rec *r;
         while ((r = lw_hmap_next(&w->map, &pos)))
@@ -1215,6 +1432,8 @@ void lw_store_get_stats(struct lw_store_stats *o)
         LD(batches);
         LD(failed);
         LD(requeued);
+        LD(splits);
+        LD(transient);
         LD(connects);
         LD(queued);
         LD(inflight);

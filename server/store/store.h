@@ -20,11 +20,19 @@
  *
  * Bounded: at most LW_STORE_QUEUE_MAX endpoints wait in the whole process (split evenly between
  * writers, inbox and map each); a change for a new endpoint beyond that is dropped and counted.
- * A batch that fails because the connection broke (or for a transient reason: SQLSTATE classes
- * 08, 40, 53, 57) is re-queued under any newer state, with every batch sent after it, and the
- * connection is re-established with exponential backoff (100 ms .. 10 s); meanwhile the daemon
- * serves from memory and changes keep coalescing. A batch the database refuses for its content
- * is logged and counted (lwm2md_store_batches_failed_total).
+ * A batch cut off because the connection broke is re-queued under any newer state, with every
+ * batch sent after it, and the connection is re-established with exponential backoff
+ * (100 ms .. 10 s); meanwhile the daemon serves from memory and changes keep coalescing. A batch
+ * that fails for a transient reason (SQLSTATE classes 08, 40, 53, 57) is re-queued the same way
+ * and nothing is sent for the same backoff (counted: lwm2md_store_transient_errors_total).
+ *
+ * A batch the database refuses for its content (a constraint, a value it cannot take, ...) is
+ * split in halves, each sent again as its own transaction ("pieces", split again when refused)
+ * until the refused rows are alone: only those are dropped, each logged once (endpoint and the
+ * database's message) and counted (lwm2md_store_rows_refused_total). Pieces wait in a retry list
+ * sent before anything of the map; the batches in flight behind a refused one are re-queued like
+ * after a transient error, and a piece's record whose endpoint has a newer change queued is left
+ * out when the piece is sent, so a retried older state never overwrites a newer one.
  *
  * Graceful stop: the shards detach their writers (lw_store_detach) as they stop; lw_store_stop
  * then waits for the batches in flight and writes what is still queued with blocking calls,
@@ -58,8 +66,10 @@ struct lw_store_stats {
     uint64_t upserts;   /* rows written */
     uint64_t deletes;   /* rows deleted (requested) */
     uint64_t batches;   /* batches committed */
-    uint64_t failed;    /* batches refused by the database (rows lost; logged) */
-    uint64_t requeued;  /* batches re-queued after a connection loss or a transient error */
+    uint64_t failed;    /* rows refused by the database (isolated, logged, not written) */
+    uint64_t requeued;  /* batches re-queued: connection loss, transient error, refusal before */
+    uint64_t splits;    /* refused batches (or pieces) split in halves */
+    uint64_t transient; /* batches failed for a transient reason, retried after a backoff */
     uint64_t connects;  /* successful connections */
     uint64_t queued;    /* endpoints waiting (gauge) */
     uint64_t inflight;  /* batches sent, not yet answered (gauge) */
@@ -101,5 +111,20 @@ int lw_store_restore(const struct lw_config *cfg, unsigned nshards);
  * 0, LW_EMALFORMED (not an array) or LW_ENOMEM. */
 struct lw_buf;
 int lw__store_links_json(const json_t *arr, struct lw_buf *b);
+
+/* Tests only (tests/unit/server/check_store.c), on the thread of writer i's loop while its
+ * connection is down: plays the database for one round. Drains the inbox, takes batches as the
+ * writer would send them (up to LW_STORE_INFLIGHT_MAX) and finishes them in order: a batch fails
+ * transiently when `transient`, is refused when refuse(ctx, ep) is true for one of its records,
+ * else commits and calls written(ctx, ep, lifetime_s, is_delete) per record (either callback may
+ * be NULL). Returns the number of batches finished (0 when nothing waits or the writer holds
+ * after a transient error). */
+struct lw__store_fake {
+    bool (*refuse)(void *ctx, const char *ep);
+    void (*written)(void *ctx, const char *ep, uint32_t lifetime_s, bool del);
+    bool transient;
+    void *ctx;
+};
+unsigned lw__store_fake_round(unsigned i, const struct lw__store_fake *f);
 
 #endif

@@ -1,14 +1,20 @@
 /* Unit tests of the write-behind store's queue (server/store/store.c) without a database: the
  * writer's connection is refused, so every change stays queued and the counters show how they
  * coalesce per endpoint (the newest state wins; a delete only applies to the registration it
- * names). Also the objects JSON -> link list conversion restore relies on. */
+ * names). The database's answers are played by lw__store_fake_round: a refused batch is split
+ * until only the refused rows are dropped, a newer change wins over a retried older one, and a
+ * transient failure holds the writer for its backoff. Also the objects JSON -> link list
+ * conversion restore relies on. */
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/util.h"
 #include "registry.h"
 #include "store/store.h"
 
 #include <check.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -88,6 +94,175 @@ START_TEST(coalesces_per_endpoint)
 }
 END_TEST
 
+/* port 1 on loopback: refused at once, the writer stays disconnected and the tests play the
+ * database with lw__store_fake_round */
+static char down_url[] = "postgresql://lwm2md@127.0.0.1:1/none?connect_timeout=1";
+
+static void down_start(void)
+{
+    struct lw_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.db_url = down_url;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(lw_store_start(&loop, &cfg), 0);
+    ck_assert_int_eq(lw_store_attach(1, 0, &loop), 0);
+}
+
+static void down_stop(void)
+{
+    lw_store_detach(0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    lw_store_stop();
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+#define NEPS 300
+
+/* What the fake database wrote, per endpoint "<prefix>-NNN". */
+struct fakedb {
+    const char *bad[4]; /* endpoints refused */
+    unsigned ups[NEPS], dels[NEPS];
+    uint32_t last_lt[NEPS];
+    unsigned bad_seen;
+};
+
+static int ep_index(const char *ep)
+{
+    const char *d = strrchr(ep, '-');
+    return d ? atoi(d + 1) : -1;
+}
+
+static bool fake_refuse(void *ctx, const char *ep)
+{
+    struct fakedb *db = ctx;
+    for (size_t i = 0; i < LW_ARRAY_SIZE(db->bad) && db->bad[i]; i++)
+        if (strcmp(db->bad[i], ep) == 0)
+            return true;
+    return false;
+}
+
+static void fake_written(void *ctx, const char *ep, uint32_t lifetime_s, bool del)
+{
+    struct fakedb *db = ctx;
+    int i = ep_index(ep);
+    ck_assert(i >= 0 && i < NEPS);
+    ck_assert(!fake_refuse(ctx, ep));
+    if (del) {
+        db->dels[i]++;
+    } else {
+        db->ups[i]++;
+        db->last_lt[i] = lifetime_s;
+    }
+}
+
+/* Plays rounds until nothing waits; returns the rounds played. */
+static unsigned settle(struct fakedb *db)
+{
+    struct lw__store_fake f = {.refuse = fake_refuse, .written = fake_written, .ctx = db};
+    struct lw_store_stats st;
+    unsigned rounds = 0;
+    for (; rounds < 10000; rounds++) {
+        lw__store_fake_round(0, &f);
+        lw_store_get_stats(&st);
+        if (st.queued == 0 && st.inflight == 0)
+            break;
+    }
+    return rounds;
+}
+
+START_TEST(refused_rows_isolated)
+{
+    struct fakedb db = {.bad = {"iso-000", "iso-137", "iso-138", "iso-299"}};
+    struct lw_store_stats st;
+    char ep[32];
+    down_start();
+    for (unsigned i = 0; i < NEPS; i++) {
+        snprintf(ep, sizeof(ep), "iso-%03u", i);
+        change(LW_EV_REGISTERED, ep, 100 + i, 300);
+    }
+    ck_assert_uint_lt(settle(&db), 10000);
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.failed, 4); /* rows, not batches */
+    ck_assert_uint_eq(st.upserts, NEPS - 4);
+    ck_assert_uint_ge(st.splits, 8); /* at least log2(300) levels to the first bad row */
+    ck_assert_uint_eq(st.queued, 0);
+    for (unsigned i = 0; i < NEPS; i++) {
+        bool bad = i == 0 || i == 137 || i == 138 || i == 299;
+        ck_assert_uint_eq(db.ups[i], bad ? 0 : 1); /* every good row exactly once */
+        ck_assert_uint_eq(db.dels[i], 0);
+    }
+    down_stop();
+}
+END_TEST
+
+START_TEST(newer_change_wins_over_retried)
+{
+    struct fakedb db = {.bad = {"nw-003"}};
+    struct lw__store_fake f = {.refuse = fake_refuse, .written = fake_written, .ctx = &db};
+    struct lw_store_stats st;
+    down_start();
+    change(LW_EV_REGISTERED, "nw-000", 10, 300);
+    change(LW_EV_REGISTERED, "nw-001", 11, 300);
+    change(LW_EV_REGISTERED, "nw-002", 12, 300);
+    change(LW_EV_REGISTERED, "nw-003", 13, 300);
+    ck_assert_uint_eq(lw__store_fake_round(0, &f), 1); /* one batch, refused: split */
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.splits, 1);
+    ck_assert_uint_eq(st.queued, 4); /* both halves wait */
+    ck_assert_uint_eq(st.upserts + st.failed, 0);
+    /* newer changes while the halves wait: an Update and a De-register */
+    change(LW_EV_UPDATED, "nw-000", 10, 900);
+    change(LW_EV_DEREGISTERED, "nw-001", 11, 0);
+    ck_assert_uint_lt(settle(&db), 10000);
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(db.ups[0], 1); /* the Update only, never the older Register */
+    ck_assert_uint_eq(db.last_lt[0], 900);
+    ck_assert_uint_eq(db.ups[1], 0); /* the De-register only */
+    ck_assert_uint_eq(db.dels[1], 1);
+    ck_assert_uint_eq(db.ups[2], 1);
+    ck_assert_uint_eq(db.last_lt[2], 300);
+    ck_assert_uint_eq(db.ups[3] + db.dels[3], 0);
+    ck_assert_uint_eq(st.coalesced, 2); /* the two retried older states left out */
+    down_stop();
+}
+END_TEST
+
+START_TEST(transient_error_waits_for_backoff)
+{
+    struct fakedb db = {.bad = {NULL}};
+    struct lw__store_fake tf = {.transient = true, .ctx = &db};
+    struct lw__store_fake f = {.refuse = fake_refuse, .written = fake_written, .ctx = &db};
+    struct lw_store_stats st;
+    char ep[32];
+    down_start();
+    for (unsigned i = 0; i < 10; i++) {
+        snprintf(ep, sizeof(ep), "tr-%03u", i);
+        change(LW_EV_REGISTERED, ep, 200 + i, 300);
+    }
+    ck_assert_uint_eq(lw__store_fake_round(0, &tf), 1);
+    uint64_t t0 = uv_hrtime();
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.transient, 1);
+    ck_assert_uint_eq(st.requeued, 1);
+    ck_assert_uint_eq(st.queued, 10); /* nothing lost */
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_uint_eq(lw__store_fake_round(0, &f), 0); /* held: not sent again at once */
+    unsigned n = 0;
+    for (int i = 0; i < 200 && n == 0; i++) {
+        tick();
+        n = lw__store_fake_round(0, &f);
+    }
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_ge((uv_hrtime() - t0) / 1000000, 90); /* the backoff starts at 100 ms */
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.upserts, 10);
+    for (unsigned i = 0; i < 10; i++)
+        ck_assert_uint_eq(db.ups[i], 1);
+    down_stop();
+}
+END_TEST
+
 START_TEST(without_database)
 {
     struct lw_config cfg;
@@ -136,6 +311,9 @@ Suite *suite_store(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, coalesces_per_endpoint);
     tcase_add_test(tc, without_database);
+    tcase_add_test(tc, refused_rows_isolated);
+    tcase_add_test(tc, newer_change_wins_over_retried);
+    tcase_add_test(tc, transient_error_waits_for_backoff);
     tcase_add_test(tc, links_from_objects_json);
     suite_add_tcase(s, tc);
     return s;
