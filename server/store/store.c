@@ -575,6 +575,22 @@ static struct batch *take_batch(struct writer *w)
 static void try_send(struct writer *w);
 static void start_connect(struct writer *w);
 
+/* Older record r (taken back from a batch) meets cur, queued for the same endpoint since: the
+ * outcome is what apply() would have made of r followed by cur. True: r stands (cur was a delete
+ * of another registration, ignored; the caller drops cur); false: cur stands (r is dropped; a
+ * delete of r's registration now also deletes any older row, as r may never have been written). */
+static bool older_stands(struct rec *r, struct rec *cur)
+{
+    if (cur->op == OP_DEL) {
+        bool names_r = !(r->op == OP_DEL && r->del_any) && r->id == cur->id;
+        if (!names_r)
+            return true;
+        if (r->op == OP_UPSERT)
+            cur->del_any = true;
+    }
+    return false;
+}
+
 /* A new piece holding n records of recs (their ownership moves to it); NULL on OOM. */
 static struct batch *piece_new(struct rec *const *recs, size_t n)
 {
@@ -617,10 +633,15 @@ static struct batch *next_batch(struct writer *w)
         p->ndel = 0;
         for (size_t i = 0; i < p->n; i++) {
             struct rec *r = p->recs[i];
-            if (lw_hmap_get(&w->map, r->hash, r, rec_eq)) {
+            struct rec *cur = lw_hmap_get(&w->map, r->hash, r, rec_eq);
+            if (cur) {
                 add(&w->coalesced, 1);
-                rec_free(r);
-                continue;
+                if (!older_stands(r, cur)) {
+                    rec_free(r);
+                    continue;
+                }
+                lw_hmap_del_item(&w->map, cur->hash, cur);
+                rec_free(cur);
             }
             p->recs[k++] = r;
             p->ndel += r->op == OP_DEL;
@@ -647,8 +668,14 @@ static void requeue_batch(struct writer *w, struct batch *b)
     } else {
         for (size_t i = 0; i < b->n; i++) {
             struct rec *r = b->recs[i];
-            if (lw_hmap_get(&w->map, r->hash, r, rec_eq) || lw_hmap_put(&w->map, r->hash, r) != 0)
+            struct rec *cur = lw_hmap_get(&w->map, r->hash, r, rec_eq);
+            if (cur && older_stands(r, cur)) {
+                rec_release(cur);
+                *cur = *r;
+                free(r);
+            } else if (cur || lw_hmap_put(&w->map, r->hash, r) != 0) {
                 rec_free(r);
+            }
         }
     }
     b->n = b->ndel = 0;

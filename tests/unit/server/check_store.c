@@ -213,6 +213,7 @@ START_TEST(newer_change_wins_over_retried)
     /* newer changes while the halves wait: an Update and a De-register */
     change(LW_EV_UPDATED, "nw-000", 10, 900);
     change(LW_EV_DEREGISTERED, "nw-001", 11, 0);
+    change(LW_EV_DEREGISTERED, "nw-002", 99, 0); /* of another registration: the retried stands */
     ck_assert_uint_lt(settle(&db), 10000);
     lw_store_get_stats(&st);
     ck_assert_uint_eq(st.failed, 1);
@@ -221,9 +222,10 @@ START_TEST(newer_change_wins_over_retried)
     ck_assert_uint_eq(db.ups[1], 0); /* the De-register only */
     ck_assert_uint_eq(db.dels[1], 1);
     ck_assert_uint_eq(db.ups[2], 1);
+    ck_assert_uint_eq(db.dels[2], 0);
     ck_assert_uint_eq(db.last_lt[2], 300);
     ck_assert_uint_eq(db.ups[3] + db.dels[3], 0);
-    ck_assert_uint_eq(st.coalesced, 2); /* the two retried older states left out */
+    ck_assert_uint_eq(st.coalesced, 3); /* a retried state met a newer change 3 times */
     down_stop();
 }
 END_TEST
