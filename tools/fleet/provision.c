@@ -195,8 +195,10 @@ int provision_run(struct fleet_eng *e, FILE *log)
             }
             char ep[256];
             dev_endpoint(&e->devs[r->dev], ep, sizeof(ep));
-            bool again =
-                res == CURLE_OK ? code == 429 || code == 503 : res == CURLE_COULDNT_CONNECT;
+            /* 503 "no-master-key" is a configuration problem, not load: no retry. */
+            bool permanent = code == 503 && strstr(r->resp, "no-master-key") != NULL;
+            bool again = res == CURLE_OK ? (code == 429 || code == 503) && !permanent
+                                         : res == CURLE_COULDNT_CONNECT;
             if (again && ++r->tries < MAX_TRIES) {
                 /* The API pushes back (or is not listening yet): pause new requests and retry
                  * this one. */
@@ -213,7 +215,7 @@ int provision_run(struct fleet_eng *e, FILE *log)
                 fprintf(stderr, "lwm2m-fleet: provisioning %s: HTTP %ld %s\n", ep, code, r->resp);
             failed++;
             preq_free(r);
-            if (code == 401 || code == 403 || res == CURLE_COULDNT_CONNECT) {
+            if (code == 401 || code == 403 || permanent || res == CURLE_COULDNT_CONNECT) {
                 rc = LW_EPERM; /* no point in trying the others */
                 if (res == CURLE_COULDNT_CONNECT)
                     rc = LW_EIO;
