@@ -3,7 +3,8 @@
 # Update and De-register of a coap-client device reach the registrations table; a fleet of 500
 # devices is persisted in batches; a PostgreSQL outage does not stop the daemon answering, the
 # store reports it in /metrics and writes what was queued once the database is back; a change
-# made right before SIGTERM is written by the graceful stop.
+# made right before SIGTERM is written by the graceful stop; one row the database refuses is
+# isolated from the 200 others of its batch.
 source "$(dirname "$0")/lib.sh"
 
 if ! command -v coap-client-notls >/dev/null; then
@@ -152,6 +153,50 @@ sys.exit(0 if reg is not None and int(reg) >= 300 else 1)' "$LW_TMP/outage-fleet
   check "outage under load: all 300 rows written once it is back" until_eq 30 300 "SELECT count(*) FROM registrations WHERE endpoint LIKE 'outage-%'"
   check "outage under load: each row has the newest state (last Update)" [ "$(q "SELECT count(*) FROM registrations WHERE endpoint LIKE 'outage-%' AND updated_at >= to_timestamp($tend - 3)")" = 300 ]
   check "outage under load: the queue is empty" [ "$(metric lwm2md_store_queued)" = 0 ]
+fi
+
+# ---- one row the database refuses: a CHECK constraint added here refuses one endpoint name while
+# 200 others register behind a closed database, so they all wait in the queue and go out in the
+# same batch once it is back. The batch is split until the bad row is alone: the 200 others are
+# written, the bad one is logged (with its endpoint) and counted once, and the daemon keeps
+# serving and writing.
+if [ -x "$FLEET" ]; then
+  cat >"$LW_TMP/refuse.ini" <<'INI'
+[fleet]
+rate = 2000/s
+duration = 2s
+deregister = false
+[group refuse]
+count = 201
+endpoint = refuse-{n:4}
+lwm2m = 1.1
+security = nosec
+objects = 3
+lifetime = 300s
+update_interval = 200s
+send_interval = 3600s
+INI
+  q "ALTER TABLE registrations ADD CONSTRAINT e2e_refuse_one CHECK (endpoint <> 'refuse-0100') NOT VALID" >/dev/null
+  f0=$(metric lwm2md_store_rows_refused_total)
+  s0=$(metric lwm2md_store_batches_split_total)
+  db_block
+  check "refused row: store disconnected while the fleet registers" bash -c 'for i in $(seq 50); do [ "$(curl -s "$1/metrics" | awk "\$1 == \"lwm2md_store_connected\" { print \$2 }")" = 0 ] && exit 0; sleep 0.1; done; exit 1' _ "http://127.0.0.1:$LW_API_PORT"
+  "$FLEET" --server "coap://127.0.0.1:$LW_COAP_PORT" --fleet "$LW_TMP/refuse.ini" --quiet \
+    >"$LW_TMP/refuse-fleet.out" 2>&1
+  check "refused row: the 201 changes wait in the queue" [ "$(metric lwm2md_store_queued)" -ge 201 ]
+  db_unblock
+  check "refused row: the 200 others are written" until_eq 30 200 "SELECT count(*) FROM registrations WHERE endpoint LIKE 'refuse-%'"
+  check "refused row: the refused one is not" [ "$(q "SELECT count(*) FROM registrations WHERE endpoint = 'refuse-0100'")" = 0 ]
+  check "refused row: counted once" bash -c 'for i in $(seq 50); do [ "$(curl -s "$1/metrics" | awk "\$1 == \"lwm2md_store_rows_refused_total\" { print \$2 }")" = "$2" ] && exit 0; sleep 0.1; done; exit 1' _ "http://127.0.0.1:$LW_API_PORT" $((f0 + 1))
+  check "refused row: the batch was split to isolate it" [ "$(metric lwm2md_store_batches_split_total)" -gt "$s0" ]
+  check "refused row: logged once with its endpoint and the database's message" \
+    [ "$(grep -c '"msg":"registration change refused by the database, not written: endpoint=refuse-0100: .*e2e_refuse_one' "$log")" = 1 ]
+  check "refused row: no other endpoint refused" [ "$(grep -c 'refused by the database, not written' "$log")" = 1 ]
+  check "refused row: the queue is empty" [ "$(metric lwm2md_store_queued)" = 0 ]
+  r=$(coap post 'rd?ep=refuse-after&lt=300&lwm2m=1.1' '</3/0>')
+  check "refused row: the daemon keeps serving (Register answers 2.01)" [ "$(code_of "$r")" = 2.01 ]
+  check "refused row: ... and writing" until_eq 5 1 "SELECT count(*) FROM registrations WHERE endpoint = 'refuse-after'"
+  q "ALTER TABLE registrations DROP CONSTRAINT e2e_refuse_one" >/dev/null
 fi
 
 # ---- kill -9, restart: registrations restored before the sockets open
