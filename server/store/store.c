@@ -95,6 +95,7 @@ struct batch {
     size_t n, ndel;
     bool ok, retry, dead; /* dead: re-queued already, its outcome is ignored */
     bool piece;
+    bool whole; /* refused as a statement (SQLSTATE class 42), not for one of its rows */
     char why[256];
     struct rec *recs[];
 };
@@ -649,7 +650,7 @@ static struct batch *next_batch(struct writer *w)
         p->n = k;
         p->next = NULL;
         p->ok = true;
-        p->retry = p->dead = false;
+        p->retry = p->dead = p->whole = false;
         p->why[0] = '\0';
         if (k > 0)
             return p;
@@ -795,7 +796,14 @@ static void batch_finished(struct writer *w)
                         "registration change refused by the database, not written: endpoint=%s: "
                         "%s",
                         b->recs[0]->ep, b->why);
-            } else if (split_batch(w, b) == 0) {
+            } else if (b->whole) {
+                /* a missing table, column or privilege refuses every row alike: halves would
+                 * only multiply the same error */
+                add(&w->failed, b->n);
+                log_err(STORE,
+                        "registration batch refused by the database, %zu row(s) not written: %s",
+                        b->n, b->why);
+            } else if (b->n > 1 && split_batch(w, b) == 0) {
                 add(&w->splits, 1);
                 if (!b->piece)
                     log_warn(STORE,
@@ -833,6 +841,7 @@ static void batch_result(struct writer *w, PGresult *res)
     /* connection exception, resources, operator intervention, transaction rollback: the rows
      * are fine, the batch is sent again */
     const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    b->whole = code && strncmp(code, "42", 2) == 0;
     b->retry = code && (strncmp(code, "08", 2) == 0 || strncmp(code, "53", 2) == 0 ||
                         strncmp(code, "57", 2) == 0 || strncmp(code, "40", 2) == 0);
 }
@@ -860,6 +869,7 @@ unsigned lw__store_fake_round(unsigned i, const struct lw__store_fake *f)
         if (bad && !b->dead) {
             b->ok = false;
             b->retry = f->transient;
+            b->whole = f->statement;
             snprintf(b->why, sizeof(b->why), "%s",
                      f->transient ? "test: transient" : "test: refused");
         } else if (!b->dead && f->written) {

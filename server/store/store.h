@@ -32,7 +32,9 @@
  * database's message) and counted (lwm2md_store_rows_refused_total). Pieces wait in a retry list
  * sent before anything of the map; the batches in flight behind a refused one are re-queued like
  * after a transient error, and a piece's record whose endpoint has a newer change queued is left
- * out when the piece is sent, so a retried older state never overwrites a newer one.
+ * out when the piece is sent, so a retried older state never overwrites a newer one. A batch
+ * refused as a statement (SQLSTATE class 42: a missing table, column or privilege refuses every
+ * row alike) is not split: its rows are dropped, logged once for the batch and counted.
  *
  * Graceful stop: the shards detach their writers (lw_store_detach) as they stop; lw_store_stop
  * then waits for the batches in flight and writes what is still queued with blocking calls,
@@ -115,14 +117,14 @@ int lw__store_links_json(const json_t *arr, struct lw_buf *b);
 /* Tests only (tests/unit/server/check_store.c), on the thread of writer i's loop while its
  * connection is down: plays the database for one round. Drains the inbox, takes batches as the
  * writer would send them (up to LW_STORE_INFLIGHT_MAX) and finishes them in order: a batch fails
- * transiently when `transient`, is refused when refuse(ctx, ep) is true for one of its records,
- * else commits and calls written(ctx, ep, lifetime_s, is_delete) per record (either callback may
- * be NULL). Returns the number of batches finished (0 when nothing waits or the writer holds
- * after a transient error). */
+ * transiently when `transient`, is refused when refuse(ctx, ep) is true for one of its records
+ * (as a statement, SQLSTATE class 42, when `statement`), else commits and calls written(ctx, ep,
+ * lifetime_s, is_delete) per record (either callback may be NULL). Returns the number of batches
+ * finished (0 when nothing waits or the writer holds after a transient error). */
 struct lw__store_fake {
     bool (*refuse)(void *ctx, const char *ep);
     void (*written)(void *ctx, const char *ep, uint32_t lifetime_s, bool del);
-    bool transient;
+    bool transient, statement;
     void *ctx;
 };
 unsigned lw__store_fake_round(unsigned i, const struct lw__store_fake *f);

@@ -265,6 +265,28 @@ START_TEST(transient_error_waits_for_backoff)
 }
 END_TEST
 
+START_TEST(statement_refusal_not_split)
+{
+    struct fakedb db = {.bad = {"st-004"}};
+    struct lw__store_fake f = {
+        .refuse = fake_refuse, .written = fake_written, .statement = true, .ctx = &db};
+    struct lw_store_stats st;
+    char ep[32];
+    down_start();
+    for (unsigned i = 0; i < 10; i++) {
+        snprintf(ep, sizeof(ep), "st-%03u", i);
+        change(LW_EV_REGISTERED, ep, 300 + i, 300);
+    }
+    ck_assert_uint_eq(lw__store_fake_round(0, &f), 1);
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.splits, 0);
+    ck_assert_uint_eq(st.failed, 10); /* every row, in rows */
+    ck_assert_uint_eq(st.queued, 0);
+    ck_assert_uint_eq(st.upserts, 0);
+    down_stop();
+}
+END_TEST
+
 START_TEST(without_database)
 {
     struct lw_config cfg;
@@ -316,6 +338,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, refused_rows_isolated);
     tcase_add_test(tc, newer_change_wins_over_retried);
     tcase_add_test(tc, transient_error_waits_for_backoff);
+    tcase_add_test(tc, statement_refusal_not_split);
     tcase_add_test(tc, links_from_objects_json);
     suite_add_tcase(s, tc);
     return s;
