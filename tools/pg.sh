@@ -45,15 +45,22 @@ start)
   if as_pg "$pgbin/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
     port=$(cat "$d/port")
   else
+    # Pick a free port and start; another cluster (a concurrent test run) may take the same port
+    # between the check and the bind, so a start that fails to bind moves on to the next port.
     port=""
     for p in $(seq 55432 55532); do
-      if ! ss -Hltn "sport = :$p" | grep -q .; then port=$p; break; fi
+      ss -Hltn "sport = :$p" | grep -q . && continue
+      echo "$p" | as_pg tee "$d/port" >/dev/null
+      : | as_pg tee "$d/postgres.log" >/dev/null
+      if as_pg "$pgbin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
+          -o "-c listen_addresses=127.0.0.1 -p $p -k $d/run -c fsync=on -c max_connections=200" \
+          start >/dev/null; then
+        port=$p; break
+      fi
+      grep -q -i -e "already in use" -e "could not bind" -e "could not create any TCP/IP sockets" \
+        "$d/postgres.log" || { tail -n 20 "$d/postgres.log" >&2; exit 1; }
     done
     [ -n "$port" ] || { echo "pg.sh: no free port in 55432-55532" >&2; exit 1; }
-    echo "$port" | as_pg tee "$d/port" >/dev/null
-    as_pg "$pgbin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $d/run -c fsync=on -c max_connections=200" start >/dev/null \
-      || { tail -n 20 "$d/postgres.log" >&2; exit 1; }
   fi
   if ! as_pg "$pgbin/../bin/psql" -h 127.0.0.1 -p "$port" -U lwm2md -d postgres -tAc \
        "select 1 from pg_database where datname='lwm2md'" | grep -q 1; then
