@@ -9,7 +9,7 @@
 #      next to the Sends/s the fleet completed.
 # Prints "bench telemetry_...: value unit" lines and appends one JSON line to
 # bench/results/telemetry_bench.json. Environment: BUILD (default build), BENCH_SCALE (1),
-# TEL_ROWS (500000 x scale), TEL_DEVICES (4000 x scale), TEL_SEND_INTERVAL (0.5s),
+# TEL_ROWS (500000 x scale), TEL_DEVICES (15000 x scale), TEL_SEND_INTERVAL (1s),
 # TEL_DURATION (20s).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,8 +17,8 @@ build=${BUILD:-build}
 bin=$top/$build/bin
 scale=${BENCH_SCALE:-1}
 rows=${TEL_ROWS:-$(python3 -c "print(max(10000, int(500000 * float('$scale'))))")}
-devices=${TEL_DEVICES:-$(python3 -c "print(max(100, int(4000 * float('$scale'))))")}
-interval=${TEL_SEND_INTERVAL:-0.5s}
+devices=${TEL_DEVICES:-$(python3 -c "print(max(100, int(15000 * float('$scale'))))")}
+interval=${TEL_SEND_INTERVAL:-1s}
 duration=${TEL_DURATION:-20s}
 work=$(mktemp -d /tmp/lwm2md-tel-bench.XXXXXX)
 chmod 755 "$work"
