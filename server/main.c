@@ -194,24 +194,26 @@ static int run_daemon(struct daemon *d)
             n = 1;
     }
     d->loop = uv_default_loop();
+    /* The signal and watchdog handles exist from here on, so every failure below takes the one
+     * stop path: it stops whatever did start (each stop function ignores what did not) and runs
+     * the loop until their handles have closed, then the process exits non-zero. */
+    uv_signal_init(d->loop, &d->sig_term);
+    uv_signal_init(d->loop, &d->sig_int);
+    uv_signal_init(d->loop, &d->sig_hup);
+    uv_timer_init(d->loop, &d->watchdog);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
     if (lw_control_start(d->loop) != 0) {
         log_err(SYS, "cannot start the control loop");
-        return EXIT_FAILURE;
+        goto failed;
     }
     lw_events_init(1);
     if (lw_telemetry_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the telemetry write-behind");
-        lw_control_stop();
-        uv_run(d->loop, UV_RUN_DEFAULT);
-        uv_loop_close(d->loop);
-        return EXIT_FAILURE;
+        goto failed;
     }
     if (lw_store_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the store: out of memory");
-        lw_control_stop();
-        uv_run(d->loop, UV_RUN_DEFAULT);
-        uv_loop_close(d->loop);
-        return EXIT_FAILURE;
+        goto failed;
     }
     struct ops_cfg ocfg = {.timeout_ms = cfg->ops_timeout,
                            .wait_default_ms = cfg->ops_wait_default,
@@ -221,28 +223,18 @@ static int run_daemon(struct daemon *d)
                            .db_url = cfg->db_url};
     if (credstore_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the credential store: out of memory");
-        return EXIT_FAILURE;
+        goto failed;
     }
     if (ops_start(d->loop, &ocfg) != 0) {
         log_err(SYS, "cannot start the operations engine");
-        return EXIT_FAILURE;
+        goto failed;
     }
-    if (shards_start(n, cfg) != 0) {
-        lw_control_stop();
-        lw_store_stop();
-        uv_run(d->loop, UV_RUN_DEFAULT);
-        uv_loop_close(d->loop);
-        return EXIT_FAILURE;
-    }
+    if (shards_start(n, cfg) != 0) /* logs why */
+        goto failed;
 
-    uv_signal_init(d->loop, &d->sig_term);
-    uv_signal_init(d->loop, &d->sig_int);
-    uv_signal_init(d->loop, &d->sig_hup);
-    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
     uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&d->sig_hup, on_reload, SIGHUP);
-    uv_timer_init(d->loop, &d->watchdog);
     uint64_t wd = lw_sd_watchdog_usec();
     if (wd) {
         uint64_t every = LW_MAX(wd / 2000, 100); /* ms, half the interval */
@@ -254,15 +246,16 @@ static int run_daemon(struct daemon *d)
     if (lw_api_start(d->loop, cfg) != 0) {
         /* No uv_stop here: the loop has not run, and a pending stop flag would make the
          * clean-up uv_run below return before it runs the close callbacks. */
-        d->stopping = true;
-        d->failed = true;
+        goto failed;
     }
-    if (!d->failed)
-        log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
-    if (!d->failed) {
-        lw_sd_notify("READY=1\nSTATUS=serving");
-        uv_run(d->loop, UV_RUN_DEFAULT);
-    }
+    log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
+    lw_sd_notify("READY=1\nSTATUS=serving");
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    goto stop;
+failed:
+    d->stopping = true;
+    d->failed = true;
+stop:
 
     /* API first: stop accepting; in-flight requests are answered while the rest stops. */
     lw_api_stop();
