@@ -397,6 +397,25 @@ out:
     return ret;
 }
 
+/* Without schema files the daemon cannot check the database, only that it has been migrated at
+ * all: an empty database would make every write fail at run time, so that refuses the start. */
+static int no_schema_files(PGconn *pg, const char *why)
+{
+    PGresult *r = PQexec(pg, "SELECT count(*) FROM schema_migrations");
+    bool migrated = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                    strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+    PQclear(r);
+    if (!migrated) {
+        log_err(STORE,
+                "refusing to start: the database has no lwm2md schema and %s: set "
+                "database.schema_dir or run `lwm2md migrate`",
+                why);
+        return LW_ESTALE;
+    }
+    log_warn(STORE, "schema check skipped: %s", why);
+    return 0;
+}
+
 int lw_store_startup_migrate(const struct lw_config *cfg)
 {
     char why[512] = "";
@@ -415,10 +434,9 @@ int lw_store_startup_migrate(const struct lw_config *cfg)
     if (cfg->db_migrate == LW_MIGRATE_AUTO) {
         rc = lw_store_migrate(pg, cfg->db_schema_dir, &res, why, sizeof(why));
         if (rc == LW_ENOENT) {
-            /* No schema files here (not installed, no database.schema_dir): the database is
-             * used as it is, as when it is unreachable. */
-            log_warn(STORE, "schema check skipped: %s", why);
-            rc = 0;
+            /* No schema files here (not installed, no database.schema_dir): a migrated
+             * database is used as it is, as when it is unreachable. */
+            rc = no_schema_files(pg, why);
         } else if (rc)
             log_err(STORE, "refusing to start: schema migration failed: %s", why);
         else if (res.applied)
@@ -430,8 +448,7 @@ int lw_store_startup_migrate(const struct lw_config *cfg)
     }
     rc = lw_store_migrate_status(pg, cfg->db_schema_dir, NULL, &res, why, sizeof(why));
     if (rc == LW_ENOENT) {
-        log_warn(STORE, "schema check skipped: %s", why);
-        rc = 0;
+        rc = no_schema_files(pg, why);
     } else if (rc) {
         log_err(STORE, "refusing to start: schema check failed: %s", why);
     } else if (res.pending) {

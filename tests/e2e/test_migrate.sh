@@ -129,3 +129,6 @@ err=$(mig "$U" migrate --bogus 2>&1); rc=$?
 check "unknown option: exit 2" [ "$rc" = 2 ]
 run_daemon_once "$U" "$LW_TMP/mig-nodir.log" --set "database.schema_dir=$LW_TMP/nowhere"
 check "daemon without schema files: starts, warns that the check was skipped" bash -c '[ "$1" = 0 ] && grep -q "schema check skipped: cannot read schema directory" "$2"' _ "$RC" "$LW_TMP/mig-nodir.log"
+U6=$(newdb)
+run_daemon_once "$U6" "$LW_TMP/mig-nodir-empty.log" --set "database.schema_dir=$LW_TMP/nowhere"
+check "daemon without schema files on an empty database: refuses to start, says what to do" bash -c '[ "$1" = 1 ] && grep -q "refusing to start: the database has no lwm2md schema.*database.schema_dir" "$2"' _ "$RC" "$LW_TMP/mig-nodir-empty.log"
