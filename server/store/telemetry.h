@@ -12,7 +12,7 @@
  * Graceful stop writes what is queued (blocking, bounded by a few seconds) and spills the rest.
  *
  * The daemon also maintains daily partitions (created two days ahead) and drops whole partitions
- * past telemetry.retention (schema/006_telemetry.sql), at connect and every hour.
+ * past telemetry.retention (schema/005_telemetry.sql), at connect and every hour.
  *
  * Threads: every function on the control thread, except lw_telemetry_get_stats (atomics).
  */

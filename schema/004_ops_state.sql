@@ -1,4 +1,4 @@
--- schema/005_ops_state.sql - what the operations engine keeps across restarts beyond 002:
+-- schema/004_ops_state.sql - what the operations engine keeps across restarts beyond 002:
 -- desired observations as the API created them (several per path, composite ones with a path
 -- list, attributes as given), and queued operations with the API's own ids and the whole request
 -- (body, Execute arguments or attribute query, observation ids). Both name endpoints that need

@@ -1,4 +1,4 @@
--- schema/006_telemetry.sql - what the telemetry write-behind needs beyond 002: the LwM2M type of
+-- schema/005_telemetry.sql - what the telemetry write-behind needs beyond 002: the LwM2M type of
 -- each value (so the API returns it in the shape of /values), a ledger of committed batches (a
 -- batch re-sent after a connection loss whose commit was not seen is applied at most once), and
 -- the partition maintenance the daemon runs: daily partitions telemetry_pYYYYMMDD (UTC days)
