@@ -138,6 +138,7 @@ struct op {
     json_t *req;    /* with a database: the request, to persist it when it is held (owned) */
     bool persisted; /* a row in table operations names it (deleted once it leaves the queue) */
     bool acked;     /* the shard sent it, or held it and the row committed */
+    bool durable;   /* its row committed (shown while it is held: "durable" in the JSON) */
 };
 
 /* Requests restored from the database or waiting for their device to register again. */
@@ -236,6 +237,8 @@ static json_t *op_to_json(const struct op *o)
     json_object_set_new(j, "completed_at", time_or_null(o->done_ms));
     json_object_set_new(j, "duration_ms",
                         o->done_ms ? json_integer(o->done_ms - o->created_ms) : json_null());
+    if (o->state == OPS_QUEUED && o->persisted) /* held for a sleeping device, with a database */
+        json_object_set_new(j, "durable", json_boolean(o->durable));
     return j;
 }
 
@@ -398,6 +401,8 @@ static void on_durable(uint64_t id, bool ok)
     if (!ok)
         log_warn_rl(M2M, "operation %llu is held for its device but not durable",
                     (unsigned long long)id);
+    if (o && ok)
+        o->durable = true;
     if (!o || op_final(o) || o->acked)
         return;
     o->acked = true;
@@ -671,7 +676,7 @@ static void on_op_row(void *ctx, const json_t *row)
     snprintf(o->ep, sizeof(o->ep), "%s", ep);
     snprintf(o->path, sizeof(o->path), "%s", path);
     o->created_ms = (int64_t)json_integer_value(json_object_get(row, "created_ms"));
-    o->persisted = o->acked = true;
+    o->persisted = o->acked = o->durable = true;
     lw_timer_init(&o->tmo, on_op_timeout);
     lw_list_push_back(&C.fifo, &o->link);
     C.n++;

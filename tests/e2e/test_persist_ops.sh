@@ -103,12 +103,14 @@ until_ok 10 bash -c '[ "$('"$(declare -f api field jq_ last_upd)"'; A='"$A"' T='
   echo "    (no Update seen from po-q-0)"
 sleep 1.3 # the server's awake window (1 s) after that Update is over
 c1=$(api GET '/api/v1/devices/po-q-0/data/3/0/0?wait=0'); s1=$(field 'd["state"]'); op1=$(field 'd["id"]')
+dur1=$(field 'd.get("durable")')
 n1=$(q "SELECT count(*) FROM operations WHERE id = $op1 AND state = 'queued'")
 c2=$(api GET '/api/v1/devices/po-q-0/data/3/0/1?wait=0'); s2=$(field 'd["state"]'); op2=$(field 'd["id"]')
 n2=$(q "SELECT count(*) FROM operations WHERE id = $op2 AND kind = 'read' AND path = '/3/0/1'")
 kill -KILL "$LW_DAEMON_PID"; wait "$LW_DAEMON_PID" 2>/dev/null; LW_DAEMON_PID=""
 check "two reads for the sleeping device: 202 queued" test "$c1$s1$c2$s2" = 202queued202queued
 check "each was in the operations table when the API answered 202" test "$n1$n2" = 11
+check "the 202 says the held operation is durable" test "$dur1" = True
 
 # ---- kill -9 and restart
 log2=$LW_TMP/po-2.log
