@@ -11,6 +11,7 @@
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,18 @@ static struct {
     struct lw_hmap by_ep, by_id;
     uint8_t hkey[16];
     bool inited;
+    /* Entries in by_ep, stored under the write lock after every change: creds_ep_secured reads it
+     * without the lock so that a Register with no credential in the store (the common NoSec
+     * fleet) takes no lock. A zero read orders that Register before any creds_put still in
+     * progress, so the rule stays exact. */
+    atomic_size_t n;
 } st = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+/* Publishes the entry count (write lock held). */
+static void count_locked(void)
+{
+    atomic_store(&st.n, st.inited ? lw_hmap_count(&st.by_ep) : 0);
+}
 
 static uint64_t h_ep(const char *ep, size_t len)
 {
@@ -103,6 +115,7 @@ void creds_deinit(void)
         lw_hmap_deinit(&st.by_id);
         st.inited = false;
     }
+    count_locked();
     pthread_rwlock_unlock(&st.lock);
 }
 
@@ -236,6 +249,7 @@ int creds_put(const char *ep, const struct creds_spec *spec, int64_t now_s)
             }
         }
     }
+    count_locked();
     pthread_rwlock_unlock(&st.lock);
     if (c) {
         explicit_bzero(c, sizeof(*c));
@@ -255,6 +269,7 @@ int creds_del(const char *ep)
         free(c);
         rc = 0;
     }
+    count_locked();
     pthread_rwlock_unlock(&st.lock);
     return rc;
 }
@@ -300,6 +315,8 @@ json_t *creds_info(const char *ep)
 
 bool creds_ep_secured(const char *ep, size_t len)
 {
+    if (atomic_load(&st.n) == 0)
+        return false;
     pthread_rwlock_rdlock(&st.lock);
     bool r = find_ep_locked(ep, len) != NULL;
     pthread_rwlock_unlock(&st.lock);

@@ -1,12 +1,15 @@
 #include "events.h"
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/util.h"
 #include "control.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const names[LW_EV__COUNT] = {
     "registered", "updated", "deregistered", "expired", "notification", "send", "operation",
@@ -66,6 +69,7 @@ void lw_event_free(struct lw_event *ev)
     if (!ev)
         return;
     json_decref(ev->data);
+    free(ev->json);
     free(ev);
 }
 
@@ -103,4 +107,199 @@ uint64_t lw_events_posted(uint64_t out[LW_EV__COUNT])
         total += counts[t];
     }
     return total;
+}
+
+/* ---- one serialisation per event ----------------------------------------------------------
+ * Every sink (SSE ring, webhooks, store) needs the event as compact JSON; it is written here
+ * once per event. jansson's json_dumps spends most of its time in generic machinery (key
+ * iteration, snprintf per number, a growing strbuffer), so the common shapes are written
+ * directly: ASCII strings with jansson's escapes, integers, true/false/null, objects in
+ * jansson's (insertion) order, arrays. Anything else (reals, non-ASCII strings whose UTF-8
+ * jansson checks, very deep nesting) is handed to json_dumps for that value, so the text stays
+ * byte-identical to json_dumps(JSON_COMPACT). */
+
+#define EV_JSON_MAX_DEPTH 64
+
+static void put_u64(struct lw_buf *b, uint64_t v)
+{
+    char t[24];
+    size_t n = sizeof(t);
+    do {
+        t[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    lw_buf_put(b, t + n, sizeof(t) - n);
+}
+
+static void put_int(struct lw_buf *b, json_int_t x)
+{
+    if (x < 0) {
+        lw_buf_put_u8(b, '-');
+        put_u64(b, (uint64_t)0 - (uint64_t)x);
+    } else {
+        put_u64(b, (uint64_t)x);
+    }
+}
+
+/* Appends json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT). 0 or -1. */
+static int put_jansson(struct lw_buf *b, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!s)
+        return -1;
+    lw_buf_put_str(b, s);
+    free(s);
+    return 0;
+}
+
+/* Appends s (len bytes) as a JSON string as jansson writes it. 0 or -1 (jansson refuses it). */
+static int put_str(struct lw_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] >= 0x80) { /* UTF-8: let jansson check and write it */
+            json_t *j = json_stringn(s, len);
+            int rc = j ? put_jansson(b, j) : -1;
+            json_decref(j);
+            return rc;
+        }
+    }
+    lw_buf_put_u8(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        lw_buf_put(b, s + run, i - run);
+        run = i + 1;
+        char e[6] = {'\\', 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        default:
+            e[1] = 'u';
+            e[2] = '0';
+            e[3] = '0';
+            e[4] = hex[c >> 4];
+            e[5] = hex[c & 15];
+            n = 6;
+        }
+        lw_buf_put(b, e, n);
+    }
+    lw_buf_put(b, s + run, len - run);
+    lw_buf_put_u8(b, '"');
+    return 0;
+}
+
+static int put_value(struct lw_buf *b, const json_t *v, unsigned depth)
+{
+    if (depth > EV_JSON_MAX_DEPTH)
+        return put_jansson(b, v);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        lw_buf_put_u8(b, '{');
+        bool first = true;
+        for (void *it = json_object_iter((json_t *)v); it;
+             it = json_object_iter_next((json_t *)v, it)) {
+            if (!first)
+                lw_buf_put_u8(b, ',');
+            first = false;
+            if (put_str(b, json_object_iter_key(it), json_object_iter_key_len(it)) != 0)
+                return -1;
+            lw_buf_put_u8(b, ':');
+            if (put_value(b, json_object_iter_value(it), depth + 1) != 0)
+                return -1;
+        }
+        lw_buf_put_u8(b, '}');
+        return 0;
+    }
+    case JSON_ARRAY: {
+        lw_buf_put_u8(b, '[');
+        for (size_t i = 0, n = json_array_size(v); i < n; i++) {
+            if (i)
+                lw_buf_put_u8(b, ',');
+            if (put_value(b, json_array_get(v, i), depth + 1) != 0)
+                return -1;
+        }
+        lw_buf_put_u8(b, ']');
+        return 0;
+    }
+    case JSON_STRING: return put_str(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: put_int(b, json_integer_value(v)); return 0;
+    case JSON_TRUE: lw_buf_put(b, "true", 4); return 0;
+    case JSON_FALSE: lw_buf_put(b, "false", 5); return 0;
+    case JSON_NULL: lw_buf_put(b, "null", 4); return 0;
+    default: return put_jansson(b, v); /* reals */
+    }
+}
+
+/* "2026-11-22T04:05:29.123Z" as the API writes times (UTC, milliseconds). */
+static void put_time(struct lw_buf *b, int64_t ms)
+{
+    char ts[40];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(ms % 1000));
+    lw_buf_put_str(b, ts);
+}
+
+static void build_json(struct lw_event *ev)
+{
+    struct lw_buf b;
+    const char *name = lw_event_type_name(ev->type);
+    lw_buf_init(&b, 256);
+    lw_buf_put_str(&b, "{\"id\":");
+    put_int(&b, (json_int_t)ev->id); /* signed, as jansson's json_integer */
+    lw_buf_put_str(&b, ",\"type\":");
+    int rc = put_str(&b, name, strlen(name));
+    lw_buf_put_str(&b, ",\"time\":\"");
+    put_time(&b, ev->time_ms);
+    lw_buf_put_str(&b, "\",\"endpoint\":");
+    if (rc == 0)
+        rc = put_str(&b, ev->endpoint, strnlen(ev->endpoint, sizeof(ev->endpoint)));
+    lw_buf_put_str(&b, ",\"data\":");
+    size_t off = b.len;
+    if (rc == 0)
+        rc = put_value(&b, ev->data, 0);
+    size_t end = b.len;
+    lw_buf_put(&b, "}", 2); /* with a NUL, so that the text is also a C string */
+    if (rc != 0 || lw_buf_status(&b) != 0) {
+        lw_buf_deinit(&b);
+        ev->json_failed = true;
+        return;
+    }
+    ev->json = (char *)b.data; /* takes the buffer */
+    ev->json_len = end + 1;
+    ev->data_off = off;
+    ev->data_len = end - off;
+}
+
+const char *lw_event_json(const struct lw_event *cev, size_t *len)
+{
+    /* The cache is filled in place: events are heap objects (lw_event_new), and sinks see them
+     * const only so that they do not change what the next sink sees. */
+    struct lw_event *ev = (struct lw_event *)cev;
+    if (!ev->json && !ev->json_failed)
+        build_json(ev);
+    if (!ev->json)
+        return NULL;
+    *len = ev->json_len;
+    return ev->json;
+}
+
+const char *lw_event_data_json(const struct lw_event *ev, size_t *len)
+{
+    size_t n;
+    if (!lw_event_json(ev, &n))
+        return NULL;
+    *len = ev->data_len;
+    return ev->json + ev->data_off;
 }

@@ -15,6 +15,8 @@
 #include "shard.h"
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum lw_event_type {
@@ -35,6 +37,11 @@ struct lw_event {
     int64_t time_ms;    /* wall clock when it happened */
     char endpoint[128]; /* device endpoint name ("" when not about one device) */
     json_t *data;       /* event-specific fields (owned); never NULL after lw_event_new */
+    /* Compact JSON text of the event (lw_event_json), built on first use on the control thread
+     * and shared by every sink; owned, freed with the event. */
+    char *json;
+    size_t json_len, data_off, data_len;
+    bool json_failed;
 };
 
 /* "registered", "updated", ... (the SSE event names and webhook types). */
@@ -45,6 +52,16 @@ int lw_event_type_parse(const char *s, size_t len);
 /* Returns a new event with an empty data object, time = now; NULL on OOM. */
 struct lw_event *lw_event_new(enum lw_event_type type, const char *endpoint);
 void lw_event_free(struct lw_event *ev);
+/* The event as the API shows it, serialised once and shared by the SSE ring, webhooks and the
+ * store: `{"id":..,"type":"..","time":"<RFC 3339 UTC, ms>","endpoint":"..","data":{..}}`, byte
+ * for byte what json_dumps(JSON_COMPACT) writes for that object (jansson 2.14 key order and
+ * escapes). Borrowed: valid until the event is freed. NULL (every later call too) when the
+ * endpoint or data cannot be serialised or memory runs out. Control thread only, after the
+ * bus assigned the id (inside on_event); *len gets the length (no NUL counted). */
+const char *lw_event_json(const struct lw_event *ev, size_t *len);
+/* The `data` member of lw_event_json (a slice of it, not NUL-terminated); NULL as above. */
+const char *lw_event_data_json(const struct lw_event *ev, size_t *len);
+
 /* Takes ownership. Drops (and frees) the event when the bus is stopped; counts drops. */
 void lw_events_post(struct lw_event *ev);
 

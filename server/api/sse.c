@@ -91,15 +91,21 @@ static void fan_one(struct api_conn *c, void *arg)
 static void on_event(void *ctx, const struct lw_event *ev)
 {
     (void)ctx;
-    json_t *j = api_event_json(ev);
-    char *data = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
+    size_t len;
+    const char *data = lw_event_json(ev, &len); /* shared with the other sinks */
     if (!data)
         return;
+    /* api_sse_format, without printf over the whole text */
     struct lw_buf b;
-    lw_buf_init(&b, strlen(data) + 64);
-    api_sse_format(&b, ev->id, lw_event_type_name(ev->type), data);
-    free(data);
+    lw_buf_init(&b, len + 64);
+    lw_buf_put(&b, "id: ", 4);
+    lw_buf_printf(&b, "%llu", (unsigned long long)ev->id);
+    lw_buf_put_str(&b, "\nevent: ");
+    lw_buf_put_str(&b, lw_event_type_name(ev->type));
+    lw_buf_put_str(&b, "\ndata: ");
+    lw_buf_put(&b, data, len);
+    lw_buf_put(&b, "\n\n", 3); /* with a NUL, as lw_buf_printf leaves one */
+    b.len--;
     if (lw_buf_status(&b)) {
         lw_buf_deinit(&b);
         return;

@@ -340,12 +340,10 @@ static void on_event(void *ctx, const struct lw_event *ev)
     (void)ctx;
     if (!(wh.types & (1u << ev->type)))
         return;
-    json_t *j = api_event_json(ev);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
+    size_t len;
+    const char *s = lw_event_json(ev, &len); /* shared with the other sinks */
     if (!s)
         return;
-    size_t len = strlen(s);
     for (unsigned i = 0; i < wh.nsubs; i++) {
         struct sub *sb = &wh.subs[i];
         struct qev *q = malloc(sizeof(*q));
@@ -374,7 +372,6 @@ static void on_event(void *ctx, const struct lw_event *ev)
         else if (!sb->easy && !sb->body && sb->queued >= wh.batch_max)
             arm(sb, 0);
     }
-    free(s);
 }
 
 static int load_secret(const char *path)

@@ -429,19 +429,35 @@ static void enqueue_values(const struct lw_event *ev, const json_t *values, uint
 
 static void schedule(void);
 
+static bool memchr_nonascii(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
+            return true;
+    return false;
+}
+
 static void on_event(void *ctx, const struct lw_event *ev)
 {
     (void)ctx;
     if (T.stopping)
         return;
     struct lw_spill_rec r = {.kind = LW_SPILL_EVENT};
-    char *data = json_dumps(ev->data, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (data) {
+    /* The text the other sinks share; with non-ASCII in it, the escaped form as before. */
+    size_t dlen = 0;
+    const char *shared = lw_event_data_json(ev, &dlen);
+    char *data = NULL;
+    if (!shared || memchr_nonascii(shared, dlen)) {
+        data = json_dumps(ev->data, JSON_COMPACT | JSON_ENSURE_ASCII);
+        shared = data;
+        dlen = data ? strlen(data) : 0;
+    }
+    if (shared) {
         r.id = ev->id;
         r.time_ms = ev->time_ms;
         r.evtype = LW_BYTES_STR(lw_event_type_name(ev->type));
         r.ep = LW_BYTES_STR(ev->endpoint);
-        r.data = LW_BYTES_STR(data);
+        r.data = LW_BYTES(shared, dlen);
         lw_buf_reset(&T.enc);
         if (lw_spill_encode(&T.enc, &r) == 0)
             enqueue(T.enc.data, T.enc.len);
