@@ -216,6 +216,11 @@ int api_webhook_sign(const uint8_t *secret, size_t secret_len, const char *id, i
 /* ---- server (server.c) --------------------------------------------------------------------- */
 /* The live connection with this id, or NULL. */
 struct api_conn *api_conn_lookup(uint64_t id);
+/* A request as a number that survives its connection (connection id, sequence number), for
+ * answers that arrive later from another module or thread; api_req_of_cookie gives the request
+ * back while it is still waiting for its answer, else NULL (connection closed, or answered). */
+uint64_t api_req_cookie(const struct api_req *r);
+struct api_req *api_req_of_cookie(uint64_t cookie);
 void api_conn_each(void (*fn)(struct api_conn *c, void *arg), void *arg);
 /* Bytes queued for writing to c and not yet sent. */
 size_t api_conn_backlog(struct api_conn *c);

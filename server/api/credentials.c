@@ -123,20 +123,6 @@ static int rpk_member(json_t *obj, uint8_t hash[32])
     return creds_spki_hash(der, dlen, hash) == 0 ? 0 : -1;
 }
 
-static uint64_t cookie_of(const struct api_req *r)
-{
-    return r->conn->id << 24 | (r->seq & 0xffffff);
-}
-
-static struct api_req *req_of_cookie(uint64_t cookie)
-{
-    struct api_conn *c = api_conn_lookup(cookie >> 24);
-    if (!c)
-        return NULL;
-    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
-    return r && !r->done ? r : NULL;
-}
-
 static void free_change(struct change *ch)
 {
     explicit_bzero(ch, sizeof(*ch));
@@ -179,7 +165,7 @@ static int put_check(void *ctx)
 static void put_done(void *ctx, int rc, const char *val0, const char *why)
 {
     struct change *ch = ctx;
-    struct api_req *r = req_of_cookie(ch->cookie);
+    struct api_req *r = api_req_of_cookie(ch->cookie);
     (void)val0;
     if (rc == 0) {
         rc = creds_put(ch->ep, &ch->spec, (int64_t)time(NULL));
@@ -224,7 +210,7 @@ static void submit_put(struct api_req *r, const char *ep, const struct creds_spe
         api_problem(r, 503, "internal", "out of memory");
         goto out;
     }
-    ch->cookie = cookie_of(r);
+    ch->cookie = api_req_cookie(r);
     snprintf(ch->ep, sizeof(ch->ep), "%s", ep);
     ch->spec = *sp;
     if (sp->id_len)
@@ -266,7 +252,7 @@ static int del_check(void *ctx)
 static void del_done(void *ctx, int rc, const char *val0, const char *why)
 {
     struct change *ch = ctx;
-    struct api_req *r = req_of_cookie(ch->cookie);
+    struct api_req *r = api_req_of_cookie(ch->cookie);
     if (rc == 0) {
         bool gone = creds_del(ch->ep) == 0;
         if (gone || ch->existed)
@@ -288,7 +274,7 @@ static void submit_del(struct api_req *r, const char *ep)
         api_problem(r, 503, "internal", "out of memory");
         return;
     }
-    ch->cookie = cookie_of(r);
+    ch->cookie = api_req_cookie(r);
     ch->del = true;
     snprintf(ch->ep, sizeof(ch->ep), "%s", ep);
     /* $3: the endpoint has credentials in memory now (audited as 204 even when its row was

@@ -22,20 +22,6 @@
 
 #define MAX_WAIT_MS 300000u
 
-static uint64_t cookie_of(const struct api_req *r)
-{
-    return r->conn->id << 24 | (r->seq & 0xffffff);
-}
-
-static struct api_req *req_of_cookie(uint64_t cookie)
-{
-    struct api_conn *c = api_conn_lookup(cookie >> 24);
-    if (!c)
-        return NULL;
-    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
-    return r && !r->done ? r : NULL;
-}
-
 /* "250ms", "5s", "2m", or bare seconds. -1 when malformed. */
 static int64_t parse_duration(const char *s)
 {
@@ -60,7 +46,7 @@ static int64_t parse_duration(const char *s)
 
 static void on_wait(uint64_t cookie, json_t *op, bool final)
 {
-    struct api_req *r = req_of_cookie(cookie);
+    struct api_req *r = api_req_of_cookie(cookie);
     if (!r)
         return;
     if (!final) {
@@ -138,7 +124,7 @@ static void submit(struct api_req *r, struct ops_spec *sp, const char *query)
         api_problem(r, 500, "internal", "cannot create the operation: %s", lw_strerror(rc));
         return;
     }
-    if (ops_wait(id, (uint32_t)wait, on_wait, cookie_of(r)) != 0)
+    if (ops_wait(id, (uint32_t)wait, on_wait, api_req_cookie(r)) != 0)
         api_problem(r, 500, "internal", "operation %llu vanished", (unsigned long long)id);
 }
 

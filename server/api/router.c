@@ -269,20 +269,6 @@ static void h_metrics(struct api_req *r, char *const *params, const char *query)
 
 /* ---- devices -------------------------------------------------------------------------------- */
 
-static uint64_t cookie_of(const struct api_req *r)
-{
-    return r->conn->id << 24 | (r->seq & 0xffffff);
-}
-
-static struct api_req *req_of_cookie(uint64_t cookie)
-{
-    struct api_conn *c = api_conn_lookup(cookie >> 24);
-    if (!c)
-        return NULL;
-    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
-    return r && !r->done ? r : NULL;
-}
-
 static void device_error(struct api_req *r, int err)
 {
     switch (err) {
@@ -300,7 +286,7 @@ static void device_error(struct api_req *r, int err)
 
 static void on_device_done(uint64_t cookie, int err, json_t *result)
 {
-    struct api_req *r = req_of_cookie(cookie);
+    struct api_req *r = api_req_of_cookie(cookie);
     if (!r)
         return; /* the client went away */
     if (err)
@@ -313,7 +299,7 @@ static void on_device_done(uint64_t cookie, int err, json_t *result)
 
 static void on_deregister_done(uint64_t cookie, int err, json_t *result)
 {
-    struct api_req *r = req_of_cookie(cookie);
+    struct api_req *r = api_req_of_cookie(cookie);
     (void)result;
     if (!r)
         return;
@@ -374,7 +360,7 @@ static void h_devices_list(struct api_req *r, char *const *params, const char *q
     }
     if (rc)
         f.queue_mode = strcmp(queue, "true") == 0;
-    rc = lw_devices_list(&f, cur, limit, on_device_done, cookie_of(r));
+    rc = lw_devices_list(&f, cur, limit, on_device_done, api_req_cookie(r));
     if (rc)
         device_error(r, rc);
 }
@@ -382,7 +368,7 @@ static void h_devices_list(struct api_req *r, char *const *params, const char *q
 static void h_device_get(struct api_req *r, char *const *params, const char *query)
 {
     (void)query;
-    int rc = lw_devices_get(params[0], on_device_done, cookie_of(r));
+    int rc = lw_devices_get(params[0], on_device_done, api_req_cookie(r));
     if (rc)
         device_error(r, rc);
 }
@@ -390,7 +376,7 @@ static void h_device_get(struct api_req *r, char *const *params, const char *que
 static void h_device_deregister(struct api_req *r, char *const *params, const char *query)
 {
     (void)query;
-    int rc = lw_devices_deregister(params[0], on_deregister_done, cookie_of(r));
+    int rc = lw_devices_deregister(params[0], on_deregister_done, api_req_cookie(r));
     if (rc)
         device_error(r, rc);
 }

@@ -75,6 +75,20 @@ struct api_conn *api_conn_lookup(uint64_t id)
     return NULL;
 }
 
+uint64_t api_req_cookie(const struct api_req *r)
+{
+    return r->conn->id << 24 | (r->seq & 0xffffff);
+}
+
+struct api_req *api_req_of_cookie(uint64_t cookie)
+{
+    struct api_conn *c = api_conn_lookup(cookie >> 24);
+    if (!c)
+        return NULL;
+    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
+    return r && !r->done ? r : NULL;
+}
+
 void api_conn_each(void (*fn)(struct api_conn *c, void *arg), void *arg)
 {
     lw_list_foreach_safe (it, &srv.conns) {

@@ -20,20 +20,6 @@
 #define MIN_US (-62135596800LL * 1000000)
 #define MAX_US (253402300800LL * 1000000)
 
-static uint64_t cookie_of(const struct api_req *r)
-{
-    return r->conn->id << 24 | (r->seq & 0xffffff);
-}
-
-static struct api_req *req_of_cookie(uint64_t cookie)
-{
-    struct api_conn *c = api_conn_lookup(cookie >> 24);
-    if (!c)
-        return NULL;
-    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
-    return r && !r->done ? r : NULL;
-}
-
 /* Epoch seconds (with an optional fraction) or RFC 3339 ("2026-11-22T10:00:00Z", offsets and
  * fractions allowed) into microseconds. false when malformed. */
 static bool parse_when(const char *s, int64_t *us)
@@ -78,7 +64,7 @@ static bool parse_when(const char *s, int64_t *us)
 
 static void on_done(void *ctx, int status, json_t *result)
 {
-    struct api_req *r = req_of_cookie((uint64_t)(uintptr_t)ctx);
+    struct api_req *r = api_req_of_cookie((uint64_t)(uintptr_t)ctx);
     if (!r) {
         json_decref(result);
         return;
@@ -139,7 +125,7 @@ void h_telemetry_get(struct api_req *r, char *const *params, const char *query)
         return;
     }
     rc = lw_telemetry_query(ep, path, from_us, to_us, (unsigned)limit, cursor, on_done,
-                            (void *)(uintptr_t)cookie_of(r));
+                            (void *)(uintptr_t)api_req_cookie(r));
     if (rc == LW_EINVAL)
         api_problem(r, 400, "invalid-parameter", "cursor is not one this server returned");
     else if (rc != 0)

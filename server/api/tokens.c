@@ -374,20 +374,6 @@ void api_tokens_stop(void)
 
 /* ---- token routes (admin) ------------------------------------------------------------------- */
 
-static uint64_t cookie_of(const struct api_req *r)
-{
-    return r->conn->id << 24 | (r->seq & 0xffffff);
-}
-
-static struct api_req *req_of_cookie(uint64_t cookie)
-{
-    struct api_conn *c = api_conn_lookup(cookie >> 24);
-    if (!c)
-        return NULL;
-    struct api_req *r = api_conn_find(c, (uint32_t)(cookie & 0xffffff));
-    return r && !r->done ? r : NULL;
-}
-
 struct tokop {
     uint64_t cookie;
     int64_t id;
@@ -422,7 +408,7 @@ static const char create_sql[] =
 static void create_done(void *ctx, int rc, const char *val0, const char *why)
 {
     struct tokop *op = ctx;
-    struct api_req *r = req_of_cookie(op->cookie);
+    struct api_req *r = api_req_of_cookie(op->cookie);
     (void)val0;
     if (rc == 0) {
         tk.gen++; /* a refresh that started before this commit must not drop the token */
@@ -444,7 +430,7 @@ static void create_done(void *ctx, int rc, const char *val0, const char *why)
 static void create_id_done(void *ctx, int rc, const char *val0, const char *why)
 {
     struct tokop *op = ctx;
-    struct api_req *r = req_of_cookie(op->cookie);
+    struct api_req *r = api_req_of_cookie(op->cookie);
     uint8_t secret[32], salt[SALT_LEN], sha[WC_SHA256_DIGEST_SIZE];
     char sec64[64], idbuf[24];
     uint64_t id;
@@ -512,7 +498,7 @@ void h_tokens_create(struct api_req *r, char *const *params, const char *query)
         api_problem(r, 503, "internal", "out of memory");
         return;
     }
-    op->cookie = cookie_of(r);
+    op->cookie = api_req_cookie(r);
     op->role = (enum api_role)rl;
     snprintf(op->name, sizeof(op->name), "%s", name ? json_string_value(name) : "");
     snprintf(op->actor, sizeof(op->actor), "%s", r->actor);
@@ -550,7 +536,7 @@ static const char revoke_sql[] =
 static void revoke_done(void *ctx, int rc, const char *val0, const char *why)
 {
     struct tokop *op = ctx;
-    struct api_req *r = req_of_cookie(op->cookie);
+    struct api_req *r = api_req_of_cookie(op->cookie);
     if (rc == 0) {
         tk.gen++;
         for (size_t i = 0; i < tk.ntoks; i++) {
@@ -588,7 +574,7 @@ void h_tokens_revoke(struct api_req *r, char *const *params, const char *query)
         api_problem(r, 503, "internal", "out of memory");
         return;
     }
-    op->cookie = cookie_of(r);
+    op->cookie = api_req_cookie(r);
     op->id = (int64_t)id;
     struct credstore_job job = {
         .sql = revoke_sql,
