@@ -152,48 +152,57 @@ static int put_jansson(struct lw_buf *b, const json_t *v)
     return 0;
 }
 
+/* One byte, without a call while there is room. */
+static inline void put_c(struct lw_buf *b, char c)
+{
+    if (b->len < b->cap && !b->overflow)
+        b->data[b->len++] = (uint8_t)c;
+    else
+        lw_buf_put_u8(b, (uint8_t)c);
+}
+
 /* Appends s (len bytes) as a JSON string as jansson writes it. 0 or -1 (jansson refuses it). */
 static int put_str(struct lw_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
+    if (len > (SIZE_MAX - 2) / 6)
+        return -1;
+    uint8_t *d = lw_buf_reserve(b, 6 * len + 2); /* every byte escaped, and the quotes */
+    if (!d)
+        return 0; /* overflow latched in b */
+    size_t n = 0;
+    d[n++] = '"';
     for (size_t i = 0; i < len; i++) {
-        if ((unsigned char)s[i] >= 0x80) { /* UTF-8: let jansson check and write it */
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            d[n++] = c;
+            continue;
+        }
+        if (c >= 0x80) { /* UTF-8: let jansson check and write it */
             json_t *j = json_stringn(s, len);
             int rc = j ? put_jansson(b, j) : -1;
             json_decref(j);
             return rc;
         }
-    }
-    lw_buf_put_u8(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        lw_buf_put(b, s + run, i - run);
-        run = i + 1;
-        char e[6] = {'\\', 0};
-        size_t n = 2;
+        d[n++] = '\\';
         switch (c) {
-        case '"': e[1] = '"'; break;
-        case '\\': e[1] = '\\'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
+        case '"': d[n++] = '"'; break;
+        case '\\': d[n++] = '\\'; break;
+        case '\b': d[n++] = 'b'; break;
+        case '\f': d[n++] = 'f'; break;
+        case '\n': d[n++] = 'n'; break;
+        case '\r': d[n++] = 'r'; break;
+        case '\t': d[n++] = 't'; break;
         default:
-            e[1] = 'u';
-            e[2] = '0';
-            e[3] = '0';
-            e[4] = hex[c >> 4];
-            e[5] = hex[c & 15];
-            n = 6;
+            d[n++] = 'u';
+            d[n++] = '0';
+            d[n++] = '0';
+            d[n++] = (uint8_t)hex[c >> 4];
+            d[n++] = (uint8_t)hex[c & 15];
         }
-        lw_buf_put(b, e, n);
     }
-    lw_buf_put(b, s + run, len - run);
-    lw_buf_put_u8(b, '"');
+    d[n++] = '"';
+    lw_buf_commit(b, n);
     return 0;
 }
 
@@ -203,31 +212,31 @@ static int put_value(struct lw_buf *b, const json_t *v, unsigned depth)
         return put_jansson(b, v);
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        lw_buf_put_u8(b, '{');
+        put_c(b, '{');
         bool first = true;
         for (void *it = json_object_iter((json_t *)v); it;
              it = json_object_iter_next((json_t *)v, it)) {
             if (!first)
-                lw_buf_put_u8(b, ',');
+                put_c(b, ',');
             first = false;
             if (put_str(b, json_object_iter_key(it), json_object_iter_key_len(it)) != 0)
                 return -1;
-            lw_buf_put_u8(b, ':');
+            put_c(b, ':');
             if (put_value(b, json_object_iter_value(it), depth + 1) != 0)
                 return -1;
         }
-        lw_buf_put_u8(b, '}');
+        put_c(b, '}');
         return 0;
     }
     case JSON_ARRAY: {
-        lw_buf_put_u8(b, '[');
+        put_c(b, '[');
         for (size_t i = 0, n = json_array_size(v); i < n; i++) {
             if (i)
-                lw_buf_put_u8(b, ',');
+                put_c(b, ',');
             if (put_value(b, json_array_get(v, i), depth + 1) != 0)
                 return -1;
         }
-        lw_buf_put_u8(b, ']');
+        put_c(b, ']');
         return 0;
     }
     case JSON_STRING: return put_str(b, json_string_value(v), json_string_length(v));
