@@ -48,6 +48,26 @@ start_daemon() {
   wait_for "$log" '"msg":"ready' 30
 }
 
+# restart_daemon LOGFILE [extra args...]: the daemon again on the ports start_daemon picked (the
+# devices of a test keep talking to them), same database, state directory and master key.
+restart_daemon() {
+  local log=$1; shift
+  ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
+    --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
+    --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
+    --set "server.state_dir=$LW_TMP/state" --set "security.master_key_file=$(e2e_master_key)" \
+    "$@" >"$log" 2>&1 &
+  LW_DAEMON_PID=$!
+  wait_for "$log" '"msg":"ready' 60
+}
+
+# until_ok SECONDS cmd...: true once cmd succeeds (tried every 100 ms).
+until_ok() {
+  local secs=$1 i; shift
+  for ((i = 0; i < secs * 10; i++)); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
 # wait_for FILE PATTERN SECONDS: true once FILE contains PATTERN (fixed string).
 wait_for() {
   local file=$1 pat=$2 secs=$3 i

@@ -34,25 +34,12 @@ fi
 q() { psql -tAq "$LW_PG_URL" -c "$1"; }
 jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null; }
 hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
-until_ok() { # until_ok SECONDS cmd...: true once cmd succeeds
-  local secs=$1 i; shift
-  for ((i = 0; i < secs * 10; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 tok=$LW_TMP/crash-token
 (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
 T=$(cat "$tok")
 EXTRA=(--set "api.bootstrap_token_file=$tok" --set coaps.hibernate_idle=1s
   --set queue.awake_time=1s --set operations.timeout=3s)
-restart() { # LOG: the daemon again on the same ports (the devices keep sending to them)
-  ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
-    --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
-    --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
-    --set "server.state_dir=$LW_TMP/state" --set "security.master_key_file=$(e2e_master_key)" \
-    "${EXTRA[@]}" >"$1" 2>&1 &
-  LW_DAEMON_PID=$!
-  wait_for "$1" '"msg":"ready' 60
-}
+restart() { restart_daemon "$1" "${EXTRA[@]}"; }
 log1=$LW_TMP/crash-1.log
 if ! start_daemon "$log1" "${EXTRA[@]}"; then
   fail "daemon starts"

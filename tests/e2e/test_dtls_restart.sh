@@ -32,16 +32,6 @@ admin_tok=$LW_TMP/dtlsr-admin-token
 (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$admin_tok")
 ADMIN=$(cat "$admin_tok")
 
-# The daemon again on the ports start_daemon picked (the device keeps talking to them).
-restart_daemon() { # log [extra args...]
-  local log=$1; shift
-  ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
-    --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
-    --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
-    --set "server.state_dir=$LW_TMP/state" "$@" >"$log" 2>&1 &
-  LW_DAEMON_PID=$!
-  wait_for "$log" '"msg":"ready' 30
-}
 metric() { curl -s "http://127.0.0.1:$LW_API_PORT/metrics" | awk -v m="$1" 'index($1, m) == 1 {s += $2} END {print s + 0}'; }
 hs_all() { curl -s "http://127.0.0.1:$LW_API_PORT/metrics" | awk '$1 ~ /^lwm2md_dtls_handshakes_total/ && $1 ~ /result="ok"/ {s += $2} END {print s + 0}'; }
 saved_written() { metric 'lwm2md_dtls_saved_sessions_total{kind="written"}'; }

@@ -21,15 +21,7 @@ tok=$LW_TMP/po-token
 (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$tok")
 T=$(cat "$tok")
 EXTRA=(--set "api.bootstrap_token_file=$tok" --set queue.awake_time=1s --set operations.timeout=2s)
-# restart LOG: the daemon again on the same ports (the fleet keeps sending to them).
-restart() {
-  ${LW_WRAPPER:-} "$LW_BIN" --config "$LW_TOP/config/test.conf" \
-    --set "coap.listen=127.0.0.1:$LW_COAP_PORT" --set "coaps.listen=127.0.0.1:$LW_COAPS_PORT" \
-    --set "api.listen=127.0.0.1:$LW_API_PORT" --set "database.url=$LW_PG_URL" \
-    --set "server.state_dir=$LW_TMP/state" "${EXTRA[@]}" >"$1" 2>&1 &
-  LW_DAEMON_PID=$!
-  wait_for "$1" '"msg":"ready' 30
-}
+restart() { restart_daemon "$1" "${EXTRA[@]}"; } # the fleet keeps sending to the same ports
 log=$LW_TMP/po.log
 if ! start_daemon "$log" "${EXTRA[@]}"; then
   fail "daemon starts"
@@ -49,11 +41,6 @@ api() {
   fi
 }
 field() { jq_ "$1" < "$body"; }
-until_ok() { # until_ok SECONDS cmd...: true once cmd succeeds
-  local secs=$1 i; shift
-  for ((i = 0; i < secs * 10; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 
 cat > "$LW_TMP/po-fleet.ini" <<INI
 [fleet]
