@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/util.h"
 #include "events.h"
 #include "log.h"
@@ -51,7 +52,6 @@ struct obsv {
 
 static struct {
     bool started;
-    json_t *cache;    /* endpoint -> {path -> entry} */
     json_t *devs;     /* endpoint -> number of observations */
     struct obsv *all; /* every observation (small: bounded per device) */
     uint64_t next_id;
@@ -467,45 +467,167 @@ void observe_ended(uint64_t obs_id, uint64_t op_id)
         snprintf(o->state, sizeof(o->state), "ended");
 }
 
-/* ---- values cache --------------------------------------------------------------------------- */
-static void cache_put(const char *ep, const json_t *values, const char *source, int64_t ms)
+/* ---- values cache ---------------------------------------------------------------------------
+ * Compact on purpose: it holds a few values of every device that sent, notified or was read, so
+ * at a million devices each byte per value counts. A jansson tree per value (object, hashtable,
+ * a pair and a json_t + string per key) cost ~1.2 KB per value; here a value is its record as
+ * compact JSON text (the shape values_record_json made, kept exactly: reals are written with
+ * jansson's round-trip precision) in one allocation with its time and source, and a device is
+ * one array of those in insertion order, found through a hash map keyed by endpoint. */
+
+enum csrc { SRC_NOTIFY, SRC_SEND, SRC_READ };
+static const char *const src_names[] = {"notify", "send", "read"};
+
+struct cval {
+    int64_t ms;
+    uint16_t plen; /* path length: the path is the first plen bytes of text */
+    uint8_t src;   /* enum csrc */
+    char text[];   /* path, NUL, the record as compact JSON, NUL */
+};
+
+struct cdev {
+    uint32_t n, cap;
+    struct cval **v;
+    uint8_t eplen;
+    char ep[]; /* NUL-terminated */
+};
+
+static struct lw_hmap cache_map;
+static uint8_t cache_key[16];
+
+static uint64_t ep_hash(const char *ep)
 {
-    json_t *dev = json_object_get(O.cache, ep);
+    return lw_siphash(cache_key, ep, strlen(ep));
+}
+
+static bool cdev_eq(const void *item, const void *key)
+{
+    return !strcmp(((const struct cdev *)item)->ep, (const char *)key);
+}
+
+static void cdev_free(struct cdev *d)
+{
+    if (!d)
+        return;
+    for (uint32_t i = 0; i < d->n; i++)
+        free(d->v[i]);
+    free(d->v);
+    free(d);
+}
+
+static void cache_drop(const char *ep)
+{
+    cdev_free(lw_hmap_del(&cache_map, ep_hash(ep), ep, cdev_eq));
+}
+
+static void cache_clear(void)
+{
+    size_t pos = 0;
+    struct cdev *d;
+    while ((d = lw_hmap_next(&cache_map, &pos)))
+        cdev_free(d);
+    lw_hmap_deinit(&cache_map);
+    memset(&cache_map, 0, sizeof(cache_map));
+}
+
+static struct cdev *cache_dev(const char *ep)
+{
+    uint64_t h = ep_hash(ep);
+    struct cdev *d = lw_hmap_get(&cache_map, h, ep, cdev_eq);
+    size_t len = strlen(ep);
+    if (d || len > UINT8_MAX)
+        return d;
+    d = calloc(1, sizeof(*d) + len + 1);
+    if (!d)
+        return NULL;
+    d->eplen = (uint8_t)len;
+    memcpy(d->ep, ep, len + 1);
+    if (lw_hmap_put(&cache_map, h, d) != 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static void cache_put(const char *ep, const json_t *values, enum csrc src, int64_t ms)
+{
     size_t i;
     json_t *v;
-    char ts[40];
+    struct cdev *d = NULL;
     if (!json_is_array(values) || json_array_size(values) == 0)
         return;
-    if (!dev) {
-        dev = json_object();
-        json_object_set_new(O.cache, ep, dev);
+    json_array_foreach(values, i, v)
+    {
+        const json_t *jp = json_object_get(v, "path");
+        const char *path = json_string_value(jp);
+        size_t plen = json_string_length(jp);
+        if (!path || plen > UINT16_MAX || strlen(path) != plen || !json_object_get(v, "value"))
+            continue;
+        if (!d && !(d = cache_dev(ep)))
+            return;
+        uint32_t k = 0;
+        while (k < d->n && (d->v[k]->plen != plen || memcmp(d->v[k]->text, path, plen)))
+            k++;
+        if (k == d->n && d->n >= MAX_CACHE_PER_DEV)
+            continue;
+        char *js = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        if (!js)
+            continue;
+        size_t jlen = strlen(js);
+        struct cval *c = malloc(sizeof(*c) + plen + 1 + jlen + 1);
+        if (!c) {
+            free(js);
+            continue;
+        }
+        c->ms = ms;
+        c->src = (uint8_t)src;
+        c->plen = (uint16_t)plen;
+        memcpy(c->text, path, plen);
+        c->text[plen] = 0;
+        memcpy(c->text + plen + 1, js, jlen + 1);
+        free(js);
+        if (k < d->n) {
+            free(d->v[k]);
+            d->v[k] = c;
+            continue;
+        }
+        if (d->n == d->cap) {
+            uint32_t cap = d->cap ? d->cap * 2 : 4;
+            struct cval **nv = realloc(d->v, cap * sizeof(*nv));
+            if (!nv) {
+                free(c);
+                continue;
+            }
+            d->v = nv;
+            d->cap = cap;
+        }
+        d->v[d->n++] = c;
     }
-    time_t t = (time_t)(ms / 1000);
+}
+
+static json_t *cval_json(const struct cval *c)
+{
+    char ts[40];
+    time_t t = (time_t)(c->ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(ms % 1000));
-    json_array_foreach(values, i, v)
-    {
-        const char *path = json_string_value(json_object_get(v, "path"));
-        if (!path || !json_object_get(v, "value"))
-            continue;
-        if (!json_object_get(dev, path) && json_object_size(dev) >= MAX_CACHE_PER_DEV)
-            continue;
-        json_t *e = json_deep_copy(v);
-        json_object_set_new(e, "timestamp", json_string(ts));
-        json_object_set_new(e, "source", json_string(source));
-        json_object_set_new(dev, path, e);
-    }
+    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(c->ms % 1000));
+    json_t *e = json_loads(c->text + c->plen + 1, 0, NULL);
+    if (!e)
+        return NULL;
+    json_object_set_new(e, "timestamp", json_string(ts));
+    json_object_set_new(e, "source", json_string(src_names[c->src]));
+    return e;
 }
 
 json_t *observe_values(const char *endpoint)
 {
     json_t *a = json_array();
-    json_t *dev = json_object_get(O.cache, endpoint);
-    const char *k;
-    json_t *v;
-    json_object_foreach(dev, k, v) json_array_append(a, v);
+    const struct cdev *d =
+        endpoint ? lw_hmap_get(&cache_map, ep_hash(endpoint), endpoint, cdev_eq) : NULL;
+    for (uint32_t i = 0; d && i < d->n; i++)
+        json_array_append_new(a, cval_json(d->v[i]));
     return json_pack("{s:o}", "values", a);
 }
 
@@ -544,13 +666,13 @@ static void on_event(void *ctx, const struct lw_event *ev)
         break;
     case LW_EV_DEREGISTERED:
     case LW_EV_EXPIRED:
-        json_object_del(O.cache, ev->endpoint);
+        cache_drop(ev->endpoint);
         for (struct obsv *o = O.all; dev_count(ev->endpoint) > 0 && o; o = o->next)
             if (!strcmp(o->ep, ev->endpoint))
                 snprintf(o->state, sizeof(o->state), "pending");
         break;
     case LW_EV_NOTIFICATION: {
-        cache_put(ev->endpoint, json_object_get(ev->data, "values"), "notify", ev->time_ms);
+        cache_put(ev->endpoint, json_object_get(ev->data, "values"), SRC_NOTIFY, ev->time_ms);
         if (json_is_true(json_object_get(ev->data, "final"))) {
             uint64_t id;
             const char *s = json_string_value(json_object_get(ev->data, "observation"));
@@ -560,7 +682,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
         break;
     }
     case LW_EV_SEND:
-        cache_put(ev->endpoint, json_object_get(ev->data, "values"), "send", ev->time_ms);
+        cache_put(ev->endpoint, json_object_get(ev->data, "values"), SRC_SEND, ev->time_ms);
         break;
     case LW_EV_OPERATION: {
         const char *kind = json_string_value(json_object_get(ev->data, "kind"));
@@ -568,7 +690,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
         if (kind && state && !strcmp(state, "succeeded") &&
             (!strcmp(kind, "read") || !strcmp(kind, "observe") || !strcmp(kind, "read-composite")))
             cache_put(ev->endpoint, json_object_get(json_object_get(ev->data, "result"), "values"),
-                      "read", ev->time_ms);
+                      SRC_READ, ev->time_ms);
         break;
     }
     default: break;
@@ -615,9 +737,8 @@ int observe_start(uv_loop_t *loop)
     memset(&O, 0, sizeof(O));
     O.loop = loop;
     uv_timer_init(loop, &O.retry_timer);
-    O.cache = json_object();
     O.devs = json_object();
-    if (!O.cache || !O.devs)
+    if (!O.devs || lw_random(cache_key, sizeof(cache_key)) != 0)
         return LW_ENOMEM;
     O.next_id = 1;
     O.sink.on_event = on_event;
@@ -640,7 +761,7 @@ void observe_stop(void)
         json_decref(o->body);
         free(o);
     }
-    json_decref(O.cache);
+    cache_clear();
     json_decref(O.devs);
     O.started = false;
 }
