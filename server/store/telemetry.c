@@ -37,6 +37,7 @@
 #define AHEAD_DAYS      2
 #define STOP_BUDGET_MS  5000
 #define MAX_FILES       100000u
+#define IDLE_CAP        (1u << 16)
 
 /* One statement per batch: the ledger row decides whether the rest applies (a batch re-sent
  * after a connection loss that hid its commit inserts nothing the second time). */
@@ -730,6 +731,16 @@ static void mem_done(size_t n)
     }
 }
 
+/* An empty queue or batch buffer that grew during a burst (up to telemetry.memory, 64 MB by
+ * default) gives the memory back instead of keeping its peak size for the life of the process. */
+static void shrink_idle(struct lw_buf *b)
+{
+    if (b->len == 0 && b->cap > IDLE_CAP) {
+        lw_buf_deinit(b);
+        lw_buf_init(b, IDLE_CAP);
+    }
+}
+
 /* Chooses the next batch: memory first (it is older than any spill file), then the files. */
 static bool build_batch(void)
 {
@@ -745,6 +756,7 @@ static bool build_batch(void)
         T.mem_n -= T.b.nrec;
         if (T.mem_n == 0) {
             T.mem.len = T.mem_head = 0;
+            shrink_idle(&T.mem);
         }
     } else {
         while (T.nfiles > 0 && T.b.nrec == 0) {
@@ -771,6 +783,7 @@ static bool build_batch(void)
     }
     if (lw_buf_status(&T.b.data) || T.b.nrec == 0) {
         lw_buf_reset(&T.b.data);
+        shrink_idle(&T.b.data);
         return false;
     }
     T.b.active = true;
@@ -1136,8 +1149,8 @@ int lw_telemetry_start(uv_loop_t *loop, const struct lw_config *cfg)
         log_warn(STORE, "database not reachable at start: event ids start at %" PRIu64, first);
     }
     lw_events_init(first);
-    lw_buf_init(&T.mem, 1 << 16);
-    lw_buf_init(&T.b.data, 1 << 16);
+    lw_buf_init(&T.mem, IDLE_CAP);
+    lw_buf_init(&T.b.data, IDLE_CAP);
     lw_buf_init(&T.enc, 1024);
     lw_arena_init(&T.arena, 4096, 16u << 20);
     T.flush_timer = new_timer(loop);
