@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -644,6 +645,13 @@ struct reg_snap {
     /* Borrowed from the registration while on the shard thread; copies after the struct in a
      * heap snapshot (snap_clone). */
     const char *ep, *sms, *pid; /* sms and pid may be NULL */
+    /* Heap snapshots of one chain share blocks (one malloc for several events of a receive
+     * batch): the chain's head owns the first block; `own` marks a snapshot at the start of a
+     * block, own_next links a chain's owners after the head (freed when the chain is done). */
+    bool own;
+    struct reg_snap *own_next;
+    struct reg_snap *blk;            /* head: the owner whose block has room */
+    size_t blk_used, blk_cap, blk_n; /* owners: bytes in use, block size, snapshots in it */
 };
 
 static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
@@ -670,14 +678,50 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
 }
 
 /* A heap copy of sn with its strings (one allocation, free with free()); NULL on OOM. */
-static struct reg_snap *snap_clone(const struct reg_snap *sn)
+/* A heap copy of sn. In a batch (events held for one message) with head (the chain so far),
+ * it goes into the head's current block when it fits, else into a new block twice the size of
+ * the last (at most SNAP_BLOCK_MAX snapshots' worth), so that a receive batch of n events costs
+ * about log2(n) allocations (and the control thread as many frees) and a lone event no more
+ * than before. NULL on OOM. */
+#define SNAP_BLOCK_MAX 16
+static struct reg_snap *snap_clone(const struct reg_snap *sn, bool batch, struct reg_snap *head)
 {
     size_t le = strlen(sn->ep) + 1, ls = sn->sms ? strlen(sn->sms) + 1 : 0,
            lp = sn->pid ? strlen(sn->pid) + 1 : 0;
-    struct reg_snap *c = malloc(sizeof(*c) + le + ls + lp);
-    if (!c)
-        return NULL;
+    const size_t al = _Alignof(max_align_t);
+    size_t need = (sizeof(struct reg_snap) + le + ls + lp + al - 1) / al * al;
+    struct reg_snap *o = head ? head->blk : NULL, *c;
+    bool own = !o || o->blk_cap - o->blk_used < need;
+    size_t cap = need;
+    if (own) {
+        if (o) /* room for twice the snapshots of the last block, of about this size */
+            cap = need * LW_MIN(2 * o->blk_n, (size_t)SNAP_BLOCK_MAX);
+        else if (batch)
+            cap = 2 * need; /* starts a batch's chain: room for one more */
+        c = malloc(cap);
+        if (!c)
+            return NULL;
+    } else {
+        c = (struct reg_snap *)(void *)((char *)o + o->blk_used);
+        o->blk_used += need;
+        o->blk_n++;
+    }
     *c = *sn;
+    c->own = own;
+    c->own_next = NULL;
+    c->blk = NULL;
+    if (own) {
+        c->blk_used = need;
+        c->blk_cap = cap;
+        c->blk_n = 1;
+        if (head && head != c) {
+            c->own_next = head->own_next;
+            head->own_next = c;
+            head->blk = c;
+        } else {
+            c->blk = c; /* a chain's head: its own block first */
+        }
+    }
     char *t = (char *)(c + 1);
     c->ep = memcpy(t, sn->ep, le);
     c->sms = sn->sms ? memcpy(t + le, sn->sms, ls) : NULL;
@@ -756,9 +800,21 @@ static _Atomic uint64_t snaps_inflight;
 static _Atomic uint64_t heartbeats_coalesced;
 #define SNAPS_HIGH_WATER 65536
 
+/* Frees the blocks of a chain (head: the chain's first snapshot, which owns the first). */
+static void snaps_free(struct reg_snap *head)
+{
+    if (!head)
+        return;
+    for (struct reg_snap *o = head->own_next, *n; o; o = n) {
+        n = o->own_next;
+        free(o);
+    }
+    free(head);
+}
+
 static void run_snap(struct shard *s, struct xmsg *m)
 {
-    struct reg_snap *sn = lw_container_of(m, struct reg_snap, m), *next;
+    struct reg_snap *sn = lw_container_of(m, struct reg_snap, m), *next, *head = sn;
     (void)s;
     for (; sn; sn = next) {
         next = sn->next;
@@ -769,8 +825,8 @@ static void run_snap(struct shard *s, struct xmsg *m)
         if (ev)
             ev->msg.run(NULL, &ev->msg);
         json_decref(sn->objs);
-        free(sn);
     }
+    snaps_free(head);
 }
 
 /* Posts a chain of snapshots (takes ownership) as one control-thread message. */
@@ -778,12 +834,11 @@ static void post_chain(struct reg_snap *head)
 {
     if (!head || lw_control_post(&head->m))
         return;
-    for (struct reg_snap *next; head; head = next) {
-        next = head->next;
+    for (struct reg_snap *sn = head; sn; sn = sn->next) {
         atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-        json_decref(head->objs);
-        free(head);
+        json_decref(sn->objs);
     }
+    snaps_free(head);
 }
 
 void regsrv_events_flush(struct regsrv *r)
@@ -854,7 +909,7 @@ static void post_event(struct regsrv *r, enum lw_event_type type, const struct r
     snap_take(r, gr, &tmp);
     tmp.type = type;
     tmp.reason = reason;
-    struct reg_snap *sn = snap_clone(&tmp);
+    struct reg_snap *sn = snap_clone(&tmp, r->hold_events, r->hold_events ? r->held : NULL);
     if (!sn) {
         json_decref(tmp.objs);
         return;
