@@ -5,6 +5,7 @@
 #include "observe.h"
 
 #include "base/clock.h"
+#include "base/buf.h"
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/util.h"
@@ -470,26 +471,30 @@ void observe_ended(uint64_t obs_id, uint64_t op_id)
 /* ---- values cache ---------------------------------------------------------------------------
  * Compact on purpose: it holds a few values of every device that sent, notified or was read, so
  * at a million devices each byte per value counts. A jansson tree per value (object, hashtable,
- * a pair and a json_t + string per key) cost ~1.2 KB per value; here a value is its record as
- * compact JSON text (the shape values_record_json made, kept exactly: reals are written with
- * jansson's round-trip precision) in one allocation with its time and source, and a device is
- * one array of those in insertion order, found through a hash map keyed by endpoint. */
+ * a pair and a json_t + string per key) cost ~1.2 KB per value. Here a device is one allocation
+ * (found through a hash map keyed by endpoint) holding its endpoint and then its values in
+ * insertion order, each packed as
+ *   time ms (8) | source (1) | path length (2) | text length (2) | path | text
+ * where text is the record as compact JSON without "path" (reals with jansson's round-trip
+ * precision), so the API's objects come back with the same keys in the same order. */
 
 enum csrc { SRC_NOTIFY, SRC_SEND, SRC_READ };
 static const char *const src_names[] = {"notify", "send", "read"};
 
-struct cval {
-    int64_t ms;
-    uint16_t plen; /* path length: the path is the first plen bytes of text */
-    uint8_t src;   /* enum csrc */
-    char text[];   /* path, NUL, the record as compact JSON, NUL */
-};
+#define CV_HDR 13
 
 struct cdev {
-    uint32_t n, cap;
-    struct cval **v;
+    uint32_t len; /* bytes of packed values after the endpoint */
+    uint16_t n;   /* values */
     uint8_t eplen;
-    char ep[]; /* NUL-terminated */
+    char data[]; /* endpoint, NUL, packed values */
+};
+
+struct cval {
+    int64_t ms;
+    uint8_t src;
+    uint16_t plen, tlen;
+    const char *path, *text;
 };
 
 static struct lw_hmap cache_map;
@@ -502,22 +507,42 @@ static uint64_t ep_hash(const char *ep)
 
 static bool cdev_eq(const void *item, const void *key)
 {
-    return !strcmp(((const struct cdev *)item)->ep, (const char *)key);
+    return !strcmp(((const struct cdev *)item)->data, (const char *)key);
 }
 
-static void cdev_free(struct cdev *d)
+static const uint8_t *cdev_vals(const struct cdev *d)
 {
-    if (!d)
-        return;
-    for (uint32_t i = 0; i < d->n; i++)
-        free(d->v[i]);
-    free(d->v);
-    free(d);
+    return (const uint8_t *)d->data + d->eplen + 1;
+}
+
+/* Decodes the value at *off and advances it. */
+static void cval_get(const uint8_t *p, size_t *off, struct cval *c)
+{
+    p += *off;
+    memcpy(&c->ms, p, 8);
+    c->src = p[8];
+    memcpy(&c->plen, p + 9, 2);
+    memcpy(&c->tlen, p + 11, 2);
+    c->path = (const char *)p + CV_HDR;
+    c->text = c->path + c->plen;
+    *off += CV_HDR + (size_t)c->plen + c->tlen;
+}
+
+static void cval_put(struct lw_buf *b, const struct cval *c)
+{
+    uint8_t h[CV_HDR];
+    memcpy(h, &c->ms, 8);
+    h[8] = c->src;
+    memcpy(h + 9, &c->plen, 2);
+    memcpy(h + 11, &c->tlen, 2);
+    lw_buf_put(b, h, sizeof(h));
+    lw_buf_put(b, c->path, c->plen);
+    lw_buf_put(b, c->text, c->tlen);
 }
 
 static void cache_drop(const char *ep)
 {
-    cdev_free(lw_hmap_del(&cache_map, ep_hash(ep), ep, cdev_eq));
+    free(lw_hmap_del(&cache_map, ep_hash(ep), ep, cdev_eq));
 }
 
 static void cache_clear(void)
@@ -525,84 +550,124 @@ static void cache_clear(void)
     size_t pos = 0;
     struct cdev *d;
     while ((d = lw_hmap_next(&cache_map, &pos)))
-        cdev_free(d);
+        free(d);
     lw_hmap_deinit(&cache_map);
     memset(&cache_map, 0, sizeof(cache_map));
 }
 
-static struct cdev *cache_dev(const char *ep)
+/* The record v as compact JSON without its "path" (malloc'd, or NULL). */
+static char *record_text(const json_t *v)
 {
-    uint64_t h = ep_hash(ep);
-    struct cdev *d = lw_hmap_get(&cache_map, h, ep, cdev_eq);
-    size_t len = strlen(ep);
-    if (d || len > UINT8_MAX)
-        return d;
-    d = calloc(1, sizeof(*d) + len + 1);
-    if (!d)
+    json_t *o = json_object();
+    const char *k;
+    json_t *x;
+    char *t = NULL;
+    if (!o)
         return NULL;
-    d->eplen = (uint8_t)len;
-    memcpy(d->ep, ep, len + 1);
-    if (lw_hmap_put(&cache_map, h, d) != 0) {
-        free(d);
-        return NULL;
+    json_object_foreach((json_t *)v, k, x)
+    {
+        if (strcmp(k, "path") && json_object_set(o, k, x) != 0)
+            goto out;
     }
-    return d;
+    t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+out:
+    json_decref(o);
+    return t;
 }
 
 static void cache_put(const char *ep, const json_t *values, enum csrc src, int64_t ms)
 {
-    size_t i;
-    json_t *v;
-    struct cdev *d = NULL;
-    if (!json_is_array(values) || json_array_size(values) == 0)
-        return;
-    json_array_foreach(values, i, v)
-    {
-        const json_t *jp = json_object_get(v, "path");
+    size_t nv = json_array_size(values), nn = 0, eplen = strlen(ep);
+    struct cval *nc = NULL;
+    char **texts = NULL;
+    bool *used = NULL;
+    struct lw_buf b;
+    lw_buf_init(&b, 0);
+    if (!json_is_array(values) || nv == 0 || eplen > UINT8_MAX)
+        goto out;
+    nc = calloc(nv, sizeof(*nc));
+    texts = calloc(nv, sizeof(*texts));
+    used = calloc(nv, sizeof(*used));
+    if (!nc || !texts || !used)
+        goto out;
+    /* The new values, a path given twice keeping its last value. */
+    for (size_t i = 0; i < nv; i++) {
+        const json_t *v = json_array_get(values, i), *jp = json_object_get(v, "path");
         const char *path = json_string_value(jp);
         size_t plen = json_string_length(jp);
         if (!path || plen > UINT16_MAX || strlen(path) != plen || !json_object_get(v, "value"))
             continue;
-        if (!d && !(d = cache_dev(ep)))
-            return;
-        uint32_t k = 0;
-        while (k < d->n && (d->v[k]->plen != plen || memcmp(d->v[k]->text, path, plen)))
+        char *t = record_text(v);
+        if (!t || strlen(t) > UINT16_MAX) {
+            free(t);
+            continue;
+        }
+        size_t k = 0;
+        while (k < nn && (nc[k].plen != plen || memcmp(nc[k].path, path, plen)))
             k++;
-        if (k == d->n && d->n >= MAX_CACHE_PER_DEV)
-            continue;
-        char *js = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        if (!js)
-            continue;
-        size_t jlen = strlen(js);
-        struct cval *c = malloc(sizeof(*c) + plen + 1 + jlen + 1);
-        if (!c) {
-            free(js);
-            continue;
-        }
-        c->ms = ms;
-        c->src = (uint8_t)src;
-        c->plen = (uint16_t)plen;
-        memcpy(c->text, path, plen);
-        c->text[plen] = 0;
-        memcpy(c->text + plen + 1, js, jlen + 1);
-        free(js);
-        if (k < d->n) {
-            free(d->v[k]);
-            d->v[k] = c;
-            continue;
-        }
-        if (d->n == d->cap) {
-            uint32_t cap = d->cap ? d->cap * 2 : 4;
-            struct cval **nv = realloc(d->v, cap * sizeof(*nv));
-            if (!nv) {
-                free(c);
-                continue;
-            }
-            d->v = nv;
-            d->cap = cap;
-        }
-        d->v[d->n++] = c;
+        if (k < nn)
+            free(texts[k]);
+        else
+            nn++;
+        texts[k] = t;
+        nc[k] = (struct cval){.ms = ms,
+                              .src = (uint8_t)src,
+                              .plen = (uint16_t)plen,
+                              .tlen = (uint16_t)strlen(t),
+                              .path = path,
+                              .text = t};
     }
+    if (nn == 0)
+        goto out;
+    uint64_t h = ep_hash(ep);
+    struct cdev *d = lw_hmap_get(&cache_map, h, ep, cdev_eq);
+    size_t count = 0;
+    /* Known paths keep their place with the new value; new paths are appended. */
+    if (d) {
+        size_t off = 0;
+        for (uint16_t i = 0; i < d->n; i++) {
+            struct cval c;
+            cval_get(cdev_vals(d), &off, &c);
+            size_t k = 0;
+            while (k < nn && (nc[k].plen != c.plen || memcmp(nc[k].path, c.path, c.plen)))
+                k++;
+            if (k < nn)
+                used[k] = true;
+            cval_put(&b, k < nn ? &nc[k] : &c);
+            count++;
+        }
+    }
+    for (size_t k = 0; k < nn; k++)
+        if (!used[k] && count < MAX_CACHE_PER_DEV) {
+            cval_put(&b, &nc[k]);
+            count++;
+        }
+    if (lw_buf_status(&b) || b.len > UINT32_MAX)
+        goto out;
+    struct cdev *nd = malloc(sizeof(*nd) + eplen + 1 + b.len);
+    if (!nd)
+        goto out;
+    nd->len = (uint32_t)b.len;
+    nd->n = (uint16_t)count;
+    nd->eplen = (uint8_t)eplen;
+    memcpy(nd->data, ep, eplen + 1);
+    memcpy(nd->data + eplen + 1, b.data, b.len);
+    if (d)
+        lw_hmap_del_item(&cache_map, h, d);
+    if (lw_hmap_put(&cache_map, h, nd) != 0) {
+        free(nd); /* only a new endpoint can need a bigger table: d is still there then */
+        if (d)
+            lw_hmap_put(&cache_map, h, d);
+        goto out;
+    }
+    free(d);
+out:
+    for (size_t k = 0; texts && k < nn; k++)
+        free(texts[k]);
+    free(texts);
+    free(nc);
+    free(used);
+    lw_buf_deinit(&b);
 }
 
 static json_t *cval_json(const struct cval *c)
@@ -613,9 +678,16 @@ static json_t *cval_json(const struct cval *c)
     gmtime_r(&t, &tm);
     size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(c->ms % 1000));
-    json_t *e = json_loads(c->text + c->plen + 1, 0, NULL);
-    if (!e)
+    json_t *rest = json_loadb(c->text, c->tlen, 0, NULL);
+    json_t *e = json_object();
+    if (!rest || !e) {
+        json_decref(rest);
+        json_decref(e);
         return NULL;
+    }
+    json_object_set_new(e, "path", json_stringn(c->path, c->plen));
+    json_object_update(e, rest);
+    json_decref(rest);
     json_object_set_new(e, "timestamp", json_string(ts));
     json_object_set_new(e, "source", json_string(src_names[c->src]));
     return e;
@@ -626,8 +698,12 @@ json_t *observe_values(const char *endpoint)
     json_t *a = json_array();
     const struct cdev *d =
         endpoint ? lw_hmap_get(&cache_map, ep_hash(endpoint), endpoint, cdev_eq) : NULL;
-    for (uint32_t i = 0; d && i < d->n; i++)
-        json_array_append_new(a, cval_json(d->v[i]));
+    size_t off = 0;
+    for (uint16_t i = 0; d && i < d->n; i++) {
+        struct cval c;
+        cval_get(cdev_vals(d), &off, &c);
+        json_array_append_new(a, cval_json(&c));
+    }
     return json_pack("{s:o}", "values", a);
 }
 
