@@ -32,8 +32,12 @@
 /* ep->in_cb value while lw_coap_ep_deinit runs. */
 #define CLOSING 0xff
 
-/* Replies up to this size are cached inline in the dedup entry; longer ones get a heap copy. */
-#define DEDUP_INLINE 48
+/* Replies up to this size are cached inline in the dedup entry; longer ones get a heap copy.
+ * 16 fits the common piggybacked reply of a device's steady state (2.04 to an Update or a Send:
+ * 4-byte header + token up to 8 + a Content-Format or so) and keeps an entry at 48 bytes: every
+ * peer that sent within EXCHANGE_LIFETIME holds a ring of these (4 entries after a Register, an
+ * Update and a Send), which is a large share of the memory per device. */
+#define DEDUP_INLINE 16
 
 enum dstate {
     D_NON = 1,  /* NON received: duplicates are dropped */
