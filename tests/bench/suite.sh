@@ -161,6 +161,19 @@ fleet floor_steady --server "coap://127.0.0.1:$floor_port" "${steady_args[@]}"
 stop_floor
 start_daemon steady || exit 1
 fleet steady --server "coap://127.0.0.1:$coap" "${steady_args[@]}" --server-pid "$dpid"
+# Steady-state memory: the fleet's rss_end_kb is sampled while the last Sends are still queued
+# (events, telemetry write-behind); wait until the daemon's RSS stops moving (two samples 2 s
+# apart within 1 %, at most 60 s), then take it. Every device has sent an Update and a Send.
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$dpid/status" 2>/dev/null; }
+settled_kb=$(rss_kb)
+for _ in $(seq 30); do
+  sleep 2
+  now_kb=$(rss_kb)
+  [ -n "$now_kb" ] || break
+  d=$((now_kb - settled_kb)); d=${d#-}
+  settled_kb=$now_kb
+  [ $((d * 100)) -le "$now_kb" ] && break
+done
 stop_daemon
 ops() { json_get "$1" 'round((d["operations"].get("update",{}).get("count",0) + d["operations"].get("send",{}).get("count",0)) / max(d["phases_s"]["steady_s"], 1))'; }
 p99() { json_get "$1" 'max(d["operations"].get("update",{}).get("p99_ms",0), d["operations"].get("send",{}).get("p99_ms",0))'; }
@@ -173,6 +186,8 @@ st_rss=$(json_get "$work/steady.json" 'round(d["server_process"]["rss_end_kb"] *
 st_err=$(json_get "$work/steady.json" 'd["operations"].get("update",{}).get("errors",0) + d["operations"].get("send",{}).get("errors",0)')
 echo "bench suite_steady_registered: ${st_reg:-0} of $n3 devices (registered at ${st_regrate:-0}/s)"
 echo "bench suite_steady_ops: ${st_ops:-0} updates+sends/s (p99 $st_p99 ms, $st_err errors, server CPU $st_cpu %, RSS ${st_rss:-0} B/device)"
+st_settled=$(awk -v kb="${settled_kb:-0}" -v n="${st_reg:-0}" 'BEGIN { printf "%.0f", (n > 0 ? kb * 1024 / n : 0) }')
+echo "bench suite_steady_rss: ${st_settled:-0} B/device (daemon RSS once settled after the run, ${settled_kb:-0} kB for ${st_reg:-0} registered devices after Updates and SenML Sends; RSS at the fleet's end: ${st_rss:-0} B/device)"
 echo "bench suite_steady_ops_floor: ${fl_ops:-0} updates+sends/s (p99 $fl_p99 ms, floor server)"
 echo "bench suite_steady_ops_ratio: $(ratio "${st_ops:-0}" "${fl_ops:-0}") %"
 
