@@ -652,14 +652,11 @@ static void cache_put(const char *ep, const json_t *values, enum csrc src, int64
     nd->eplen = (uint8_t)eplen;
     memcpy(nd->data, ep, eplen + 1);
     memcpy(nd->data + eplen + 1, b.data, b.len);
+    /* With d taken out first the table never has to grow, so only a new endpoint can fail. */
     if (d)
         lw_hmap_del_item(&cache_map, h, d);
-    if (lw_hmap_put(&cache_map, h, nd) != 0) {
-        free(nd); /* only a new endpoint can need a bigger table: d is still there then */
-        if (d)
-            lw_hmap_put(&cache_map, h, d);
-        goto out;
-    }
+    if (lw_hmap_put(&cache_map, h, nd) != 0)
+        free(nd);
     free(d);
 out:
     for (size_t k = 0; texts && k < nn; k++)
