@@ -60,7 +60,12 @@ check "token list shows the named token without its secret" bash -c 'out=$("$1" 
 check "token create refuses an unknown role" bash -c '! "$1" --set "database.url=$2" token create --role root 2>/dev/null' _ "$LW_BIN" "$LW_PG_URL"
 V=(-H "Authorization: Bearer $viewer")
 # the daemon re-reads the token table every api.token_refresh (200ms here)
-for _ in $(seq 1 50); do [ "$(code GET /api/v1/devices "${V[@]}")" != 401 ] && break; sleep 0.1; done
+# (both tokens: a refresh may fall between the two creations)
+for _ in $(seq 1 50); do
+  [ "$(code GET /api/v1/devices "${V[@]}")" != 401 ] &&
+    [ "$(code GET /api/v1/devices -H "Authorization: Bearer $operator")" != 401 ] && break
+  sleep 0.1
+done
 check "viewer token: DELETE registration is 403" [ "$(code DELETE /api/v1/devices/nobody/registration "${V[@]}")" = 403 ]
 check "403 is problem+json forbidden" is_problem forbidden
 check "operator token: DELETE registration is 403 (admin only)" [ "$(code DELETE /api/v1/devices/nobody/registration -H "Authorization: Bearer $operator")" = 403 ]
