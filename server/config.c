@@ -43,6 +43,8 @@ static const struct key keys[] = {
     {"server", "state_dir", K_STR, OFF(state_dir), 0, "/var/lib/lwm2md", 0, 0, NULL, false, false,
      true},
     {"server", "node_id", K_UINT, OFF(node_id), 0, "0", 0, 255, NULL, false, false, false},
+    {"server", "udp_buffer", K_SIZE, OFF(udp_buffer), 0, "4M", 0, 1073741824, NULL, false, false,
+     false},
     {"coap", "listen", K_LISTEN, OFF(coap_listen), OFF(coap_listen_n), "0.0.0.0:5683, [::]:5683", 0,
      0, NULL, false, false, false},
     {"coap", "ack_timeout", K_DURATION, OFF(coap_ack_timeout), 0, "2s", 1000, 60000, NULL, false,

@@ -33,6 +33,7 @@ struct lw_config {
     unsigned shards; /* 0 = one per CPU */
     char *state_dir;
     unsigned node_id;
+    size_t udp_buffer; /* kernel receive buffer per UDP socket, bytes; 0 = default */
     /* [coap] */
     struct lw_listen coap_listen[LW_CFG_MAX_LISTEN];
     unsigned coap_listen_n;

@@ -662,6 +662,7 @@ int shards_start(unsigned n, const struct lw_config *cfg)
     char err[512];
     if (n == 0 || n > 256)
         return LW_EINVAL;
+    udp_set_buffer_size(cfg->udp_buffer);
     if (reg_global_init(cfg, err, sizeof(err)) != 0) {
         log_err(M2M, "cannot start the registration interface: %s", err);
         return LW_ECONFIG;

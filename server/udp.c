@@ -1,9 +1,13 @@
 #include "udp.h"
 
 #include "base/err.h"
+#include "base/util.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <linux/filter.h>
@@ -117,6 +121,36 @@ unsigned udp_bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+static _Atomic size_t rcvbuf_want = 4u << 20;
+static atomic_bool rcvbuf_warned;
+
+void udp_set_buffer_size(size_t bytes)
+{
+    atomic_store(&rcvbuf_want, bytes);
+}
+
+/* Bigger kernel receive buffers absorb bursts (a registration storm after a power cut): what does
+ * not fit is dropped by the kernel and costs the device a retransmission seconds later. SO_RCVBUF
+ * is capped by net.core.rmem_max; SO_RCVBUFFORCE (root or CAP_NET_ADMIN) is not. When the kernel
+ * gives less than asked (it reports twice the usable size), say so once, with the fix. */
+static void set_rcvbuf(int fd)
+{
+    size_t want = atomic_load(&rcvbuf_want);
+    if (want == 0)
+        return; /* the kernel's default */
+    int v = (int)LW_MIN(want, (size_t)INT_MAX / 2), got = 0;
+    socklen_t gl = sizeof(got);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) == 0 && got / 2 < v &&
+        !atomic_exchange(&rcvbuf_warned, true))
+        log_warn(NET,
+                 "udp receive buffer is %d bytes, server.udp_buffer asks for %d: raise "
+                 "net.core.rmem_max (sysctl) or grant CAP_NET_ADMIN, or registration storms "
+                 "lose datagrams",
+                 got / 2, v);
+}
+
 static int group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen,
                       bool dtls)
 {
@@ -156,10 +190,7 @@ static int group_open(const struct lw_listen *l, unsigned n, int *fds, char *err
             snprintf(err, errlen, "setsockopt: %s", strerror(errno));
             goto out;
         }
-        /* Bigger kernel buffers absorb bursts (registration storms after an outage); the kernel
-         * caps the value at net.core.rmem_max without failing. */
-        int rcvbuf = 4 << 20;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        set_rcvbuf(fd);
         if (family == AF_INET)
             in->sin_port = htons((uint16_t)port);
         else

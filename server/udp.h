@@ -28,6 +28,9 @@
 /* Opens n sockets bound to l (port 0: the first bind picks one and the others share it),
  * attaches the steering program when n > 1, and stores them in fds[0..n-1]. 0, or a negative
  * LW_E* code with err describing the problem (nothing left open). */
+/* Kernel receive buffer (bytes) for the sockets opened after the call (server.udp_buffer); 0 =
+ * the kernel's default. Any thread, before the groups open. */
+void udp_set_buffer_size(size_t bytes);
 int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen);
 /* The same for a CoAPS group: its program first steers DTLS records that carry a Connection ID
  * to the shard named by the CID's first byte (server-issued CIDs, lib/dtls/dtls.h: DTLS 1.2
