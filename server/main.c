@@ -149,6 +149,16 @@ static void check_database(const struct lw_config *cfg)
     }
 }
 
+/* Start-up timing: one info line per step (docs/operations.md, "Start-up"), so a slow start can be
+ * told apart step by step; *t is the end of the previous step and becomes the end of this one. */
+static void step_done(const char *step, uint64_t *t)
+{
+    uint64_t now = uv_hrtime();
+    log_info(SYS, "start-up step done: step=%s duration_ms=%llu", step,
+             (unsigned long long)((now - *t) / 1000000));
+    *t = now;
+}
+
 static void log_open_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -166,6 +176,7 @@ static int run_daemon(struct daemon *d)
     const struct lw_config *cfg = lw_cfg_get(d->cfg_state);
     lw_log_configure(cfg);
     log_notice(SYS, "lwm2md %s (%s) starting: pid=%d", LW_VERSION, LW_GIT_REV, (int)getpid());
+    uint64_t t_start = uv_hrtime(), t_step = t_start;
 
     if (*cfg->api_bootstrap_token_file) {
         char why[256];
@@ -177,11 +188,14 @@ static int run_daemon(struct daemon *d)
     check_database(cfg);
     if (lw_store_startup_migrate(cfg) != 0)
         return EXIT_FAILURE;
+    step_done("migrations", &t_step);
     /* Master keys, then the credentials they open: before any socket opens. */
     if (secrets_start(cfg) != 0 || credstore_restore(cfg) != 0)
         return EXIT_FAILURE;
+    step_done("credentials", &t_step);
     if (lw_sessions_start(cfg) != 0) /* saved DTLS sessions (sealed with the master key) */
         return EXIT_FAILURE;
+    step_done("sessions", &t_step);
 
     unsigned n = cfg->shards;
     if (n == 0) {
@@ -211,6 +225,7 @@ static int run_daemon(struct daemon *d)
         log_err(STORE, "cannot start the telemetry write-behind");
         goto failed;
     }
+    step_done("telemetry", &t_step);
     if (lw_store_start(d->loop, cfg) != 0) {
         log_err(STORE, "cannot start the store: out of memory");
         goto failed;
@@ -229,8 +244,11 @@ static int run_daemon(struct daemon *d)
         log_err(SYS, "cannot start the operations engine");
         goto failed;
     }
+    step_done("operations", &t_step);
+    /* registrations restored, then DTLS sessions, then the sockets open */
     if (shards_start(n, cfg) != 0) /* logs why */
         goto failed;
+    step_done("shards", &t_step);
 
     uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
@@ -248,6 +266,8 @@ static int run_daemon(struct daemon *d)
          * clean-up uv_run below return before it runs the close callbacks. */
         goto failed;
     }
+    step_done("api", &t_step);
+    step_done("all", &t_start);
     log_notice(SYS, "ready: %u shard%s", n, n == 1 ? "" : "s");
     lw_sd_notify("READY=1\nSTATUS=serving");
     uv_run(d->loop, UV_RUN_DEFAULT);
