@@ -28,12 +28,24 @@ struct objlist {
     uint64_t hash;
     json_t *json;  /* the "objects" array, built once, immutable, shared by every event and
                       answer that shows this list (jansson's refcounts are atomic) */
+    json_t *text;  /* its compact JSON text (json_dumps), held as a jansson string for the same
+                      atomic refcount: an event snapshot keeps a reference until the control
+                      thread has written the event (snap_write) */
     uint32_t refs; /* guarded by g.lock */
     uint32_t len;
     uint8_t bytes[];
 };
 
 static json_t *objects_json_of(const uint8_t *bytes, size_t len);
+
+/* The compact JSON text of an "objects" array, as a string value; NULL on OOM. */
+static json_t *objects_text_of(const json_t *arr)
+{
+    char *t = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_t *s = t ? json_string_nocheck(t) : NULL; /* ASCII: numbers, ids, versions */
+    free(t);
+    return s;
+}
 
 struct profile {
     struct objlist *objs; /* one reference */
@@ -88,8 +100,10 @@ static struct objlist *intern_locked_h(const uint8_t *bytes, size_t len, uint64_
     o->len = (uint32_t)len;
     memcpy(o->bytes, bytes, len);
     o->json = objects_json_of(bytes, len);
-    if (!o->json || lw_hmap_put(&g.lists, h, o) != 0) {
+    o->text = objects_text_of(o->json);
+    if (!o->json || !o->text || lw_hmap_put(&g.lists, h, o) != 0) {
         json_decref(o->json);
+        json_decref(o->text);
         free(o);
         return NULL;
     }
@@ -106,6 +120,7 @@ static void release_locked(struct objlist *o)
     if (o && --o->refs == 0) {
         lw_hmap_del_item(&g.lists, o->hash, o);
         json_decref(o->json);
+        json_decref(o->text);
         free(o);
     }
 }
@@ -303,6 +318,7 @@ void reg_global_deinit(void)
     struct objlist *o;
     while ((o = lw_hmap_next(&g.lists, &pos))) {
         json_decref(o->json);
+        json_decref(o->text);
         free(o);
     }
     lw_hmap_deinit(&g.lists);
@@ -579,15 +595,21 @@ static int fwd_target(const struct regsrv *r, uint64_t id)
  */
 /* RFC 3339 UTC ("2026-11-22T10:00:00Z"), formatted by hand: strftime was a visible share of the
  * control thread's time at tens of thousands of events per second. */
-static json_t *time_json(int64_t unix_s)
+static bool time_text(int64_t unix_s, char b[20])
 {
-    char b[24];
     struct tm tm;
     time_t t = (time_t)unix_s;
-    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
-        return json_null();
-    unsigned v[6] = {(unsigned)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday,
-                     (unsigned)tm.tm_hour,        (unsigned)tm.tm_min,     (unsigned)tm.tm_sec};
+    unsigned v[6];
+    if (!lw_utc_fields(unix_s, v)) { /* before 1970 or after 9999: the C library */
+        if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+            return false;
+        v[0] = (unsigned)tm.tm_year + 1900;
+        v[1] = (unsigned)tm.tm_mon + 1;
+        v[2] = (unsigned)tm.tm_mday;
+        v[3] = (unsigned)tm.tm_hour;
+        v[4] = (unsigned)tm.tm_min;
+        v[5] = (unsigned)tm.tm_sec;
+    }
     b[0] = (char)('0' + v[0] / 1000);
     b[1] = (char)('0' + v[0] / 100 % 10);
     b[2] = (char)('0' + v[0] / 10 % 10);
@@ -599,7 +621,13 @@ static json_t *time_json(int64_t unix_s)
         b[3 * i + 3] = (char)('0' + v[i] % 10);
     }
     b[19] = 'Z';
-    return json_stringn(b, 20);
+    return true;
+}
+
+static json_t *time_json(int64_t unix_s)
+{
+    char b[20];
+    return time_text(unix_s, b) ? json_stringn(b, 20) : json_null();
 }
 
 /* The "objects" array of a canonical object list (built once per interned list). */
@@ -634,7 +662,10 @@ struct reg_snap {
     enum lw_event_type type;
     const char *reason; /* static string or NULL */
     uint64_t id;
-    json_t *objs; /* one reference to the interned list's shared array */
+    json_t *objs;      /* snap_take: one reference to the interned list's shared array; NULL in a
+                          heap snapshot (snap_clone) */
+    json_t *objs_text; /* its text (struct objlist): borrowed in snap_fill, one reference in a
+                          heap snapshot */
     int64_t registered_s, updated_s, expires_s;
     uint32_t lifetime_s;
     struct peer_addr addr;
@@ -654,13 +685,16 @@ struct reg_snap {
     size_t blk_used, blk_cap, blk_n; /* owners: bytes in use, block size, snapshots in it */
 };
 
-static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
+/* Fills sn from gr without taking references: objs and objs_text are borrowed like the
+ * strings (valid while gr is, on this thread). */
+static void snap_fill(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
 {
     int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
     int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
     left_ms -= r->cfg.expiry_grace_ms;
     sn->id = gr->node.id;
-    sn->objs = gr->objs ? json_incref(gr->objs->json) : NULL;
+    sn->objs = gr->objs ? gr->objs->json : NULL;
+    sn->objs_text = gr->objs ? gr->objs->text : NULL;
     sn->registered_s = gr->registered_s;
     sn->updated_s = gr->updated_s;
     sn->expires_s = wall_now + left_ms / 1000;
@@ -677,10 +711,17 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
     sn->pid = gr->extra ? gr->extra->pid : NULL;
 }
 
-/* A heap copy of sn with its strings (one allocation, free with free()); NULL on OOM. */
-/* A heap copy of sn. In a batch (events held for one message) with head (the chain so far),
- * it goes into the head's current block when it fits, else into a new block twice the size of
- * the last (at most SNAP_BLOCK_MAX snapshots' worth), so that a receive batch of n events costs
+/* snap_fill, holding one reference to the objects array (json_decref(sn->objs) when done). */
+static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
+{
+    snap_fill(r, gr, sn);
+    json_incref(sn->objs);
+}
+
+/* A heap copy of sn (from snap_fill) holding one reference to the objects text and no array
+ * (json_decref(objs_text) when done). In a batch (events held for one message) with head (the chain
+ * so far), it goes into the head's current block when it fits, else into a new block twice the size
+ * of the last (at most SNAP_BLOCK_MAX snapshots' worth), so that a receive batch of n events costs
  * about log2(n) allocations (and the control thread as many frees) and a lone event no more
  * than before. NULL on OOM. */
 #define SNAP_BLOCK_MAX 16
@@ -707,6 +748,8 @@ static struct reg_snap *snap_clone(const struct reg_snap *sn, bool batch, struct
         o->blk_n++;
     }
     *c = *sn;
+    c->objs = NULL;
+    json_incref(c->objs_text);
     c->own = own;
     c->own_next = NULL;
     c->blk = NULL;
@@ -784,6 +827,160 @@ static json_t *reg_json(struct regsrv *r, const struct reg *gr)
     return j;
 }
 
+/* The "registered_at"-style times of snap_json, written directly: "YYYY-MM-DDTHH:MM:SSZ" or
+ * null, what json_dumps writes for time_json(unix_s). */
+static void put_time_s(struct lw_buf *b, int64_t unix_s)
+{
+    char t[20];
+    if (time_text(unix_s, t)) {
+        lw_buf_put_u8(b, '"');
+        lw_buf_put(b, t, 20);
+        lw_buf_put_u8(b, '"');
+    } else {
+        lw_buf_put(b, "null", 4);
+    }
+}
+
+/* The writer of one object's members in the order json_object_set_new gives them, leaving out
+ * a member whose string jansson would refuse (set_new of NULL fails: no member). */
+struct jw {
+    struct lw_buf *b;
+    bool first;
+};
+
+/* key: the member's name quoted, with the colon (plain ASCII names). */
+static void jw_key_n(struct jw *w, const char *key, size_t klen)
+{
+    if (!w->first)
+        lw_buf_put_u8(w->b, ',');
+    w->first = false;
+    lw_buf_put(w->b, key, klen);
+}
+#define jw_key(w, name) jw_key_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1)
+
+static void jw_str_n(struct jw *w, const char *key, size_t klen, const char *v, size_t len)
+{
+    size_t mark = w->b->len;
+    bool first = w->first;
+    jw_key_n(w, key, klen);
+    if (lw_json_put_str(w->b, v, len) != 0) {
+        w->b->len = mark;
+        w->first = first;
+    }
+}
+
+#define jw_str(w, name, v, len) jw_str_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v, len)
+
+static void jw_str_or_null_n(struct jw *w, const char *key, size_t klen, const char *v)
+{
+    if (v) {
+        jw_str_n(w, key, klen, v, strlen(v));
+    } else {
+        jw_key_n(w, key, klen);
+        lw_buf_put(w->b, "null", 4);
+    }
+}
+#define jw_str_or_null(w, name, v) \
+    jw_str_or_null_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v)
+
+/* peer_addr_format, by hand for IPv4 (inet_ntop and snprintf were a fifth of an event). */
+static size_t addr_text(const struct peer_addr *a, char *out, size_t cap)
+{
+    if (a->family != 4) {
+        peer_addr_format(a, out, cap);
+        return strlen(out);
+    }
+    size_t n = 0; /* at most "255.255.255.255:65535" */
+    for (int i = 0; i < 5; i++) {
+        unsigned v = i < 4 ? a->ip[i] : a->port;
+        char t[5];
+        size_t k = 0;
+        do {
+            t[k++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        if (i)
+            out[n++] = i < 4 ? '.' : ':';
+        while (k)
+            out[n++] = t[--k];
+    }
+    out[n] = 0;
+    return n;
+}
+
+/* The event data of a snapshot as text: byte for byte json_dumps(JSON_COMPACT) of the object
+ * snap_event builds (snap_json + "reason"), without the tree: this runs on the control thread
+ * for every registration event (lw_event_data_writer). Always 0. */
+static int snap_write(const void *ctx, struct lw_buf *b)
+{
+    const struct reg_snap *sn = ctx;
+    char id[12], ver[8], addr[64];
+    struct jw w = {b, true};
+    regsrv_id_format(sn->id, id);
+    lw_buf_put_u8(b, '{');
+    jw_str(&w, "endpoint", sn->ep, strlen(sn->ep));
+    jw_str(&w, "registration_id", id, strlen(id));
+    if (sn->has_addr) {
+        size_t alen = addr_text(&sn->addr, addr, sizeof(addr));
+        jw_str(&w, "address", addr, alen);
+    } else {
+        jw_str_or_null(&w, "address", NULL);
+    }
+    ver[0] = (char)('0' + (sn->ver >> 4)); /* "%u.%u" of two nibbles */
+    size_t n = 1;
+    if ((sn->ver >> 4) >= 10) {
+        ver[0] = '1';
+        ver[1] = (char)('0' + (sn->ver >> 4) - 10);
+        n = 2;
+    }
+    ver[n++] = '.';
+    if ((sn->ver & 15) >= 10) {
+        ver[n++] = '1';
+        ver[n++] = (char)('0' + (sn->ver & 15) - 10);
+    } else {
+        ver[n++] = (char)('0' + (sn->ver & 15));
+    }
+    jw_str(&w, "lwm2m_version", ver, n);
+    jw_str(&w, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
+    jw_key(&w, "queue_mode");
+    if (sn->queue)
+        lw_buf_put(b, "true", 4);
+    else
+        lw_buf_put(b, "false", 5);
+    jw_key(&w, "lifetime_s");
+    lw_json_put_int(b, sn->lifetime_s);
+    jw_key(&w, "registered_at");
+    put_time_s(b, sn->registered_s);
+    jw_key(&w, "last_update");
+    put_time_s(b, sn->updated_s);
+    jw_key(&w, "expires_at");
+    put_time_s(b, sn->expires_s);
+    jw_str_or_null(&w, "sms", sn->sms);
+    jw_str_or_null(&w, "profile_id", sn->pid);
+    const char *sec = sec_name(sn->sec);
+    jw_str(&w, "security_mode", sec, strlen(sec));
+    jw_key(&w, "objects");
+    if (sn->objs_text)
+        lw_buf_put(b, json_string_value(sn->objs_text), json_string_length(sn->objs_text));
+    else
+        lw_buf_put(b, "[]", 2);
+    if (sn->reason)
+        jw_str(&w, "reason", sn->reason, strlen(sn->reason));
+    lw_buf_put_u8(b, '}');
+    return 0;
+}
+
+static void snap_ctx_free(void *ctx)
+{
+    struct reg_snap *c = ctx;
+    json_decref(c->objs_text);
+    free(c);
+}
+
+/* A heap event about a snapshot from snap_take (regsrv_ops.event: tests and tools that
+ * take events one by one). It carries both forms: `data` as jansson (what those callers
+ * inspect) and the direct writer over a heap copy of the snapshot (what lw_event_json uses,
+ * as on the control thread), so the tests exercise the path the daemon runs. */
 static struct lw_event *snap_event(const struct reg_snap *sn)
 {
     struct lw_event *ev = lw_event_new(sn->type, sn->ep);
@@ -792,6 +989,12 @@ static struct lw_event *snap_event(const struct reg_snap *sn)
     snap_json(sn, ev->data);
     if (sn->reason)
         json_object_set_new(ev->data, "reason", json_string(sn->reason));
+    struct reg_snap *c = snap_clone(sn, false, NULL);
+    if (c) {
+        ev->write_data = snap_write;
+        ev->write_ctx = c;
+        ev->free_ctx = snap_ctx_free;
+    }
     return ev;
 }
 
@@ -815,17 +1018,20 @@ static void snaps_free(struct reg_snap *head)
 static void run_snap(struct shard *s, struct xmsg *m)
 {
     struct reg_snap *sn = lw_container_of(m, struct reg_snap, m), *next, *head = sn;
+    uint64_t n = 0;
     (void)s;
     for (; sn; sn = next) {
         next = sn->next;
-        atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-        struct lw_event *ev = snap_event(sn);
-        /* Already on the control thread: run the bus's delivery now (what the mailbox would run
-         * later), so a backlog holds compact snapshots rather than built events. */
-        if (ev)
-            ev->msg.run(NULL, &ev->msg);
-        json_decref(sn->objs);
+        /* Already on the control thread: deliver now (what the mailbox would run later), so a
+         * backlog holds compact snapshots rather than built events; the event borrows the
+         * snapshot, and its JSON is written from it directly (snap_write). */
+        struct lw_event ev;
+        lw_event_init_written(&ev, sn->type, sn->ep, strlen(sn->ep), snap_write, sn);
+        lw_events_deliver(&ev);
+        json_decref(sn->objs_text);
+        n++;
     }
+    atomic_fetch_sub_explicit(&snaps_inflight, n, memory_order_relaxed);
     snaps_free(head);
 }
 
@@ -836,7 +1042,7 @@ static void post_chain(struct reg_snap *head)
         return;
     for (struct reg_snap *sn = head; sn; sn = sn->next) {
         atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-        json_decref(sn->objs);
+        json_decref(sn->objs_text);
     }
     snaps_free(head);
 }
@@ -906,14 +1112,12 @@ static void post_event(struct regsrv *r, enum lw_event_type type, const struct r
         return;
     }
     struct reg_snap tmp;
-    snap_take(r, gr, &tmp);
+    snap_fill(r, gr, &tmp);
     tmp.type = type;
     tmp.reason = reason;
     struct reg_snap *sn = snap_clone(&tmp, r->hold_events, r->hold_events ? r->held : NULL);
-    if (!sn) {
-        json_decref(tmp.objs);
+    if (!sn)
         return;
-    }
     sn->m.run = run_snap;
     sn->next = NULL;
     atomic_fetch_add_explicit(&snaps_inflight, 1, memory_order_relaxed);

@@ -99,7 +99,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
     struct lw_buf b;
     lw_buf_init(&b, len + 64);
     lw_buf_put(&b, "id: ", 4);
-    lw_buf_printf(&b, "%llu", (unsigned long long)ev->id);
+    lw_json_put_uint(&b, ev->id);
     lw_buf_put_str(&b, "\nevent: ");
     lw_buf_put_str(&b, lw_event_type_name(ev->type));
     lw_buf_put_str(&b, "\ndata: ");
@@ -121,7 +121,9 @@ static void on_event(void *ctx, const struct lw_event *ev)
     sse.count++;
     e->id = ev->id;
     e->type = ev->type;
-    snprintf(e->endpoint, sizeof(e->endpoint), "%s", ev->endpoint);
+    size_t elen = strnlen(ev->endpoint, LW_MIN(sizeof(e->endpoint), sizeof(ev->endpoint)) - 1);
+    memcpy(e->endpoint, ev->endpoint, elen); /* what snprintf("%s") kept, without printf */
+    e->endpoint[elen] = 0;
     e->frame = (char *)b.data; /* takes the buffer */
     e->len = b.len;
     struct fan f = {e};

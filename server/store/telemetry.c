@@ -448,10 +448,32 @@ static void on_event(void *ctx, const struct lw_event *ev)
     size_t dlen = 0;
     const char *shared = lw_event_data_json(ev, &dlen);
     char *data = NULL;
-    if (!shared || memchr_nonascii(shared, dlen)) {
+    struct lw_buf ab = {0};
+    if (shared && memchr_nonascii(shared, dlen)) {
+        /* what json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) wrote, from the shared text */
+        lw_buf_init(&ab, dlen + dlen / 2 + 16);
+        if (lw_json_put_ascii(&ab, shared, dlen) == 0 && lw_buf_status(&ab) == 0) {
+            shared = (const char *)ab.data;
+            dlen = ab.len;
+        } else {
+            shared = NULL;
+        }
+    } else if (!shared && ev->data) { /* the event's text failed (its endpoint): data alone */
         data = json_dumps(ev->data, JSON_COMPACT | JSON_ENSURE_ASCII);
         shared = data;
         dlen = data ? strlen(data) : 0;
+    } else if (!shared && ev->write_data) {
+        lw_buf_init(&ab, 512);
+        if (ev->write_data(ev->write_ctx, &ab) == 0 && lw_buf_status(&ab) == 0) {
+            struct lw_buf raw = ab;
+            lw_buf_init(&ab, raw.len + raw.len / 2 + 16);
+            if (lw_json_put_ascii(&ab, (const char *)raw.data, raw.len) == 0 &&
+                lw_buf_status(&ab) == 0) {
+                shared = (const char *)ab.data;
+                dlen = ab.len;
+            }
+            lw_buf_deinit(&raw);
+        }
     }
     if (shared) {
         r.id = ev->id;
@@ -462,8 +484,9 @@ static void on_event(void *ctx, const struct lw_event *ev)
         lw_buf_reset(&T.enc);
         if (lw_spill_encode(&T.enc, &r) == 0)
             enqueue(T.enc.data, T.enc.len);
-        free(data);
     }
+    free(data);
+    lw_buf_deinit(&ab);
     if (T.enabled) {
         switch (ev->type) {
         case LW_EV_NOTIFICATION:
