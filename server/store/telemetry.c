@@ -1056,10 +1056,22 @@ static int scan_dir(uint64_t *max_event)
     closedir(d);
     if (T.nfiles > 1)
         qsort(T.files, T.nfiles, sizeof(*T.files), cmp_u64);
+    /* Event ids are given in order on the control thread and records reach the queue, and the
+     * files, in that order (a stop writes the memory queue into a file before every existing
+     * one), so the highest id spilled is in the newest file holding any event: files are read
+     * from the newest back until one has an event, the others only sized (a restart after a long
+     * outage otherwise reads every file: 840 MB took 6.5 s before anything else could start). */
     uint64_t bytes = 0;
-    for (size_t i = 0; i < T.nfiles; i++) {
+    bool found = false;
+    for (size_t i = T.nfiles; i-- > 0;) {
         char path[600];
+        struct stat sb;
         file_path(path, sizeof(path), T.files[i]);
+        if (found) {
+            if (stat(path, &sb) == 0)
+                bytes += (uint64_t)sb.st_size;
+            continue;
+        }
         FILE *f = fopen(path, "rb");
         if (!f)
             continue;
@@ -1076,8 +1088,11 @@ static int scan_dir(uint64_t *max_event)
         if (!lw_buf_status(&b) && lw_spill_scan(b.data, b.len, &end) >= 0) {
             while (lw_spill_next(b.data, end, &off, &pl) == 1) {
                 struct lw_spill_rec r;
-                if (lw_spill_decode(pl, &r) == 0 && r.kind == LW_SPILL_EVENT && r.id > *max_event)
-                    *max_event = r.id;
+                if (lw_spill_decode(pl, &r) == 0 && r.kind == LW_SPILL_EVENT) {
+                    found = true;
+                    if (r.id > *max_event)
+                        *max_event = r.id;
+                }
             }
         }
         lw_buf_deinit(&b);
