@@ -68,6 +68,7 @@ start_daemon() {
   (umask 077; head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$work/tok")
   # Credentials are sealed under a master key (without one the API refuses to store them).
   [ -s "$work/master.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/master.key")
+  launched=$(date +%s%3N) # section 4: time to answer counts from here
   "$bin/lwm2md" --config "$top/config/test.conf" --set "coap.listen=127.0.0.1:$coap" \
     --set "coaps.listen=127.0.0.1:$coaps" --set "api.listen=127.0.0.1:$api" \
     --set "database.url=${base%/*}/$db" --set "server.state_dir=$work/state-$1" \
@@ -192,18 +193,37 @@ echo "bench suite_steady_ops_floor: ${fl_ops:-0} updates+sends/s (p99 $fl_p99 ms
 echo "bench suite_steady_ops_ratio: $(ratio "${st_ops:-0}" "${fl_ops:-0}") %"
 
 # ---- 4. restart with the steady scenario's registrations ----------------------------------------
+# Time to answer counts from the daemon's launch to its first answers (healthz over HTTP, which the
+# daemon serves only after the CoAP sockets are open and the shard threads run; then a CoAP ping,
+# an empty CON answered with RST, RFC 7252 section 4.3). The daemon logs each start-up step at
+# info level ("start-up step done: step=... duration_ms=..."; docs/operations.md, Start-up).
 rows=$(psql -qAt "${base%/*}/$db" -c "SELECT count(*) FROM registrations" 2>/dev/null)
 t0=$(date +%s%3N)
 psql -qAt "${base%/*}/$db" -c "\\copy (SELECT * FROM registrations) TO '/dev/null'" >/dev/null 2>&1
 t1=$(date +%s%3N)
 copy_ms=$((t1 - t0))
-t0=$(date +%s%3N)
-LOGLEVEL=notice start_daemon steady keep || exit 1
+LOGLEVEL=info start_daemon steady keep || exit 1
 t1=$(date +%s%3N)
+answer_ms=$((t1 - launched))
+coap_ok=$(python3 - "$coap" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(bytes([0x40, 0, 0x12, 0x34]), ("127.0.0.1", int(sys.argv[1])))
+try:
+    d = s.recv(64)
+    print("yes" if len(d) == 4 and d[0] >> 4 & 3 == 3 and d[2:4] == bytes([0x12, 0x34]) else "no")
+except OSError:
+    print("no")
+PY
+)
 stop_daemon
 restored=$(grep -o 'registrations restored: restored=[0-9]*' "$work/daemon-steady.log" | tail -1 | grep -o '[0-9]*$')
 restore_ms=$(grep -o 'registrations restored:[^"]*duration_ms=[0-9]*' "$work/daemon-steady.log" | tail -1 | grep -o '[0-9]*$')
-echo "bench suite_restart_restore: ${restored:-0} registrations in ${restore_ms:-0} ms (of ${rows:-0} rows; daemon answering after $((t1 - t0)) ms)"
+steps=$(grep -o 'start-up step done: step=[a-z]* duration_ms=[0-9]*' "$work/daemon-steady.log" |
+  sed 's/.*step=\([a-z]*\) duration_ms=\([0-9]*\)/\1=\2/' | tr '\n' ' ')
+echo "bench suite_restart_restore: ${restored:-0} registrations in ${restore_ms:-0} ms (of ${rows:-0} rows; daemon answering after $answer_ms ms)"
+echo "bench suite_restart_answer: $answer_ms ms (launch to first answer, $(ratio "$answer_ms" "${restore_ms:-0}") % of the restore time; CoAP ping answered: ${coap_ok:-no}; start-up steps in ms: ${steps% })"
 echo "bench suite_restart_restore_floor: $(awk -v r="${rows:-0}" -v ms="$copy_ms" 'BEGIN { printf "%.0f", (ms > 0 ? r * 1000 / ms : 0) }') rows/s (PostgreSQL COPY of the same rows to /dev/null, $copy_ms ms)"
 echo "bench suite_restart_restore_ratio: $(ratio "$(awk -v r="${restored:-0}" -v ms="${restore_ms:-0}" 'BEGIN { print (ms > 0 ? r * 1000 / ms : 0) }')" "$(awk -v r="${rows:-0}" -v ms="$copy_ms" 'BEGIN { print (ms > 0 ? r * 1000 / ms : 0) }')") %"
 
