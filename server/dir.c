@@ -134,6 +134,41 @@ int dir_lookup(const char *name, size_t len, struct dir_ref *out)
     return n ? 0 : LW_ENOENT;
 }
 
+/* ---- restore at start ---------------------------------------------------------------------- */
+
+void dir_reserve(size_t n)
+{
+    /* The stripe is chosen by SipHash bits, so each gets about n / NSTRIPES names; 1/8 slack
+     * covers the spread (a fuller stripe simply grows as it would have). */
+    size_t per = n / NSTRIPES + n / (NSTRIPES * 8) + 16;
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        struct stripe *s = &stripes[i];
+        struct lw_hmap m;
+        pthread_mutex_lock(&s->lock);
+        if (lw_hmap_count(&s->map) == 0 && lw_hmap_init(&m, per) == 0) {
+            lw_hmap_deinit(&s->map);
+            s->map = m;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+int dir_put_new(struct dir_node *n)
+{
+    uint64_t h = name_hash(n->name, n->len);
+    struct name_key nk = {n->name, n->len};
+    struct stripe *s = stripe_of(h);
+    int rc = LW_EEXIST;
+    pthread_mutex_lock(&s->lock);
+    if (!lw_hmap_get(&s->map, h, &nk, node_eq)) {
+        rc = lw_hmap_put(&s->map, h, n);
+        if (rc == 0)
+            atomic_fetch_add_explicit(&count, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 size_t dir_count(void)
 {
     return atomic_load_explicit(&count, memory_order_relaxed);

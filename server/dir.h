@@ -58,6 +58,14 @@ bool dir_remove(struct dir_node *n);
 void dir_set_shard(struct dir_node *n, unsigned shard);
 /* Copies the identity registered under name: 0 or LW_ENOENT. */
 int dir_lookup(const char *name, size_t len, struct dir_ref *out);
+/* Restore at start (registry.c regsrv_restore), before the shards serve:
+ * dir_reserve sizes every empty stripe for about n names in all (rows PostgreSQL estimates), so
+ * a large restore does not rehash the tables again and again; best effort (a failed allocation
+ * leaves the stripe as it was). */
+void dir_reserve(size_t n);
+/* Links n (borrowed, as dir_put) unless its name is taken: 0, LW_EEXIST (nothing changed) or
+ * LW_ENOMEM. One lookup where dir_lookup + dir_put take two. */
+int dir_put_new(struct dir_node *n);
 /* Number of linked nodes (relaxed; for limits and metrics). */
 size_t dir_count(void);
 

@@ -10,6 +10,7 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/util.h"
+#include "dir.h"
 #include "log.h"
 #include "registry.h"
 #include "shard.h"
@@ -209,6 +210,23 @@ static uint8_t sec_of(const char *s, size_t n)
     return RS_SEC_NOSEC;
 }
 
+/* "M.m" with one digit each side (what the store writes; a version above 15 cannot be kept). */
+static bool version_of(const char *s, unsigned *maj, unsigned *min)
+{
+    unsigned v[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        const char *start = s;
+        while (*s >= '0' && *s <= '9' && v[k] <= 15)
+            v[k] = v[k] * 10 + (unsigned)(*s++ - '0');
+        if (s == start || v[k] > 15 || *s != (k == 0 ? '.' : '\0'))
+            return false;
+        s++;
+    }
+    *maj = v[0];
+    *min = v[1];
+    return true;
+}
+
 struct field {
     const uint8_t *p;
     int32_t len; /* -1: NULL */
@@ -252,8 +270,7 @@ static int restore_tuple(struct job *j, const struct field *f)
         return LW_EMALFORMED;
     sv.addr.port = (uint16_t)be32(f[C_PORT].p);
     sv.ep = ep;
-    if (!text_of(&f[C_VER], ver, sizeof(ver)) || sscanf(ver, "%u.%u", &maj, &min) != 2 ||
-        maj > 15 || min > 15)
+    if (!text_of(&f[C_VER], ver, sizeof(ver)) || !version_of(ver, &maj, &min))
         return LW_EMALFORMED;
     sv.ver = (uint8_t)(maj << 4 | min);
     if (f[C_B].len < 0)
@@ -411,6 +428,26 @@ out:
     j->cpu_ns = thread_cpu_ns() - cpu0;
 }
 
+/* PostgreSQL's estimate of the rows in registrations (statistics, no scan): 0 when unknown. */
+static size_t rows_estimate(const char *url)
+{
+    size_t n = 0;
+    PGconn *pg = PQconnectdb(url);
+    if (PQstatus(pg) == CONNECTION_OK) {
+        PGresult *res = PQexec(pg, "SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+                                   "WHERE oid = to_regclass('registrations')");
+        uint64_t v;
+        const char *t = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+                            ? PQgetvalue(res, 0, 0)
+                            : "";
+        if (lw_parse_u64(t, strlen(t), &v) == 0)
+            n = (size_t)v;
+        PQclear(res);
+    }
+    PQfinish(pg);
+    return n;
+}
+
 int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
 {
     uint64_t t0 = uv_hrtime();
@@ -422,6 +459,13 @@ int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
     struct job *jobs = calloc(nshards, sizeof(*jobs));
     if (!jobs)
         return LW_ENOMEM;
+    /* The directory sized once for the rows (capped by registration.max) instead of doubling
+     * its tables ~20 times while a million rows arrive. */
+    size_t est = rows_estimate(cfg->db_url);
+    if (cfg->reg_max && est > cfg->reg_max)
+        est = cfg->reg_max;
+    if (est)
+        dir_reserve(est);
     for (unsigned i = 0; i < nshards; i++) {
         struct job *j = &jobs[i];
         j->url = cfg->db_url;

@@ -287,6 +287,65 @@ START_TEST(same_address_newer_wins)
 }
 END_TEST
 
+/* A large restore as the daemon does it: directory reserved, thousands of rows sharing one saved
+ * object list (more than one block of cached references), a few with another, a duplicate
+ * endpoint under another slot refused without a change. Everything restored is found, and once
+ * it all expired no interned list is left (the restore cache gave back every reference). */
+START_TEST(many_rows_share_lists)
+{
+    static const char other[] = "</3/0>,</5/0>";
+    enum { N0 = 2500, N1 = 300 };
+    char ep[32];
+    dir_reserve(N0 + N1);
+    for (unsigned i = 0; i < N0 + N1; i++) {
+        unsigned sh = i < N0 ? 0 : 1;
+        snprintf(ep, sizeof(ep), "many-%05u", i);
+        struct regsrv_saved sv = saved(sh, 10 + i, ep, 60000);
+        sv.addr = addr(0x0c000000 + i, 5683);
+        if (i % 100 == 7) {
+            sv.links = (const uint8_t *)other;
+            sv.links_len = strlen(other);
+        }
+        ck_assert_int_eq(regsrv_restore(&H.rs[sh], &sv, H.now), 0);
+    }
+    struct regsrv_saved dup = saved(0, 9000, "many-00042", 60000);
+    dup.addr = addr(0x0d000001, 5683);
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &dup, H.now), LW_EEXIST);
+    regsrv_restore_done(&H.rs[0]);
+    regsrv_restore_done(&H.rs[1]);
+    ck_assert_uint_eq(regsrv_reg_count(&H.rs[0]), N0);
+    ck_assert_uint_eq(regsrv_reg_count(&H.rs[1]), N1);
+    ck_assert_uint_eq(dir_count(), N0 + N1);
+    ck_assert_uint_eq(reg_interned_count(), 2);
+    for (unsigned i = 0; i < N0 + N1; i++) {
+        struct dir_ref ref;
+        snprintf(ep, sizeof(ep), "many-%05u", i);
+        ck_assert_int_eq(dir_lookup(ep, strlen(ep), &ref), 0);
+        ck_assert_uint_eq(ref.id,
+                          (uint64_t)(i < N0 ? 0 : 1) << 56 | (uint64_t)(10 + i) << 32 | 0x1234u);
+    }
+    json_t *j = NULL;
+    struct dir_ref ref;
+    ck_assert_int_eq(dir_lookup("many-00107", 10, &ref), 0);
+    ck_assert_int_eq(regsrv_get_json(&H.rs[0], ref.id, ref.gen, &j), 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "objects")), 2);
+    json_decref(j);
+    ck_assert_int_eq(dir_lookup("many-00108", 10, &ref), 0);
+    ck_assert_int_eq(regsrv_get_json(&H.rs[0], ref.id, ref.gen, &j), 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "objects")), 3);
+    json_decref(j);
+
+    H.now += 60000 + 5000 + 1;
+    lw_clock_fake_advance(&H.clock, 65001);
+    regsrv_advance(&H.rs[0], H.now);
+    regsrv_advance(&H.rs[1], H.now);
+    pump();
+    ck_assert_uint_eq(H.nev[LW_EV_EXPIRED], N0 + N1);
+    ck_assert_uint_eq(dir_count(), 0);
+    ck_assert_uint_eq(reg_interned_count(), 0);
+}
+END_TEST
+
 Suite *suite_restore(void);
 Suite *suite_restore(void)
 {
@@ -297,6 +356,7 @@ Suite *suite_restore(void)
     tcase_add_test(tc, restored_expires);
     tcase_add_test(tc, refused_records);
     tcase_add_test(tc, same_address_newer_wins);
+    tcase_add_test(tc, many_rows_share_lists);
     suite_add_tcase(s, tc);
     return s;
 }
