@@ -827,81 +827,61 @@ static json_t *reg_json(struct regsrv *r, const struct reg *gr)
     return j;
 }
 
-/* The "registered_at"-style times of snap_json, written directly: "YYYY-MM-DDTHH:MM:SSZ" with
- * its quotes, or null, what json_dumps writes for time_json(unix_s). The events of a burst
- * carry the same few seconds, so the last texts are kept (per thread). Returns the end. */
-static char *put_time_s(char *p, int64_t unix_s)
+/* The "registered_at"-style times of snap_json, written directly: "YYYY-MM-DDTHH:MM:SSZ" or
+ * null, what json_dumps writes for time_json(unix_s). */
+static void put_time_s(struct lw_buf *b, int64_t unix_s)
 {
-    static _Thread_local struct {
-        int64_t s;
-        bool ok;
-        char t[20];
-    } memo[2] = {{INT64_MIN, false, {0}}, {INT64_MIN, false, {0}}};
-    static _Thread_local unsigned next;
-    unsigned i = memo[0].s == unix_s ? 0 : memo[1].s == unix_s ? 1 : 2;
-    if (i == 2) {
-        i = next;
-        next ^= 1;
-        memo[i].s = unix_s;
-        memo[i].ok = time_text(unix_s, memo[i].t);
+    char t[20];
+    if (time_text(unix_s, t)) {
+        lw_buf_put_u8(b, '"');
+        lw_buf_put(b, t, 20);
+        lw_buf_put_u8(b, '"');
+    } else {
+        lw_buf_put(b, "null", 4);
     }
-    if (!memo[i].ok) {
-        memcpy(p, "null", 4);
-        return p + 4;
+}
+
+/* The writer of one object's members in the order json_object_set_new gives them, leaving out
+ * a member whose string jansson would refuse (set_new of NULL fails: no member). */
+struct jw {
+    struct lw_buf *b;
+    bool first;
+};
+
+/* key: the member's name quoted, with the colon (plain ASCII names). */
+static void jw_key_n(struct jw *w, const char *key, size_t klen)
+{
+    if (!w->first)
+        lw_buf_put_u8(w->b, ',');
+    w->first = false;
+    lw_buf_put(w->b, key, klen);
+}
+#define jw_key(w, name) jw_key_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1)
+
+static void jw_str_n(struct jw *w, const char *key, size_t klen, const char *v, size_t len)
+{
+    size_t mark = w->b->len;
+    bool first = w->first;
+    jw_key_n(w, key, klen);
+    if (lw_json_put_str(w->b, v, len) != 0) {
+        w->b->len = mark;
+        w->first = first;
     }
-    p[0] = '"';
-    memcpy(p + 1, memo[i].t, 20);
-    p[21] = '"';
-    return p + 22;
 }
 
-/* Member writers over a reserved region: each returns the new end. A string jansson would
- * refuse leaves its member out (json_object_set_new of NULL sets nothing), which is why the
- * separator is written with the member (first: no comma yet). */
-#define KEY(name) "\"" name "\":"
-static char *put_lit(char *p, const char *lit, size_t n)
-{
-    memcpy(p, lit, n);
-    return p + n;
-}
-#define LIT(p, s) put_lit(p, s, sizeof(s) - 1)
+#define jw_str(w, name, v, len) jw_str_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v, len)
 
-static char *put_member_str(char *p, bool *first, const char *key, size_t klen, const char *v,
-                            size_t len)
+static void jw_str_or_null_n(struct jw *w, const char *key, size_t klen, const char *v)
 {
-    char *start = p;
-    if (!*first)
-        *p++ = ',';
-    p = put_lit(p, key, klen);
-    size_t n = lw_json_str_to((uint8_t *)p, v, len);
-    if (!n)
-        return start;
-    *first = false;
-    return p + n;
+    if (v) {
+        jw_str_n(w, key, klen, v, strlen(v));
+    } else {
+        jw_key_n(w, key, klen);
+        lw_buf_put(w->b, "null", 4);
+    }
 }
-#define MEMBER_STR(p, first, name, v, len) \
-    put_member_str(p, first, KEY(name), sizeof(KEY(name)) - 1, v, len)
-
-/* A member whose value cannot fail (written as is). */
-static char *put_member(char *p, bool *first, const char *key, size_t klen)
-{
-    if (!*first)
-        *p++ = ',';
-    *first = false;
-    return put_lit(p, key, klen);
-}
-#define MEMBER(p, first, name) put_member(p, first, KEY(name), sizeof(KEY(name)) - 1)
-
-static char *put_member_str_or_null(char *p, bool *first, const char *key, size_t klen,
-                                    const char *v)
-{
-    if (v)
-        return put_member_str(p, first, key, klen, v, strlen(v));
-    p = put_member(p, first, key, klen);
-    return LIT(p, "null");
-}
-#define MEMBER_STR_OR_NULL(p, first, name, v) \
-    put_member_str_or_null(p, first, KEY(name), sizeof(KEY(name)) - 1, v)
+#define jw_str_or_null(w, name, v) \
+    jw_str_or_null_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v)
 
 /* peer_addr_format, by hand for IPv4 (inet_ntop and snprintf were a fifth of an event). */
 static size_t addr_text(const struct peer_addr *a, char *out, size_t cap)
@@ -930,72 +910,63 @@ static size_t addr_text(const struct peer_addr *a, char *out, size_t cap)
 
 /* The event data of a snapshot as text: byte for byte json_dumps(JSON_COMPACT) of the object
  * snap_event builds (snap_json + "reason"), without the tree: this runs on the control thread
- * for every registration event (lw_event_data_writer). One reservation of the worst case, then
- * plain stores. Always 0 (an allocation failure is latched in b). */
+ * for every registration event (lw_event_data_writer). Always 0. */
 static int snap_write(const void *ctx, struct lw_buf *b)
 {
     const struct reg_snap *sn = ctx;
-    char id[12], addr[64];
-    size_t le = strlen(sn->ep), ls = sn->sms ? strlen(sn->sms) : 0,
-           lp = sn->pid ? strlen(sn->pid) : 0, lr = sn->reason ? strlen(sn->reason) : 0,
-           lo = sn->objs_text ? json_string_length(sn->objs_text) : 2;
-    size_t la = sn->has_addr ? addr_text(&sn->addr, addr, sizeof(addr)) : 0;
-    /* member names and fixed values < 400 bytes; every string at most 6 bytes a byte + 2 */
-    size_t need = 400 + 6 * (le + ls + lp + lr + la + sizeof(id) + sizeof(sn->binding)) + lo;
-    char *d = (char *)lw_buf_reserve(b, need), *p = d;
-    bool first = true;
-    if (!d)
-        return 0;
+    char id[12], ver[8], addr[64];
+    struct jw w = {b, true};
     regsrv_id_format(sn->id, id);
-    *p++ = '{';
-    p = MEMBER_STR(p, &first, "endpoint", sn->ep, le);
-    p = MEMBER_STR(p, &first, "registration_id", id, 11);
-    if (sn->has_addr)
-        p = MEMBER_STR(p, &first, "address", addr, la);
-    else
-        p = MEMBER_STR_OR_NULL(p, &first, "address", NULL);
-    char ver[8]; /* "%u.%u" of two nibbles */
-    size_t n = 0;
-    unsigned maj = sn->ver >> 4, min = sn->ver & 15;
-    if (maj >= 10)
-        ver[n++] = '1';
-    ver[n++] = (char)('0' + maj % 10);
+    lw_buf_put_u8(b, '{');
+    jw_str(&w, "endpoint", sn->ep, strlen(sn->ep));
+    jw_str(&w, "registration_id", id, strlen(id));
+    if (sn->has_addr) {
+        size_t alen = addr_text(&sn->addr, addr, sizeof(addr));
+        jw_str(&w, "address", addr, alen);
+    } else {
+        jw_str_or_null(&w, "address", NULL);
+    }
+    ver[0] = (char)('0' + (sn->ver >> 4)); /* "%u.%u" of two nibbles */
+    size_t n = 1;
+    if ((sn->ver >> 4) >= 10) {
+        ver[0] = '1';
+        ver[1] = (char)('0' + (sn->ver >> 4) - 10);
+        n = 2;
+    }
     ver[n++] = '.';
-    if (min >= 10)
+    if ((sn->ver & 15) >= 10) {
         ver[n++] = '1';
-    ver[n++] = (char)('0' + min % 10);
-    p = MEMBER_STR(p, &first, "lwm2m_version", ver, n);
-    p = MEMBER_STR(p, &first, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
-    p = MEMBER(p, &first, "queue_mode");
-    p = sn->queue ? LIT(p, "true") : LIT(p, "false");
-    p = MEMBER(p, &first, "lifetime_s");
-    char num[12];
-    size_t k = sizeof(num);
-    uint32_t v = sn->lifetime_s;
-    do {
-        num[--k] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    p = put_lit(p, num + k, sizeof(num) - k);
-    p = MEMBER(p, &first, "registered_at");
-    p = put_time_s(p, sn->registered_s);
-    p = MEMBER(p, &first, "last_update");
-    p = put_time_s(p, sn->updated_s);
-    p = MEMBER(p, &first, "expires_at");
-    p = put_time_s(p, sn->expires_s);
-    p = MEMBER_STR_OR_NULL(p, &first, "sms", sn->sms);
-    p = MEMBER_STR_OR_NULL(p, &first, "profile_id", sn->pid);
-    const char *sec = sec_name(sn->sec);
-    p = MEMBER_STR(p, &first, "security_mode", sec, strlen(sec));
-    p = MEMBER(p, &first, "objects");
-    if (sn->objs_text)
-        p = put_lit(p, json_string_value(sn->objs_text), lo);
+        ver[n++] = (char)('0' + (sn->ver & 15) - 10);
+    } else {
+        ver[n++] = (char)('0' + (sn->ver & 15));
+    }
+    jw_str(&w, "lwm2m_version", ver, n);
+    jw_str(&w, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
+    jw_key(&w, "queue_mode");
+    if (sn->queue)
+        lw_buf_put(b, "true", 4);
     else
-        p = LIT(p, "[]");
+        lw_buf_put(b, "false", 5);
+    jw_key(&w, "lifetime_s");
+    lw_json_put_int(b, sn->lifetime_s);
+    jw_key(&w, "registered_at");
+    put_time_s(b, sn->registered_s);
+    jw_key(&w, "last_update");
+    put_time_s(b, sn->updated_s);
+    jw_key(&w, "expires_at");
+    put_time_s(b, sn->expires_s);
+    jw_str_or_null(&w, "sms", sn->sms);
+    jw_str_or_null(&w, "profile_id", sn->pid);
+    const char *sec = sec_name(sn->sec);
+    jw_str(&w, "security_mode", sec, strlen(sec));
+    jw_key(&w, "objects");
+    if (sn->objs_text)
+        lw_buf_put(b, json_string_value(sn->objs_text), json_string_length(sn->objs_text));
+    else
+        lw_buf_put(b, "[]", 2);
     if (sn->reason)
-        p = MEMBER_STR(p, &first, "reason", sn->reason, lr);
-    *p++ = '}';
-    lw_buf_commit(b, (size_t)(p - d));
+        jw_str(&w, "reason", sn->reason, strlen(sn->reason));
+    lw_buf_put_u8(b, '}');
     return 0;
 }
 
