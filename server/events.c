@@ -245,30 +245,33 @@ static size_t put_u_esc(uint8_t *d, uint32_t u)
     return 6;
 }
 
-int lw_json_put_str(struct lw_buf *b, const char *str, size_t len)
+/* Bytes written as they are inside a JSON string: printable ASCII and DEL, but `"` and `\\`. */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool plain[256] = {
+    P8(0), P8(0), P8(0), P8(0),                     /* 0x00 - 0x1f: control characters */
+    1,     1,     0,     1,     1,     1,     1, 1, /* 0x20 - 0x27: '"' is 0x22 */
+    P8(1), P8(1), P8(1), P8(1), P8(1), P8(1),       /* 0x28 - 0x57 */
+    1,     1,     1,     1,     0,     1,     1, 1, /* 0x58 - 0x5f: '\\' is 0x5c */
+    P8(1), P8(1), P8(1), P8(1),                     /* 0x60 - 0x7f */
+};
+#undef P8
+
+size_t lw_json_str_to(uint8_t *d, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    if (len > (SIZE_MAX - 2) / 6)
-        return -1;
-    size_t mark = b->len;
-    uint8_t *d = lw_buf_reserve(b, 6 * len + 2); /* every byte escaped, and the quotes */
-    if (!d)
-        return 0; /* overflow latched in b */
     size_t n = 0;
     d[n++] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        if (plain[c]) {
             d[n++] = c;
             continue;
         }
         if (c >= 0x80) { /* valid UTF-8 is copied, anything else refused as jansson does */
             uint32_t cp;
             size_t k = utf8_seq(s + i, len - i, &cp);
-            if (!k) {
-                b->len = mark;
-                return -1;
-            }
+            if (!k)
+                return 0;
             memcpy(d + n, s + i, k);
             n += k;
             i += k - 1;
@@ -286,6 +289,19 @@ int lw_json_put_str(struct lw_buf *b, const char *str, size_t len)
         }
     }
     d[n++] = '"';
+    return n;
+}
+
+int lw_json_put_str(struct lw_buf *b, const char *str, size_t len)
+{
+    if (len > (SIZE_MAX - 2) / 6)
+        return -1;
+    uint8_t *d = lw_buf_reserve(b, 6 * len + 2); /* every byte escaped, and the quotes */
+    if (!d)
+        return 0; /* overflow latched in b */
+    size_t n = lw_json_str_to(d, str, len);
+    if (!n)
+        return -1;
     lw_buf_commit(b, n);
     return 0;
 }
@@ -463,16 +479,16 @@ static void build_json(struct lw_event *ev)
     } else {
         lw_buf_init(&own, 256);
     }
-    lw_buf_put_str(b, "{\"id\":");
+    lw_buf_put(b, "{\"id\":", 6);
     lw_json_put_int(b, (int64_t)ev->id); /* signed, as jansson's json_integer */
-    lw_buf_put_str(b, ",\"type\":");
+    lw_buf_put(b, ",\"type\":", 8);
     int rc = lw_json_put_str(b, name, strlen(name));
-    lw_buf_put_str(b, ",\"time\":\"");
+    lw_buf_put(b, ",\"time\":\"", 9);
     put_time(b, ev->time_ms);
-    lw_buf_put_str(b, "\",\"endpoint\":");
+    lw_buf_put(b, "\",\"endpoint\":", 13);
     if (rc == 0)
         rc = lw_json_put_str(b, ev->endpoint, strnlen(ev->endpoint, sizeof(ev->endpoint)));
-    lw_buf_put_str(b, ",\"data\":");
+    lw_buf_put(b, ",\"data\":", 8);
     size_t off = b->len;
     if (rc == 0)
         rc = ev->write_data ? ev->write_data(ev->write_ctx, b) : put_value(b, ev->data, 0);

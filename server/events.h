@@ -101,6 +101,9 @@ void lw_events_post(struct lw_event *ev);
  * 0, or -1 with nothing appended when s is not valid UTF-8 (RFC 3629: no overlong forms,
  * surrogates or code points above U+10FFFF), which jansson refuses as a string. */
 int lw_json_put_str(struct lw_buf *b, const char *s, size_t len);
+/* lw_json_put_str into d, which has room for 6 * len + 2 bytes: the bytes written, or 0 when s
+ * is not valid UTF-8. */
+size_t lw_json_str_to(uint8_t *d, const char *s, size_t len);
 /* Append an integer in decimal. */
 void lw_json_put_int(struct lw_buf *b, int64_t v);
 void lw_json_put_uint(struct lw_buf *b, uint64_t v);

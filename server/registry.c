@@ -685,11 +685,22 @@ struct reg_snap {
     size_t blk_used, blk_cap, blk_n; /* owners: bytes in use, block size, snapshots in it */
 };
 
+/* The wall clock for r->now: read once per monotonic millisecond (a receive batch shares one
+ * loop time), not once per use. */
+static int64_t regsrv_wall_ms(struct regsrv *r)
+{
+    if (r->wall_at != r->now || r->wall_ms == 0) {
+        r->wall_ms = lw_clock_wall(r->cfg.clock);
+        r->wall_at = r->now;
+    }
+    return r->wall_ms;
+}
+
 /* Fills sn from gr without taking references: objs and objs_text are borrowed like the
  * strings (valid while gr is, on this thread). */
 static void snap_fill(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
 {
-    int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
+    int64_t wall_now = regsrv_wall_ms(r) / 1000;
     int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
     left_ms -= r->cfg.expiry_grace_ms;
     sn->id = gr->node.id;
@@ -827,61 +838,81 @@ static json_t *reg_json(struct regsrv *r, const struct reg *gr)
     return j;
 }
 
-/* The "registered_at"-style times of snap_json, written directly: "YYYY-MM-DDTHH:MM:SSZ" or
- * null, what json_dumps writes for time_json(unix_s). */
-static void put_time_s(struct lw_buf *b, int64_t unix_s)
+/* The "registered_at"-style times of snap_json, written directly: "YYYY-MM-DDTHH:MM:SSZ" with
+ * its quotes, or null, what json_dumps writes for time_json(unix_s). The events of a burst
+ * carry the same few seconds, so the last texts are kept (per thread). Returns the end. */
+static char *put_time_s(char *p, int64_t unix_s)
 {
-    char t[20];
-    if (time_text(unix_s, t)) {
-        lw_buf_put_u8(b, '"');
-        lw_buf_put(b, t, 20);
-        lw_buf_put_u8(b, '"');
-    } else {
-        lw_buf_put(b, "null", 4);
+    static _Thread_local struct {
+        int64_t s;
+        bool ok;
+        char t[20];
+    } memo[2] = {{INT64_MIN, false, {0}}, {INT64_MIN, false, {0}}};
+    static _Thread_local unsigned next;
+    unsigned i = memo[0].s == unix_s ? 0 : memo[1].s == unix_s ? 1 : 2;
+    if (i == 2) {
+        i = next;
+        next ^= 1;
+        memo[i].s = unix_s;
+        memo[i].ok = time_text(unix_s, memo[i].t);
     }
-}
-
-/* The writer of one object's members in the order json_object_set_new gives them, leaving out
- * a member whose string jansson would refuse (set_new of NULL fails: no member). */
-struct jw {
-    struct lw_buf *b;
-    bool first;
-};
-
-/* key: the member's name quoted, with the colon (plain ASCII names). */
-static void jw_key_n(struct jw *w, const char *key, size_t klen)
-{
-    if (!w->first)
-        lw_buf_put_u8(w->b, ',');
-    w->first = false;
-    lw_buf_put(w->b, key, klen);
-}
-#define jw_key(w, name) jw_key_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1)
-
-static void jw_str_n(struct jw *w, const char *key, size_t klen, const char *v, size_t len)
-{
-    size_t mark = w->b->len;
-    bool first = w->first;
-    jw_key_n(w, key, klen);
-    if (lw_json_put_str(w->b, v, len) != 0) {
-        w->b->len = mark;
-        w->first = first;
+    if (!memo[i].ok) {
+        memcpy(p, "null", 4);
+        return p + 4;
     }
+    p[0] = '"';
+    memcpy(p + 1, memo[i].t, 20);
+    p[21] = '"';
+    return p + 22;
 }
 
-#define jw_str(w, name, v, len) jw_str_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v, len)
-
-static void jw_str_or_null_n(struct jw *w, const char *key, size_t klen, const char *v)
+/* Member writers over a reserved region: each returns the new end. A string jansson would
+ * refuse leaves its member out (json_object_set_new of NULL sets nothing), which is why the
+ * separator is written with the member (first: no comma yet). */
+#define KEY(name) "\"" name "\":"
+static char *put_lit(char *p, const char *lit, size_t n)
 {
-    if (v) {
-        jw_str_n(w, key, klen, v, strlen(v));
-    } else {
-        jw_key_n(w, key, klen);
-        lw_buf_put(w->b, "null", 4);
-    }
+    memcpy(p, lit, n);
+    return p + n;
 }
-#define jw_str_or_null(w, name, v) \
-    jw_str_or_null_n(w, "\"" name "\":", sizeof("\"" name "\":") - 1, v)
+#define LIT(p, s) put_lit(p, s, sizeof(s) - 1)
+
+static char *put_member_str(char *p, bool *first, const char *key, size_t klen, const char *v,
+                            size_t len)
+{
+    char *start = p;
+    if (!*first)
+        *p++ = ',';
+    p = put_lit(p, key, klen);
+    size_t n = lw_json_str_to((uint8_t *)p, v, len);
+    if (!n)
+        return start;
+    *first = false;
+    return p + n;
+}
+#define MEMBER_STR(p, first, name, v, len) \
+    put_member_str(p, first, KEY(name), sizeof(KEY(name)) - 1, v, len)
+
+/* A member whose value cannot fail (written as is). */
+static char *put_member(char *p, bool *first, const char *key, size_t klen)
+{
+    if (!*first)
+        *p++ = ',';
+    *first = false;
+    return put_lit(p, key, klen);
+}
+#define MEMBER(p, first, name) put_member(p, first, KEY(name), sizeof(KEY(name)) - 1)
+
+static char *put_member_str_or_null(char *p, bool *first, const char *key, size_t klen,
+                                    const char *v)
+{
+    if (v)
+        return put_member_str(p, first, key, klen, v, strlen(v));
+    p = put_member(p, first, key, klen);
+    return LIT(p, "null");
+}
+#define MEMBER_STR_OR_NULL(p, first, name, v) \
+    put_member_str_or_null(p, first, KEY(name), sizeof(KEY(name)) - 1, v)
 
 /* peer_addr_format, by hand for IPv4 (inet_ntop and snprintf were a fifth of an event). */
 static size_t addr_text(const struct peer_addr *a, char *out, size_t cap)
@@ -910,63 +941,72 @@ static size_t addr_text(const struct peer_addr *a, char *out, size_t cap)
 
 /* The event data of a snapshot as text: byte for byte json_dumps(JSON_COMPACT) of the object
  * snap_event builds (snap_json + "reason"), without the tree: this runs on the control thread
- * for every registration event (lw_event_data_writer). Always 0. */
+ * for every registration event (lw_event_data_writer). One reservation of the worst case, then
+ * plain stores. Always 0 (an allocation failure is latched in b). */
 static int snap_write(const void *ctx, struct lw_buf *b)
 {
     const struct reg_snap *sn = ctx;
-    char id[12], ver[8], addr[64];
-    struct jw w = {b, true};
+    char id[12], addr[64];
+    size_t le = strlen(sn->ep), ls = sn->sms ? strlen(sn->sms) : 0,
+           lp = sn->pid ? strlen(sn->pid) : 0, lr = sn->reason ? strlen(sn->reason) : 0,
+           lo = sn->objs_text ? json_string_length(sn->objs_text) : 2;
+    size_t la = sn->has_addr ? addr_text(&sn->addr, addr, sizeof(addr)) : 0;
+    /* member names and fixed values < 400 bytes; every string at most 6 bytes a byte + 2 */
+    size_t need = 400 + 6 * (le + ls + lp + lr + la + sizeof(id) + sizeof(sn->binding)) + lo;
+    char *d = (char *)lw_buf_reserve(b, need), *p = d;
+    bool first = true;
+    if (!d)
+        return 0;
     regsrv_id_format(sn->id, id);
-    lw_buf_put_u8(b, '{');
-    jw_str(&w, "endpoint", sn->ep, strlen(sn->ep));
-    jw_str(&w, "registration_id", id, strlen(id));
-    if (sn->has_addr) {
-        size_t alen = addr_text(&sn->addr, addr, sizeof(addr));
-        jw_str(&w, "address", addr, alen);
-    } else {
-        jw_str_or_null(&w, "address", NULL);
-    }
-    ver[0] = (char)('0' + (sn->ver >> 4)); /* "%u.%u" of two nibbles */
-    size_t n = 1;
-    if ((sn->ver >> 4) >= 10) {
-        ver[0] = '1';
-        ver[1] = (char)('0' + (sn->ver >> 4) - 10);
-        n = 2;
-    }
-    ver[n++] = '.';
-    if ((sn->ver & 15) >= 10) {
+    *p++ = '{';
+    p = MEMBER_STR(p, &first, "endpoint", sn->ep, le);
+    p = MEMBER_STR(p, &first, "registration_id", id, 11);
+    if (sn->has_addr)
+        p = MEMBER_STR(p, &first, "address", addr, la);
+    else
+        p = MEMBER_STR_OR_NULL(p, &first, "address", NULL);
+    char ver[8]; /* "%u.%u" of two nibbles */
+    size_t n = 0;
+    unsigned maj = sn->ver >> 4, min = sn->ver & 15;
+    if (maj >= 10)
         ver[n++] = '1';
-        ver[n++] = (char)('0' + (sn->ver & 15) - 10);
-    } else {
-        ver[n++] = (char)('0' + (sn->ver & 15));
-    }
-    jw_str(&w, "lwm2m_version", ver, n);
-    jw_str(&w, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
-    jw_key(&w, "queue_mode");
-    if (sn->queue)
-        lw_buf_put(b, "true", 4);
-    else
-        lw_buf_put(b, "false", 5);
-    jw_key(&w, "lifetime_s");
-    lw_json_put_int(b, sn->lifetime_s);
-    jw_key(&w, "registered_at");
-    put_time_s(b, sn->registered_s);
-    jw_key(&w, "last_update");
-    put_time_s(b, sn->updated_s);
-    jw_key(&w, "expires_at");
-    put_time_s(b, sn->expires_s);
-    jw_str_or_null(&w, "sms", sn->sms);
-    jw_str_or_null(&w, "profile_id", sn->pid);
+    ver[n++] = (char)('0' + maj % 10);
+    ver[n++] = '.';
+    if (min >= 10)
+        ver[n++] = '1';
+    ver[n++] = (char)('0' + min % 10);
+    p = MEMBER_STR(p, &first, "lwm2m_version", ver, n);
+    p = MEMBER_STR(p, &first, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
+    p = MEMBER(p, &first, "queue_mode");
+    p = sn->queue ? LIT(p, "true") : LIT(p, "false");
+    p = MEMBER(p, &first, "lifetime_s");
+    char num[12];
+    size_t k = sizeof(num);
+    uint32_t v = sn->lifetime_s;
+    do {
+        num[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    p = put_lit(p, num + k, sizeof(num) - k);
+    p = MEMBER(p, &first, "registered_at");
+    p = put_time_s(p, sn->registered_s);
+    p = MEMBER(p, &first, "last_update");
+    p = put_time_s(p, sn->updated_s);
+    p = MEMBER(p, &first, "expires_at");
+    p = put_time_s(p, sn->expires_s);
+    p = MEMBER_STR_OR_NULL(p, &first, "sms", sn->sms);
+    p = MEMBER_STR_OR_NULL(p, &first, "profile_id", sn->pid);
     const char *sec = sec_name(sn->sec);
-    jw_str(&w, "security_mode", sec, strlen(sec));
-    jw_key(&w, "objects");
+    p = MEMBER_STR(p, &first, "security_mode", sec, strlen(sec));
+    p = MEMBER(p, &first, "objects");
     if (sn->objs_text)
-        lw_buf_put(b, json_string_value(sn->objs_text), json_string_length(sn->objs_text));
+        p = put_lit(p, json_string_value(sn->objs_text), lo);
     else
-        lw_buf_put(b, "[]", 2);
+        p = LIT(p, "[]");
     if (sn->reason)
-        jw_str(&w, "reason", sn->reason, strlen(sn->reason));
-    lw_buf_put_u8(b, '}');
+        p = MEMBER_STR(p, &first, "reason", sn->reason, lr);
+    *p++ = '}';
+    lw_buf_commit(b, (size_t)(p - d));
     return 0;
 }
 
@@ -1511,7 +1551,7 @@ static void bind_peer(struct regsrv *r, struct reg *gr, struct peer *p)
 static void rearm(struct regsrv *r, struct reg *gr)
 {
     gr->expires = r->now + (uint64_t)gr->lifetime_s * 1000 + r->cfg.expiry_grace_ms;
-    gr->updated_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+    gr->updated_s = (uint32_t)(regsrv_wall_ms(r) / 1000);
 }
 
 static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
@@ -1611,7 +1651,7 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
             r->ops->drop_remote(r->ctx, old.shard, old.id, old.gen);
     }
     stat_inc(&r->stats.results[rc == 1 ? RS_REG_REPLACED : RS_REG_CREATED]);
-    gr->registered_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+    gr->registered_s = (uint32_t)(regsrv_wall_ms(r) / 1000);
     rearm(r, gr);
     bind_peer(r, gr, p);
     char id[12];
@@ -1985,7 +2025,8 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
      * own (a response, an ACK/RST, a notification), so the control thread sees them in order. */
     if (r->held && (len < 2 || data[1] == 0 || data[1] >= 0x40))
         regsrv_events_flush(r);
-    struct peer *p = peer_find(&r->peers, from);
+    uint64_t from_hash;
+    struct peer *p = peer_find_h(&r->peers, from, &from_hash);
     if (!p) {
         /* No state for a stranger unless it sends a request (CON or NON with a request code):
          * stray ACKs, RSTs and garbage cost nothing. */
@@ -2006,7 +2047,7 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
             stat_inc(&r->stats.drops[RS_DROP_PEERS_FULL]);
             return;
         }
-        p = peer_add(&r->peers, from);
+        p = peer_add_h(&r->peers, from, from_hash);
         if (!p) {
             stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
             return;
