@@ -57,6 +57,7 @@ struct shard {
     uint8_t *rxbuf;
     /* Responses queued during a recvmmsg batch (sent by tx_flush). */
     bool batching;
+    unsigned rx_n; /* datagrams of the current batch (a full one tells the store: store.h) */
     unsigned ntx;
     struct tx_ent {
         struct sockaddr_storage to;
@@ -262,6 +263,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (nread < 0) {
         log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
     } else if ((nread > 0 || addr != NULL) && (unsigned)(h - s->udp) >= s->ncoap) {
+        s->rx_n++;
         if (s->coaps && addr)
             coaps_input(s->coaps, (uint8_t)(h - s->udp), addr,
                         addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -269,14 +271,18 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                         (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
         rearm(s, false);
     } else if (nread > 0 || addr != NULL) {
+        s->rx_n++;
         if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) == 0)
             regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
         rearm(s, false);
     }
     if (!s->batching && s->ntx > 0)
         tx_flush(s);
-    if (!s->batching)
+    if (!s->batching) {
         regsrv_events_flush(&s->rs);
+        lw_store_rx_batch(s->id, s->rx_n, RXBUF_SLOTS);
+        s->rx_n = 0;
+    }
 }
 
 /* Sends one datagram on socket `sock` (queued for sendmmsg during a receive batch). */

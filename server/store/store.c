@@ -143,8 +143,17 @@ struct writer {
     uint64_t batch_seq;                /* numbers batches for objtxt.batch */
     unsigned batch_nobjs;              /* distinct lists in the batch being encoded */
     struct lw_buf col[NCOLS], dcol[2]; /* batch encoding, reused */
+    /* Storm hold (store.h): arrivals counted per window; a hold began at defer_start. */
+    uint64_t win_start; /* loop time (ms) the current arrival window began */
+    size_t win_n;       /* changes drained in it */
+    bool surge;         /* the last full window's rate reached g.surge_per_s */
+    bool deferring;     /* a hold is in progress */
+    bool defer_spent;   /* a hold ran out: no new one until the queue was empty */
+    uint64_t defer_start;
+    uint64_t full_seen;            /* full receive batches of all shards at the last window */
+    _Atomic uint64_t full_batches; /* full receive batches of this writer's shard */
     _Atomic uint64_t changes, coalesced, dropped, upserts, deletes, batches, failed, requeued,
-        splits, transient, connects, queued, inflight;
+        splits, transient, connects, queued, inflight, deferrals, deferred_ms;
     _Atomic bool connected;
 };
 
@@ -155,6 +164,8 @@ static struct {
     unsigned n;
     struct writer *w;               /* n writers */
     _Atomic uint64_t dropped_early; /* changes before the writers exist */
+    unsigned surge_per_s;           /* storm hold threshold (0: never hold) */
+    unsigned defer_max_ms;          /* longest storm hold */
     struct lw_metrics_writer metrics;
 } g;
 
@@ -196,6 +207,8 @@ static size_t pending(const struct writer *w)
 
 static void set_queued(struct writer *w)
 {
+    if (pending(w) == 0)
+        w->defer_spent = false; /* the queue was empty once: a new storm may be held */
     atomic_store_explicit(&w->queued, pending(w), memory_order_relaxed);
     atomic_store_explicit(&w->inflight, w->ninflight, memory_order_relaxed);
 }
@@ -240,20 +253,22 @@ static void apply(struct writer *w, struct rec *nr)
     rec_release(nr);
 }
 
-/* Moves the inbox into the map. */
-static void drain(struct writer *w)
+/* Moves the inbox into the map; returns the number of changes it held. */
+static size_t drain(struct writer *w)
 {
+    size_t n = 0;
     pthread_mutex_lock(&w->lock);
     struct chunk *c = w->in_head;
     w->in_head = w->in_tail = NULL;
     atomic_store_explicit(&w->in_n, 0, memory_order_relaxed);
     pthread_mutex_unlock(&w->lock);
     if (!c)
-        return;
+        return 0;
     struct chunk *done = c;
     for (; c; c = c->next) {
         for (unsigned i = 0; i < c->n; i++)
             apply(w, &c->r[i]);
+        n += c->n;
         c->n = 0;
     }
     pthread_mutex_lock(&w->lock);
@@ -271,6 +286,7 @@ static void drain(struct writer *w)
         done = nx;
     }
     set_queued(w);
+    return n;
 }
 
 void lw_store_change(const struct regsrv_change *c)
@@ -1081,9 +1097,62 @@ static int send_batch(struct writer *w, struct batch *b)
     return 0;
 }
 
+/* Counts n changes just drained into the arrival window; when the window is complete, decides
+ * whether they arrive in a surge: at least g.surge_per_s changes per second, or shards whose
+ * receive batches came full (datagrams waiting in the socket) LW_STORE_SURGE_FULL_BATCHES times
+ * in the window. */
+static void note_arrivals(struct writer *w, size_t n)
+{
+    uint64_t now = uv_now(w->loop);
+    w->win_n += n;
+    if (now - w->win_start < LW_STORE_SURGE_WINDOW_MS)
+        return;
+    uint64_t full = 0;
+    for (unsigned k = 0; k < g.n; k++)
+        full += atomic_load_explicit(&g.w[k].full_batches, memory_order_relaxed);
+    bool busy = full - w->full_seen >= LW_STORE_SURGE_FULL_BATCHES;
+    w->full_seen = full;
+    w->surge = g.surge_per_s > 0 && (busy || (uint64_t)w->win_n * 1000u >=
+                                                 (uint64_t)g.surge_per_s * (now - w->win_start));
+    w->win_start = now;
+    w->win_n = 0;
+}
+
+/* True while the writer holds its writes for a storm (store.h): begins a hold when changes
+ * arrive in a surge and some are queued, ends it when the surge is over, when g.defer_max_ms have
+ * passed (then no new hold begins before the queue was empty once) or when half of the queue
+ * bound is used. Loop thread, attached writers only. */
+static bool deferring(struct writer *w)
+{
+    if (!w->attached)
+        return false;
+    uint64_t now = uv_now(w->loop);
+    size_t queued = pending(w) + atomic_load_explicit(&w->in_n, memory_order_relaxed);
+    if (w->defer_spent && queued == 0)
+        w->defer_spent = false;
+    bool want = w->surge && !w->defer_spent && queued < w->qmax / 2;
+    if (w->deferring) {
+        uint64_t spent = now - w->defer_start;
+        if (want && spent < g.defer_max_ms)
+            return true;
+        w->deferring = false;
+        w->defer_spent = spent >= g.defer_max_ms;
+        add(&w->deferred_ms, spent);
+        return false;
+    }
+    if (!want || queued == 0)
+        return false;
+    w->deferring = true;
+    w->defer_start = now;
+    add(&w->deferrals, 1);
+    return true;
+}
+
 static void try_send(struct writer *w)
 {
     bool sent = false;
+    if (!w->ready || deferring(w))
+        return;
     while (w->ready && !w->flushing && !w->held && w->ninflight < LW_STORE_INFLIGHT_MAX &&
            pending(w) > 0) {
         struct batch *b = next_batch(w);
@@ -1129,14 +1198,14 @@ static void on_poll(uv_poll_t *h, int status, int events)
 static void on_flush_timer(uv_timer_t *t)
 {
     struct writer *w = t->data;
-    drain(w);
+    note_arrivals(w, drain(w));
     try_send(w);
 }
 
 static void on_kick(uv_async_t *a)
 {
     struct writer *w = a->data;
-    drain(w);
+    note_arrivals(w, drain(w));
     try_send(w);
 }
 
@@ -1181,6 +1250,11 @@ static void write_metrics(void *ctx, struct lw_buf *out)
          offsetof(struct lw_store_stats, requeued)},
         {"lwm2md_store_connects_total", "Successful database connections of the store",
          offsetof(struct lw_store_stats, connects)},
+        {"lwm2md_store_deferrals_total",
+         "Storm holds: writes held while registration changes arrived in a surge",
+         offsetof(struct lw_store_stats, deferrals)},
+        {"lwm2md_store_deferred_ms_total", "Milliseconds writers spent in storm holds",
+         offsetof(struct lw_store_stats, deferred_ms)},
     };
     for (size_t i = 0; i < LW_ARRAY_SIZE(ctrs); i++) {
         uint64_t v;
@@ -1233,6 +1307,8 @@ int lw_store_start(uv_loop_t *loop, const struct lw_config *cfg)
     if (!g.url)
         return LW_ENOMEM;
     lw_random(g.key, sizeof(g.key));
+    g.surge_per_s = LW_STORE_SURGE_PER_S;
+    g.defer_max_ms = LW_STORE_DEFER_MAX_MS;
     g.metrics.write = write_metrics;
     lw_metrics_register(&g.metrics);
     g.started = true;
@@ -1277,6 +1353,7 @@ int lw_store_attach(unsigned n, unsigned i, uv_loop_t *loop)
     }
     w->flush_timer.data = w->retry_timer.data = w->kick.data = w;
     w->attached = true;
+    w->win_start = uv_now(loop);
     pthread_mutex_lock(&w->lock);
     w->kick_ok = true;
     pthread_mutex_unlock(&w->lock);
@@ -1474,8 +1551,27 @@ void lw_store_get_stats(struct lw_store_stats *o)
         LD(connects);
         LD(queued);
         LD(inflight);
+        LD(deferrals);
+        LD(deferred_ms);
 #undef LD
         o->queued += atomic_load_explicit(&w->in_n, memory_order_relaxed);
         o->connected = o->connected && atomic_load_explicit(&w->connected, memory_order_relaxed);
     }
+}
+
+void lw_store_rx_batch(unsigned i, unsigned n, unsigned cap)
+{
+    if (g.w && i < g.n && n >= cap)
+        atomic_fetch_add_explicit(&g.w[i].full_batches, 1, memory_order_relaxed);
+}
+
+void lw__store_tune(unsigned surge_per_s, unsigned defer_max_ms)
+{
+    g.surge_per_s = surge_per_s;
+    g.defer_max_ms = defer_max_ms;
+}
+
+bool lw__store_holding(unsigned i)
+{
+    return g.w && i < g.n && deferring(&g.w[i]);
 }

@@ -36,6 +36,17 @@
  * refused as a statement (SQLSTATE class 42: a missing table, column or privilege refuses every
  * row alike) is not split: its rows are dropped, logged once for the batch and counted.
  *
+ * Storms: while changes arrive at a writer faster than LW_STORE_SURGE_PER_S, or the shards'
+ * sockets hold a backlog (their receive batches come full, LW_STORE_SURGE_FULL_BATCHES times;
+ * both measured over windows of LW_STORE_SURGE_WINDOW_MS), the writer keeps coalescing them but
+ * sends nothing, so that PostgreSQL (whose work per row costs more CPU than the Register itself)
+ * does not compete with the shards for the cores while devices wait for their answers. The hold
+ * ends when the rate falls below the threshold, when LW_STORE_DEFER_MAX_MS have passed since it
+ * began, or when half of the writer's queue bound is used; after a hold that ran out, the writer
+ * writes until its queue is empty before it may hold again. So no change waits more than
+ * LW_STORE_DEFER_MAX_MS plus the time the database needs for what is queued ahead of it (counted:
+ * lwm2md_store_deferrals_total, lwm2md_store_deferred_ms_total).
+ *
  * Graceful stop: the shards detach their writers (lw_store_detach) as they stop; lw_store_stop
  * then waits for the batches in flight and writes what is still queued with blocking calls,
  * bounded by a few seconds (the loops have stopped by then).
@@ -58,24 +69,33 @@
 #define LW_STORE_BATCH_MAX    5000u
 #define LW_STORE_FLUSH_MS     10u
 #define LW_STORE_INFLIGHT_MAX 4u
+/* Storm hold (above): arrival rate per writer that starts it, the window it is measured over,
+ * and the longest hold. */
+#define LW_STORE_SURGE_PER_S     10000u
+#define LW_STORE_SURGE_WINDOW_MS 100u
+#define LW_STORE_DEFER_MAX_MS    5000u
+/* ... or that many full receive batches of the shards (a backlog in their sockets) in a window. */
+#define LW_STORE_SURGE_FULL_BATCHES 4u
 
 struct regsrv_change;
 
 struct lw_store_stats {
-    uint64_t changes;   /* registration changes seen */
-    uint64_t coalesced; /* changes that replaced a queued one for the same endpoint */
-    uint64_t dropped;   /* changes dropped: queue full */
-    uint64_t upserts;   /* rows written */
-    uint64_t deletes;   /* rows deleted (requested) */
-    uint64_t batches;   /* batches committed */
-    uint64_t failed;    /* rows refused by the database (isolated, logged, not written) */
-    uint64_t requeued;  /* batches re-queued: connection loss, transient error, refusal before */
-    uint64_t splits;    /* refused batches (or pieces) split in halves */
-    uint64_t transient; /* batches failed for a transient reason, retried after a backoff */
-    uint64_t connects;  /* successful connections */
-    uint64_t queued;    /* endpoints waiting (gauge) */
-    uint64_t inflight;  /* batches sent, not yet answered (gauge) */
-    bool connected;     /* every writer's connection is up */
+    uint64_t changes;     /* registration changes seen */
+    uint64_t coalesced;   /* changes that replaced a queued one for the same endpoint */
+    uint64_t dropped;     /* changes dropped: queue full */
+    uint64_t upserts;     /* rows written */
+    uint64_t deletes;     /* rows deleted (requested) */
+    uint64_t batches;     /* batches committed */
+    uint64_t failed;      /* rows refused by the database (isolated, logged, not written) */
+    uint64_t requeued;    /* batches re-queued: connection loss, transient error, refusal before */
+    uint64_t splits;      /* refused batches (or pieces) split in halves */
+    uint64_t transient;   /* batches failed for a transient reason, retried after a backoff */
+    uint64_t connects;    /* successful connections */
+    uint64_t queued;      /* endpoints waiting (gauge) */
+    uint64_t inflight;    /* batches sent, not yet answered (gauge) */
+    uint64_t deferrals;   /* storm holds begun */
+    uint64_t deferred_ms; /* time spent holding (sum over writers) */
+    bool connected;       /* every writer's connection is up */
 };
 
 /* Starts the store (metrics; the writers come with lw_store_attach) when cfg->db_url is set;
@@ -90,6 +110,9 @@ int lw_store_attach(unsigned n, unsigned i, uv_loop_t *loop);
 void lw_store_detach(unsigned i);
 /* One registration change (borrowed for the call) from a shard thread. */
 void lw_store_change(const struct regsrv_change *c);
+/* Shard i's thread: one receive batch of n datagrams ended, of at most cap (a full batch means
+ * more were waiting: the shard is behind, see "Storms"). Cheap; nothing without a database. */
+void lw_store_rx_batch(unsigned i, unsigned n, unsigned cap);
 /* After the shards stopped: waits for the batches in flight, writes what is queued (blocking,
  * a few seconds at most), closes the connections and frees everything. */
 void lw_store_stop(void);
@@ -128,5 +151,10 @@ struct lw__store_fake {
     void *ctx;
 };
 unsigned lw__store_fake_round(unsigned i, const struct lw__store_fake *f);
+/* Tests only: the storm hold's threshold (changes per second per writer, 0: never) and longest
+ * hold in ms for the writers of this run (lw_store_start sets the defaults), and whether writer i
+ * holds its writes now (on its loop's thread). */
+void lw__store_tune(unsigned surge_per_s, unsigned defer_max_ms);
+bool lw__store_holding(unsigned i);
 
 #endif

@@ -287,6 +287,121 @@ START_TEST(statement_refusal_not_split)
 }
 END_TEST
 
+/* Runs the loop for about ms milliseconds (flush ticks drain the inbox and close windows). */
+static void run_ms(unsigned ms)
+{
+    uint64_t t0 = uv_hrtime();
+    while ((uv_hrtime() - t0) / 1000000 < ms)
+        tick();
+}
+
+static void burst(const char *prefix, unsigned from, unsigned n)
+{
+    char ep[32];
+    for (unsigned i = from; i < from + n; i++) {
+        snprintf(ep, sizeof(ep), "%s-%03u", prefix, i % NEPS);
+        change(LW_EV_REGISTERED, ep, 400 + i, 300);
+    }
+}
+
+/* A storm of about ms milliseconds: 60 changes a flush tick (~2000/s) and, when full, as many
+ * full receive batches of shard 0 as start a hold. */
+static void storm_ms(const char *prefix, unsigned ms, bool full)
+{
+    uint64_t t0 = uv_hrtime();
+    for (unsigned k = 0; (uv_hrtime() - t0) / 1000000 < ms; k++) {
+        burst(prefix, k * 60, full ? 1 : 60);
+        for (unsigned i = 0; full && i < LW_STORE_SURGE_FULL_BATCHES; i++)
+            lw_store_rx_batch(0, 20, 20);
+        tick();
+    }
+}
+
+START_TEST(storm_holds_writes)
+{
+    struct fakedb db = {.bad = {NULL}};
+    struct lw_store_stats st;
+    down_start();
+    lw__store_tune(100, 60000); /* 100 changes/s start a hold; no time limit here */
+    ck_assert(!lw__store_holding(0));
+    storm_ms("sh", 2 * LW_STORE_SURGE_WINDOW_MS + 50, false);
+    ck_assert(lw__store_holding(0));
+    ck_assert(lw__store_holding(0)); /* the same hold */
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.deferrals, 1);
+    ck_assert_uint_eq(st.queued, NEPS); /* held changes stay queued, coalescing */
+    /* the storm is over: a window without changes ends the hold */
+    run_ms(2 * LW_STORE_SURGE_WINDOW_MS + 20);
+    ck_assert(!lw__store_holding(0));
+    lw_store_get_stats(&st);
+    ck_assert_uint_ge(st.deferred_ms, LW_STORE_SURGE_WINDOW_MS);
+    ck_assert_uint_eq(st.deferrals, 1);
+    settle(&db);
+    for (unsigned i = 0; i < NEPS; i++)
+        ck_assert_uint_eq(db.ups[i], 1); /* the newest state of each, once */
+    down_stop();
+}
+END_TEST
+
+START_TEST(storm_hold_is_bounded)
+{
+    struct fakedb db = {.bad = {NULL}};
+    struct lw_store_stats st;
+    down_start();
+    lw__store_tune(100, 150);
+    /* a storm longer than the longest hold: the hold ends after 150 ms and no new one begins
+     * while changes keep coming and the queue never empties */
+    bool held = false, released = false, again = false;
+    uint64_t t0 = uv_hrtime();
+    for (unsigned k = 0; (uv_hrtime() - t0) / 1000000 < 600; k++) {
+        burst("sb", k * 60, 60); /* 60 changes a tick (30 ms): ~ 2000/s */
+        tick();
+        bool h = lw__store_holding(0);
+        held = held || h;
+        if (held && !h)
+            released = true;
+        else if (released && h)
+            again = true;
+    }
+    ck_assert(held);
+    ck_assert(released);
+    ck_assert(!again);
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.deferrals, 1);
+    ck_assert_uint_ge(st.deferred_ms, 150);
+    /* once everything was written, the next surge may hold again */
+    settle(&db);
+    storm_ms("sb", 2 * LW_STORE_SURGE_WINDOW_MS + 50, false);
+    ck_assert(lw__store_holding(0));
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.deferrals, 2);
+    down_stop();
+}
+END_TEST
+
+START_TEST(storm_hold_on_full_receive_batches)
+{
+    struct lw_store_stats st;
+    down_start();
+    lw__store_tune(1000000, 60000); /* the rate alone never starts a hold here */
+    burst("sf", 0, 5);
+    for (unsigned i = 0; i < 10; i++)
+        lw_store_rx_batch(0, 3, 20); /* batches with room to spare: no backlog */
+    lw_store_rx_batch(7, 20, 20);    /* no such shard: ignored */
+    run_ms(2 * LW_STORE_SURGE_WINDOW_MS);
+    ck_assert(!lw__store_holding(0));
+    /* a change a tick (~30/s, far below the rate) while the receive batches come full */
+    storm_ms("sf", 2 * LW_STORE_SURGE_WINDOW_MS + 50, true);
+    ck_assert(lw__store_holding(0));
+    run_ms(2 * LW_STORE_SURGE_WINDOW_MS + 20); /* no more full batches: over */
+    ck_assert(!lw__store_holding(0));
+    lw_store_get_stats(&st);
+    ck_assert_uint_eq(st.deferrals, 1);
+    ck_assert_uint_ge(st.queued, 5);
+    down_stop();
+}
+END_TEST
+
 START_TEST(without_database)
 {
     struct lw_config cfg;
@@ -339,6 +454,9 @@ Suite *suite_store(void)
     tcase_add_test(tc, newer_change_wins_over_retried);
     tcase_add_test(tc, transient_error_waits_for_backoff);
     tcase_add_test(tc, statement_refusal_not_split);
+    tcase_add_test(tc, storm_holds_writes);
+    tcase_add_test(tc, storm_hold_is_bounded);
+    tcase_add_test(tc, storm_hold_on_full_receive_batches);
     tcase_add_test(tc, links_from_objects_json);
     suite_add_tcase(s, tc);
     return s;
