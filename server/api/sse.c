@@ -19,8 +19,8 @@ struct ring_ev {
     uint64_t id;
     enum lw_event_type type;
     char endpoint[128];
-    char *frame; /* complete SSE frame (owned) */
-    size_t len;
+    char *frame;     /* complete SSE frame (owned) */
+    size_t len, cap; /* cap: bytes allocated for frame */
 };
 
 static struct {
@@ -95,29 +95,45 @@ static void on_event(void *ctx, const struct lw_event *ev)
     const char *data = lw_event_json(ev, &len); /* shared with the other sinks */
     if (!data)
         return;
-    /* api_sse_format, without printf over the whole text */
+    /* api_sse_format, without printf over the whole text. Once the ring is full, the frame
+     * leaving it lends its memory to the new one when that fits without wasting much (frames
+     * of one kind of event are about the same size): no malloc/free pair per event. */
+    const char *name = lw_event_type_name(ev->type);
+    size_t need = len + 64; /* "id: " 20 digits "\nevent: " name "\ndata: " text "\n\n" NUL */
+    char *reuse = NULL;
+    size_t rcap = 0;
+    if (sse.count == sse.cap) {
+        struct ring_ev *old = &sse.ring[sse.head];
+        reuse = old->frame;
+        rcap = old->cap;
+        old->frame = NULL;
+        sse.head = (sse.head + 1) % sse.cap;
+        sse.count--;
+    }
     struct lw_buf b;
-    lw_buf_init(&b, len + 64);
+    if (reuse && rcap >= need && rcap <= 2 * need + 256) {
+        lw_buf_init_fixed(&b, reuse, rcap);
+    } else {
+        free(reuse);
+        reuse = NULL;
+        lw_buf_init(&b, need);
+    }
     lw_buf_put(&b, "id: ", 4);
     lw_json_put_uint(&b, ev->id);
-    lw_buf_put_str(&b, "\nevent: ");
-    lw_buf_put_str(&b, lw_event_type_name(ev->type));
-    lw_buf_put_str(&b, "\ndata: ");
+    lw_buf_put(&b, "\nevent: ", 8);
+    lw_buf_put_str(&b, name);
+    lw_buf_put(&b, "\ndata: ", 7);
     lw_buf_put(&b, data, len);
     lw_buf_put(&b, "\n\n", 3); /* with a NUL, as lw_buf_printf leaves one */
     b.len--;
     if (lw_buf_status(&b)) {
-        lw_buf_deinit(&b);
+        if (reuse)
+            free(reuse);
+        else
+            lw_buf_deinit(&b);
         return;
     }
-    struct ring_ev *e;
-    if (sse.count == sse.cap) {
-        e = &sse.ring[sse.head];
-        free(e->frame);
-        sse.head = (sse.head + 1) % sse.cap;
-        sse.count--;
-    }
-    e = &sse.ring[(sse.head + sse.count) % sse.cap];
+    struct ring_ev *e = &sse.ring[(sse.head + sse.count) % sse.cap];
     sse.count++;
     e->id = ev->id;
     e->type = ev->type;
@@ -126,6 +142,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
     e->endpoint[elen] = 0;
     e->frame = (char *)b.data; /* takes the buffer */
     e->len = b.len;
+    e->cap = b.cap;
     struct fan f = {e};
     api_conn_each(fan_one, &f);
 }

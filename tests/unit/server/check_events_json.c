@@ -93,7 +93,7 @@ START_TEST(test_utc_fields_like_gmtime)
                              951868799, 4107542400, 4102444799,  1763784329,  253402300799,
                              68256000,  946684800,  13569465600, 253370764800};
     uint64_t x = 0x9e3779b97f4a7c15ull;
-    for (unsigned i = 0; i < 200000; i++) {
+    for (unsigned i = 0; i < 20000; i++) {
         int64_t t;
         if (i < sizeof(fixed) / sizeof(fixed[0])) {
             t = fixed[i];
