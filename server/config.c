@@ -123,6 +123,8 @@ static const struct key keys[] = {
      false},
     {"database", "schema_dir", K_STR, OFF(db_schema_dir), 0, "/usr/local/share/lwm2md/schema", 0, 0,
      NULL, false, false, true},
+    {"database", "write_hold", K_DURATION, OFF(db_write_hold), 0, "5s", 0, 600000, NULL, false,
+     false, false},
     {"security", "master_key_file", K_STR, OFF(sec_master_key_file), 0, "", 0, 0, NULL, false,
      false, true},
     {"security", "old_master_key_files", K_STR, OFF(sec_old_master_key_files), 0, "", 0, 0, NULL,

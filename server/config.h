@@ -90,7 +90,8 @@ struct lw_config {
     /* [database] */
     char *db_url; /* secret: may carry a password */
     enum lw_db_migrate db_migrate;
-    char *db_schema_dir; /* directory of the NNN_name.sql migrations */
+    char *db_schema_dir;    /* directory of the NNN_name.sql migrations */
+    unsigned db_write_hold; /* ms: longest storm hold of the registration write-behind; 0 = none */
     /* [security] */
     char *sec_master_key_file;      /* current master key (secrets.h), "" = systemd credential */
     char *sec_old_master_key_files; /* comma-separated older keys, read only */

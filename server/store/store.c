@@ -165,7 +165,7 @@ static struct {
     struct writer *w;               /* n writers */
     _Atomic uint64_t dropped_early; /* changes before the writers exist */
     unsigned surge_per_s;           /* storm hold threshold (0: never hold) */
-    unsigned defer_max_ms;          /* longest storm hold */
+    unsigned defer_max_ms;          /* longest storm hold (database.write_hold; 0: none) */
     struct lw_metrics_writer metrics;
 } g;
 
@@ -1124,7 +1124,7 @@ static void note_arrivals(struct writer *w, size_t n)
  * bound is used. Loop thread, attached writers only. */
 static bool deferring(struct writer *w)
 {
-    if (!w->attached)
+    if (!w->attached || g.defer_max_ms == 0)
         return false;
     uint64_t now = uv_now(w->loop);
     size_t queued = pending(w) + atomic_load_explicit(&w->in_n, memory_order_relaxed);
@@ -1308,7 +1308,7 @@ int lw_store_start(uv_loop_t *loop, const struct lw_config *cfg)
         return LW_ENOMEM;
     lw_random(g.key, sizeof(g.key));
     g.surge_per_s = LW_STORE_SURGE_PER_S;
-    g.defer_max_ms = LW_STORE_DEFER_MAX_MS;
+    g.defer_max_ms = cfg->db_write_hold;
     g.metrics.write = write_metrics;
     lw_metrics_register(&g.metrics);
     g.started = true;

@@ -41,10 +41,10 @@
  * both measured over windows of LW_STORE_SURGE_WINDOW_MS), the writer keeps coalescing them but
  * sends nothing, so that PostgreSQL (whose work per row costs more CPU than the Register itself)
  * does not compete with the shards for the cores while devices wait for their answers. The hold
- * ends when the rate falls below the threshold, when LW_STORE_DEFER_MAX_MS have passed since it
+ * ends when the rate falls below the threshold, when database.write_hold have passed since it
  * began, or when half of the writer's queue bound is used; after a hold that ran out, the writer
  * writes until its queue is empty before it may hold again. So no change waits more than
- * LW_STORE_DEFER_MAX_MS plus the time the database needs for what is queued ahead of it (counted:
+ * database.write_hold plus the time the database needs for what is queued ahead of it (counted:
  * lwm2md_store_deferrals_total, lwm2md_store_deferred_ms_total).
  *
  * Graceful stop: the shards detach their writers (lw_store_detach) as they stop; lw_store_stop
@@ -69,11 +69,10 @@
 #define LW_STORE_BATCH_MAX    5000u
 #define LW_STORE_FLUSH_MS     10u
 #define LW_STORE_INFLIGHT_MAX 4u
-/* Storm hold (above): arrival rate per writer that starts it, the window it is measured over,
- * and the longest hold. */
+/* Storm hold (above): arrival rate per writer that starts it and the window it is measured over.
+ * The longest hold is database.write_hold (cfg->db_write_hold ms, default 5 s; 0: never hold). */
 #define LW_STORE_SURGE_PER_S     10000u
 #define LW_STORE_SURGE_WINDOW_MS 100u
-#define LW_STORE_DEFER_MAX_MS    5000u
 /* ... or that many full receive batches of the shards (a backlog in their sockets) in a window. */
 #define LW_STORE_SURGE_FULL_BATCHES 4u
 
