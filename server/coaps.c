@@ -4,6 +4,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/list.h"
 #include "base/timer.h"
 #include "base/util.h"
 #include "creds.h"
@@ -28,6 +29,7 @@ static struct {
     bool no_cid;
     uint8_t node;
     uint32_t hibernate_ms;
+    uint32_t backlog_max; /* coaps.handshake_backlog */
     uint64_t max_idle_ms; /* a session idle this long has outlived any registration: dropped */
 } G;
 
@@ -53,6 +55,26 @@ struct csess {
 };
 static_assert(sizeof(struct csess) <= 128, "struct csess grew past 128 bytes");
 
+/* A ClientHello with a cookie refused for want of a handshake slot (lw_dtls_input LW_ELIMIT),
+ * kept until one frees: a copy of the datagram and its source, no session, nothing sent. At most
+ * one per source address (c->by_defer; a retransmission replaces the copy in place), at most
+ * G.backlog_max per shard (c->backlog, oldest first). Without it the client only learns that it
+ * should try again from its retransmission timer (1, 2, 4, ... s, RFC 6347 §4.2.4.1), and the
+ * server idles between the waves of a storm while thousands of devices back off. */
+#define DEFER_DGRAM_MAX 512 /* a PSK ClientHello with a cookie is ~150 bytes */
+/* A waiting hello whose client has not retransmitted for this long is dropped: the longest
+ * retransmission timer RFC 6347 §4.2.4.1 allows is 60 s, so that client has given up. */
+#define DEFER_SILENT_MS 64000
+struct deferred {
+    struct lw_list link;
+    struct peer_addr pa; /* key of c->by_defer */
+    uint64_t heard;      /* last time the client sent this hello (ms) */
+    uint16_t len;
+    uint8_t fromlen;
+    uint8_t from[LW_DTLS_ADDR_MAX];
+    uint8_t data[];
+};
+
 struct coaps {
     unsigned shard;
     struct regsrv *rs;
@@ -65,6 +87,9 @@ struct coaps {
     uint64_t now;
     uint8_t cur_sock;
     struct csess *grave;
+    struct lw_list backlog; /* struct deferred, oldest first */
+    struct lw_hmap by_defer;
+    uint32_t n_defer;
     uint64_t last_trim;        /* when freed wolfSSL memory was last handed back to the kernel */
     uint32_t freed_since_trim; /* live sessions hibernated or freed since */
     struct coaps_stats stats;
@@ -201,6 +226,7 @@ int coaps_global_init(const struct lw_config *cfg, char *err, size_t errlen)
     G.no_cid = dc.no_cid;
     G.node = dc.node_id;
     G.hibernate_ms = cfg->coaps_hibernate_idle;
+    G.backlog_max = cfg->coaps_handshake_backlog;
     G.max_idle_ms = (uint64_t)(cfg->reg_lifetime_max ? cfg->reg_lifetime_max : 86400) * 1000 +
                     cfg->reg_expiry_grace;
 out:
@@ -332,6 +358,7 @@ static void sync_stats(struct coaps *c)
     atomic_store_explicit(&c->stats.hello_stateless, ds.hello_stateless, memory_order_relaxed);
     atomic_store_explicit(&c->stats.hello_ratelimited, ds.hello_ratelimited, memory_order_relaxed);
     atomic_store_explicit(&c->stats.budget_refused, ds.budget_refused, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.deferred, c->n_defer, memory_order_relaxed);
 }
 
 /* ---- hibernation ---- */
@@ -591,7 +618,10 @@ int coaps_new(unsigned shard_id, struct regsrv *rs, const struct coaps_ops *ops,
     struct coaps *c = calloc(1, sizeof(*c));
     int rc = LW_ENOMEM;
     *out = NULL;
-    if (!c || !G.ctx)
+    if (!c)
+        goto out;
+    lw_list_init(&c->backlog);
+    if (!G.ctx)
         goto out;
     c->shard = shard_id;
     c->rs = rs;
@@ -601,7 +631,8 @@ int coaps_new(unsigned shard_id, struct regsrv *rs, const struct coaps_ops *ops,
     lw_wheel_init(&c->wheel, now);
     if ((rc = lw_random(c->hkey, sizeof(c->hkey))) != 0)
         goto out;
-    if ((rc = lw_hmap_init(&c->by_addr, 0)) != 0 || (rc = lw_hmap_init(&c->by_cid, 0)) != 0)
+    if ((rc = lw_hmap_init(&c->by_addr, 0)) != 0 || (rc = lw_hmap_init(&c->by_cid, 0)) != 0 ||
+        (rc = lw_hmap_init(&c->by_defer, 0)) != 0)
         goto out;
     rc = lw_dtls_shard_new(G.ctx, (uint8_t)shard_id, &dtls_ops, c, &c->sh);
 out:
@@ -643,6 +674,10 @@ void coaps_free(struct coaps *c)
         c->grave = cs;
     }
     bury(c);
+    struct lw_list *n;
+    while ((n = lw_list_pop_front(&c->backlog)))
+        free(lw_container_of(n, struct deferred, link));
+    lw_hmap_deinit(&c->by_defer);
     lw_hmap_deinit(&c->by_addr);
     lw_hmap_deinit(&c->by_cid);
     lw_dtls_shard_free(c->sh);
@@ -668,13 +703,86 @@ static struct csess *cs_new(struct coaps *c, struct lw_dtls_sess *s, const struc
     return cs;
 }
 
-void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, socklen_t fromlen,
-                 const uint8_t *data, size_t len, uint64_t now)
+/* ---- handshake backlog ---- */
+
+static bool defer_eq(const void *item, const void *key)
+{
+    return memcmp(&((const struct deferred *)item)->pa, key, sizeof(struct peer_addr)) == 0;
+}
+
+static uint64_t h_defer(const struct coaps *c, const struct peer_addr *a)
+{
+    return h_addr(c, a) ^ 2;
+}
+
+static void defer_free(struct coaps *c, struct deferred *e)
+{
+    lw_list_remove(&e->link);
+    lw_hmap_del_item(&c->by_defer, h_defer(c, &e->pa), e);
+    c->n_defer--;
+    free(e);
+}
+
+/* Keeps a hello refused with LW_ELIMIT until a handshake slot frees (see struct deferred). */
+static void defer(struct coaps *c, const struct peer_addr *pa, const struct sockaddr *from,
+                  socklen_t fromlen, const uint8_t *data, size_t len)
+{
+    struct deferred *old = lw_hmap_get(&c->by_defer, h_defer(c, pa), pa, defer_eq);
+    if (old && old->len == len && memcmp(old->data, data, len) == 0) {
+        old->heard = c->now; /* a retransmission of the hello that waits: keep its place */
+        return;
+    }
+    if (len > DEFER_DGRAM_MAX || (size_t)fromlen > sizeof(old->from) ||
+        (!old && c->n_defer >= G.backlog_max)) {
+        stat_inc(&c->stats.backlog_full);
+        return;
+    }
+    struct deferred *e = malloc(sizeof(*e) + len);
+    if (!e) {
+        stat_inc(&c->stats.backlog_full);
+        return;
+    }
+    e->pa = *pa;
+    e->heard = c->now;
+    e->len = (uint16_t)len;
+    e->fromlen = (uint8_t)fromlen;
+    memcpy(e->from, from, (size_t)fromlen);
+    memcpy(e->data, data, len);
+    bool fresh = !old;
+    if (old) { /* a retransmission (new record number) or a new hello: it takes the old place */
+        lw_list_push_back(&old->link, &e->link); /* circular list: right before old */
+        defer_free(c, old);
+    } else {
+        lw_list_push_back(&c->backlog, &e->link);
+    }
+    if (lw_hmap_put(&c->by_defer, h_defer(c, pa), e) != 0) {
+        lw_list_remove(&e->link);
+        free(e);
+        stat_inc(&c->stats.backlog_full);
+        return;
+    }
+    c->n_defer++;
+    if (fresh)
+        stat_inc(&c->stats.hello_deferred);
+}
+
+/* The hello from pa was started directly (a retransmission found a free slot): its waiting
+ * copy would only make the new session send its flight again. */
+static void undefer(struct coaps *c, const struct peer_addr *pa)
+{
+    struct deferred *e;
+    if (c->n_defer && (e = lw_hmap_get(&c->by_defer, h_defer(c, pa), pa, defer_eq)))
+        defer_free(c, e);
+}
+
+/* One datagram from `from` (the body of coaps_input, also used by drain). */
+static void feed(struct coaps *c, uint8_t sock, const struct sockaddr *from, socklen_t fromlen,
+                 const uint8_t *data, size_t len)
 {
     struct peer_addr pa;
     struct csess *cs = NULL;
     struct lw_bytes cid;
-    c->now = now;
+    uint64_t now = c->now;
     c->cur_sock = sock;
     if (peer_addr_from_sa(&pa, from, sock) != 0)
         return;
@@ -699,6 +807,7 @@ void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, soc
     struct lw_dtls_sess *created = NULL;
     int rc = lw_dtls_input(c->sh, cs ? cs->s : NULL, from, fromlen, data, len, now, &created);
     if (created) {
+        undefer(c, &pa);
         /* A new handshake from this address replaces whatever session it had. */
         struct csess *old = find_addr(c, &pa);
         if (old)
@@ -710,6 +819,8 @@ void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, soc
         } else {
             cs_arm(c, ncs);
         }
+    } else if (rc == LW_ELIMIT && G.backlog_max) {
+        defer(c, &pa, from, fromlen, data, len);
     }
     if (rc == LW_EDTLS && cs && !cs->dead)
         cs_kill(c, cs);
@@ -718,7 +829,42 @@ void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, soc
             cs->last = now;
         cs_arm(c, cs);
     }
+}
+
+/* Starts waiting hellos, oldest first, while handshake slots are free; drops the ones whose
+ * clients went silent (DEFER_SILENT_MS; checked as they come to the front). A hello whose
+ * cookie no longer verifies (secret rotated, or forged) gets the stateless answer a fresh one
+ * would. */
+static void drain(struct coaps *c)
+{
+    struct lw_list *n;
+    uint32_t budget = c->n_defer; /* each waiting hello is looked at once per call */
+    while (budget-- && (n = lw_list_first(&c->backlog))) {
+        struct deferred *e = lw_container_of(n, struct deferred, link);
+        if (c->now - e->heard >= DEFER_SILENT_MS) {
+            stat_inc(&c->stats.backlog_expired);
+            defer_free(c, e);
+            continue;
+        }
+        if (lw_dtls_shard_room(c->sh) == 0)
+            break;
+        lw_list_remove(&e->link);
+        lw_hmap_del_item(&c->by_defer, h_defer(c, &e->pa), e);
+        c->n_defer--;
+        feed(c, e->pa.sock, (const struct sockaddr *)e->from, e->fromlen, e->data, e->len);
+        free(e);
+        bury(c);
+    }
+}
+
+void coaps_input(struct coaps *c, uint8_t sock, const struct sockaddr *from, socklen_t fromlen,
+                 const uint8_t *data, size_t len, uint64_t now)
+{
+    c->now = now;
+    feed(c, sock, from, fromlen, data, len);
     bury(c);
+    if (c->n_defer)
+        drain(c);
     sync_stats(c);
 }
 
@@ -744,6 +890,8 @@ void coaps_advance(struct coaps *c, uint64_t now)
     c->now = now;
     lw_wheel_advance(&c->wheel, now);
     bury(c);
+    if (c->n_defer)
+        drain(c);
     sync_stats(c);
     /* Hibernation and closing free the wolfSSL state of a session in small chunks that glibc
      * keeps in its arenas; hand whole free pages back after a wave of them (64+, at most once a
@@ -761,6 +909,9 @@ uint64_t coaps_next_deadline(const struct coaps *c)
     uint64_t d = lw_wheel_next_deadline(&c->wheel);
     if (c->freed_since_trim >= 64) /* a trim is due: come back for it */
         d = LW_MIN(d, c->last_trim + 1000);
+    struct lw_list *n = lw_list_first(&c->backlog);
+    if (n) /* the first waiting hello expires then, unless its client retransmits */
+        d = LW_MIN(d, lw_container_of(n, struct deferred, link)->heard + DEFER_SILENT_MS);
     return d;
 }
 

@@ -8,12 +8,14 @@
  * device keeps its session; records naming another shard or node in their CID are dropped and
  * counted. Handshake retransmission and timeout deadlines and the idle hibernation deadline run
  * on this file's timer wheel, which the shard's loop timer drives (coaps_next_deadline /
- * coaps_advance). After coaps.hibernate_idle without traffic an established DTLS 1.2 session is
- * exported into a blob of ~360 bytes and its wolfSSL state freed; the next record wakes it.
- * Hibernated sessions bound to an endpoint are saved in PostgreSQL (store/sessions.h: sealed
- * on hibernation, deleted when they wake or end); coaps_free exports the live DTLS 1.2 ones
- * too (graceful stop), and coaps_restore_cb puts them back at start. DTLS 1.3 sessions cannot
- * be exported by wolfSSL 5.9: they neither hibernate nor survive a restart.
+ * coaps_advance). ClientHellos refused for want of a handshake slot (coaps.max_handshakes) wait,
+ * as copies of the datagram, in a bounded FIFO backlog per shard (coaps.handshake_backlog) and
+ * are started as handshakes end. After coaps.hibernate_idle without traffic an established DTLS 1.2
+ * session is exported into a blob of ~360 bytes and its wolfSSL state freed; the next record wakes
+ * it. Hibernated sessions bound to an endpoint are saved in PostgreSQL (store/sessions.h: sealed on
+ * hibernation, deleted when they wake or end); coaps_free exports the live DTLS 1.2 ones too
+ * (graceful stop), and coaps_restore_cb puts them back at start. DTLS 1.3 sessions cannot be
+ * exported by wolfSSL 5.9: they neither hibernate nor survive a restart.
  *
  * Threads: coaps_global_* on the control thread before the shards start / after they stop; one
  * struct coaps per shard, used only by that shard's thread.
@@ -54,6 +56,10 @@ struct coaps_stats {
     _Atomic uint64_t cid_stale;  /* CID records naming another shard/node, or an unknown CID */
     _Atomic uint64_t peer_moved; /* NAT rebinding followed through a CID */
     _Atomic uint64_t hello_stateless, hello_ratelimited, budget_refused;
+    /* Hellos refused for want of a handshake slot (budget_refused) kept in the backlog
+     * (coaps.handshake_backlog) / dropped because it was full / dropped after waiting longer
+     * than coaps.handshake_timeout; deferred is a gauge (waiting now). */
+    _Atomic uint64_t hello_deferred, backlog_full, backlog_expired, deferred;
 };
 
 /* Per-shard state: rs (borrowed) receives plaintext; ops/ctx borrowed. shard_id is the CID's

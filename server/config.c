@@ -74,6 +74,8 @@ static const struct key keys[] = {
      false, false, false},
     {"coaps", "hello_rate", K_UINT, OFF(coaps_hello_rate), 0, "1000", 0, 10000000, NULL, false,
      false, false},
+    {"coaps", "handshake_backlog", K_UINT, OFF(coaps_handshake_backlog), 0, "65536", 0, 10000000,
+     NULL, false, false, false},
     {"api", "listen", K_LISTEN, OFF(api_listen), OFF(api_listen_n), "127.0.0.1:8080", 0, 0, NULL,
      false, false, false},
     {"api", "bootstrap_token_file", K_STR, OFF(api_bootstrap_token_file), 0, "", 0, 0, NULL, false,

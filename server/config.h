@@ -55,6 +55,7 @@ struct lw_config {
     unsigned coaps_handshake_timeout; /* ms */
     unsigned coaps_max_handshakes;    /* per shard in flight */
     unsigned coaps_hello_rate;        /* hellos/s per source prefix and shard; 0 = no limit */
+    unsigned coaps_handshake_backlog; /* hellos waiting for a handshake slot per shard; 0 = none */
     /* [api] */
     struct lw_listen api_listen[LW_CFG_MAX_LISTEN];
     unsigned api_listen_n;

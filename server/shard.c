@@ -441,6 +441,12 @@ static void write_dtls_metrics(struct lw_buf *out)
          offsetof(struct coaps_stats, hello_ratelimited)},
         {"lwm2md_dtls_hello_total", "result=\"budget\"",
          offsetof(struct coaps_stats, budget_refused)},
+        {"lwm2md_dtls_hello_total", "result=\"deferred\"",
+         offsetof(struct coaps_stats, hello_deferred)},
+        {"lwm2md_dtls_hello_total", "result=\"backlog_full\"",
+         offsetof(struct coaps_stats, backlog_full)},
+        {"lwm2md_dtls_hello_total", "result=\"backlog_expired\"",
+         offsetof(struct coaps_stats, backlog_expired)},
         {"lwm2md_dtls_session_events_total", "event=\"hibernated\"",
          offsetof(struct coaps_stats, hibernations)},
         {"lwm2md_dtls_session_events_total", "event=\"woken\"",
@@ -453,6 +459,7 @@ static void write_dtls_metrics(struct lw_buf *out)
          offsetof(struct coaps_stats, cid_stale)},
         {"lwm2md_dtls_sessions", "state=\"live\"", offsetof(struct coaps_stats, sessions)},
         {"lwm2md_dtls_sessions", "state=\"hibernated\"", offsetof(struct coaps_stats, hibernated)},
+        {"lwm2md_dtls_sessions", "state=\"hello_waiting\"", offsetof(struct coaps_stats, deferred)},
     };
     if (!coaps_enabled())
         return;

@@ -711,6 +711,11 @@ void lw_dtls_shard_stats(const struct lw_dtls_shard *sh, struct lw_dtls_stats *o
     *out = sh->st;
 }
 
+uint32_t lw_dtls_shard_room(const struct lw_dtls_shard *sh)
+{
+    return sh->st.in_handshake < sh->ctx->max_hs ? sh->ctx->max_hs - sh->st.in_handshake : 0;
+}
+
 /* ---- sessions ---------------------------------------------------------------------------- */
 
 static void make_cid(struct lw_dtls_shard *sh, uint8_t *cid, size_t len)
@@ -927,6 +932,20 @@ static bool hello_allowed(struct lw_dtls_shard *sh, const struct sockaddr *from,
     return true;
 }
 
+/* True for an unfragmented-start DTLS 1.2-style ClientHello whose legacy cookie field is not
+ * empty (RFC 6347 §4.2.1: the client's answer to a HelloVerifyRequest). Pure header parsing:
+ * record(13) + handshake header(12) + client_version(2) + random(32), then session_id<0..32>
+ * and cookie<0..2^8-1>. The cookie is not verified here. */
+static bool hello_has_cookie(const uint8_t *d, size_t len)
+{
+    if (!looks_like_client_hello(d, len) || d[19] || d[20] || d[21] || len < 13 + 12 + 34 + 1)
+        return false;
+    size_t off = 13 + 12 + 34;
+    size_t sid = d[off];
+    off += 1 + sid;
+    return sid <= 32 && off < len && d[off] != 0;
+}
+
 static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, socklen_t fromlen,
                      const uint8_t *data, size_t len, uint64_t now, struct lw_dtls_sess **created)
 {
@@ -936,6 +955,13 @@ static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, sock
     if (!looks_like_client_hello(data, len)) {
         sh->st.hello_dropped++;
         return 0;
+    }
+    if (sh->st.in_handshake >= sh->ctx->max_hs && hello_has_cookie(data, len)) {
+        /* No budget for the session this hello would create: refuse before any wolfSSL work
+         * (verifying the cookie and then throwing the scratch object away costs a wolfSSL_new).
+         * The caller may keep the datagram and feed it again once lw_dtls_shard_room() > 0. */
+        sh->st.budget_refused++;
+        return LW_ELIMIT;
     }
     if (!hello_allowed(sh, from, fromlen, now)) {
         sh->st.hello_ratelimited++;

@@ -199,6 +199,9 @@ void lw_dtls_shard_free(struct lw_dtls_shard *sh);
  * (one extra round trip). 0 / LW_EIO / LW_EDTLS. */
 int lw_dtls_shard_rotate_cookie(struct lw_dtls_shard *sh);
 void lw_dtls_shard_stats(const struct lw_dtls_shard *sh, struct lw_dtls_stats *out);
+/* Handshakes the shard may still start before cfg.max_handshakes is reached (0: a hello with a
+ * cookie now gets LW_ELIMIT). Lets a caller that kept refused hellos know when to feed them. */
+uint32_t lw_dtls_shard_room(const struct lw_dtls_shard *sh);
 
 /* ---- datagram input ---------------------------------------------------------------------- */
 
@@ -217,7 +220,9 @@ void lw_dtls_shard_stats(const struct lw_dtls_shard *sh, struct lw_dtls_stats *o
  * `sess` is left as it was: replace it in your tables and free it. Retransmissions and late
  * duplicates of the hello that created `sess` (same random) are recognised and not treated so.
  * Returns 0 (also for records wolfSSL silently dropped), LW_EINVAL (bad address, non-CID
- * session from another address), LW_ELIMIT (handshake budget full, nothing allocated),
+ * session from another address), LW_ELIMIT (handshake budget full, nothing allocated and nothing
+ * sent: a ClientHello carrying a cookie is refused before its cookie is even checked, so the
+ * caller may keep the datagram and feed it again once lw_dtls_shard_room() > 0),
  * LW_ENOMEM, LW_EDTLS (the session failed; LW_DTLS_EV_FAILED was raised).
  * Callbacks: send must not call into lib/dtls; deliver and event may call lw_dtls_write and
  * lw_dtls_close (on any session, this one included) but must not call lw_dtls_input or free a

@@ -329,6 +329,91 @@ START_TEST(test_cookie_flood12)
 }
 END_TEST
 
+/* Admission under overload: with the budget full, a hello with a cookie is refused before any
+ * wolfSSL work, with nothing sent and nothing kept (LW_ELIMIT); a hello without a cookie still
+ * gets its stateless HelloVerifyRequest. Fed again, unchanged, once lw_dtls_shard_room() says a
+ * slot is free (what server/coaps.c's backlog does), the kept datagram starts the handshake and
+ * the client finishes it without any retransmission of its own. */
+START_TEST(test_budget_deferred_hello)
+{
+    struct lw_dtls_ctx *ctx = mkctx(0, 1);
+    WOLFSSL_CTX *cc = h_cctx_psk(false, "PSK-AES128-CCM-8", true);
+    struct h_world w;
+    h_world_init(&w, ctx, 5, 4);
+    struct h_client *a = h_client_new(&w, cc, 5007);
+    struct h_client *b = h_client_new(&w, cc, 5008);
+    struct lw_dtls_sess *cr = NULL;
+    struct h_dgram d;
+    ck_assert_uint_eq(lw_dtls_shard_room(w.sh), 1);
+    /* a: hello -> HVR -> hello with cookie -> session, stopped before its second flight */
+    h_client_step(a);
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d,
+                                   d.len, w.now, &cr),
+                     0);
+    ck_assert_ptr_null(cr);
+    h_client_step(a);
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d,
+                                   d.len, w.now, &cr),
+                     0);
+    ck_assert_ptr_nonnull(cr);
+    a->sess = cr;
+    ck_assert_uint_eq(lw_dtls_shard_room(w.sh), 0);
+    /* b: its first hello is still answered statelessly while the budget is full */
+    h_client_step(b);
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    unsigned sends = w.sends;
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d,
+                                   d.len, w.now, &cr),
+                     0);
+    ck_assert_ptr_null(cr);
+    ck_assert_uint_eq(w.sends, sends + 1);
+    /* b's hello with the cookie: refused, nothing sent, nothing allocated */
+    h_client_step(b);
+    struct h_dgram kept = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    sends = w.sends;
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&kept.addr, sizeof(kept.addr),
+                                   kept.d, kept.len, w.now, &cr),
+                     LW_ELIMIT);
+    ck_assert_ptr_null(cr);
+    ck_assert_uint_eq(w.sends, sends);
+    struct lw_dtls_stats st;
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.budget_refused, 1);
+    ck_assert_uint_eq(st.live, 1);
+    ck_assert_uint_eq(st.in_handshake, 1);
+    /* a finishes: the slot frees */
+    h_pump(&w);
+    ck_assert(a->hs_done);
+    ck_assert_uint_eq(lw_dtls_shard_room(w.sh), 1);
+    /* the kept hello, fed again as it was, starts b's handshake; b never timed out */
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&kept.addr, sizeof(kept.addr),
+                                   kept.d, kept.len, w.now, &cr),
+                     0);
+    ck_assert_ptr_nonnull(cr);
+    b->sess = cr;
+    h_pump(&w);
+    ck_assert_int_eq(b->failed, 0);
+    ck_assert(b->hs_done);
+    ck_assert(lw_dtls_sess_established(b->sess));
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.budget_refused, 1);
+    ck_assert_uint_eq(st.handshakes_done, 2);
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_cookie_flood13)
 {
     flood(true);
@@ -835,6 +920,7 @@ Suite *suite_psk(void)
     tcase_add_test(tc, test_cookie_flood12);
     tcase_add_test(tc, test_cookie_flood13);
     tcase_add_test(tc, test_handshake_budget);
+    tcase_add_test(tc, test_budget_deferred_hello);
     tcase_add_test(tc, test_retransmit_and_timeout);
     tcase_add_test(tc, test_close_notify);
     tcase_add_test(tc, test_hibernate_1000);
