@@ -83,22 +83,17 @@ int dir_put(struct dir_node *n, struct dir_ref *old)
     struct name_key nk = {n->name, n->len};
     struct stripe *s = stripe_of(h);
     int rc;
+    void *prev = NULL;
     pthread_mutex_lock(&s->lock);
-    struct dir_node *prev = lw_hmap_del(&s->map, h, &nk, node_eq);
-    if (prev && old)
+    rc = lw_hmap_upsert(&s->map, h, &nk, node_eq, n, &prev);
+    if (rc == 0 && prev && old)
         *old = ref_of(prev);
-    rc = lw_hmap_put(&s->map, h, n);
-    if (rc != 0) {
-        if (prev) /* put the old one back: the table had room for it */
-            lw_hmap_put(&s->map, h, prev);
-        goto out;
-    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0)
+        return rc;
     if (!prev)
         atomic_fetch_add_explicit(&count, 1, memory_order_relaxed);
-    rc = prev ? 1 : 0;
-out:
-    pthread_mutex_unlock(&s->lock);
-    return rc;
+    return prev ? 1 : 0;
 }
 
 bool dir_remove(struct dir_node *n)

@@ -21,6 +21,7 @@
 #include "wolfmem.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -322,6 +323,13 @@ int main(int argc, char **argv)
     const char *config = getenv("LWM2MD_CONFIG");
     int c, status = EXIT_FAILURE;
     wolfmem_install(); /* before wolfSSL allocates anything (see wolfmem.h) */
+    /* glibc grows a thread's arena (every shard has one) one page per mprotect call: during a
+     * registration storm that was one system call per ~12 Registers, each taking the process's
+     * memory-map lock. A top pad of 64 MiB (glibc's largest thread heap) makes every new heap
+     * usable at once; the pages still become resident only when touched. The cost: up to 64 MiB
+     * of freed memory at the top of an arena is kept for reuse rather than handed back to the
+     * kernel (docs/operations.md, "Memory"). */
+    mallopt(M_TOP_PAD, 64 << 20);
     if (!sets)
         return EXIT_FAILURE;
     while ((c = getopt_long(argc, argv, "+c:s:Vh", opts, NULL)) != -1) {

@@ -83,22 +83,34 @@ void peer_table_deinit(struct peer_table *t)
     lw_hmap_deinit(&t->map);
 }
 
-struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a)
+struct peer *peer_find_h(const struct peer_table *t, const struct peer_addr *a, uint64_t *hash)
 {
-    return lw_hmap_get(&t->map, addr_hash(t, a), a, peer_eq);
+    *hash = addr_hash(t, a);
+    return lw_hmap_get(&t->map, *hash, a, peer_eq);
 }
 
-struct peer *peer_add(struct peer_table *t, const struct peer_addr *a)
+struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a)
+{
+    uint64_t h;
+    return peer_find_h(t, a, &h);
+}
+
+struct peer *peer_add_h(struct peer_table *t, const struct peer_addr *a, uint64_t hash)
 {
     struct peer *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     p->addr = *a;
-    if (lw_hmap_put(&t->map, addr_hash(t, a), p) != 0) {
+    if (lw_hmap_put(&t->map, hash, p) != 0) {
         free(p);
         return NULL;
     }
     return p;
+}
+
+struct peer *peer_add(struct peer_table *t, const struct peer_addr *a)
+{
+    return peer_add_h(t, a, addr_hash(t, a));
 }
 
 void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a)

@@ -57,6 +57,10 @@ struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a);
 /* Allocates a zeroed peer for a (not yet present) and inserts it; NULL on OOM. The caller
  * initialises ep and timer. */
 struct peer *peer_add(struct peer_table *t, const struct peer_addr *a);
+/* The same two for the datagram path: peer_find_h leaves a's hash in *hash for a following
+ * peer_add_h of the same address (one SipHash per datagram instead of two). */
+struct peer *peer_find_h(const struct peer_table *t, const struct peer_addr *a, uint64_t *hash);
+struct peer *peer_add_h(struct peer_table *t, const struct peer_addr *a, uint64_t hash);
 /* Re-keys p (in t) under address a, which no other peer of t may hold (look it up first): the
  * peer keeps its CoAP state and registration. Cannot fail (the table does not grow). */
 void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a);

@@ -685,11 +685,22 @@ struct reg_snap {
     size_t blk_used, blk_cap, blk_n; /* owners: bytes in use, block size, snapshots in it */
 };
 
+/* The wall clock for r->now: read once per monotonic millisecond (a receive batch shares one
+ * loop time), not once per use. */
+static int64_t regsrv_wall_ms(struct regsrv *r)
+{
+    if (r->wall_at != r->now || r->wall_ms == 0) {
+        r->wall_ms = lw_clock_wall(r->cfg.clock);
+        r->wall_at = r->now;
+    }
+    return r->wall_ms;
+}
+
 /* Fills sn from gr without taking references: objs and objs_text are borrowed like the
  * strings (valid while gr is, on this thread). */
 static void snap_fill(struct regsrv *r, const struct reg *gr, struct reg_snap *sn)
 {
-    int64_t wall_now = lw_clock_wall(r->cfg.clock) / 1000;
+    int64_t wall_now = regsrv_wall_ms(r) / 1000;
     int64_t left_ms = gr->expires > r->now ? (int64_t)(gr->expires - r->now) : 0;
     left_ms -= r->cfg.expiry_grace_ms;
     sn->id = gr->node.id;
@@ -1540,7 +1551,7 @@ static void bind_peer(struct regsrv *r, struct reg *gr, struct peer *p)
 static void rearm(struct regsrv *r, struct reg *gr)
 {
     gr->expires = r->now + (uint64_t)gr->lifetime_s * 1000 + r->cfg.expiry_grace_ms;
-    gr->updated_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+    gr->updated_s = (uint32_t)(regsrv_wall_ms(r) / 1000);
 }
 
 static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m)
@@ -1640,7 +1651,7 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
             r->ops->drop_remote(r->ctx, old.shard, old.id, old.gen);
     }
     stat_inc(&r->stats.results[rc == 1 ? RS_REG_REPLACED : RS_REG_CREATED]);
-    gr->registered_s = (uint32_t)(lw_clock_wall(r->cfg.clock) / 1000);
+    gr->registered_s = (uint32_t)(regsrv_wall_ms(r) / 1000);
     rearm(r, gr);
     bind_peer(r, gr, p);
     char id[12];
@@ -2014,7 +2025,8 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
      * own (a response, an ACK/RST, a notification), so the control thread sees them in order. */
     if (r->held && (len < 2 || data[1] == 0 || data[1] >= 0x40))
         regsrv_events_flush(r);
-    struct peer *p = peer_find(&r->peers, from);
+    uint64_t from_hash;
+    struct peer *p = peer_find_h(&r->peers, from, &from_hash);
     if (!p) {
         /* No state for a stranger unless it sends a request (CON or NON with a request code):
          * stray ACKs, RSTs and garbage cost nothing. */
@@ -2035,7 +2047,7 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
             stat_inc(&r->stats.drops[RS_DROP_PEERS_FULL]);
             return;
         }
-        p = peer_add(&r->peers, from);
+        p = peer_add_h(&r->peers, from, from_hash);
         if (!p) {
             stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
             return;

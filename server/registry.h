@@ -199,6 +199,8 @@ struct regsrv {
     struct lw_arena jarena;    /* scratch for building JSON */
     struct peer *busy;         /* peer whose callback is running: not freed until it returns */
     uint64_t now;              /* time of the current input or timer */
+    int64_t wall_ms;           /* wall clock read at monotonic time wall_at (regsrv_wall_ms) */
+    uint64_t wall_at;
     struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
     const struct lw_coap_msg *block1_req; /* final block of a block-wise request being handled */
     const struct regsrv_sec *sec;         /* security of the datagram being handled (NULL: NoSec) */

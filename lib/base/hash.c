@@ -75,6 +75,30 @@ int lw_hmap_put(struct lw_hmap *m, uint64_t hash, void *item)
     return 0;
 }
 
+int lw_hmap_upsert(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq, void *item,
+                   void **old)
+{
+    *old = NULL;
+    size_t i = 0;
+    if (m->slots) {
+        for (i = hash & m->mask; m->slots[i].item; i = (i + 1) & m->mask) {
+            struct lw_hmap_slot *s = &m->slots[i];
+            if (s->hash == hash && eq(s->item, key)) {
+                *old = s->item;
+                s->item = item;
+                return 0;
+            }
+        }
+        /* i is the empty slot ending the run: the item goes there unless the table must grow */
+        if (m->count + 1 <= (m->mask + 1) - (m->mask + 1) / 4) {
+            m->slots[i] = (struct lw_hmap_slot){hash, item};
+            m->count++;
+            return 0;
+        }
+    }
+    return lw_hmap_put(m, hash, item);
+}
+
 /* Backward-shift deletion: move later members of the probe run into the hole when their home
  * slot is not between the hole and their position, so no tombstones are needed. */
 static void remove_at(struct lw_hmap *m, size_t hole)

@@ -43,6 +43,11 @@ void *lw_hmap_get(const struct lw_hmap *m, uint64_t hash, const void *key, lw_hm
 /* Inserts item (borrowed; must be non-NULL). Does not check for duplicates: look up first.
  * 0 or LW_ENOMEM (table unchanged). */
 int lw_hmap_put(struct lw_hmap *m, uint64_t hash, void *item);
+/* Inserts item (borrowed, non-NULL) or, when an item matching key is present, puts item in its
+ * place: one probe run where lw_hmap_del + lw_hmap_put take two. *old receives the item replaced
+ * (borrowed back to the caller) or NULL. 0 or LW_ENOMEM (only when inserting; table unchanged). */
+int lw_hmap_upsert(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq, void *item,
+                   void **old);
 /* Removes and returns the matching item, or NULL. */
 void *lw_hmap_del(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq);
 /* Removes this exact item (pointer identity); true when it was present. */

@@ -1,20 +1,23 @@
 /* Registration throughput benchmark (make bench): a NoSec CoAP load driver over loopback that
  * simulates many devices from one UDP socket by choosing each datagram's source address in
  * 127.0.0.0/8 with IP_PKTINFO (deps.md), against
- *   1. a trivial UDP echo server (recvmmsg/sendmmsg, one process, one core): the floor;
+ *   1. a trivial UDP echo server (recvmmsg/sendmmsg, one process, one core): the floor, measured
+ *      three times (before, between and after the daemon phases, the daemon idle) and the median
+ *      used;
  *   2. the real daemon with one shard (shards = 1): Registers/s and Updates/s with 0, 100 k and
  *      1 M endpoints already registered, RSS bytes per registration (/proc/PID/status) and server
- *      CPU µs per request (/proc/PID/stat, all threads: shard + control/event fan-out).
+ *      CPU µs per request (schedstat of all threads: shard + control/event fan-out).
  * Each measured phase is bounded in operations and time. Prints `bench registration: ...` lines
  * and appends one JSON line to bench/results/registration.json.
  * Environment: LW_BENCH_MAX (largest population, default 1000000), LW_BENCH_OPS (operations per
- * measured phase, default 50000), LW_BENCH_BIN (daemon path; default ../bin/lwm2md next to this
+ * measured phase, default 100000), LW_BENCH_BIN (daemon path; default ../bin/lwm2md next to this
  * program's directory).
  * Profiling mode: LW_BENCH_TARGET=PORT sends LW_BENCH_OPS Registers (devices LW_BENCH_FIRST..,
  * default 0, at most LW_BENCH_WINDOW outstanding, default 256) to a daemon already listening on
  * 127.0.0.1:PORT, e.g. one under `valgrind --tool=callgrind` (docs/benchmarks.md), prints the
  * outcome and exits: no echo floor, no daemon of its own, nothing appended to the results. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -233,52 +236,54 @@ static struct stats run(uint32_t first, uint32_t count, uint64_t ops, bool updat
     return st;
 }
 
-/* ---- process accounting ---- */
+/* ---- process accounting ----
+ * CPU time from /proc/PID/task/TID/schedstat (first field: nanoseconds on a CPU), summed over the
+ * threads that match: nanosecond resolution where /proc/PID/stat counts 10 ms ticks (a 0.3 s phase
+ * would be +-3 % from rounding alone). */
+static double task_cpu_secs(pid_t pid, const char *prefix)
+{
+    char path[128], comm[64];
+    double total = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        int tid = atoi(de->d_name);
+        if (tid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool match = fgets(comm, sizeof(comm), f) && strncmp(comm, prefix, strlen(prefix)) == 0;
+        fclose(f);
+        if (!match)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, tid);
+        unsigned long long ns = 0;
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%llu", &ns) != 1)
+                ns = 0;
+            fclose(f);
+        }
+        total += (double)ns / 1e9;
+    }
+    closedir(dir);
+    return total;
+}
+
+/* CPU seconds of every thread of pid. */
 static double cpu_secs(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, stt = 0;
-    if (p)
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt);
-    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+    return task_cpu_secs(pid, "");
 }
 
 /* CPU seconds of the daemon's shard threads (named lw-shard*). */
 static double shard_cpu_secs(pid_t pid)
 {
-    char path[128], comm[64];
-    double total = 0;
-    for (int tid = pid; tid < pid + 64; tid++) {
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, tid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        bool shard = fgets(comm, sizeof(comm), f) && strncmp(comm, "lw-shard", 8) == 0;
-        fclose(f);
-        if (!shard)
-            continue;
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, tid);
-        if ((f = fopen(path, "r"))) {
-            char buf[1024];
-            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            char *p = strrchr(buf, ')');
-            unsigned long ut = 0, st = 0;
-            if (p)
-                sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-            total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-        }
-    }
-    return total;
+    return task_cpu_secs(pid, "lw-shard");
 }
 
 static long rss_kb(pid_t pid)
@@ -371,11 +376,46 @@ static struct phase measure(pid_t pid, uint32_t first, uint32_t count, uint64_t 
     return ph;
 }
 
+static uint16_t echo_port;
+static pid_t echo_pid;
+static struct phase floors[3];
+static int nfloors;
+
+static void measure_floor(uint64_t ops)
+{
+    uint16_t keep = target_port;
+    target_port = echo_port;
+    if (nfloors < 3)
+        floors[nfloors++] = measure(echo_pid, 0, 50000, ops * 4, false);
+    target_port = keep;
+}
+
+static int cmp_cpu(const void *a, const void *b)
+{
+    double x = ((const struct phase *)a)->cpu_us, y = ((const struct phase *)b)->cpu_us;
+    return x < y ? -1 : x > y;
+}
+
+/* Waits (at most max_s) until the daemon's CPU use falls below 2 % (its event backlog drained);
+ * returns the seconds waited. */
+static double wait_idle(pid_t pid, double max_s)
+{
+    double t0 = now_s(), c_prev = cpu_secs(pid);
+    while (now_s() - t0 < max_s) {
+        usleep(250000);
+        double c = cpu_secs(pid);
+        if (c - c_prev < 0.005)
+            break;
+        c_prev = c;
+    }
+    return now_s() - t0;
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
     uint32_t max = getenv("LW_BENCH_MAX") ? (uint32_t)atol(getenv("LW_BENCH_MAX")) : 1000000;
-    uint64_t ops = getenv("LW_BENCH_OPS") ? (uint64_t)atol(getenv("LW_BENCH_OPS")) : 50000;
+    uint64_t ops = getenv("LW_BENCH_OPS") ? (uint64_t)atol(getenv("LW_BENCH_OPS")) : 100000;
     char bin[4096];
     if (getenv("LW_BENCH_BIN")) {
         snprintf(bin, sizeof(bin), "%s", getenv("LW_BENCH_BIN"));
@@ -420,17 +460,17 @@ int main(int argc, char **argv)
         return st.ok == ops ? 0 : 1;
     }
 
-    /* 1. echo floor */
-    target_port = free_port(SOCK_DGRAM);
-    pid_t echo = fork();
-    if (echo == 0) {
-        echo_server(target_port);
+    /* 1. echo floor: measured now, again between the populations and at the end (each time with
+     * the daemon idle), and the median taken, so a change in the machine's load during the run
+     * does not tilt every ratio one way. */
+    echo_port = free_port(SOCK_DGRAM);
+    echo_pid = fork();
+    if (echo_pid == 0) {
+        echo_server(echo_port);
         _exit(0);
     }
     usleep(100000);
-    struct phase floor_ph = measure(echo, 0, 50000, ops * 4, false);
-    kill(echo, SIGKILL);
-    waitpid(echo, NULL, 0);
+    measure_floor(ops);
 
     /* 2. the daemon, one shard */
     target_port = free_port(SOCK_DGRAM);
@@ -472,24 +512,29 @@ int main(int argc, char **argv)
         pop += (uint32_t)ops;
         upd[lv] = measure(d, pop - (uint32_t)ops, (uint32_t)ops, ops, true);
         levels++;
+        if (lv == 0) { /* the second floor run, with the daemon idle */
+            wait_idle(d, 30);
+            measure_floor(ops);
+        }
     }
     /* Let the control thread drain its event backlog (the daemon goes idle), at most 60 s. */
-    double drain0 = now_s(), c_prev = cpu_secs(d);
-    for (int i = 0; i < 120; i++) {
-        usleep(500000);
-        double c = cpu_secs(d);
-        if (c - c_prev < 0.02)
-            break;
-        c_prev = c;
-    }
-    double drain_s = now_s() - drain0;
+    double drain_s = wait_idle(d, 60);
     long rss_end = rss_kb(d);
+    measure_floor(ops);
     kill(d, SIGTERM);
     waitpid(d, NULL, 0);
+    kill(echo_pid, SIGKILL);
+    waitpid(echo_pid, NULL, 0);
+    qsort(floors, (size_t)nfloors, sizeof(floors[0]), cmp_cpu);
+    struct phase floor_ph = floors[nfloors / 2];
 
     const char *lvname[3] = {"0", "100k", "max"};
-    printf("bench registration: echo floor %.0f req/s, %.2f us cpu/req (lost %llu)\n", floor_ph.rps,
-           floor_ph.cpu_us, (unsigned long long)floor_ph.lost);
+    printf("bench registration: echo floor %.0f req/s, %.2f us cpu/req (lost %llu; median of %d "
+           "runs by cpu/req:",
+           floor_ph.rps, floor_ph.cpu_us, (unsigned long long)floor_ph.lost, nfloors);
+    for (int i = 0; i < nfloors; i++)
+        printf(" %.2f", floors[i].cpu_us);
+    printf(")\n");
     for (int lv = 0; lv < levels; lv++) {
         const struct phase *ph[2] = {&reg[lv], &upd[lv]};
         for (int k = 0; k < 2; k++)

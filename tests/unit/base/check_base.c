@@ -128,8 +128,25 @@ START_TEST(test_hmap_against_reference)
             present[k] = false;
         } else if (!present[k]) {
             items[k] = (struct kv){k, (int)k};
-            ck_assert_int_eq(lw_hmap_put(&m, h, &items[k]), 0);
+            if (rand() % 2) {
+                ck_assert_int_eq(lw_hmap_put(&m, h, &items[k]), 0);
+            } else {
+                void *old = &m;
+                ck_assert_int_eq(lw_hmap_upsert(&m, h, &k, kv_eq, &items[k], &old), 0);
+                ck_assert_ptr_null(old);
+            }
             present[k] = true;
+        } else {
+            /* upsert of a present key swaps the item in place: count unchanged, old returned */
+            size_t before = lw_hmap_count(&m);
+            struct kv twin = items[k];
+            void *old = NULL;
+            ck_assert_int_eq(lw_hmap_upsert(&m, h, &k, kv_eq, &twin, &old), 0);
+            ck_assert_ptr_eq(old, &items[k]);
+            ck_assert_ptr_eq(lw_hmap_get(&m, h, &k, kv_eq), &twin);
+            ck_assert_int_eq(lw_hmap_upsert(&m, h, &k, kv_eq, &items[k], &old), 0);
+            ck_assert_ptr_eq(old, &twin);
+            ck_assert_uint_eq(lw_hmap_count(&m), before);
         }
     }
     size_t count = 0, pos = 0;
