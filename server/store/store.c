@@ -372,26 +372,58 @@ void lw_store_change(const struct regsrv_change *c)
 /* ---- batch encoding ----------------------------------------------------------------------------
  */
 
-/* Appends one text array element (double-quoted, backslash-escaped) or NULL. */
+/* Appends one text array element (double-quoted, backslash-escaped) or NULL, with one
+ * reservation for the worst case (every byte escaped). The batches are encoded on the shard
+ * threads, so the encoders below avoid stdio: snprintf cost more instructions per row than the
+ * Register itself (callgrind, docs/benchmarks.md). */
 static void put_elem(struct lw_buf *b, const char *s, size_t len)
 {
+    uint8_t *d = lw_buf_reserve(b, 2 * len + 8);
+    if (!d)
+        return; /* latched in b: the batch is re-queued */
+    size_t k = 0;
     if (b->len > 1)
-        lw_buf_put_u8(b, ',');
+        d[k++] = ',';
     if (!s) {
-        lw_buf_put(b, "NULL", 4);
+        memcpy(d + k, "NULL", 4);
+        lw_buf_commit(b, k + 4);
         return;
     }
-    lw_buf_put_u8(b, '"');
-    size_t from = 0;
+    d[k++] = '"';
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            lw_buf_put(b, s + from, i - from);
-            lw_buf_put_u8(b, '\\');
-            from = i;
-        }
+        if (s[i] == '"' || s[i] == '\\')
+            d[k++] = '\\';
+        d[k++] = (uint8_t)s[i];
     }
-    lw_buf_put(b, s + from, len - from);
-    lw_buf_put_u8(b, '"');
+    d[k++] = '"';
+    lw_buf_commit(b, k);
+}
+
+/* Decimal digits of u at the end of t[0..24); returns where they start. */
+static size_t fmt_u64(char t[24], uint64_t u)
+{
+    size_t at = 24;
+    do {
+        t[--at] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return at;
+}
+
+/* "a.b.c.d" (as inet_ntop writes it) into out (16 bytes); returns its length. */
+static size_t fmt_ipv4(const uint8_t ip[4], char out[16])
+{
+    size_t k = 0;
+    for (int i = 0; i < 4; i++) {
+        char t[24];
+        size_t at = fmt_u64(t, ip[i]);
+        if (i)
+            out[k++] = '.';
+        memcpy(out + k, t + at, 24 - at);
+        k += 24 - at;
+    }
+    out[k] = '\0';
+    return k;
 }
 
 static void put_str(struct lw_buf *b, const char *s)
@@ -402,10 +434,17 @@ static void put_str(struct lw_buf *b, const char *s)
 static void put_int(struct lw_buf *b, long long v)
 {
     char t[24];
-    int n = snprintf(t, sizeof(t), "%lld", v);
+    size_t at = fmt_u64(t, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0)
+        t[--at] = '-';
+    uint8_t *d = lw_buf_reserve(b, 25 - at);
+    if (!d)
+        return;
+    size_t k = 0;
     if (b->len > 1)
-        lw_buf_put_u8(b, ',');
-    lw_buf_put(b, t, (size_t)n);
+        d[k++] = ',';
+    memcpy(d + k, t + at, 24 - at);
+    lw_buf_commit(b, k + 24 - at);
 }
 
 static uint64_t ptr_hash(const void *p)
@@ -491,16 +530,23 @@ static void encode_row(struct writer *w, const struct rec *r)
     struct lw_buf *c = w->col;
     regsrv_id_format(r->id, id);
     put_elem(&c[0], r->ep, strlen(r->ep));
-    put_elem(&c[1], id, strlen(id));
-    bool has_ip = (r->family == 4 && inet_ntop(AF_INET, r->ip, ip, sizeof(ip))) ||
+    put_elem(&c[1], id, 11);
+    bool has_ip = (r->family == 4 && fmt_ipv4(r->ip, ip) > 0) ||
                   (r->family == 6 && inet_ntop(AF_INET6, r->ip, ip, sizeof(ip)));
     put_str(&c[2], has_ip ? ip : NULL);
     if (has_ip)
         put_int(&c[3], r->port);
     else
         put_elem(&c[3], NULL, 0);
-    snprintf(ver, sizeof(ver), "%u.%u", r->ver >> 4, r->ver & 15);
-    put_str(&c[4], ver);
+    size_t vl = 0; /* "M.m", each 0..15 */
+    if (r->ver >> 4 >= 10)
+        ver[vl++] = '1';
+    ver[vl++] = (char)('0' + (r->ver >> 4) % 10);
+    ver[vl++] = '.';
+    if ((r->ver & 15) >= 10)
+        ver[vl++] = '1';
+    ver[vl++] = (char)('0' + (r->ver & 15) % 10);
+    put_elem(&c[4], ver, vl);
     put_str(&c[5], r->binding);
     put_elem(&c[6], r->queue ? "t" : "f", 1);
     put_int(&c[7], r->lifetime_s);
@@ -532,7 +578,7 @@ static void encode_del(struct writer *w, const struct rec *r)
     if (r->del_any)
         put_elem(&w->dcol[1], NULL, 0);
     else
-        put_elem(&w->dcol[1], id, strlen(id));
+        put_elem(&w->dcol[1], id, 11);
 }
 
 static void cols_begin(struct lw_buf *b, size_t n)
