@@ -321,7 +321,9 @@ void lw_store_change(const struct regsrv_change *c)
         r.ver = c->ver;
         r.sec = c->sec;
         r.queue = c->queue;
-        snprintf(r.binding, sizeof(r.binding), "%s", c->binding ? c->binding : "U");
+        const char *bd = c->binding ? c->binding : "U";
+        size_t bl = strnlen(bd, sizeof(r.binding) - 1); /* r is zeroed: stays terminated */
+        memcpy(r.binding, bd, bl);
         r.sms = c->sms ? strdup(c->sms) : NULL;
         r.pid = c->pid ? strdup(c->pid) : NULL;
         r.objs = c->objs ? json_incref(c->objs) : NULL;
