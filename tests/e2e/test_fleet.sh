@@ -439,3 +439,47 @@ if start_daemon "$LW_TMP/fleet-dtls.log" --set "api.bootstrap_token_file=$tok"; 
 else
   fail "daemon with an admin token starts for the DTLS fleet tests"
 fi
+
+# ---- handshake admission under overload ----------------------------------------------------------
+# coaps.max_handshakes=4 per shard and 300 devices (DTLS 1.2, then 1.3) starting at once: the
+# hellos with a cookie beyond the budget wait in the backlog (coaps.handshake_backlog: a copy of
+# the datagram, no session, no reply) and are started as handshakes end, so every device
+# registers without a failed handshake; with the backlog off they are dropped, and only the
+# clients' retransmissions bring them back.
+hello() { curl -s "$API/metrics" | awk -v r="result=\"$1\"" '$1 ~ /^lwm2md_dtls_hello_total/ && index($1, r) {s += $2} END {print s + 0}'; }
+if start_daemon "$LW_TMP/fleet-admit.log" --set "api.bootstrap_token_file=$tok" \
+  --set coaps.max_handshakes=4; then
+  API="http://127.0.0.1:$LW_API_PORT"
+  PSK=(--server "coaps://127.0.0.1:$LW_COAPS_PORT" --psk-identity 'id-{ep}' --psk-key 'a1b2c3d4e5f60718{n:16}')
+  "$FLEET" "${PSK[@]}" --devices 300 --rate 100000 --duration 0 --provision "$API" \
+    --token "$(cat "$tok")" --quiet --report-json "$LW_TMP/admit.json" >"$LW_TMP/admit.out" 2>&1
+  check "admission: 300 devices at once past a budget of 4 handshakes per shard all register" \
+    test "$(json_get "$LW_TMP/admit.json" '(d["registered"], d["failed"], d["dtls"]["handshakes"], d["dtls"]["handshake_failures"])')" = "(300, 0, 300, 0)"
+  budget=$(hello budget) deferred=$(hello deferred) full=$(hello backlog_full)
+  check "admission: hellos refused for the budget ($budget) waited in the backlog ($deferred), none dropped ($full)" \
+    test "$budget" -gt 0 -a "$deferred" -gt 0 -a "$full" -eq 0
+  waiting=$(curl -s "$API/metrics" | awk '$1 ~ /^lwm2md_dtls_sessions/ && $1 ~ /hello_waiting/ {s += $2} END {print s + 0}')
+  check "admission: the backlog is empty afterwards ($waiting)" test "$waiting" -eq 0
+  "$FLEET" "${PSK[@]}" --devices 300 --rate 100000 --duration 0 --dtls 1.3 --quiet \
+    --report-json "$LW_TMP/admit13.json" >/dev/null 2>&1
+  check "admission: the same over DTLS 1.3 (cookie in the HRR extension)" \
+    test "$(json_get "$LW_TMP/admit13.json" '(d["registered"], d["failed"], d["dtls"]["handshake_failures"])')" = "(300, 0, 0)"
+  check "admission: the 1.3 hellos were kept too" test "$(hello deferred)" -gt "$deferred"
+  stop_daemon
+else
+  fail "daemon with coaps.max_handshakes=4 starts"
+fi
+if start_daemon "$LW_TMP/fleet-admit0.log" --set "api.bootstrap_token_file=$tok" \
+  --set coaps.max_handshakes=4 --set coaps.handshake_backlog=0; then
+  API="http://127.0.0.1:$LW_API_PORT"
+  PSK=(--server "coaps://127.0.0.1:$LW_COAPS_PORT" --psk-identity 'id-{ep}' --psk-key 'a1b2c3d4e5f60718{n:16}')
+  # 20 devices: the refused ones only get in through their own retransmissions (1, 2, 4 s ...),
+  # which come back in synchronised waves that again meet a full budget
+  "$FLEET" "${PSK[@]}" --devices 20 --rate 100000 --duration 0 --quiet \
+    --report-json "$LW_TMP/admit0.json" >/dev/null 2>&1
+  check "admission without backlog: refused hellos dropped (none kept), the clients had to retransmit" \
+    test "$(hello deferred)" -eq 0 -a "$(hello budget)" -gt 0 -a "$(json_get "$LW_TMP/admit0.json" 'd["dtls"]["flight_retransmissions"] > 0')" = True
+  stop_daemon
+else
+  fail "daemon with coaps.handshake_backlog=0 starts"
+fi
