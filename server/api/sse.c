@@ -116,7 +116,7 @@ static void on_event(void *ctx, const struct lw_event *ev)
     } else {
         free(reuse);
         reuse = NULL;
-        lw_buf_init(&b, need);
+        lw_buf_init(&b, (need + 127) & ~(size_t)63); /* room for a few more digits next time */
     }
     lw_buf_put(&b, "id: ", 4);
     lw_json_put_uint(&b, ev->id);
