@@ -83,16 +83,19 @@ void peer_table_deinit(struct peer_table *t)
     lw_hmap_deinit(&t->map);
 }
 
-struct peer *peer_find_h(const struct peer_table *t, const struct peer_addr *a, uint64_t *hash)
+uint64_t peer_hash(const struct peer_table *t, const struct peer_addr *a)
 {
-    *hash = addr_hash(t, a);
-    return lw_hmap_get(&t->map, *hash, a, peer_eq);
+    return addr_hash(t, a);
+}
+
+struct peer *peer_find_hashed(const struct peer_table *t, const struct peer_addr *a, uint64_t hash)
+{
+    return lw_hmap_get(&t->map, hash, a, peer_eq);
 }
 
 struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a)
 {
-    uint64_t h;
-    return peer_find_h(t, a, &h);
+    return lw_hmap_get(&t->map, addr_hash(t, a), a, peer_eq);
 }
 
 struct peer *peer_add_h(struct peer_table *t, const struct peer_addr *a, uint64_t hash)

@@ -57,10 +57,19 @@ struct peer *peer_find(const struct peer_table *t, const struct peer_addr *a);
 /* Allocates a zeroed peer for a (not yet present) and inserts it; NULL on OOM. The caller
  * initialises ep and timer. */
 struct peer *peer_add(struct peer_table *t, const struct peer_addr *a);
-/* The same two for the datagram path: peer_find_h leaves a's hash in *hash for a following
- * peer_add_h of the same address (one SipHash per datagram instead of two). */
-struct peer *peer_find_h(const struct peer_table *t, const struct peer_addr *a, uint64_t *hash);
+/* peer_add for a hash computed by peer_hash (one SipHash per datagram instead of two). */
 struct peer *peer_add_h(struct peer_table *t, const struct peer_addr *a, uint64_t hash);
+/* The hash of a in t, and a hint to the CPU to fetch the table's slots for it: the shard hashes
+ * and prefetches every datagram of a receive batch before handling the first, so the lookups
+ * (one cache miss each in a large table) overlap instead of following one another. */
+uint64_t peer_hash(const struct peer_table *t, const struct peer_addr *a);
+static inline void peer_prefetch(const struct peer_table *t, uint64_t hash)
+{
+    if (t->map.slots)
+        __builtin_prefetch(&t->map.slots[hash & t->map.mask]);
+}
+/* peer_find for a hash computed by peer_hash. */
+struct peer *peer_find_hashed(const struct peer_table *t, const struct peer_addr *a, uint64_t hash);
 /* Re-keys p (in t) under address a, which no other peer of t may hold (look it up first): the
  * peer keeps its CoAP state and registration. Cannot fail (the table does not grow). */
 void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a);

@@ -2016,8 +2016,23 @@ void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t 
     regsrv_input_sec(r, from, NULL, data, len, now);
 }
 
+static void input(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,
+                  const struct regsrv_sec *sec, const uint8_t *data, size_t len, uint64_t now);
+
 void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
                       const uint8_t *data, size_t len, uint64_t now)
+{
+    input(r, from, peer_hash(&r->peers, from), sec, data, len, now);
+}
+
+void regsrv_input_hashed(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,
+                         const uint8_t *data, size_t len, uint64_t now)
+{
+    input(r, from, from_hash, NULL, data, len, now);
+}
+
+static void input(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,
+                  const struct regsrv_sec *sec, const uint8_t *data, size_t len, uint64_t now)
 {
     stat_inc(&r->stats.rx);
     r->now = now;
@@ -2025,8 +2040,7 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
      * own (a response, an ACK/RST, a notification), so the control thread sees them in order. */
     if (r->held && (len < 2 || data[1] == 0 || data[1] >= 0x40))
         regsrv_events_flush(r);
-    uint64_t from_hash;
-    struct peer *p = peer_find_h(&r->peers, from, &from_hash);
+    struct peer *p = peer_find_hashed(&r->peers, from, from_hash);
     if (!p) {
         /* No state for a stranger unless it sends a request (CON or NON with a request code):
          * stray ACKs, RSTs and garbage cost nothing. */

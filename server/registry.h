@@ -195,13 +195,13 @@ struct regsrv {
     struct lw_hmap moved; /* registrations migrated here from other shards, by id */
     uint32_t nslots, free_head;
     uint32_t next_gen;
-    struct lw_arena arena;     /* per-datagram scratch */
-    struct lw_arena jarena;    /* scratch for building JSON */
-    struct peer *busy;         /* peer whose callback is running: not freed until it returns */
-    uint64_t now;              /* time of the current input or timer */
-    int64_t wall_ms;           /* wall clock read at monotonic time wall_at (regsrv_wall_ms) */
+    struct lw_arena arena;  /* per-datagram scratch */
+    struct lw_arena jarena; /* scratch for building JSON */
+    struct peer *busy;      /* peer whose callback is running: not freed until it returns */
+    uint64_t now;           /* time of the current input or timer */
+    int64_t wall_ms;        /* wall clock read at monotonic time wall_at (regsrv_wall_ms) */
     uint64_t wall_at;
-    struct lw_bytes cur_dgram; /* the datagram being processed (for forwarding) */
+    struct lw_bytes cur_dgram;            /* the datagram being processed (for forwarding) */
     const struct lw_coap_msg *block1_req; /* final block of a block-wise request being handled */
     const struct regsrv_sec *sec;         /* security of the datagram being handled (NULL: NoSec) */
     bool closing;                         /* regsrv_deinit: no messages to other shards */
@@ -226,6 +226,9 @@ void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t 
  * plaintext of a DTLS record. */
 void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
                       const uint8_t *data, size_t len, uint64_t now);
+/* regsrv_input (NoSec) for an address whose peer_hash the caller already computed. */
+void regsrv_input_hashed(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,
+                         const uint8_t *data, size_t len, uint64_t now);
 /* Posts the events held while hold_events was set (the shard sets it during a receive batch so
  * the batch's events reach the control thread as one message). */
 void regsrv_events_flush(struct regsrv *r);

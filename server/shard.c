@@ -58,6 +58,14 @@ struct shard {
     /* Responses queued during a recvmmsg batch (sent by tx_flush). */
     bool batching;
     unsigned rx_n; /* datagrams of the current batch (a full one tells the store: store.h) */
+    /* NoSec datagrams of the current recvmmsg batch, handled when it ends (on_recv). */
+    unsigned nrxq;
+    struct rx_pending {
+        struct peer_addr from;
+        uint64_t hash;
+        const uint8_t *data;
+        size_t len;
+    } rxq[RXBUF_SLOTS];
     unsigned ntx;
     struct tx_ent {
         struct sockaddr_storage to;
@@ -146,6 +154,7 @@ static void run_ping(struct shard *s, struct xmsg *m)
 
 static void close_transport(struct shard *s)
 {
+    s->nrxq = 0; /* a batch cut short: its datagrams point into rxbuf */
     for (unsigned i = 0; i < s->nudp; i++) {
         uv_udp_recv_stop(&s->udp[i]);
         if (!uv_is_closing((uv_handle_t *)&s->udp[i]))
@@ -272,8 +281,32 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         rearm(s, false);
     } else if (nread > 0 || addr != NULL) {
         s->rx_n++;
-        if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) == 0)
-            regsrv_input(&s->rs, &pa, (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
+        if (peer_addr_from_sa(&pa, addr, (uint8_t)(h - s->udp)) == 0) {
+            uint64_t hash = peer_hash(&s->rs.peers, &pa);
+            if (s->batching && s->nrxq < RXBUF_SLOTS) {
+                /* Handled when the batch ends; meanwhile the CPU fetches the peer table's slots
+                 * for this address (a cache miss each in a large table) while it hashes the
+                 * next ones. The datagram stays in rxbuf until the next recvmmsg. */
+                peer_prefetch(&s->rs.peers, hash);
+                s->rxq[s->nrxq++] =
+                    (struct rx_pending){pa, hash, (const uint8_t *)buf->base, (size_t)nread};
+            } else {
+                regsrv_input_hashed(&s->rs, &pa, hash, (const uint8_t *)buf->base, (size_t)nread,
+                                    uv_now(&s->loop));
+                rearm(s, false);
+            }
+        }
+    }
+    if (!s->batching && s->nrxq > 0) {
+        /* The batch ended: its datagrams in arrival order, responses and events still batched. */
+        s->batching = true;
+        s->rs.hold_events = true;
+        for (unsigned i = 0; i < s->nrxq; i++)
+            regsrv_input_hashed(&s->rs, &s->rxq[i].from, s->rxq[i].hash, s->rxq[i].data,
+                                s->rxq[i].len, uv_now(&s->loop));
+        s->nrxq = 0;
+        s->batching = false;
+        s->rs.hold_events = false;
         rearm(s, false);
     }
     if (!s->batching && s->ntx > 0)

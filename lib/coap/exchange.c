@@ -37,7 +37,10 @@
  * 4-byte header + token up to 8 + a Content-Format or so) and keeps an entry at 48 bytes: every
  * peer that sent within EXCHANGE_LIFETIME holds a ring of these (4 entries after a Register, an
  * Update and a Send), which is a large share of the memory per device. */
-#define DEDUP_INLINE 16
+/* Replies up to this size are cached inside the entry: a Register's 2.01 (4 + 8-byte token +
+ * Location-Path rd/<11 characters> = 27 bytes) fits, so the commonest long reply costs no
+ * allocation; longer ones get a heap copy. */
+#define DEDUP_INLINE 32
 
 enum dstate {
     D_NON = 1,  /* NON received: duplicates are dropped */
@@ -49,13 +52,15 @@ enum dstate {
 
 struct dedup_ent {
     uint64_t expires; /* 0: free */
-    uint8_t *ext;     /* heap copy of a long reply */
+    union {
+        uint8_t *ext; /* heap copy of a reply longer than DEDUP_INLINE */
+        uint8_t inl[DEDUP_INLINE];
+    } r; /* which one: by len */
     uint16_t mid;
     uint16_t len; /* cached reply length */
     uint8_t state;
     uint8_t tkl;
     uint8_t token[LW_COAP_MAX_TOKEN];
-    uint8_t inl[DEDUP_INLINE];
 };
 
 struct lw_coap__dedup {
@@ -182,12 +187,18 @@ void lw_coap_ep_init(struct lw_coap_ep *ep, const struct lw_coap_env *env, void 
 
 /* ---- dedup ------------------------------------------------------------------------------- */
 
+/* Drops the cached reply (its heap copy when it has one). */
+static void dd_drop_reply(struct dedup_ent *e)
+{
+    if (e->len > DEDUP_INLINE)
+        free(e->r.ext);
+    e->len = 0;
+}
+
 static void dd_free_ent(struct dedup_ent *e)
 {
-    free(e->ext);
-    e->ext = NULL;
+    dd_drop_reply(e);
     e->expires = 0;
-    e->len = 0;
 }
 
 static struct dedup_ent *dd_find(struct lw_coap_ep *ep, uint16_t mid, uint64_t now)
@@ -257,16 +268,15 @@ static struct dedup_ent *dd_add(struct lw_coap_ep *ep, const struct lw_coap_msg 
  * a duplicate is re-processed as PENDING would be). */
 static void dd_store(struct dedup_ent *e, const uint8_t *data, size_t len, uint8_t state)
 {
-    free(e->ext);
-    e->ext = NULL;
-    e->len = 0;
+    dd_drop_reply(e);
     if (len > DEDUP_INLINE) {
-        e->ext = malloc(len);
-        if (!e->ext)
+        uint8_t *copy = malloc(len);
+        if (!copy)
             return;
-        memcpy(e->ext, data, len);
+        memcpy(copy, data, len);
+        e->r.ext = copy;
     } else {
-        memcpy(e->inl, data, len);
+        memcpy(e->r.inl, data, len);
     }
     e->len = (uint16_t)len;
     e->state = state;
@@ -275,7 +285,7 @@ static void dd_store(struct dedup_ent *e, const uint8_t *data, size_t len, uint8
 static void dd_replay(struct lw_coap_ep *ep, const struct dedup_ent *e)
 {
     if (e->len)
-        tx(ep, e->ext ? e->ext : e->inl, e->len);
+        tx(ep, e->len > DEDUP_INLINE ? e->r.ext : e->r.inl, e->len);
 }
 
 /* Frees the ring once every entry has expired. */

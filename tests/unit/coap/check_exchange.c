@@ -332,6 +332,21 @@ START_TEST(test_dedup_bounded)
     ck_assert_int_eq(feed(h, &m, 400), LW_EEXIST);
     ck_assert_uint_eq(h->sent[h->nsent - 1].len, h->sent[first].len);
     ck_assert_mem_eq(h->sent[h->nsent - 1].data, h->sent[first].data, h->sent[first].len);
+    /* Replies of 32 bytes (cached in the entry) and 33 (heap copy) are replayed exactly too:
+     * 4 header + 3 token + marker + payload. */
+    for (size_t plen = 24; plen <= 25; plen++) {
+        struct lw_coap_msg q, a;
+        mk(&q, LW_COAP_CON, LW_COAP_GET, (uint16_t)(600 + plen), "tok");
+        ck_assert_int_eq(feed(h, &q, 300), 0);
+        lw_coap_msg_init(&a, 0, LW_COAP_CONTENT);
+        a.payload = LW_BYTES(big, plen);
+        ck_assert_int_eq(lw_coap_ep_respond(&h->ep, &h->reqs[h->nreq - 1], &a, 300), 0);
+        int sent = h->nsent - 1;
+        ck_assert_uint_eq(h->sent[sent].len, 8 + plen);
+        ck_assert_int_eq(feed(h, &q, 301), LW_EEXIST);
+        ck_assert_uint_eq(h->sent[h->nsent - 1].len, h->sent[sent].len);
+        ck_assert_mem_eq(h->sent[h->nsent - 1].data, h->sent[sent].data, h->sent[sent].len);
+    }
     /* Answering twice is refused. */
     ck_assert_int_eq(lw_coap_ep_respond(&h->ep, &h->reqs[h->nreq - 1], &r, 300), LW_EEXIST);
     teardown_h(h);
