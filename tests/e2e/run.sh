@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test runner: starts a private PostgreSQL (tools/pg.sh, as `make run` does), then runs
 # every tests/e2e/test_*.sh against the real daemon. Prints "N passed, N failed" and exits non-zero
-# on any failure. E2E_ONLY=name runs one file.
+# on any failure. E2E_ONLY=name runs one file (E2E_ONLY="a b": those files).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-build}
@@ -29,7 +29,11 @@ echo "e2e: PostgreSQL at ${LW_PG_URL%%@*}@...; scratch $LW_TMP"
 passed=0 failed=0
 for t in "$top"/tests/e2e/test_*.sh; do
   name=$(basename "$t" .sh)
-  if [ -n "${E2E_ONLY:-}" ] && [ "$name" != "$E2E_ONLY" ] && [ "$name" != "test_$E2E_ONLY" ]; then continue; fi
+  if [ -n "${E2E_ONLY:-}" ]; then
+    want=0
+    for o in $E2E_ONLY; do [ "$name" = "$o" ] || [ "$name" = "test_$o" ] && want=1; done
+    [ $want = 1 ] || continue
+  fi
   echo "e2e: $name"
   start=$(date +%s)
   # Each test file gets a database of its own, created empty: persistence restores what a
