@@ -893,6 +893,22 @@ static char *put_member_str(char *p, bool *first, const char *key, size_t klen, 
 #define MEMBER_STR(p, first, name, v, len) \
     put_member_str(p, first, KEY(name), sizeof(KEY(name)) - 1, v, len)
 
+/* A string member whose text needs no escape (letters, digits, '.', ':', '[', ']'). */
+static char *put_member_plain(char *p, bool *first, const char *key, size_t klen, const char *v,
+                              size_t len)
+{
+    if (!*first)
+        *p++ = ',';
+    *first = false;
+    p = put_lit(p, key, klen);
+    *p++ = '"';
+    memcpy(p, v, len);
+    p[len] = '"';
+    return p + len + 1;
+}
+#define MEMBER_PLAIN(p, first, name, v, len) \
+    put_member_plain(p, first, KEY(name), sizeof(KEY(name)) - 1, v, len)
+
 /* A member whose value cannot fail (written as is). */
 static char *put_member(char *p, bool *first, const char *key, size_t klen)
 {
@@ -960,9 +976,9 @@ static int snap_write(const void *ctx, struct lw_buf *b)
     regsrv_id_format(sn->id, id);
     *p++ = '{';
     p = MEMBER_STR(p, &first, "endpoint", sn->ep, le);
-    p = MEMBER_STR(p, &first, "registration_id", id, 11);
+    p = MEMBER_PLAIN(p, &first, "registration_id", id, 11); /* base62 */
     if (sn->has_addr)
-        p = MEMBER_STR(p, &first, "address", addr, la);
+        p = MEMBER_PLAIN(p, &first, "address", addr, la); /* digits, hex, '.', ':', '[]' */
     else
         p = MEMBER_STR_OR_NULL(p, &first, "address", NULL);
     char ver[8]; /* "%u.%u" of two nibbles */
@@ -975,7 +991,7 @@ static int snap_write(const void *ctx, struct lw_buf *b)
     if (min >= 10)
         ver[n++] = '1';
     ver[n++] = (char)('0' + min % 10);
-    p = MEMBER_STR(p, &first, "lwm2m_version", ver, n);
+    p = MEMBER_PLAIN(p, &first, "lwm2m_version", ver, n);
     p = MEMBER_STR(p, &first, "binding", sn->binding, strnlen(sn->binding, sizeof(sn->binding)));
     p = MEMBER(p, &first, "queue_mode");
     p = sn->queue ? LIT(p, "true") : LIT(p, "false");
@@ -997,7 +1013,7 @@ static int snap_write(const void *ctx, struct lw_buf *b)
     p = MEMBER_STR_OR_NULL(p, &first, "sms", sn->sms);
     p = MEMBER_STR_OR_NULL(p, &first, "profile_id", sn->pid);
     const char *sec = sec_name(sn->sec);
-    p = MEMBER_STR(p, &first, "security_mode", sec, strlen(sec));
+    p = MEMBER_PLAIN(p, &first, "security_mode", sec, strlen(sec));
     p = MEMBER(p, &first, "objects");
     if (sn->objs_text)
         p = put_lit(p, json_string_value(sn->objs_text), lo);
