@@ -620,6 +620,7 @@ int credstore_restore(const struct lw_config *cfg)
 {
     unsigned ok = 0, skipped = 0;
     int rc = 0;
+    uint64_t t0 = lw_mono_ms();
     restore_pending = false;
     if (!cfg->db_url || !*cfg->db_url)
         return 0;
@@ -649,7 +650,8 @@ int credstore_restore(const struct lw_config *cfg)
         goto out;
     }
     rc = restore_rows(res, false, &ok, &skipped);
-    log_info(STORE, "credentials restored: count=%u skipped=%u", ok, skipped);
+    log_info(STORE, "credentials restored: count=%u skipped=%u duration_ms=%llu", ok, skipped,
+             (unsigned long long)(lw_mono_ms() - t0));
 out:
     PQclear(res);
     PQfinish(pg);
