@@ -359,6 +359,7 @@ static void sync_stats(struct coaps *c)
     atomic_store_explicit(&c->stats.hello_ratelimited, ds.hello_ratelimited, memory_order_relaxed);
     atomic_store_explicit(&c->stats.budget_refused, ds.budget_refused, memory_order_relaxed);
     atomic_store_explicit(&c->stats.deferred, c->n_defer, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.hello_crossed, ds.hello_crossed, memory_order_relaxed);
 }
 
 /* ---- hibernation ---- */

@@ -60,6 +60,7 @@ struct coaps_stats {
      * (coaps.handshake_backlog) / dropped because it was full / dropped after waiting longer
      * than coaps.handshake_timeout; deferred is a gauge (waiting now). */
     _Atomic uint64_t hello_deferred, backlog_full, backlog_expired, deferred;
+    _Atomic uint64_t hello_crossed; /* lw_dtls_stats.hello_crossed */
 };
 
 /* Per-shard state: rs (borrowed) receives plaintext; ops/ctx borrowed. shard_id is the CID's

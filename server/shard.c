@@ -480,6 +480,8 @@ static void write_dtls_metrics(struct lw_buf *out)
          offsetof(struct coaps_stats, backlog_full)},
         {"lwm2md_dtls_hello_total", "result=\"backlog_expired\"",
          offsetof(struct coaps_stats, backlog_expired)},
+        {"lwm2md_dtls_hello_total", "result=\"crossed\"",
+         offsetof(struct coaps_stats, hello_crossed)},
         {"lwm2md_dtls_session_events_total", "event=\"hibernated\"",
          offsetof(struct coaps_stats, hibernations)},
         {"lwm2md_dtls_session_events_total", "event=\"woken\"",

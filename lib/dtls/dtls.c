@@ -138,6 +138,7 @@ struct lw_dtls_sess {
     union addr moving; /* address of the record being processed when it differs */
     socklen_t moving_len;
     uint64_t ch_random; /* fingerprint of the ClientHello random that created the session */
+    uint64_t last_tx;   /* when our last handshake flight went out (sent or retransmitted) */
     uint8_t ident[LW_DTLS_IDENT_MAX];
 };
 
@@ -1008,6 +1009,7 @@ static int input_new(struct lw_dtls_shard *sh, const struct sockaddr *from, sock
     sh->st.in_handshake++;
     sh->st.sessions_created++;
     s->ch_random = ch_fingerprint(sh, data, len);
+    s->last_tx = now;
     if (sh->pend_id_len) {
         memcpy(s->ident, sh->pend_ident, sh->pend_id_len);
         s->id_len = sh->pend_id_len;
@@ -1061,6 +1063,20 @@ int lw_dtls_input(struct lw_dtls_shard *sh, struct lw_dtls_sess *s, const struct
         }
         if (s->state != ST_HANDSHAKE)
             return 0;
+        /* The client retransmitted the hello that created this session: our answer to it went
+         * out less than one retransmission period ago (or our own timer is about to send it
+         * again), so it crossed ours in flight or waits in the client's queue. Answering every
+         * copy as well doubles the flights of a handshake whenever the round trip exceeds the
+         * 1 s initial timer, which is what a saturated server or client sees in a registration
+         * storm, and deepens the queues that delayed it. The timer (RFC 6347 §4.2.4.1, doubling)
+         * still repairs a lost flight, at most one flight per period. */
+        int sec = wolfSSL_dtls_get_current_timeout(s->ssl);
+        uint64_t period = (uint64_t)(sec > 0 ? sec : 1) * 1000;
+        if (now_ms - s->last_tx < period) {
+            sh->st.hello_crossed++;
+            return 0;
+        }
+        s->last_tx = now_ms;
     }
     if (s->state == ST_CLOSED || s->state == ST_FAILED)
         return 0;
@@ -1143,6 +1159,7 @@ int lw_dtls_timeout(struct lw_dtls_sess *s, uint64_t now_ms)
     io_set(sh, s, NULL, 0);
     int r = wolfSSL_dtls_got_timeout(s->ssl);
     sh->io = saved;
+    s->last_tx = now_ms;
     if (r != WOLFSSL_SUCCESS) {
         int err = wolfSSL_get_error(s->ssl, r);
         if (err != WOLFSSL_ERROR_WANT_READ && err != WOLFSSL_ERROR_WANT_WRITE)

@@ -170,6 +170,8 @@ struct lw_dtls_stats {
     uint64_t handshakes_done;
     uint64_t handshakes_failed;
     uint64_t budget_refused;    /* valid cookie but cfg.max_handshakes in flight */
+    uint64_t hello_crossed;     /* a client's retransmitted hello ignored: we sent our flight
+                                 * less than one retransmission period before */
     uint64_t hello_ratelimited; /* hellos dropped by the per-prefix limit */
     uint32_t in_handshake;      /* sessions currently handshaking */
     uint32_t live;              /* sessions allocated */
@@ -218,7 +220,9 @@ uint32_t lw_dtls_shard_room(const struct lw_dtls_shard *sh);
  * restarted its handshake; RFC 6347 §4.2.8) goes through the cookie exchange like one without a
  * session and, once its cookie verifies, *created receives a new session for that address while
  * `sess` is left as it was: replace it in your tables and free it. Retransmissions and late
- * duplicates of the hello that created `sess` (same random) are recognised and not treated so.
+ * duplicates of the hello that created `sess` (same random) are recognised and not treated so:
+ * while `sess` handshakes, one is answered with our flight again only when we sent none for a
+ * retransmission period (the timer's current value); otherwise it is ignored (hello_crossed).
  * Returns 0 (also for records wolfSSL silently dropped), LW_EINVAL (bad address, non-CID
  * session from another address), LW_ELIMIT (handshake budget full, nothing allocated and nothing
  * sent: a ClientHello carrying a cookie is refused before its cookie is even checked, so the
