@@ -414,6 +414,65 @@ START_TEST(test_budget_deferred_hello)
 }
 END_TEST
 
+/* A retransmitted hello (same random) for a session still handshaking: ignored while our flight
+ * went out less than one retransmission period ago (it crossed ours), answered after that. */
+START_TEST(test_crossed_hello)
+{
+    struct lw_dtls_ctx *ctx = mkctx(0, 0);
+    WOLFSSL_CTX *cc = h_cctx_psk(false, "PSK-AES128-CCM-8", false);
+    struct h_world w;
+    h_world_init(&w, ctx, 5, 4);
+    struct h_client *a = h_client_new(&w, cc, 5011);
+    struct lw_dtls_sess *cr = NULL;
+    struct h_dgram d;
+    h_client_step(a);
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    lw_dtls_input(w.sh, NULL, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d, d.len, w.now, &cr);
+    h_client_step(a);
+    struct h_dgram hello = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    ck_assert_int_eq(lw_dtls_input(w.sh, NULL, (struct sockaddr *)&hello.addr, sizeof(hello.addr),
+                                   hello.d, hello.len, w.now, &cr),
+                     0);
+    ck_assert_ptr_nonnull(cr);
+    a->sess = cr;
+    a->in.n = 0; /* our flight is "in the client's queue": not delivered */
+    unsigned sends = w.sends;
+    w.now += 500;
+    wolfSSL_dtls_got_timeout(a->ssl); /* the client retransmits its hello (new record number) */
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    ck_assert_int_eq(lw_dtls_input(w.sh, cr, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d, d.len,
+                                   w.now, NULL),
+                     0);
+    ck_assert_uint_eq(w.sends, sends); /* crossed: not answered */
+    struct lw_dtls_stats st;
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.hello_crossed, 1);
+    w.now += 600; /* a period (1 s) after our flight: the next copy is answered */
+    wolfSSL_dtls_got_timeout(a->ssl);
+    d = w.to_server.q[w.to_server.head];
+    w.to_server.head = (w.to_server.head + 1) % H_QLEN;
+    w.to_server.n = 0;
+    ck_assert_int_eq(lw_dtls_input(w.sh, cr, (struct sockaddr *)&d.addr, sizeof(d.addr), d.d, d.len,
+                                   w.now, NULL),
+                     0);
+    ck_assert_uint_gt(w.sends, sends);
+    lw_dtls_shard_stats(w.sh, &st);
+    ck_assert_uint_eq(st.hello_crossed, 1);
+    h_pump(&w);
+    ck_assert(a->hs_done);
+    ck_assert(lw_dtls_sess_established(cr));
+    h_world_deinit(&w);
+    wolfSSL_CTX_free(cc);
+    lw_dtls_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_cookie_flood13)
 {
     flood(true);
@@ -921,6 +980,7 @@ Suite *suite_psk(void)
     tcase_add_test(tc, test_cookie_flood13);
     tcase_add_test(tc, test_handshake_budget);
     tcase_add_test(tc, test_budget_deferred_hello);
+    tcase_add_test(tc, test_crossed_hello);
     tcase_add_test(tc, test_retransmit_and_timeout);
     tcase_add_test(tc, test_close_notify);
     tcase_add_test(tc, test_hibernate_1000);
