@@ -24,6 +24,7 @@
 #include <time.h>
 
 #define LINKS_CACHE_MAX 1024u
+#define RESERVE_MAX     (16u << 20) /* directory names reserved at most (~32 B of table each) */
 #define NCOL            15
 
 /* The shard's id range (text, byte order; no upper bound for the last possible shard). Times come
@@ -464,6 +465,8 @@ int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
     size_t est = rows_estimate(cfg->db_url);
     if (cfg->reg_max && est > cfg->reg_max)
         est = cfg->reg_max;
+    if (est > RESERVE_MAX) /* statistics gone wrong must not reserve gigabytes */
+        est = RESERVE_MAX;
     if (est)
         dir_reserve(est);
     for (unsigned i = 0; i < nshards; i++) {
