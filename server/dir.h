@@ -43,7 +43,7 @@ struct dir_ref {
     unsigned shard;
 };
 
-/* 0 or LW_ENOMEM. Creates 64 stripes and the hash key (random per process). */
+/* 0 or LW_ENOMEM. Creates the stripes and the hash key (random per process). */
 int dir_init(void);
 /* Forgets every node (does not free them: their owners do). */
 void dir_deinit(void);

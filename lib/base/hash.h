@@ -2,7 +2,8 @@
  * deletion, no tombstones). The caller computes the 64-bit hash (use lw_siphash for keys that come
  * from the network) and supplies an equality callback, so the table stores only (hash, item):
  * 16 bytes per slot, load factor <= 0.75. Lookups and removals are O(1) expected; growth rehashes
- * the whole table at once (O(n), amortised O(1) per insert). Not thread-safe.
+ * the whole table at once (O(n), amortised O(1) per insert). Slot arrays of 2 MiB and more are
+ * mapped on their own with a transparent-huge-page hint (hash.c says why). Not thread-safe.
  */
 #ifndef LW_BASE_HASH_H
 #define LW_BASE_HASH_H

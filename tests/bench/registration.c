@@ -2,8 +2,8 @@
  * simulates many devices from one UDP socket by choosing each datagram's source address in
  * 127.0.0.0/8 with IP_PKTINFO (deps.md), against
  *   1. a trivial UDP echo server (recvmmsg/sendmmsg, one process, one core): the floor, measured
- *      three times (before, between and after the daemon phases, the daemon idle) and the median
- *      used;
+ *      right before each daemon phase (the daemon idle) and each phase compared with its own
+ *      floor run;
  *   2. the real daemon with one shard (shards = 1): Registers/s and Updates/s with 0, 100 k and
  *      1 M endpoints already registered, RSS bytes per registration (/proc/PID/status) and server
  *      CPU µs per request (schedstat of all threads: shard + control/event fan-out).
@@ -378,16 +378,20 @@ static struct phase measure(pid_t pid, uint32_t first, uint32_t count, uint64_t 
 
 static uint16_t echo_port;
 static pid_t echo_pid;
-static struct phase floors[3];
+#define MAX_FLOORS 8
+static struct phase floors[MAX_FLOORS];
 static int nfloors;
 
-static void measure_floor(uint64_t ops)
+/* One run against the echo server (200 % of a phase's operations); returns it. */
+static struct phase measure_floor(uint64_t ops)
 {
     uint16_t keep = target_port;
     target_port = echo_port;
-    if (nfloors < 3)
-        floors[nfloors++] = measure(echo_pid, 0, 50000, ops * 4, false);
+    struct phase ph = measure(echo_pid, 0, 50000, ops * 2, false);
+    if (nfloors < MAX_FLOORS)
+        floors[nfloors++] = ph;
     target_port = keep;
+    return ph;
 }
 
 static int cmp_cpu(const void *a, const void *b)
@@ -460,9 +464,9 @@ int main(int argc, char **argv)
         return st.ok == ops ? 0 : 1;
     }
 
-    /* 1. echo floor: measured now, again between the populations and at the end (each time with
-     * the daemon idle), and the median taken, so a change in the machine's load during the run
-     * does not tilt every ratio one way. */
+    /* 1. the echo floor: measured right before each daemon phase, both with the daemon idle, and
+     * each phase compared with its own floor run, so a change in the machine's load during the
+     * run (these machines are shared) tilts neither. */
     echo_port = free_port(SOCK_DGRAM);
     echo_pid = fork();
     if (echo_pid == 0) {
@@ -470,7 +474,7 @@ int main(int argc, char **argv)
         _exit(0);
     }
     usleep(100000);
-    measure_floor(ops);
+    measure_floor(ops); /* warm-up, also counted in the median */
 
     /* 2. the daemon, one shard */
     target_port = free_port(SOCK_DGRAM);
@@ -493,7 +497,7 @@ int main(int argc, char **argv)
     }
     long rss0 = rss_kb(d);
     uint32_t pops[3] = {0, 100000, max};
-    struct phase reg[3], upd[3];
+    struct phase reg[3], upd[3], reg_floor[3], upd_floor[3];
     long rss_at[3];
     uint32_t pop = 0;
     int levels = 0;
@@ -508,43 +512,55 @@ int main(int argc, char **argv)
             pop = pops[lv];
         }
         rss_at[lv] = rss_kb(d);
+        wait_idle(d, 60); /* the fill's events drained */
+        reg_floor[lv] = measure_floor(ops);
         reg[lv] = measure(d, pop, (uint32_t)ops, ops, false);
         pop += (uint32_t)ops;
+        wait_idle(d, 60);
+        upd_floor[lv] = measure_floor(ops);
         upd[lv] = measure(d, pop - (uint32_t)ops, (uint32_t)ops, ops, true);
         levels++;
-        if (lv == 0) { /* the second floor run, with the daemon idle */
-            wait_idle(d, 30);
-            measure_floor(ops);
-        }
     }
     /* Let the control thread drain its event backlog (the daemon goes idle), at most 60 s. */
     double drain_s = wait_idle(d, 60);
     long rss_end = rss_kb(d);
-    measure_floor(ops);
     kill(d, SIGTERM);
     waitpid(d, NULL, 0);
     kill(echo_pid, SIGKILL);
     waitpid(echo_pid, NULL, 0);
+    const char *lvname[3] = {"0", "100k", "max"};
     qsort(floors, (size_t)nfloors, sizeof(floors[0]), cmp_cpu);
     struct phase floor_ph = floors[nfloors / 2];
 
-    const char *lvname[3] = {"0", "100k", "max"};
-    printf("bench registration: echo floor %.0f req/s, %.2f us cpu/req (lost %llu; median of %d "
-           "runs by cpu/req:",
-           floor_ph.rps, floor_ph.cpu_us, (unsigned long long)floor_ph.lost, nfloors);
+    printf("bench registration: echo floor %.0f req/s, %.2f us cpu/req (median of %d runs:",
+           floor_ph.rps, floor_ph.cpu_us, nfloors);
     for (int i = 0; i < nfloors; i++)
         printf(" %.2f", floors[i].cpu_us);
     printf(")\n");
+    printf("bench registration_floor: %.0f requests per cpu-second (echo server, median of %d "
+           "runs)\n",
+           floor_ph.cpu_us > 0 ? 1e6 / floor_ph.cpu_us : 0, nfloors);
     for (int lv = 0; lv < levels; lv++) {
-        const struct phase *ph[2] = {&reg[lv], &upd[lv]};
-        for (int k = 0; k < 2; k++)
+        const struct phase *ph[2] = {&reg[lv], &upd[lv]}, *fl[2] = {&reg_floor[lv], &upd_floor[lv]};
+        for (int k = 0; k < 2; k++) {
+            double pct = ph[k]->shard_us > 0 ? 100.0 * fl[k]->cpu_us / ph[k]->shard_us : 0;
             printf("bench registration: %s/s with %u registered: %.0f req/s; server cpu %.2f "
                    "us/req (shard thread %.2f us/req) = %.0f%% of the echo floor per core "
-                   "(bad %llu lost %llu)\n",
+                   "(echo %.2f us/req just before; bad %llu lost %llu)\n",
                    k ? "updates" : "registers", k ? pops[lv] + (uint32_t)ops : pops[lv], ph[k]->rps,
-                   ph[k]->cpu_us, ph[k]->shard_us,
-                   ph[k]->shard_us > 0 ? 100.0 * floor_ph.cpu_us / ph[k]->shard_us : 0,
+                   ph[k]->cpu_us, ph[k]->shard_us, pct, fl[k]->cpu_us,
                    (unsigned long long)ph[k]->bad, (unsigned long long)ph[k]->lost);
+            /* for the summary table (tests/bench/summary.py): per shard-core second, and the
+             * floor of the same pair */
+            printf("bench registration_%s_%s: %.0f requests per shard cpu-second (%.0f%% of the "
+                   "echo floor measured just before: %.0f)\n",
+                   k ? "update" : "register", lvname[lv],
+                   ph[k]->shard_us > 0 ? 1e6 / ph[k]->shard_us : 0, pct,
+                   fl[k]->cpu_us > 0 ? 1e6 / fl[k]->cpu_us : 0);
+            printf("bench registration_%s_%s_floor: %.0f requests per cpu-second (echo server)\n",
+                   k ? "update" : "register", lvname[lv],
+                   fl[k]->cpu_us > 0 ? 1e6 / fl[k]->cpu_us : 0);
+        }
     }
     double per_reg = pop > 0 ? (double)(rss_end - rss0) * 1024.0 / pop : 0;
     printf("bench registration: rss %.0f bytes per registration (%u registrations, %ld kB -> %ld "
@@ -563,10 +579,12 @@ int main(int argc, char **argv)
             fprintf(j,
                     ",\"reg_rps_%s\":%.0f,\"reg_cpu_us_%s\":%.3f,\"reg_shard_us_%s\":%.3f,"
                     "\"upd_rps_%s\":%.0f,\"upd_cpu_us_%s\":%.3f,\"upd_shard_us_%s\":%.3f,"
+                    "\"reg_floor_us_%s\":%.3f,\"upd_floor_us_%s\":%.3f,"
                     "\"pop_%s\":%u,\"rss_kb_%s\":%ld",
                     lvname[lv], reg[lv].rps, lvname[lv], reg[lv].cpu_us, lvname[lv],
                     reg[lv].shard_us, lvname[lv], upd[lv].rps, lvname[lv], upd[lv].cpu_us,
-                    lvname[lv], upd[lv].shard_us, lvname[lv], pops[lv], lvname[lv], rss_at[lv]);
+                    lvname[lv], upd[lv].shard_us, lvname[lv], reg_floor[lv].cpu_us, lvname[lv],
+                    upd_floor[lv].cpu_us, lvname[lv], pops[lv], lvname[lv], rss_at[lv]);
         fprintf(j, ",\"registrations\":%u,\"rss_bytes_per_registration\":%.0f}\n", pop, per_reg);
         fclose(j);
     }

@@ -65,6 +65,15 @@ def main():
         scen("Registered fleet: steady Updates + Sends", "suite_steady_ops",
              "suite_steady_ops_floor", "same fleet against the floor server"),
     ]
+    # Registration interface on one shard (tests/bench/registration.c): requests per CPU-second of
+    # the shard thread next to a trivial UDP echo server's, measured just before each phase.
+    pops = {"0": "0", "100k": "100 k", "max": "1 M"}
+    for kind, what in (("register", "Registers"), ("update", "Updates")):
+        for lv, pop in pops.items():
+            rows.append(scen("%s on one shard, %s registered (per CPU-second)" % (what, pop),
+                             "registration_%s_%s" % (kind, lv),
+                             "registration_%s_%s_floor" % (kind, lv),
+                             "UDP echo server (recvmmsg/sendmmsg), same run, just before"))
     # Write-behind: store_bench.sh's changes persisted per second by the store's own pipeline.
     for kind in ("insert", "update"):
         rows.append(scen("Registration changes persisted (write-behind, %ss)" % kind,

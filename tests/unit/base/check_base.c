@@ -108,6 +108,42 @@ static uint64_t weak(uint64_t k)
     return k % 37;
 }
 
+/* Past 131 072 slots (2 MiB) the slot array is mapped on its own (hash.c): growing into it,
+ * lookups, upserts and deletes there, and shrinking the count back all behave the same. */
+START_TEST(test_hmap_large)
+{
+    enum { N = 200000 };
+    struct lw_hmap m;
+    ck_assert_int_eq(lw_hmap_init(&m, 0), 0);
+    struct kv *items = calloc(N, sizeof(*items));
+    for (uint64_t k = 0; k < N; k++) {
+        items[k] = (struct kv){k, (int)k};
+        ck_assert_int_eq(lw_hmap_put(&m, k * 0x9e3779b97f4a7c15ull, &items[k]), 0);
+    }
+    ck_assert_uint_ge(lw_hmap_bytes(&m), 2u << 20);
+    for (uint64_t k = 0; k < N; k += 7) {
+        void *old = NULL;
+        ck_assert_ptr_eq(lw_hmap_get(&m, k * 0x9e3779b97f4a7c15ull, &k, kv_eq), &items[k]);
+        ck_assert_int_eq(lw_hmap_upsert(&m, k * 0x9e3779b97f4a7c15ull, &k, kv_eq, &items[k], &old),
+                         0);
+        ck_assert_ptr_eq(old, &items[k]);
+    }
+    for (uint64_t k = 0; k < N; k += 2)
+        ck_assert_ptr_eq(lw_hmap_del(&m, k * 0x9e3779b97f4a7c15ull, &k, kv_eq), &items[k]);
+    ck_assert_uint_eq(lw_hmap_count(&m), N / 2);
+    for (uint64_t k = 0; k < N; k++)
+        ck_assert((lw_hmap_get(&m, k * 0x9e3779b97f4a7c15ull, &k, kv_eq) != NULL) == (k % 2 == 1));
+    lw_hmap_deinit(&m);
+    /* a table sized up front past the threshold starts empty (zero-filled by the kernel) */
+    ck_assert_int_eq(lw_hmap_init(&m, N), 0);
+    ck_assert_uint_eq(lw_hmap_count(&m), 0);
+    size_t pos = 0;
+    ck_assert_ptr_null(lw_hmap_next(&m, &pos));
+    lw_hmap_deinit(&m);
+    free(items);
+}
+END_TEST
+
 START_TEST(test_hmap_against_reference)
 {
     enum { N = 20000 };
@@ -293,6 +329,7 @@ Suite *suite_base(void)
     tcase_add_test(tc, test_arena);
     tcase_add_test(tc, test_list);
     tcase_add_test(tc, test_hmap_against_reference);
+    tcase_add_test(tc, test_hmap_large);
     tcase_add_test(tc, test_siphash_vector);
     tcase_add_test(tc, test_hex_and_parse);
     tcase_add_test(tc, test_b64);
