@@ -353,7 +353,7 @@ START_TEST(storm_hold_is_bounded)
      * while changes keep coming and the queue never empties */
     bool held = false, released = false, again = false;
     uint64_t t0 = uv_hrtime();
-    for (unsigned k = 0; (uv_hrtime() - t0) / 1000000 < 600; k++) {
+    for (unsigned k = 0; (uv_hrtime() - t0) / 1000000 < 1000; k++) {
         burst("sb", k * 60, 60); /* 60 changes a tick (30 ms): ~ 2000/s */
         tick();
         bool h = lw__store_holding(0);
