@@ -168,6 +168,17 @@ int dir_put_new(struct dir_node *n)
     return rc;
 }
 
+size_t dir_mapped_bytes(void)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        pthread_mutex_lock(&stripes[i].lock);
+        total += lw_hmap_mapped_bytes(&stripes[i].map);
+        pthread_mutex_unlock(&stripes[i].lock);
+    }
+    return total;
+}
+
 size_t dir_count(void)
 {
     return atomic_load_explicit(&count, memory_order_relaxed);

@@ -66,6 +66,9 @@ void dir_reserve(size_t n);
 /* Links n (borrowed, as dir_put) unless its name is taken: 0, LW_EEXIST (nothing changed) or
  * LW_ENOMEM. One lookup where dir_lookup + dir_put take two. */
 int dir_put_new(struct dir_node *n);
+/* Bytes of the stripes' slot arrays that live outside the malloc heap (lw_hmap_mapped_bytes);
+ * for memory accounting. */
+size_t dir_mapped_bytes(void);
 /* Number of linked nodes (relaxed; for limits and metrics). */
 size_t dir_count(void);
 

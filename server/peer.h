@@ -44,9 +44,16 @@ struct peer {
     struct lw_coap_b1rx *b1; /* a block-wise Register/Update body being received, or NULL */
 };
 
+struct peer_block;
+
+/* Peers come from a pool of the table's own (peer.c says why): blocks of peers, and a free list
+ * of the peers deleted since. */
 struct peer_table {
     struct lw_hmap map;
     uint8_t key[16];
+    struct peer_block *blocks; /* newest first; the newest may have peers never handed out */
+    unsigned fresh;            /* peers of the newest block handed out so far */
+    struct peer *free;         /* deleted peers, linked through their first bytes */
 };
 
 /* 0 or LW_ENOMEM. */

@@ -57,6 +57,17 @@ static void slots_free(struct lw_hmap_slot *slots, size_t cap)
     free(slots);
 }
 
+size_t lw_hmap_mapped_bytes(const struct lw_hmap *m)
+{
+#ifdef HAVE_MAPPED_SLOTS
+    size_t bytes = lw_hmap_bytes(m);
+    return bytes >= SLOTS_MAPPED ? bytes : 0;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
 static int resize(struct lw_hmap *m, size_t cap)
 {
     struct lw_hmap_slot *slots = slots_alloc(cap);

@@ -39,6 +39,10 @@ static inline size_t lw_hmap_bytes(const struct lw_hmap *m)
     return m->slots ? (m->mask + 1) * sizeof(struct lw_hmap_slot) : 0;
 }
 
+/* Bytes of slot memory mapped outside the malloc heap (the 2 MiB-and-up case), else 0: what a
+ * heap statistic such as mallinfo2 does not see. */
+size_t lw_hmap_mapped_bytes(const struct lw_hmap *m);
+
 /* Returns the matching item (borrowed) or NULL. */
 void *lw_hmap_get(const struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq);
 /* Inserts item (borrowed; must be non-NULL). Does not check for duplicates: look up first.
