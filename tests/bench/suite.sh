@@ -128,6 +128,9 @@ start_daemon dtls || exit 1
 fleet dtls_reg --server "coaps://127.0.0.1:$coaps" --devices "$n2" --rate "$rate" --duration 0 \
   --psk-identity 'id-{ep}' --psk-key 'a1b2c3d4e5f60718{n:16}' --provision "http://127.0.0.1:$api" \
   --token "$(cat "$work/tok")" --provision-rate 100000 --provision-concurrency 32 --server-pid "$dpid"
+# the daemon's admission counters (coaps.max_handshakes, coaps.handshake_backlog)
+hello_sum() { awk -v r="result=\"$1\"" '$1 ~ /^lwm2md_dtls_hello_total/ && index($1, r) {s += $2} END {print s + 0}' "$work/dtls_metrics"; }
+curl -s -H "Authorization: Bearer $(cat "$work/tok")" "http://127.0.0.1:$api/metrics" > "$work/dtls_metrics" 2>/dev/null
 stop_daemon
 dtls_rate=$(json_get "$work/dtls_reg.json" 'round(d["operations"]["register"]["rate_per_s"])')
 dtls_p99=$(json_get "$work/dtls_reg.json" 'd["operations"]["register"]["p99_ms"]')
@@ -140,6 +143,10 @@ echo "bench suite_dtls_register_floor: ${raw:-0} handshakes/s (raw wolfSSL DTLS 
 echo "bench suite_dtls_register_ratio: $(ratio "${dtls_rate:-0}" "${raw:-0}") %"
 echo "bench suite_dtls_provision: ${prov:-0 credentials} PUT through the API"
 echo "bench suite_dtls_simulator_bytes_per_device: ${dtls_mem:-0} bytes (simulator RSS growth / device, live DTLS session)"
+dtls_rx=$(json_get "$work/dtls_reg.json" 'round(d["network"]["rx_datagrams"] / max(d["devices"], 1), 1)')
+dtls_tx=$(json_get "$work/dtls_reg.json" 'round(d["network"]["tx_datagrams"] / max(d["devices"], 1), 1)')
+dtls_rtx=$(json_get "$work/dtls_reg.json" 'd["dtls"]["flight_retransmissions"]')
+echo "bench suite_dtls_admission: $(hello_sum deferred) hellos waited for a handshake slot, $(hello_sum budget) refusals, $(hello_sum backlog_full) dropped (backlog full), $(hello_sum crossed) crossed retransmissions not answered; datagrams per device: ${dtls_tx:-0} sent, ${dtls_rx:-0} received by the simulator, ${dtls_rtx:-0} client flight retransmissions"
 
 # ---- 3. 1 M registered devices, steady Updates and Sends ---------------------------------------
 # Lifetime 300 s, an Update and a Send (SenML CBOR meter readings) every 60 s per device: the
