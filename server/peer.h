@@ -39,9 +39,11 @@ struct reg;
 struct peer {
     struct lw_timer timer; /* CoAP deadlines and the registration's expiry, whichever first */
     struct peer_addr addr;
+    /* A block-wise Register/Update body is being received from this address: its state is in
+     * the shard's side table (registry.c), as few peers ever have one (the byte is padding). */
+    bool has_b1;
     struct lw_coap_ep ep;
-    struct reg *reg;         /* the registration bound to this address, or NULL */
-    struct lw_coap_b1rx *b1; /* a block-wise Register/Update body being received, or NULL */
+    struct reg *reg; /* the registration bound to this address, or NULL */
 };
 
 struct peer_block;

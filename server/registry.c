@@ -482,6 +482,30 @@ static struct regsrv *regsrv_of(const struct peer *p)
     return lw_container_of(p->ep.env, struct regsrv, env);
 }
 
+/* A block-wise body being received from a peer (RFC 7959 §2.5), in r->b1s. */
+struct b1_ent {
+    const struct peer *p;
+    struct lw_coap_b1rx rx;
+};
+
+static uint64_t b1_hash(const struct peer *p)
+{
+    return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull; /* our own pointers: no attacker */
+}
+
+static bool b1_eq(const void *item, const void *key)
+{
+    return ((const struct b1_ent *)item)->p == key;
+}
+
+static struct lw_coap_b1rx *b1_of(const struct peer *p)
+{
+    if (!p->has_b1)
+        return NULL;
+    struct b1_ent *e = lw_hmap_get(&regsrv_of(p)->b1s, b1_hash(p), p, b1_eq);
+    return e ? &e->rx : NULL;
+}
+
 static void b1_free(struct peer *p);
 
 static void peer_free(struct regsrv *r, struct peer *p)
@@ -497,7 +521,8 @@ static void peer_free(struct regsrv *r, struct peer *p)
  * CoAP state). A peer whose callback is running is only re-armed; its caller settles it. */
 static void settle(struct regsrv *r, struct peer *p)
 {
-    if (p->b1 && (!p->b1->active || p->b1->expires <= r->now) && p != r->busy)
+    const struct lw_coap_b1rx *b1 = b1_of(p);
+    if (b1 && (!b1->active || b1->expires <= r->now) && p != r->busy)
         b1_free(p); /* an abandoned block-wise transfer */
     uint64_t d = lw_coap_ep_next_deadline(&p->ep);
     if (p->reg && p->reg->expires < d)
@@ -1843,11 +1868,14 @@ static void handle(struct regsrv *r, struct peer *p, const struct lw_coap_msg *m
 
 static void b1_free(struct peer *p)
 {
-    if (p->b1) {
-        lw_coap_b1rx_deinit(p->b1);
-        free(p->b1);
-        p->b1 = NULL;
+    if (!p->has_b1)
+        return;
+    struct b1_ent *e = lw_hmap_del(&regsrv_of(p)->b1s, b1_hash(p), p, b1_eq);
+    if (e) {
+        lw_coap_b1rx_deinit(&e->rx);
+        free(e);
     }
+    p->has_b1 = false;
 }
 
 /* Block-wise Registers and Updates (RFC 7959 §2.5, atomic Block1): a device whose object list
@@ -1868,16 +1896,22 @@ static void on_request(void *ctx, struct lw_coap_ep *ep, const struct lw_coap_ms
     struct lw_coap_msg resp, whole;
     struct lw_bytes body;
     struct lw_coap_req_ref ref = lw_coap_req_ref_of(m);
-    if (!p->b1) {
-        if (!(p->b1 = malloc(sizeof(*p->b1)))) {
+    struct lw_coap_b1rx *b1 = b1_of(p);
+    if (!b1) {
+        struct b1_ent *e = malloc(sizeof(*e));
+        if (!e || lw_hmap_put(&r->b1s, b1_hash(p), e) != 0) {
+            free(e);
             stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
             respond(r, p, m, LW_COAP_INTERNAL_ERROR, NULL, NULL);
             return;
         }
-        lw_coap_b1rx_init(p->b1, REG_MAX_BODY, 6, 0);
+        e->p = p;
+        lw_coap_b1rx_init(&e->rx, REG_MAX_BODY, 6, 0);
+        p->has_b1 = true;
+        b1 = &e->rx;
     }
     lw_coap_msg_init(&resp, 0, 0);
-    int rc = lw_coap_b1rx_feed(p->b1, m, now, &resp, &body);
+    int rc = lw_coap_b1rx_feed(b1, m, now, &resp, &body);
     if (rc != 0) {
         lw_coap_ep_respond(&p->ep, &ref, &resp, now);
         if (rc != LW_EAGAIN)
@@ -1986,7 +2020,7 @@ int regsrv_init(struct regsrv *r, unsigned shard, const struct regsrv_cfg *cfg,
     r->held_tail = &r->held;
     lw_arena_init(&r->arena, 8192, 1u << 20);
     lw_arena_init(&r->jarena, 4096, 1u << 20);
-    if ((rc = lw_hmap_init(&r->moved, 0)) != 0)
+    if ((rc = lw_hmap_init(&r->moved, 0)) != 0 || (rc = lw_hmap_init(&r->b1s, 0)) != 0)
         return rc;
     return peer_table_init(&r->peers);
 }
@@ -2017,6 +2051,7 @@ void regsrv_deinit(struct regsrv *r)
         lw_wheel_cancel(&r->wheel, &p->timer);
         lw_coap_ep_deinit(&p->ep);
     }
+    lw_hmap_deinit(&r->b1s);
     peer_table_deinit(&r->peers);
     free(r->slots);
     r->slots = NULL;

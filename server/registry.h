@@ -193,6 +193,7 @@ struct regsrv {
     struct peer_table peers;
     struct reg **slots;   /* registration table by slot; free slots are tagged indexes */
     struct lw_hmap moved; /* registrations migrated here from other shards, by id */
+    struct lw_hmap b1s;   /* block-wise bodies being received, by peer (peer.has_b1) */
     uint32_t nslots, free_head;
     uint32_t next_gen;
     struct lw_arena arena;  /* per-datagram scratch */

@@ -210,6 +210,7 @@ struct fleet_opts {
     double rate;
     uint64_t duration_ms;
     bool has_duration;
+    uint64_t event_at_ms; /* storm/rebind this long after the ramp-up (0: half the duration) */
     const char *fleet_file;
     int security;
     const char *psk_identity, *psk_key;

@@ -53,6 +53,8 @@ static void usage(FILE *f)
         "  --provision-concurrency N  requests in flight (default 16)\n"
         "  --floor-server IP:PORT  run the stateless benchmark floor server instead (loopback)\n"
         "  --scenario S          steady | storm | rebind (default steady)\n"
+        "  --event-at T          the storm/rebind T after the ramp-up (default: half the "
+        "duration)\n"
         "  --server-pid PID      sample the server's CPU time and RSS from /proc\n"
         "  --report-json FILE    write the final report as JSON\n"
         "  --sockets K           UDP sockets per port set (default min(16, N))\n"
@@ -154,7 +156,8 @@ enum {
     O_TOKEN,
     O_PROVRATE,
     O_PROVCONC,
-    O_FLOOR
+    O_FLOOR,
+    O_EVENTAT
 };
 
 static int parse_args(int argc, char **argv, struct fleet_opts *o)
@@ -185,6 +188,7 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
         {"provision-rate", required_argument, NULL, O_PROVRATE},
         {"provision-concurrency", required_argument, NULL, O_PROVCONC},
         {"floor-server", required_argument, NULL, O_FLOOR},
+        {"event-at", required_argument, NULL, O_EVENTAT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -217,6 +221,12 @@ static int parse_args(int argc, char **argv, struct fleet_opts *o)
             }
             break;
         case 'f': o->fleet_file = optarg; break;
+        case O_EVENTAT:
+            if (fleet_parse_duration(optarg, &o->event_at_ms) || o->event_at_ms == 0) {
+                fprintf(stderr, "lwm2m-fleet: --event-at: expected seconds or 30s, 5m\n");
+                return 2;
+            }
+            break;
         case 'S':
             if (strcmp(optarg, "nosec") == 0) {
                 o->security = FLEET_SEC_NOSEC;
@@ -577,7 +587,7 @@ int main(int argc, char **argv)
             if (e->started == e->ndev) {
                 ramp_end = e->now;
                 steady_end = ramp_end + o->duration_ms;
-                event_at = ramp_end + o->duration_ms / 2;
+                event_at = ramp_end + (o->event_at_ms ? o->event_at_ms : o->duration_ms / 2);
             }
         } else {
             if (!event_done && e->now >= event_at) {
