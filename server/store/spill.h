@@ -58,6 +58,8 @@ struct lw_spill_rec {
 };
 
 uint32_t lw_spill_crc32c(const void *p, size_t n);
+/* The table-driven version lw_spill_crc32c falls back to without SSE 4.2 (for tests). */
+uint32_t lw__spill_crc32c_sw(const void *p, size_t n);
 
 /* Appends one framed record holding r (kind VALUE or EVENT) to out; check lw_buf_status(out).
  * LW_EINVAL when a field is too long for the format or the type is unknown. */
