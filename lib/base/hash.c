@@ -48,6 +48,7 @@ static struct lw_hmap_slot *slots_alloc(size_t cap)
 
 static void slots_free(struct lw_hmap_slot *slots, size_t cap)
 {
+    (void)cap; /* only the mapped case needs it */
 #ifdef HAVE_MAPPED_SLOTS
     if (slots && cap * sizeof(struct lw_hmap_slot) >= SLOTS_MAPPED) {
         munmap(slots, cap * sizeof(struct lw_hmap_slot));
