@@ -5,9 +5,10 @@
 # then one with a fresh database on a private PostgreSQL (tools/pg.sh), then (for reference) the
 # same with database.write_hold=0, the write-behind sending at once instead of holding its writes
 # during the storm. Compared in the same run: registrations/s, p99, retransmissions, server CPU,
-# and how long the write-behind still needed after the fleet finished (its devices de-register at
-# the end, as in the suite) until every change was written (lwm2md_store_queued = 0, no batch in
-# flight).
+# and how long the write-behind still needed after the fleet finished until every registration
+# was written (lwm2md_store_queued = 0, no batch in flight). The devices stay registered
+# (--no-deregister): had they de-registered at the end, a held Register and its De-register would
+# coalesce into nothing to write, flattering the hold.
 # Prints "bench storm_db...: value unit" lines and appends one JSON line to
 # bench/results/storm_db.json. Environment: BUILD (default build), BENCH_SCALE (default 1),
 # BENCH_RATE (ramp-up, default 1000000/s), STORM_DB_ROUNDS (rounds of the three runs, default 1; with more,
@@ -72,7 +73,7 @@ stop_daemon() { [ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/de
 storm() {
   start_daemon "$1" "$2" || exit 1
   "$bin/lwm2m-fleet" --quiet --report-json "$work/$1.json" --server "coap://127.0.0.1:$coap" \
-    --devices "$n" --rate "$rate" --duration 0 --server-pid "$dpid" \
+    --devices "$n" --rate "$rate" --duration 0 --no-deregister --server-pid "$dpid" \
     >"$work/$1.out" 2>&1
   local t0 drain=0 rows=0
   t0=$(now_ms)
