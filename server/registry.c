@@ -687,10 +687,12 @@ struct reg_snap {
     enum lw_event_type type;
     const char *reason; /* static string or NULL */
     uint64_t id;
-    json_t *objs;      /* snap_take: one reference to the interned list's shared array; NULL in a
-                          heap snapshot (snap_clone) */
-    json_t *objs_text; /* its text (struct objlist): borrowed in snap_fill, one reference in a
-                          heap snapshot */
+    json_t *objs; /* snap_take: one reference to the interned list's shared array; NULL in a
+                     heap snapshot (snap_clone) */
+    const char *objs_text; /* its JSON text (struct objlist): borrowed in snap_fill, a copy in
+                              the block of a heap snapshot (not a reference: the control thread
+                              would bounce the shared count's cache line with every event) */
+    size_t objs_len;
     int64_t registered_s, updated_s, expires_s;
     uint32_t lifetime_s;
     struct peer_addr addr;
@@ -730,7 +732,8 @@ static void snap_fill(struct regsrv *r, const struct reg *gr, struct reg_snap *s
     left_ms -= r->cfg.expiry_grace_ms;
     sn->id = gr->node.id;
     sn->objs = gr->objs ? gr->objs->json : NULL;
-    sn->objs_text = gr->objs ? gr->objs->text : NULL;
+    sn->objs_text = gr->objs ? json_string_value(gr->objs->text) : NULL;
+    sn->objs_len = gr->objs ? json_string_length(gr->objs->text) : 0;
     sn->registered_s = gr->registered_s;
     sn->updated_s = gr->updated_s;
     sn->expires_s = wall_now + left_ms / 1000;
@@ -754,8 +757,8 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
     json_incref(sn->objs);
 }
 
-/* A heap copy of sn (from snap_fill) holding one reference to the objects text and no array
- * (json_decref(objs_text) when done). In a batch (events held for one message) with head (the chain
+/* A heap copy of sn (from snap_fill) with its own copy of the objects text and no array (nothing
+ * to release but the block). In a batch (events held for one message) with head (the chain
  * so far), it goes into the head's current block when it fits, else into a new block twice the size
  * of the last (at most SNAP_BLOCK_MAX snapshots' worth), so that a receive batch of n events costs
  * about log2(n) allocations (and the control thread as many frees) and a lone event no more
@@ -764,9 +767,9 @@ static void snap_take(struct regsrv *r, const struct reg *gr, struct reg_snap *s
 static struct reg_snap *snap_clone(const struct reg_snap *sn, bool batch, struct reg_snap *head)
 {
     size_t le = strlen(sn->ep) + 1, ls = sn->sms ? strlen(sn->sms) + 1 : 0,
-           lp = sn->pid ? strlen(sn->pid) + 1 : 0;
+           lp = sn->pid ? strlen(sn->pid) + 1 : 0, lo = sn->objs_text ? sn->objs_len : 0;
     const size_t al = _Alignof(max_align_t);
-    size_t need = (sizeof(struct reg_snap) + le + ls + lp + al - 1) / al * al;
+    size_t need = (sizeof(struct reg_snap) + le + ls + lp + lo + al - 1) / al * al;
     struct reg_snap *o = head ? head->blk : NULL, *c;
     bool own = !o || o->blk_cap - o->blk_used < need;
     size_t cap = need;
@@ -785,7 +788,6 @@ static struct reg_snap *snap_clone(const struct reg_snap *sn, bool batch, struct
     }
     *c = *sn;
     c->objs = NULL;
-    json_incref(c->objs_text);
     c->own = own;
     c->own_next = NULL;
     c->blk = NULL;
@@ -805,6 +807,7 @@ static struct reg_snap *snap_clone(const struct reg_snap *sn, bool batch, struct
     c->ep = memcpy(t, sn->ep, le);
     c->sms = sn->sms ? memcpy(t + le, sn->sms, ls) : NULL;
     c->pid = sn->pid ? memcpy(t + le + ls, sn->pid, lp) : NULL;
+    c->objs_text = sn->objs_text ? memcpy(t + le + ls + lp, sn->objs_text, lo) : NULL;
     return c;
 }
 
@@ -990,7 +993,7 @@ static int snap_write(const void *ctx, struct lw_buf *b)
     char id[12], addr[64];
     size_t le = strlen(sn->ep), ls = sn->sms ? strlen(sn->sms) : 0,
            lp = sn->pid ? strlen(sn->pid) : 0, lr = sn->reason ? strlen(sn->reason) : 0,
-           lo = sn->objs_text ? json_string_length(sn->objs_text) : 2;
+           lo = sn->objs_text ? sn->objs_len : 2;
     size_t la = sn->has_addr ? addr_text(&sn->addr, addr, sizeof(addr)) : 0;
     /* member names and fixed values < 400 bytes; every string at most 6 bytes a byte + 2 */
     size_t need = 400 + 6 * (le + ls + lp + lr + la + sizeof(id) + sizeof(sn->binding)) + lo;
@@ -1041,7 +1044,7 @@ static int snap_write(const void *ctx, struct lw_buf *b)
     p = MEMBER_PLAIN(p, &first, "security_mode", sec, strlen(sec));
     p = MEMBER(p, &first, "objects");
     if (sn->objs_text)
-        p = put_lit(p, json_string_value(sn->objs_text), lo);
+        p = put_lit(p, sn->objs_text, lo);
     else
         p = LIT(p, "[]");
     if (sn->reason)
@@ -1053,9 +1056,7 @@ static int snap_write(const void *ctx, struct lw_buf *b)
 
 static void snap_ctx_free(void *ctx)
 {
-    struct reg_snap *c = ctx;
-    json_decref(c->objs_text);
-    free(c);
+    free(ctx);
 }
 
 /* A heap event about a snapshot from snap_take (regsrv_ops.event: tests and tools that
@@ -1109,7 +1110,6 @@ static void run_snap(struct shard *s, struct xmsg *m)
         struct lw_event ev;
         lw_event_init_written(&ev, sn->type, sn->ep, strlen(sn->ep), snap_write, sn);
         lw_events_deliver(&ev);
-        json_decref(sn->objs_text);
         n++;
     }
     atomic_fetch_sub_explicit(&snaps_inflight, n, memory_order_relaxed);
@@ -1123,7 +1123,6 @@ static void post_chain(struct reg_snap *head)
         return;
     for (struct reg_snap *sn = head; sn; sn = sn->next) {
         atomic_fetch_sub_explicit(&snaps_inflight, 1, memory_order_relaxed);
-        json_decref(sn->objs_text);
     }
     snaps_free(head);
 }
