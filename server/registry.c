@@ -28,9 +28,8 @@ struct objlist {
     uint64_t hash;
     json_t *json;  /* the "objects" array, built once, immutable, shared by every event and
                       answer that shows this list (jansson's refcounts are atomic) */
-    json_t *text;  /* its compact JSON text (json_dumps), held as a jansson string for the same
-                      atomic refcount: an event snapshot keeps a reference until the control
-                      thread has written the event (snap_write) */
+    json_t *text;  /* its compact JSON text (json_dumps), written into every registration event
+                      (an event snapshot copies it: snap_clone) */
     uint32_t refs; /* guarded by g.lock */
     uint32_t len;
     uint8_t bytes[];
