@@ -69,9 +69,13 @@ struct deferred {
     struct lw_list link;
     struct peer_addr pa; /* key of c->by_defer */
     uint64_t heard;      /* last time the client sent this hello (ms) */
+    union {              /* the source as received (the cookie MAC covers it), aligned */
+        struct sockaddr sa;
+        struct sockaddr_in6 in6;
+        uint8_t raw[LW_DTLS_ADDR_MAX];
+    } from;
     uint16_t len;
     uint8_t fromlen;
-    uint8_t from[LW_DTLS_ADDR_MAX];
     uint8_t data[];
 };
 
@@ -733,7 +737,7 @@ static void defer(struct coaps *c, const struct peer_addr *pa, const struct sock
         old->heard = c->now; /* a retransmission of the hello that waits: keep its place */
         return;
     }
-    if (len > DEFER_DGRAM_MAX || (size_t)fromlen > sizeof(old->from) ||
+    if (len > DEFER_DGRAM_MAX || (size_t)fromlen > sizeof(old->from.raw) ||
         (!old && c->n_defer >= G.backlog_max)) {
         stat_inc(&c->stats.backlog_full);
         return;
@@ -747,7 +751,7 @@ static void defer(struct coaps *c, const struct peer_addr *pa, const struct sock
     e->heard = c->now;
     e->len = (uint16_t)len;
     e->fromlen = (uint8_t)fromlen;
-    memcpy(e->from, from, (size_t)fromlen);
+    memcpy(e->from.raw, from, (size_t)fromlen);
     memcpy(e->data, data, len);
     bool fresh = !old;
     if (old) { /* a retransmission (new record number) or a new hello: it takes the old place */
@@ -852,7 +856,7 @@ static void drain(struct coaps *c)
         lw_list_remove(&e->link);
         lw_hmap_del_item(&c->by_defer, h_defer(c, &e->pa), e);
         c->n_defer--;
-        feed(c, e->pa.sock, (const struct sockaddr *)e->from, e->fromlen, e->data, e->len);
+        feed(c, e->pa.sock, &e->from.sa, e->fromlen, e->data, e->len);
         free(e);
         bury(c);
     }
