@@ -277,15 +277,23 @@ int dev_env_init(struct fleet_eng *e)
 
 /* ---- client requests --------------------------------------------------------------------- */
 
-static void request(struct fleet_dev *d, const struct lw_coap_msg *m, enum fleet_op op)
+/* start_us: when the operation began (0: now). */
+static void request_from(struct fleet_dev *d, const struct lw_coap_msg *m, enum fleet_op op,
+                         uint64_t start_us)
 {
     struct lw_coap_handle h;
-    int rc = lw_coap_ep_request(&d->ep, m, COOKIE(op, fleet_now_us()), E->now, &h);
+    int rc =
+        lw_coap_ep_request(&d->ep, m, COOKIE(op, start_us ? start_us : fleet_now_us()), E->now, &h);
     if (rc) {
         stats_op(op, 0, false, 0, rc == LW_ENOMEM ? R_NOMEM : R_SEND_ERRNO);
         if (op == OP_REGISTER)
             retry_later(d);
     }
+}
+
+static void request(struct fleet_dev *d, const struct lw_coap_msg *m, enum fleet_op op)
+{
+    request_from(d, m, op, 0);
 }
 
 static void send_register(struct fleet_dev *d)
@@ -296,6 +304,10 @@ static void send_register(struct fleet_dev *d)
         retry_later(d);
         return;
     }
+    d->state = DS_REGISTERING;
+    /* Over DTLS the Register goes out once the session is up (dev_secure_up calls back). */
+    if (dev_secure(d) && !sec_connect(d))
+        return;
     uint32_t lt = d->lifetime_s ? d->lifetime_s : g->lifetime_s;
     snprintf(q_ep, sizeof(q_ep), "ep=%s", ep);
     snprintf(q_lt, sizeof(q_lt), "lt=%u", lt);
@@ -317,8 +329,22 @@ static void send_register(struct fleet_dev *d)
     if (g->queue_mode && g->lwm2m_minor > 0)
         lw_coap_add_str(&m, LW_COAP_OPT_URI_QUERY, "Q");
     m.payload = lw_buf_bytes(&b);
-    d->state = DS_REGISTERING;
-    request(d, &m, OP_REGISTER);
+    /* its latency counts from the start of the handshake it waited for ("handshake + Register") */
+    request_from(d, &m, OP_REGISTER, dev_secure(d) ? sec_reg_start_us(d) : 0);
+}
+
+void dev_secure_up(struct fleet_dev *d)
+{
+    if (d->state == DS_REGISTERING)
+        send_register(d);
+}
+
+void dev_secure_failed(struct fleet_dev *d, enum fleet_reason why)
+{
+    if (d->state != DS_REGISTERING)
+        return;
+    stats_op(OP_REGISTER, sec_reg_start_us(d), false, 0, why);
+    retry_later(d);
 }
 
 static void send_update(struct fleet_dev *d)

@@ -310,6 +310,9 @@ uint64_t fleet_now_us(void);
 
 /* Feeds one plaintext CoAP datagram from the server to d (after DTLS, if any). */
 void dev_coap_input(struct fleet_dev *d, const uint8_t *data, size_t len);
+/* sec.c -> device.c: the handshake a Register waited for (sec_connect) ended. */
+void dev_secure_up(struct fleet_dev *d);
+void dev_secure_failed(struct fleet_dev *d, enum fleet_reason why);
 
 /* sec.c: DTLS PSK sessions of psk devices */
 int sec_init(struct fleet_eng *e, char *err, size_t cap);
@@ -321,6 +324,11 @@ uint64_t sec_deadline(const struct fleet_dev *d);
 void sec_timeout(struct fleet_dev *d);
 void sec_rebind(struct fleet_dev *d);
 void sec_drop(struct fleet_dev *d); /* power loss / teardown */
+/* Register over DTLS: true when the session is up (send now); else starts the handshake if none
+ * runs and returns false: dev_secure_up / dev_secure_failed follow. sec_reg_start_us: when
+ * the Register began (the handshake's start when it waited for one, else now). */
+bool sec_connect(struct fleet_dev *d);
+uint64_t sec_reg_start_us(struct fleet_dev *d);
 size_t sec_live(void);
 
 /* floor.c: the stateless benchmark floor server; runs until SIGINT/SIGTERM. Exit status. */

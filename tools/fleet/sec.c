@@ -7,7 +7,9 @@
  * rest) and go out when the session is established. Credentials are not stored per device: the
  * PSK identity and key are expanded from the group's patterns when the handshake asks.
  * Handshake flights are retransmitted from the device's timer (dev_schedule includes the
- * session's deadline).
+ * session's deadline). A Register waits for the session (sec_connect), as a real client sends
+ * it once DTLS is up: its CoAP retransmission timers would otherwise run out during a long
+ * handshake in a storm (the Register then times out right after the handshake succeeded).
  */
 #include "fleet.h"
 
@@ -21,7 +23,9 @@
 struct dev_sec {
     struct lw_dtls_client *c;
     uint64_t hs_start_us;
-    bool dead; /* failed/closed inside a callback: freed once lib/dtls returned */
+    bool dead;             /* failed/closed inside a callback: freed once lib/dtls returned */
+    bool reg_wait;         /* a Register waits for this handshake (sec_connect) */
+    uint64_t reg_start_us; /* start of the handshake a Register waited for; 0: none */
     uint16_t pend_len;
     uint8_t *pend;
 };
@@ -62,10 +66,20 @@ static void sec_event_cb(void *arg, enum lw_dtls_event ev, int detail)
         if (lw_dtls_client_has_cid(s->c))
             E->st.cid_sessions++;
         flush_pending(d);
+        if (s->reg_wait) {
+            s->reg_wait = false;
+            s->reg_start_us = s->hs_start_us;
+            dev_secure_up(d);
+        }
         break;
     case LW_DTLS_EV_TIMEOUT:
         stats_op(OP_HANDSHAKE, s->hs_start_us, false, 0, R_TIMEOUT);
         s->dead = true;
+        if (s->reg_wait) {
+            s->reg_wait = false;
+            s->reg_start_us = s->hs_start_us;
+            dev_secure_failed(d, R_TIMEOUT);
+        }
         break;
     case LW_DTLS_EV_FAILED:
         if (!lw_dtls_client_established(s->c))
@@ -73,6 +87,11 @@ static void sec_event_cb(void *arg, enum lw_dtls_event ev, int detail)
         else
             E->st.dtls_failures++;
         s->dead = true;
+        if (s->reg_wait) {
+            s->reg_wait = false;
+            s->reg_start_us = s->hs_start_us;
+            dev_secure_failed(d, R_DTLS);
+        }
         break;
     default: /* closed by the server */ s->dead = true; break;
     }
@@ -161,6 +180,51 @@ static void reap(struct fleet_dev *d)
         sec_drop(d);
 }
 
+/* Starts a handshake for d (its session exists). false when it could not (counted). */
+static bool start_handshake(struct fleet_dev *d)
+{
+    struct dev_sec *s = d->sec;
+    const struct fleet_group *g = dev_group(d);
+    s->hs_start_us = fleet_now_us();
+    s->dead = false;
+    E->st.handshakes_started++;
+    int rc = lw_dtls_client_new(ctxs[g->dtls_version == 13][g->no_cid], d, E->now, &s->c);
+    if (rc) {
+        stats_op(OP_HANDSHAKE, s->hs_start_us, false, 0, rc == LW_ENOMEM ? R_NOMEM : R_DTLS);
+        s->c = NULL;
+        return false;
+    }
+    return true;
+}
+
+bool sec_connect(struct fleet_dev *d)
+{
+    struct dev_sec *s = d->sec;
+    if (s && s->c && lw_dtls_client_established(s->c))
+        return true;
+    if (!s && !(s = d->sec = calloc(1, sizeof(*s)))) {
+        E->st.tx_errors++;
+        dev_secure_failed(d, R_NOMEM);
+        return false;
+    }
+    s->reg_wait = true;
+    if (!s->c && !start_handshake(d)) {
+        s->reg_wait = false;
+        dev_secure_failed(d, R_DTLS);
+    }
+    reap(d);
+    return false;
+}
+
+uint64_t sec_reg_start_us(struct fleet_dev *d)
+{
+    struct dev_sec *s = d->sec;
+    uint64_t t = s && s->reg_start_us ? s->reg_start_us : fleet_now_us();
+    if (s)
+        s->reg_start_us = 0;
+    return t;
+}
+
 void sec_send(struct fleet_dev *d, const uint8_t *data, size_t len)
 {
     struct dev_sec *s = d->sec;
@@ -191,17 +255,8 @@ void sec_send(struct fleet_dev *d, const uint8_t *data, size_t len)
         memcpy(s->pend, data, len);
         s->pend_len = (uint16_t)len;
     }
-    if (!s->c) {
-        const struct fleet_group *g = dev_group(d);
-        s->hs_start_us = fleet_now_us();
-        s->dead = false;
-        E->st.handshakes_started++;
-        int rc = lw_dtls_client_new(ctxs[g->dtls_version == 13][g->no_cid], d, E->now, &s->c);
-        if (rc) {
-            stats_op(OP_HANDSHAKE, s->hs_start_us, false, 0, rc == LW_ENOMEM ? R_NOMEM : R_DTLS);
-            s->c = NULL;
-        }
-    }
+    if (!s->c)
+        start_handshake(d);
     reap(d);
 }
 
@@ -251,6 +306,10 @@ void sec_rebind(struct fleet_dev *d)
     lw_dtls_client_free(s->c);
     s->c = NULL;
     s->pend_len = 0;
+    if (s->reg_wait && !start_handshake(d)) { /* a Register waits: handshake from the new port */
+        s->reg_wait = false;
+        dev_secure_failed(d, R_DTLS);
+    }
 }
 
 size_t sec_live(void)
