@@ -36,11 +36,21 @@ static struct lw_hmap_slot *slots_alloc(size_t cap)
 #ifdef HAVE_MAPPED_SLOTS
     size_t bytes = cap * sizeof(struct lw_hmap_slot);
     if (bytes >= SLOTS_MAPPED) {
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
+        /* A huge page needs a 2 MiB-aligned range: map 2 MiB more, keep the aligned part (a
+         * table of exactly 2 MiB would otherwise almost never get one). bytes is a power of two
+         * of at least 2 MiB, so the tail is a whole number of pages. */
+        size_t extra = SLOTS_MAPPED;
+        char *raw =
+            mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED)
             return NULL;
-        (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: EINVAL without THP support */
-        return p;                               /* zero-filled by the kernel */
+        char *p = (char *)(((uintptr_t)raw + extra - 1) & ~(uintptr_t)(extra - 1));
+        if (p > raw)
+            munmap(raw, (size_t)(p - raw));
+        if (raw + bytes + extra > p + bytes)
+            munmap(p + bytes, (size_t)(raw + bytes + extra - (p + bytes)));
+        (void)madvise(p, bytes, MADV_HUGEPAGE);  /* a hint: EINVAL without THP support */
+        return (struct lw_hmap_slot *)(void *)p; /* zero-filled by the kernel */
     }
 #endif
     return calloc(cap, sizeof(struct lw_hmap_slot));
