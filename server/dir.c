@@ -81,9 +81,30 @@ static struct dir_ref ref_of(const struct dir_node *n)
     return (struct dir_ref){n->id, n->gen, n->shard};
 }
 
+uint64_t dir_hash(const char *name, size_t len)
+{
+    return name_hash(name, len);
+}
+
+void dir_prefetch(uint64_t h)
+{
+    struct stripe *s = stripe_of(h);
+    const void *slot = NULL;
+    pthread_mutex_lock(&s->lock); /* another shard may resize the stripe meanwhile */
+    if (s->map.slots)
+        slot = &s->map.slots[h & s->map.mask];
+    pthread_mutex_unlock(&s->lock);
+    if (slot) /* a stale address after a resize is harmless: a prefetch never faults */
+        __builtin_prefetch(slot);
+}
+
 int dir_put(struct dir_node *n, struct dir_ref *old)
 {
-    uint64_t h = name_hash(n->name, n->len);
+    return dir_put_h(n, name_hash(n->name, n->len), old);
+}
+
+int dir_put_h(struct dir_node *n, uint64_t h, struct dir_ref *old)
+{
     struct name_key nk = {n->name, n->len};
     struct stripe *s = stripe_of(h);
     int rc;

@@ -52,6 +52,14 @@ void dir_deinit(void);
  * name, it is unlinked, its identity copied to *old and 1 returned; otherwise 0. LW_ENOMEM when
  * the table cannot grow (nothing changed). */
 int dir_put(struct dir_node *n, struct dir_ref *old);
+/* dir_put for h == dir_hash(n->name, n->len), computed earlier. */
+int dir_put_h(struct dir_node *n, uint64_t h, struct dir_ref *old);
+/* The directory's hash of a name (keyed per process), and a hint to the CPU to fetch the slots
+ * where a name of that hash lives or would be linked: the shard computes both for the Registers
+ * of a receive batch before handling the first, so the cache misses of a large directory
+ * overlap. dir_prefetch has no effect on the contents. */
+uint64_t dir_hash(const char *name, size_t len);
+void dir_prefetch(uint64_t h);
 /* Unlinks n if the directory maps its name to n itself; true when it did. */
 bool dir_remove(struct dir_node *n);
 /* Records that n (linked or not) now belongs to shard (migration), under n's stripe lock. */

@@ -1675,7 +1675,10 @@ static void do_register(struct regsrv *r, struct peer *p, const struct lw_coap_m
         memcpy(gr->binding, pr.b.ptr, pr.b.len);
     else
         strcpy(gr->binding, "U");
-    if (set_extra(gr, &pr) != 0 || (rc = dir_put(&gr->node, &old)) < 0) {
+    uint64_t dh = r->ep_hint.ep && r->ep_hint.ep == pr.ep.ptr && r->ep_hint.len == pr.ep.len
+                      ? r->ep_hint.hash
+                      : dir_hash((const char *)pr.ep.ptr, pr.ep.len);
+    if (set_extra(gr, &pr) != 0 || (rc = dir_put_h(&gr->node, dh, &old)) < 0) {
         stat_inc(&r->stats.drops[RS_DROP_NOMEM]);
         respond(r, p, m, LW_COAP_INTERNAL_ERROR, "out of memory", NULL);
         reg_destroy(r, gr);
@@ -2072,6 +2075,31 @@ void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const stru
                       const uint8_t *data, size_t len, uint64_t now)
 {
     input(r, from, peer_hash(&r->peers, from), sec, data, len, now);
+}
+
+void regsrv_ep_hint(const uint8_t *data, size_t len, struct regsrv_ep_hint *out)
+{
+    *out = (struct regsrv_ep_hint){0};
+    if (len < 8 || data[1] != LW_COAP_POST)
+        return;
+    const uint8_t *q = memmem(data + 4, len - 4, "ep=", 3);
+    if (!q || q - data < 6)
+        return;
+    /* The Uri-Query option's length: in its header's low nibble, or in the byte after a header
+     * whose nibble is 13 (RFC 7252 §3.1; an "ep=" value is short). */
+    size_t olen;
+    if ((q[-2] & 0x0F) == 13)
+        olen = (size_t)q[-1] + 13;
+    else if ((q[-1] & 0x0F) < 13)
+        olen = q[-1] & 0x0F;
+    else
+        return;
+    if (olen <= 3 || olen > (size_t)(data + len - q))
+        return;
+    out->ep = q + 3;
+    out->len = olen - 3;
+    out->hash = dir_hash((const char *)out->ep, out->len);
+    dir_prefetch(out->hash);
 }
 
 void regsrv_input_hashed(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,

@@ -182,6 +182,14 @@ struct reg_snap;
 #define REGSRV_MEMO_SLOTS 32  /* validated object-list payloads remembered per shard */
 #define REGSRV_MEMO_MAX   512 /* longest payload remembered */
 
+/* Where a datagram seems to carry a Register's endpoint name (a quick look at the raw bytes, not
+ * a parse: a wrong guess only wastes a prefetch), and that name's directory hash. */
+struct regsrv_ep_hint {
+    const uint8_t *ep; /* NULL: none */
+    size_t len;
+    uint64_t hash; /* dir_hash(ep, len) */
+};
+
 struct regsrv {
     unsigned shard;
     struct regsrv_cfg cfg;
@@ -196,11 +204,12 @@ struct regsrv {
     struct lw_hmap b1s;   /* block-wise bodies being received, by peer (peer.has_b1) */
     uint32_t nslots, free_head;
     uint32_t next_gen;
-    struct lw_arena arena;  /* per-datagram scratch */
-    struct lw_arena jarena; /* scratch for building JSON */
-    struct peer *busy;      /* peer whose callback is running: not freed until it returns */
-    uint64_t now;           /* time of the current input or timer */
-    int64_t wall_ms;        /* wall clock read at monotonic time wall_at (regsrv_wall_ms) */
+    struct lw_arena arena;         /* per-datagram scratch */
+    struct lw_arena jarena;        /* scratch for building JSON */
+    struct peer *busy;             /* peer whose callback is running: not freed until it returns */
+    uint64_t now;                  /* time of the current input or timer */
+    struct regsrv_ep_hint ep_hint; /* of the datagram being handled (regsrv_ep_hint), or zero */
+    int64_t wall_ms;               /* wall clock read at monotonic time wall_at (regsrv_wall_ms) */
     uint64_t wall_at;
     struct lw_bytes cur_dgram;            /* the datagram being processed (for forwarding) */
     const struct lw_coap_msg *block1_req; /* final block of a block-wise request being handled */
@@ -227,6 +236,11 @@ void regsrv_input(struct regsrv *r, const struct peer_addr *from, const uint8_t 
  * plaintext of a DTLS record. */
 void regsrv_input_sec(struct regsrv *r, const struct peer_addr *from, const struct regsrv_sec *sec,
                       const uint8_t *data, size_t len, uint64_t now);
+/* Fills *out for data; when it finds a name, prefetches its directory slots (dir_prefetch). The
+ * shard does this for each datagram of a receive batch as it arrives and sets r->ep_hint to the
+ * datagram's hint while handling it: a Register whose parsed name is the same bytes (same
+ * address and length) uses the hash instead of computing it again. */
+void regsrv_ep_hint(const uint8_t *data, size_t len, struct regsrv_ep_hint *out);
 /* regsrv_input (NoSec) for an address whose peer_hash the caller already computed. */
 void regsrv_input_hashed(struct regsrv *r, const struct peer_addr *from, uint64_t from_hash,
                          const uint8_t *data, size_t len, uint64_t now);

@@ -65,6 +65,7 @@ struct shard {
         uint64_t hash;
         const uint8_t *data;
         size_t len;
+        struct regsrv_ep_hint ep; /* a Register's endpoint name, when it seems to be one */
     } rxq[RXBUF_SLOTS];
     unsigned ntx;
     struct tx_ent {
@@ -288,8 +289,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                  * for this address (a cache miss each in a large table) while it hashes the
                  * next ones. The datagram stays in rxbuf until the next recvmmsg. */
                 peer_prefetch(&s->rs.peers, hash);
-                s->rxq[s->nrxq++] =
-                    (struct rx_pending){pa, hash, (const uint8_t *)buf->base, (size_t)nread};
+                struct rx_pending *q = &s->rxq[s->nrxq++];
+                *q = (struct rx_pending){
+                    pa, hash, (const uint8_t *)buf->base, (size_t)nread, {NULL, 0, 0}};
+                regsrv_ep_hint(q->data, q->len, &q->ep);
             } else {
                 regsrv_input_hashed(&s->rs, &pa, hash, (const uint8_t *)buf->base, (size_t)nread,
                                     uv_now(&s->loop));
@@ -301,9 +304,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         /* The batch ended: its datagrams in arrival order, responses and events still batched. */
         s->batching = true;
         s->rs.hold_events = true;
-        for (unsigned i = 0; i < s->nrxq; i++)
+        for (unsigned i = 0; i < s->nrxq; i++) {
+            s->rs.ep_hint = s->rxq[i].ep;
             regsrv_input_hashed(&s->rs, &s->rxq[i].from, s->rxq[i].hash, s->rxq[i].data,
                                 s->rxq[i].len, uv_now(&s->loop));
+        }
+        s->rs.ep_hint = (struct regsrv_ep_hint){0};
         s->nrxq = 0;
         s->batching = false;
         s->rs.hold_events = false;

@@ -195,9 +195,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += 2;
         if (len > size - off)
             len = size - off;
-        if (kind == 0)
+        if (kind == 0) {
+            /* as the shard does within a receive batch: the endpoint-name hint of the raw
+             * datagram (a guess that must never be taken for a wrong name) set while it is
+             * handled */
+            regsrv_ep_hint(data + off, len, &F.rs[shard].ep_hint);
             regsrv_input(&F.rs[shard], &a, data + off, len, F.now);
-        else
+            F.rs[shard].ep_hint = (struct regsrv_ep_hint){0};
+        } else
             templated(shard, a, kind == 1 ? LW_COAP_POST : LW_COAP_DELETE, idx, data + off, len);
         off += len;
         pump();
