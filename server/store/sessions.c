@@ -73,6 +73,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stopping; /* guarded by lock */
+    bool held;     /* lw__sessions_hold (tests); guarded by lock */
     struct lw_hmap q;
     uint8_t hkey[16];
     struct lw_metrics_writer metrics;
@@ -403,7 +404,7 @@ static void *writer_main(void *arg)
     for (;;) {
         if (S.stopping && !stop_at)
             stop_at = mono_ms() + STOP_BUDGET_MS;
-        if (lw_hmap_count(&S.q) == 0) {
+        if (lw_hmap_count(&S.q) == 0 || (S.held && !S.stopping)) {
             if (S.stopping)
                 break;
             wait_ms_locked(LW_SESSIONS_FLUSH_MS);
@@ -485,6 +486,13 @@ static void write_metrics(void *ctx, struct lw_buf *out)
         (unsigned long long)s.dropped, (unsigned long long)s.written, (unsigned long long)s.deleted,
         (unsigned long long)s.failed, (unsigned long long)s.restored,
         (unsigned long long)s.restore_skipped, (unsigned long long)s.queued);
+}
+
+void lw__sessions_hold(bool hold)
+{
+    pthread_mutex_lock(&S.lock);
+    S.held = hold;
+    pthread_mutex_unlock(&S.lock);
 }
 
 void lw_sessions_get_stats(struct lw_sessions_stats *o)

@@ -95,5 +95,8 @@ struct lw_sessions_stats {
     bool connected;
 };
 void lw_sessions_get_stats(struct lw_sessions_stats *out);
+/* Tests: while held, the writer takes nothing from the queue (until stop), so a test can count
+ * what is queued without racing the writer's flush tick. */
+void lw__sessions_hold(bool hold);
 
 #endif
