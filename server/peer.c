@@ -81,12 +81,7 @@ struct peer_block {
     struct peer p[PEER_BLOCK];
 };
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PEER_POOL_OFF 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef LW_SANITIZED
 #define PEER_POOL_OFF 1
 #endif
 

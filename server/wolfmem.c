@@ -4,6 +4,8 @@
  * header, marked CLS_LARGE. */
 #include "wolfmem.h"
 
+#include "base/util.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/memory.h>
 
@@ -278,12 +280,8 @@ void wolfmem_stats(struct wolfmem_stats *out)
     pthread_mutex_unlock(&G.mu);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef LW_SANITIZED
 #define WOLFMEM_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define WOLFMEM_SANITIZED 1
-#endif
 #endif
 
 bool wolfmem_install(void)

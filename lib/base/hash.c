@@ -1,6 +1,7 @@
 #include "hash.h"
 
 #include "err.h"
+#include "util.h"
 
 #include <stdlib.h>
 #if defined(__linux__)
@@ -22,12 +23,7 @@ static size_t cap_for(size_t n)
  * With THP off (or "never") the hint is ignored. Not under AddressSanitizer, which checks heap
  * memory only. */
 #define SLOTS_MAPPED (2u << 20)
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LW_HASH_ASAN 1
-#endif
-#endif
-#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__) && !defined(LW_HASH_ASAN)
+#if defined(__linux__) && !defined(LW_SANITIZED)
 #define HAVE_MAPPED_SLOTS 1
 #endif
 

@@ -59,4 +59,15 @@ bool lw_ct_equal(const void *a, const void *b, size_t len);
 /* Overwrite a secret in a way the compiler does not elide. */
 void lw_secure_zero(void *p, size_t len);
 
+/* LW_SANITIZED: 1 when AddressSanitizer or MemorySanitizer instruments this build (gcc defines
+ * __SANITIZE_ADDRESS__, clang answers __has_feature). Code with its own allocators (pools, mapped
+ * tables) falls back to malloc then, so the sanitizer still sees every object. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define LW_SANITIZED 1
+#endif
+#endif
+
 #endif
