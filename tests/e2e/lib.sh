@@ -15,12 +15,16 @@ check() { # check "description" command...
 }
 finish() { echo "$LW_PASS $LW_FAIL" > "$LW_TMP/result.$(basename "$0")"; }
 
-# free_udp_port / free_tcp_port: a port nothing listens on (loopback tests only).
+# free_port u|t: a port no socket uses (loopback tests only), below the kernel's ephemeral range:
+# a port picked inside it can be taken as the local port of an outgoing connection (the daemon's
+# own PostgreSQL connections, made before its API listens) between the pick and the bind.
 free_port() {
-  local proto=$1 p
+  local proto=$1 p lo
+  lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  [ "${lo:-0}" -gt 12000 ] || lo=32768
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
-    if ! ss -Hln"${proto}" "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+    p=$((10000 + RANDOM % (lo - 10000)))
+    if ! ss -Han"${proto}" "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
   done
   return 1
 }
