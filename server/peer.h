@@ -51,7 +51,7 @@ struct peer_block;
 /* Peers come from a pool of the table's own (peer.c says why): blocks of peers, and a free list
  * of the peers deleted since. */
 struct peer_table {
-    struct lw_hmap map;
+    struct lw_cmap map; /* its hash callback's context is the table: do not move one */
     uint8_t key[16];
     struct peer_block *blocks; /* newest first; the newest may have peers never handed out */
     unsigned fresh;            /* peers of the newest block handed out so far */
@@ -74,8 +74,9 @@ struct peer *peer_add_h(struct peer_table *t, const struct peer_addr *a, uint64_
 uint64_t peer_hash(const struct peer_table *t, const struct peer_addr *a);
 static inline void peer_prefetch(const struct peer_table *t, uint64_t hash)
 {
-    if (t->map.slots)
-        __builtin_prefetch(&t->map.slots[hash & t->map.mask]);
+    const void *slot = lw_cmap_home(&t->map, hash);
+    if (slot)
+        __builtin_prefetch(slot);
 }
 /* peer_find for a hash computed by peer_hash. */
 struct peer *peer_find_hashed(const struct peer_table *t, const struct peer_addr *a, uint64_t hash);
@@ -86,7 +87,7 @@ void peer_rekey(struct peer_table *t, struct peer *p, const struct peer_addr *a)
 void peer_del(struct peer_table *t, struct peer *p);
 static inline size_t peer_count(const struct peer_table *t)
 {
-    return lw_hmap_count(&t->map);
+    return lw_cmap_count(&t->map);
 }
 
 #endif

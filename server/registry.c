@@ -2047,7 +2047,7 @@ void regsrv_deinit(struct regsrv *r)
     lw_hmap_deinit(&r->moved);
     pos = 0;
     struct peer *p;
-    while ((p = lw_hmap_next(&r->peers.map, &pos))) {
+    while ((p = lw_cmap_next(&r->peers.map, &pos))) {
         b1_free(p);
         lw_wheel_cancel(&r->wheel, &p->timer);
         lw_coap_ep_deinit(&p->ep);

@@ -61,4 +61,52 @@ bool lw_hmap_del_item(struct lw_hmap *m, uint64_t hash, const void *item);
  * while iterating. */
 void *lw_hmap_next(const struct lw_hmap *m, size_t *pos);
 
+/* ---- compact map: 8 bytes per slot -------------------------------------------------------
+ * The same table (linear probing, load <= 0.75, backward-shift deletion) for the two tables that
+ * hold one slot per device, the peer table of a shard and the endpoint directory: half the slot
+ * memory of lw_hmap (at 1 M devices, 16 MiB instead of 32 MiB per table; most of a table's cost
+ * per device). A slot is the item pointer in its low 48 bits and 16 bits of the hash (bits
+ * 40..55) above them, so a lookup still dereferences only items whose hash bits match (a false
+ * match once in 65 536 probes). The rest of the hash is not kept: growth and deletion recompute
+ * it with the table's hash callback. Items must be heap or static addresses below 2^48, which
+ * user-space pointers are on Linux x86-64 and arm64 (48-bit or 52/57-bit address spaces hand out
+ * addresses above 2^47 only to mappings that ask for them); lw_cmap_put refuses any other with
+ * LW_EINVAL rather than corrupt the table. The callback and its context must outlive the map. */
+typedef uint64_t (*lw_cmap_hash_fn)(const void *item, const void *ctx);
+
+struct lw_cmap {
+    uint64_t *slots;
+    size_t mask; /* capacity - 1, or 0 before the first insert */
+    size_t count;
+    lw_cmap_hash_fn hash;
+    const void *ctx;
+};
+
+/* Like lw_hmap_init; hash(item, ctx) must return the hash the item was inserted under. */
+int lw_cmap_init(struct lw_cmap *m, size_t expected, lw_cmap_hash_fn hash, const void *ctx);
+void lw_cmap_deinit(struct lw_cmap *m);
+static inline size_t lw_cmap_count(const struct lw_cmap *m)
+{
+    return m->count;
+}
+static inline size_t lw_cmap_bytes(const struct lw_cmap *m)
+{
+    return m->slots ? (m->mask + 1) * sizeof(uint64_t) : 0;
+}
+size_t lw_cmap_mapped_bytes(const struct lw_cmap *m);
+/* The slot a lookup of hash starts at, for a prefetch hint (NULL while the table is empty). */
+static inline const void *lw_cmap_home(const struct lw_cmap *m, uint64_t hash)
+{
+    return m->slots ? &m->slots[hash & m->mask] : NULL;
+}
+/* As the lw_hmap functions of the same names. lw_cmap_put and lw_cmap_upsert also return
+ * LW_EINVAL for an item at an address of 2^48 or above. */
+void *lw_cmap_get(const struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq);
+int lw_cmap_put(struct lw_cmap *m, uint64_t hash, void *item);
+int lw_cmap_upsert(struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq, void *item,
+                   void **old);
+void *lw_cmap_del(struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq);
+bool lw_cmap_del_item(struct lw_cmap *m, uint64_t hash, const void *item);
+void *lw_cmap_next(const struct lw_cmap *m, size_t *pos);
+
 #endif

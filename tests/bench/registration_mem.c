@@ -95,7 +95,7 @@ static struct peer_addr addr_of(uint32_t i)
 static size_t heap_bytes(const struct regsrv *rs)
 {
     struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd + lw_hmap_mapped_bytes(&rs->peers.map) +
+    return mi.uordblks + mi.hblkhd + lw_cmap_mapped_bytes(&rs->peers.map) +
            lw_hmap_mapped_bytes(&rs->moved) + dir_mapped_bytes();
 }
 

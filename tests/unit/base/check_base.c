@@ -204,6 +204,143 @@ START_TEST(test_hmap_against_reference)
 }
 END_TEST
 
+/* The compact map against the same reference model: half the keys use a hash of 16 bits, whose
+ * bits 40..55 (the tag kept in a slot) are all zero, so every probe compares items, and growth
+ * and backward-shift deletion must recompute homes through the callback. */
+static uint64_t ref_hash(uint64_t k)
+{
+    uint64_t h = k * 0x9e3779b97f4a7c15ull;
+    return (k & 1) ? h >> 48 : h;
+}
+static int cmap_hash_calls;
+static uint64_t kv_item_hash(const void *item, const void *ctx)
+{
+    ck_assert_ptr_eq(ctx, &cmap_hash_calls);
+    cmap_hash_calls++;
+    return ref_hash(((const struct kv *)item)->key);
+}
+
+START_TEST(test_cmap_against_reference)
+{
+    enum { N = 20000 };
+    struct lw_cmap m;
+    ck_assert_int_eq(lw_cmap_init(&m, 0, kv_item_hash, &cmap_hash_calls), 0);
+    struct kv *items = calloc(N, sizeof(*items));
+    bool *present = calloc(N, sizeof(bool));
+    srand(11);
+    for (int round = 0; round < 200000; round++) {
+        uint64_t k = (uint64_t)(rand() % N), h = ref_hash(k);
+        struct kv *got = lw_cmap_get(&m, h, &k, kv_eq);
+        ck_assert(present[k] == (got != NULL));
+        if (got)
+            ck_assert_ptr_eq(got, &items[k]);
+        if (present[k] && rand() % 3 == 0) {
+            ck_assert_ptr_eq(lw_cmap_del(&m, h, &k, kv_eq), &items[k]);
+            present[k] = false;
+        } else if (present[k] && rand() % 2) {
+            ck_assert(lw_cmap_del_item(&m, h, &items[k]));
+            ck_assert(!lw_cmap_del_item(&m, h, &items[k]));
+            present[k] = false;
+        } else if (!present[k]) {
+            items[k] = (struct kv){k, (int)k};
+            if (rand() % 2) {
+                ck_assert_int_eq(lw_cmap_put(&m, h, &items[k]), 0);
+            } else {
+                void *old = &m;
+                ck_assert_int_eq(lw_cmap_upsert(&m, h, &k, kv_eq, &items[k], &old), 0);
+                ck_assert_ptr_null(old);
+            }
+            present[k] = true;
+        } else {
+            size_t before = lw_cmap_count(&m);
+            struct kv twin = items[k];
+            void *old = NULL;
+            ck_assert_int_eq(lw_cmap_upsert(&m, h, &k, kv_eq, &twin, &old), 0);
+            ck_assert_ptr_eq(old, &items[k]);
+            ck_assert_ptr_eq(lw_cmap_get(&m, h, &k, kv_eq), &twin);
+            ck_assert_int_eq(lw_cmap_upsert(&m, h, &k, kv_eq, &items[k], &old), 0);
+            ck_assert_ptr_eq(old, &twin);
+            ck_assert_uint_eq(lw_cmap_count(&m), before);
+        }
+    }
+    ck_assert_int_gt(cmap_hash_calls, 0); /* growth and deletions asked for hashes */
+    size_t count = 0, pos = 0;
+    struct kv *it;
+    while ((it = lw_cmap_next(&m, &pos))) {
+        ck_assert(present[it->key]);
+        count++;
+    }
+    ck_assert_uint_eq(count, lw_cmap_count(&m));
+    ck_assert_uint_eq(lw_cmap_bytes(&m), (m.mask + 1) * 8);
+    for (uint64_t k = 0; k < N; k++)
+        if (present[k])
+            ck_assert(lw_cmap_del_item(&m, ref_hash(k), &items[k]));
+    ck_assert_uint_eq(lw_cmap_count(&m), 0);
+    lw_cmap_deinit(&m);
+    free(items);
+    free(present);
+}
+END_TEST
+
+/* Two keys whose hashes differ only outside the tag bits share a probe run and a tag: both are
+ * found by their own key; an item at an address of 2^48 or above is refused, not truncated. */
+START_TEST(test_cmap_tags_and_addresses)
+{
+    struct lw_cmap m;
+    ck_assert_int_eq(lw_cmap_init(&m, 4, kv_item_hash, &cmap_hash_calls), 0);
+    struct kv a = {2, 0}, b = {4, 0};
+    uint64_t ka = 2, kb = 4;
+    /* even keys hash by multiplication: give both the same slot tag by construction instead */
+    uint64_t h = 0x00ABCD0000000003ull;
+    ck_assert_int_eq(lw_cmap_put(&m, h, &a), 0);
+    ck_assert_int_eq(lw_cmap_put(&m, h, &b), 0);
+    ck_assert_ptr_eq(lw_cmap_get(&m, h, &ka, kv_eq), &a);
+    ck_assert_ptr_eq(lw_cmap_get(&m, h, &kb, kv_eq), &b);
+    uint64_t kc = 99;
+    ck_assert_ptr_null(lw_cmap_get(&m, h, &kc, kv_eq));
+    /* a different tag with the same home slot never reaches eq for a */
+    ck_assert_ptr_null(lw_cmap_get(&m, h ^ (1ull << 41), &ka, kv_eq));
+    void *high = (void *)(uintptr_t)(1ull << 48 | 0x1000);
+    ck_assert_int_eq(lw_cmap_put(&m, h, high), LW_EINVAL);
+    void *old = NULL;
+    ck_assert_int_eq(lw_cmap_upsert(&m, 5, &kc, kv_eq, high, &old), LW_EINVAL);
+    ck_assert_int_eq(lw_cmap_put(&m, h, NULL), LW_EINVAL);
+    ck_assert_uint_eq(lw_cmap_count(&m), 2);
+    lw_cmap_deinit(&m);
+}
+END_TEST
+
+/* Past 262 144 slots (2 MiB) the slot array is mapped on its own, as lw_hmap's. */
+static uint64_t big_hash(const void *item, const void *ctx)
+{
+    (void)ctx;
+    return ((const struct kv *)item)->key * 0x9e3779b97f4a7c15ull;
+}
+
+START_TEST(test_cmap_large)
+{
+    enum { N = 300000 };
+    struct lw_cmap m;
+    ck_assert_int_eq(lw_cmap_init(&m, 0, big_hash, NULL), 0);
+    struct kv *items = calloc(N, sizeof(*items));
+    for (uint64_t k = 0; k < N; k++) {
+        items[k] = (struct kv){k, (int)k};
+        ck_assert_int_eq(lw_cmap_put(&m, big_hash(&items[k], &cmap_hash_calls), &items[k]), 0);
+    }
+    ck_assert_uint_ge(lw_cmap_bytes(&m), 2u << 20);
+    for (uint64_t k = 0; k < N; k += 2)
+        ck_assert_ptr_eq(lw_cmap_del(&m, big_hash(&items[k], NULL), &k, kv_eq), &items[k]);
+    for (uint64_t k = 0; k < N; k++)
+        ck_assert((lw_cmap_get(&m, big_hash(&items[k], NULL), &k, kv_eq) != NULL) == (k % 2 == 1));
+    lw_cmap_deinit(&m);
+    ck_assert_int_eq(lw_cmap_init(&m, N, big_hash, NULL), 0);
+    size_t pos = 0;
+    ck_assert_ptr_null(lw_cmap_next(&m, &pos));
+    lw_cmap_deinit(&m);
+    free(items);
+}
+END_TEST
+
 START_TEST(test_siphash_vector)
 {
     /* SipHash-2-4 paper, Appendix A: key 00..0f, message 00..0e (15 bytes) ->
@@ -330,6 +467,9 @@ Suite *suite_base(void)
     tcase_add_test(tc, test_list);
     tcase_add_test(tc, test_hmap_against_reference);
     tcase_add_test(tc, test_hmap_large);
+    tcase_add_test(tc, test_cmap_against_reference);
+    tcase_add_test(tc, test_cmap_tags_and_addresses);
+    tcase_add_test(tc, test_cmap_large);
     tcase_add_test(tc, test_siphash_vector);
     tcase_add_test(tc, test_hex_and_parse);
     tcase_add_test(tc, test_b64);
