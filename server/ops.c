@@ -163,6 +163,7 @@ static struct {
     struct lw_list orphans; /* struct orphan: restored requests of unregistered devices */
     struct xmsg restore_msg;
     uint64_t restored;
+    uint64_t unknown; /* restored sent and not repeatable: failed at start */
 } C;
 
 static bool op_eq(const void *item, const void *key)
@@ -427,7 +428,12 @@ static void run_result(struct shard *s, struct xmsg *m)
             if (rm->state == OPS_SENT && !o->sent_ms)
                 o->sent_ms = lw_wall_ms();
             if (rm->state == OPS_SENT) {
-                unpersist(o);
+                /* A held operation's row stays until it finishes, marked sent: after a crash the
+                 * restart must know it may have reached the device (on_op_row). */
+                if (o->persisted)
+                    opstore_op_sent(o->id);
+                json_decref(o->req);
+                o->req = NULL;
                 wake_acks(o);
             }
             if (rm->state == OPS_SENT && !lw_timer_armed(&o->tmo)) {
@@ -526,8 +532,13 @@ static void write_metrics(void *ctx, struct lw_buf *out)
                       "lwm2md_operations_store_queued %zu\n"
                       "# HELP lwm2md_operations_restored_total Held operations restored at start.\n"
                       "# TYPE lwm2md_operations_restored_total counter\n"
-                      "lwm2md_operations_restored_total %llu\n",
-                      opstore_queued(), (unsigned long long)C.restored);
+                      "lwm2md_operations_restored_total %llu\n"
+                      "# HELP lwm2md_operations_unknown_outcome_total Held operations found sent "
+                      "and unfinished at start that are not repeated (failed: outcome unknown).\n"
+                      "# TYPE lwm2md_operations_unknown_outcome_total counter\n"
+                      "lwm2md_operations_unknown_outcome_total %llu\n",
+                      opstore_queued(), (unsigned long long)C.restored,
+                      (unsigned long long)C.unknown);
 }
 
 uint32_t ops_wait_default_ms(void)
@@ -637,6 +648,26 @@ static int kind_of(const char *name)
     return -1;
 }
 
+/* Whether sending a kind again has the effect of sending it once (reads, and writes of the
+ * same values). A held operation that was sent before a crash and had not finished is sent again
+ * when it is one of these; any other (Execute, Create, Delete, Partial Update) fails on restore
+ * instead, as the device may have carried it out: running it twice could be worse (a second
+ * reboot, a second instance). */
+static bool kind_repeatable(int kind)
+{
+    switch (kind) {
+    case OPS_READ:
+    case OPS_DISCOVER:
+    case OPS_WRITE:
+    case OPS_ATTRIBUTES:
+    case OPS_OBSERVE:
+    case OPS_OBSERVE_CANCEL:
+    case OPS_READ_COMPOSITE:
+    case OPS_WRITE_COMPOSITE: return true;
+    default: return false;
+    }
+}
+
 /* One row of table operations: the operation again (queued, same id) and its request. */
 static void on_op_row(void *ctx, const json_t *row)
 {
@@ -680,6 +711,33 @@ static void on_op_row(void *ctx, const json_t *row)
     lw_timer_init(&o->tmo, on_op_timeout);
     lw_list_push_back(&C.fifo, &o->link);
     C.n++;
+    bool sent = json_is_true(json_object_get(row, "sent"));
+    if (sent && !kind_repeatable(kind)) {
+        /* Finished here, as finish() would (no event: the loops do not run yet). */
+        o->state = OPS_FAILED;
+        snprintf(o->error, sizeof(o->error),
+                 "the server stopped after sending it; whether the device carried it out is "
+                 "unknown");
+        o->done_ms = lw_wall_ms();
+        C.done[o->kind][OPS_FAILED - OPS_SUCCEEDED]++;
+        o->persisted = false;
+        opstore_op_del(id);
+        log_warn(M2M,
+                 "restore: operation %llu (%s %s %s) was sent before the server stopped and "
+                 "is not repeated: failed",
+                 (unsigned long long)id, kind_names[kind], ep, path);
+        free(on);
+        req_free(q);
+        if (id >= C.next_id)
+            C.next_id = id + 1;
+        C.unknown++;
+        return;
+    }
+    if (sent)
+        log_info(M2M,
+                 "restore: operation %llu (%s %s %s) was sent before the server stopped: "
+                 "it is sent again",
+                 (unsigned long long)id, kind_names[kind], ep, path);
     q->what = MSG_REQ;
     snprintf(q->ep, sizeof(q->ep), "%s", ep);
     q->op_id = id;

@@ -17,13 +17,15 @@
 #define STOP_BUDGET_MS 5000
 #define MAX_PARAMS     8
 
-enum job_kind { J_OP_PUT, J_OP_DEL, J_OBS_PUT, J_OBS_DEL };
+enum job_kind { J_OP_PUT, J_OP_SENT, J_OP_DEL, J_OBS_PUT, J_OBS_DEL };
 
 static const char *const job_sql[] = {
     [J_OP_PUT] = "INSERT INTO operations (id, endpoint, kind, path, format, request, created_at, "
                  "state) VALUES ($1::bigint, $2, $3, $4, $5::integer, $6::jsonb, "
                  "to_timestamp($7::double precision / 1000), 'queued') "
                  "ON CONFLICT (id) DO UPDATE SET request = EXCLUDED.request",
+    [J_OP_SENT] = "UPDATE operations SET state = 'sent', attempts = attempts + 1 "
+                  "WHERE id = $1::bigint",
     [J_OP_DEL] = "DELETE FROM operations WHERE id = $1::bigint",
     [J_OBS_PUT] = "INSERT INTO observations (id, endpoint, path, attributes, state, paths, "
                   "composite, attrs, created_at) VALUES ($1::bigint, $2, $3, $4, 'desired', "
@@ -345,6 +347,14 @@ void opstore_op_put(uint64_t id, const char *ep, const char *kind, const char *p
     free(r);
 }
 
+void opstore_op_sent(uint64_t id)
+{
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)id);
+    const char *p[1] = {sid};
+    enqueue(J_OP_SENT, 1, p, NULL, 0);
+}
+
 void opstore_op_del(uint64_t id)
 {
     char sid[24];
@@ -490,8 +500,8 @@ int opstore_load(const char *url, void (*on_op)(void *ctx, const json_t *row),
         goto out;
     }
     res = PQexec(pg, "SELECT id, endpoint, kind, path, format, request::text, "
-                     "(extract(epoch FROM created_at) * 1000)::bigint FROM operations "
-                     "WHERE state = 'queued' ORDER BY id");
+                     "(extract(epoch FROM created_at) * 1000)::bigint, state = 'sent' "
+                     "FROM operations ORDER BY id");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn(STORE, "operations store: cannot read queued operations: %s",
                  PQresultErrorMessage(res));
@@ -500,13 +510,14 @@ int opstore_load(const char *url, void (*on_op)(void *ctx, const json_t *row),
     }
     for (int i = 0; i < PQntuples(res); i++) {
         json_t *row = json_pack(
-            "{s:I,s:s,s:s,s:s,s:o,s:o,s:I}", "id",
+            "{s:I,s:s,s:s,s:s,s:o,s:o,s:I,s:b}", "id",
             (json_int_t)strtoll(PQgetvalue(res, i, 0), 0, 10), "endpoint", PQgetvalue(res, i, 1),
             "kind", PQgetvalue(res, i, 2), "path", PQgetvalue(res, i, 3), "format",
             PQgetisnull(res, i, 4) ? json_null()
                                    : json_integer(strtol(PQgetvalue(res, i, 4), NULL, 10)),
             "request", parse_json(PQgetvalue(res, i, 5)), "created_ms",
-            (json_int_t)strtoll(PQgetvalue(res, i, 6), NULL, 10));
+            (json_int_t)strtoll(PQgetvalue(res, i, 6), NULL, 10), "sent",
+            PQgetvalue(res, i, 7)[0] == 't');
         if (row && on_op)
             on_op(ctx, row);
         json_decref(row);

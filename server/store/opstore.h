@@ -38,15 +38,19 @@ typedef void (*opstore_done_fn)(uint64_t cookie, bool ok);
 /* A queued operation: req (borrowed) is its whole request as JSON. fn may be NULL. */
 void opstore_op_put(uint64_t id, const char *ep, const char *kind, const char *path, int format,
                     const json_t *req, int64_t created_ms, opstore_done_fn fn, uint64_t cookie);
-/* The operation left the queue (sent, failed, cancelled). */
+/* The operation was sent to its device: its row stays, marked sent, until it finishes, so a
+ * restart knows it may have reached the device. */
+void opstore_op_sent(uint64_t id);
+/* The operation finished (succeeded, failed, timed out, cancelled). */
 void opstore_op_del(uint64_t id);
 /* A desired observation; attrs may be NULL, query is its Write-Attributes query ("" none). */
 void opstore_obs_put(uint64_t id, const char *ep, const json_t *paths, bool composite,
                      const json_t *attrs, const char *query, int64_t created_ms);
 void opstore_obs_del(uint64_t id);
 
-/* Reads every queued operation (oldest first) and desired observation from url, calling
- * on_op(ctx, row) with {"id","endpoint","kind","path","format","request","created_ms"} and
+/* Reads every unfinished operation (queued or sent; oldest first) and desired observation from
+ * url, calling on_op(ctx, row) with {"id","endpoint","kind","path","format","request",
+ * "created_ms","sent"} and
  * on_obs(ctx, row) with {"id","endpoint","paths","composite","attrs","created_ms"} (rows
  * borrowed for the call). Blocking; before the loops run. 0, or LW_EIO (logged: the database is
  * unreachable or the schema lacks the tables; the daemon starts without them). */

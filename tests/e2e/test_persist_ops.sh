@@ -115,7 +115,11 @@ check "crash: ... the first too, in order" \
 check "crash: ... with the device's values" \
   test "$(api GET "/api/v1/operations/$op2")" = 200 -a "$(field 'd["result"]["values"][0]["path"]')" = /3/0/1
 gone() { [ "$(q "SELECT count(*) FROM operations WHERE id IN ($op1, $op2)")" = 0 ]; }
-check "crash: their rows are gone once sent" until_ok 5 gone
+check "crash: their rows are gone once done" until_ok 5 gone
+# A held operation's row is marked sent when it goes to the device (and deleted when it finishes):
+# the table's statistics count those two updates.
+marked() { [ "$(q "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'operations'")" -ge 2 ]; }
+check "crash: each row was marked sent before it was deleted (2 updates)" until_ok 5 marked
 
 sse=$LW_TMP/po-sse
 curl -s -N -H "Authorization: Bearer $T" "$A/api/v1/events?types=notification" > "$sse" &
@@ -158,10 +162,34 @@ kill -CONT "$fleet_pid"
 recovered() { api GET /api/v1/devices/po-o-0/observations >/dev/null; [ "$(field '[(o["state"], o["retries"], o["established_count"]) for o in d["observations"] if o["id"]=="'"$obsr"'"][0]')" = "('active', 0, 1)" ]; }
 check "timeout: the retry establishes it once the device answers" until_ok 10 recovered
 
+# ---- operations that were sent and had not finished when the server stopped (state 'sent', as
+# a crash between sending and the device's answer leaves them): a Read is sent again, an Execute
+# is not (the device may have rebooted already) and fails with the reason.
+stop_daemon TERM
+check "stop before the sent rows: exit 0" test "$LW_DAEMON_RC" = 0
+rq='{"path":"%s","cf":65535,"obs_id":0,"obs_op":0,"composite":false,"timeout_ms":10000}'
+q "INSERT INTO operations (id, endpoint, kind, path, request, state, attempts) VALUES
+   (900000000000001, 'po-q-0', 'read', '/3/0/2', '$(printf "$rq" /3/0/2)', 'sent', 1),
+   (900000000000002, 'po-q-0', 'execute', '/3/0/4', '$(printf "$rq" /3/0/4)', 'sent', 1)"
+log4=$LW_TMP/po-4.log
+check "sent rows: the daemon restarts" restart "$log4"
+check "sent rows: the Read is restored to be sent again (logged)" \
+  grep -q '900000000000001 (read po-q-0 /3/0/2) was sent before the server stopped: it is sent again' "$log4"
+check "sent rows: the Execute is not repeated (logged)" \
+  grep -q '900000000000002 (execute po-q-0 /3/0/4) was sent before the server stopped and is not repeated' "$log4"
+check "sent rows: the Execute is failed, its outcome unknown" \
+  test "$(api GET /api/v1/operations/900000000000002)" = 200 -a "$(field '(d["state"], "unknown" in d["error"])')" = "('failed', True)"
+check "sent rows: /metrics counts it" \
+  bash -c 'curl -s "$1/metrics" | grep -qx "lwm2md_operations_unknown_outcome_total 1"' _ "$A"
+xgone() { [ "$(q "SELECT count(*) FROM operations WHERE id = 900000000000002")" = 0 ]; }
+check "sent rows: the Execute's row is deleted" until_ok 5 xgone
+rdone() { api GET /api/v1/operations/900000000000001 >/dev/null; [ "$(field '(d["state"], d["result"]["values"][0]["path"])')" = "('succeeded', '/3/0/2')" ]; }
+check "sent rows: the Read is delivered again after the device's next Update" until_ok 15 rdone
+
 kill "$sse_pid" 2>/dev/null
 kill "$fleet_pid" 2>/dev/null
 wait "$fleet_pid" 2>/dev/null
 stop_daemon TERM
 check "daemon stops cleanly" test "$LW_DAEMON_RC" = 0
-check "no sanitizer findings in the daemon logs" bash -c "! grep -q 'runtime error\|AddressSanitizer\|LeakSanitizer' '$log' '$log2' '$log3'"
+check "no sanitizer findings in the daemon logs" bash -c "! grep -q 'runtime error\|AddressSanitizer\|LeakSanitizer' '$log' '$log2' '$log3' '$log4'"
 finish
