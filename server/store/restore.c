@@ -64,6 +64,10 @@ struct links {
     uint8_t *links;
 };
 
+/* Skipped rows are logged, the first few of each shard (a broken table must not flood the log;
+ * the start-up line counts them all). */
+#define SKIPS_LOGGED 5
+
 struct job {
     const char *url;
     unsigned shard, nshards;
@@ -307,11 +311,17 @@ static int restore_tuple(struct job *j, const struct field *f)
         sv.links_len = (size_t)f[C_OBJS].len;
     }
     struct regsrv *r = shard_regsrv(shard_get(j->shard));
-    return regsrv_restore(r, &sv, r->now);
+    int rc = regsrv_restore(r, &sv, r->now);
+    if (rc != 0 && rc != LW_ETIMEDOUT && rc != LW_ENOMEM && j->skipped < SKIPS_LOGGED)
+        log_warn(STORE, "registration of %s (shard %u) not restored: %s", ep, j->shard,
+                 lw_strerror(rc));
+    return rc;
 }
 
 static void count(struct job *j, int r)
 {
+    if (r == LW_EMALFORMED && j->skipped < SKIPS_LOGGED)
+        log_warn(STORE, "a registration row of shard %u is malformed: not restored", j->shard);
     if (r == 0)
         j->restored++;
     else if (r == LW_ETIMEDOUT)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test runner: starts a private PostgreSQL (tools/pg.sh, as `make run` does), then runs
 # every tests/e2e/test_*.sh against the real daemon. Prints "N passed, N failed" and exits non-zero
-# on any failure. E2E_ONLY=name runs one file (E2E_ONLY="a b": those files).
+# on any failure. E2E_ONLY=name runs one file (E2E_ONLY="a b": those files). E2E_KEEP=1 keeps the
+# scratch directory (daemon logs, fleet reports) when a test failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-build}
@@ -15,7 +16,11 @@ pgdir=$top/$build/e2e/pg
 
 cleanup() {
   bash "$top/tools/pg.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  rm -rf "$LW_TMP"
+  if [ "${E2E_KEEP:-}" = 1 ] && [ "${failed:-0}" != 0 ]; then
+    echo "e2e: scratch kept in $LW_TMP"
+  else
+    rm -rf "$LW_TMP"
+  fi
 }
 trap cleanup EXIT
 
