@@ -445,8 +445,8 @@ int lw_coap_env_init(struct lw_coap_env *env, const struct lw_coap_cfg *cfg,
 /* Per-peer state, embedded by the caller. Memory (LP64):
  *  - idle: sizeof(struct lw_coap_ep) = 48 bytes, nothing on the heap;
  *  - dedup ring, allocated on the first CON/NON received and freed by lw_coap_ep_timeout once all
- *    entries expired: 8 + 80 bytes per entry, growing 2, 4, ... up to cfg.dedup_entries (16 by
- *    default: 1288 bytes at most); replies over 48 bytes get an extra heap copy (at most
+ *    entries expired: 8 + 56 bytes per entry, growing 2, 4, ... up to cfg.dedup_entries (16 by
+ *    default: 904 bytes at most); replies over 32 bytes get an extra heap copy (at most
  *    LW_COAP_MAX_DGRAM each);
  *  - each request (active or queued): 104 bytes + a copy of its options and payload; a Block2
  *    reassembly buffer up to cfg.max_body while one is running;

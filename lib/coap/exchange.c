@@ -32,14 +32,11 @@
 /* ep->in_cb value while lw_coap_ep_deinit runs. */
 #define CLOSING 0xff
 
-/* Replies up to this size are cached inline in the dedup entry; longer ones get a heap copy.
- * 16 fits the common piggybacked reply of a device's steady state (2.04 to an Update or a Send:
- * 4-byte header + token up to 8 + a Content-Format or so) and keeps an entry at 48 bytes: every
- * peer that sent within EXCHANGE_LIFETIME holds a ring of these (4 entries after a Register, an
- * Update and a Send), which is a large share of the memory per device. */
-/* Replies up to this size are cached inside the entry: a Register's 2.01 (4 + 8-byte token +
- * Location-Path rd/<11 characters> = 27 bytes) fits, so the commonest long reply costs no
- * allocation; longer ones get a heap copy. */
+/* Replies up to this size are cached inside the dedup entry; longer ones get a heap copy. 32
+ * fits a Register's 2.01 (4 + 8-byte token + Location-Path rd/<11 characters> = 27 bytes) as well
+ * as the 2.04 of an Update or a Send, so the commonest replies cost no allocation, and keeps an
+ * entry at 56 bytes: every peer that sent within EXCHANGE_LIFETIME holds a ring of these (4
+ * entries after a Register, an Update and a Send), a large share of the memory per device. */
 #define DEDUP_INLINE 32
 
 enum dstate {
