@@ -69,11 +69,16 @@ static unsigned int psk13_cb(WOLFSSL *ssl, const char *hint, char *identity, uns
     return psk_cb(ssl, hint, identity, id_max, key, key_max);
 }
 
+/* Source address of new sockets. The load mode uses 127.0.2.1: its ephemeral ports must not
+ * meet the address of a session the daemon restored from an earlier client on 127.0.0.1 (a
+ * datagram from there takes that session over, and the test counts sessions). */
+static uint32_t g_src = INADDR_LOOPBACK;
+
 static int new_socket(void)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_addr.s_addr = htonl(g_src);
     bind(fd, (struct sockaddr *)&a, sizeof(a));
     return fd;
 }
@@ -411,6 +416,7 @@ int main(int argc, char **argv)
         cli_close(&c);
     } else if (strcmp(mode, "load") == 0 && argc >= 8) {
         int n = atoi(argv[6]), wait_ms = atoi(argv[7]), hs = 0, reg = 0, upd = 0;
+        g_src = 0x7f000201; /* 127.0.2.1 */
         struct cli *cs = calloc((size_t)n, sizeof(*cs));
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
