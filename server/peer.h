@@ -42,6 +42,7 @@ struct peer {
     /* A block-wise Register/Update body is being received from this address: its state is in
      * the shard's side table (registry.c), as few peers ever have one (the byte is padding). */
     bool has_b1;
+    uint8_t hlo[3]; /* the low 24 bits of its hash in the table (peer.c: growth reads them) */
     struct lw_coap_ep ep;
     struct reg *reg; /* the registration bound to this address, or NULL */
 };
@@ -57,6 +58,10 @@ struct peer_table {
     unsigned fresh;            /* peers of the newest block handed out so far */
     struct peer *free;         /* deleted peers, linked through their first bytes */
 };
+
+/* Tables below 2^lw__peer_hlo_bits slots place peers by the hash bits each peer keeps (peer.c);
+ * 23, tests set less. */
+extern unsigned lw__peer_hlo_bits;
 
 /* 0 or LW_ENOMEM. */
 int peer_table_init(struct peer_table *t);

@@ -239,6 +239,7 @@ void *lw_hmap_next(const struct lw_hmap *m, size_t *pos)
 
 #define C_PTR_BITS 48
 #define C_PTR_MASK ((UINT64_C(1) << C_PTR_BITS) - 1)
+#define C_PREFETCH 8 /* slots ahead when growing */
 
 /* The 16 hash bits kept in a slot: above any index bits (a table of 2^40 slots is out of
  * reach) and below the top bits the directory picks its stripe with. */
@@ -264,7 +265,13 @@ static int c_resize(struct lw_cmap *m, size_t cap)
         return LW_ENOMEM;
     size_t mask = cap - 1;
     if (m->slots) {
+        /* Each item is read for its hash: fetch a few slots ahead, so the reads (cache misses in
+         * a large table: items lie anywhere in the heap) overlap instead of following one
+         * another. Measured on the Register path from empty tables: the growth cost 10 % of the
+         * shard thread without. */
         for (size_t i = 0; i <= m->mask; i++) {
+            if (i + C_PREFETCH <= m->mask && m->slots[i + C_PREFETCH])
+                __builtin_prefetch(c_item(m->slots[i + C_PREFETCH]));
             uint64_t s = m->slots[i];
             if (!s)
                 continue;
