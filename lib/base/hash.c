@@ -74,43 +74,239 @@ static size_t mapped_bytes(size_t bytes)
 #endif
 }
 
-size_t lw_hmap_mapped_bytes(const struct lw_hmap *m)
-{
-    return mapped_bytes(lw_hmap_bytes(m));
-}
-
 static bool over_load(size_t count, size_t mask)
 {
     return count > (mask + 1) - (mask + 1) / 4;
 }
 
-static int resize(struct lw_hmap *m, size_t cap)
+/* ---- one implementation for both slot layouts ---------------------------------------------
+ * WIDE (lw_hmap): {hash, item}, 16 bytes. TAGGED (lw_cmap): the item pointer in the low 48 bits
+ * and 16 hash bits (40..55: above any index bits, below the top bits the directory picks its
+ * stripe with) above them, 8 bytes; a member's home slot comes from the map's hash callback.
+ * The layout is a constant at every call, so each inlined function compiles to one loop per map
+ * type. */
+enum layout { WIDE, TAGGED };
+
+#define C_PTR_BITS 48
+#define C_PTR_MASK ((UINT64_C(1) << C_PTR_BITS) - 1)
+#define C_PREFETCH 8 /* slots ahead when growing */
+
+struct view {
+    void *slots;
+    size_t mask;
+    lw_cmap_hash_fn hash; /* TAGGED only */
+    const void *ctx;
+};
+
+static inline uint64_t c_tag(uint64_t hash)
 {
-    struct lw_hmap_slot *slots = slots_alloc(cap * sizeof(*slots));
+    return (hash >> 40) << C_PTR_BITS;
+}
+
+static inline size_t slot_size(enum layout L)
+{
+    return L == WIDE ? sizeof(struct lw_hmap_slot) : sizeof(uint64_t);
+}
+
+static inline void *item_at(enum layout L, const void *slots, size_t i)
+{
+    if (L == WIDE)
+        return ((const struct lw_hmap_slot *)slots)[i].item;
+    return (void *)(uintptr_t)(((const uint64_t *)slots)[i] & C_PTR_MASK);
+}
+
+static inline bool hash_matches(enum layout L, const void *slots, size_t i, uint64_t hash)
+{
+    if (L == WIDE)
+        return ((const struct lw_hmap_slot *)slots)[i].hash == hash;
+    return (((const uint64_t *)slots)[i] & ~C_PTR_MASK) == c_tag(hash);
+}
+
+static inline void set_at(enum layout L, void *slots, size_t i, uint64_t hash, void *item)
+{
+    if (L == WIDE)
+        ((struct lw_hmap_slot *)slots)[i] = (struct lw_hmap_slot){hash, item};
+    else
+        ((uint64_t *)slots)[i] = item ? c_tag(hash) | (uintptr_t)item : 0;
+}
+
+static inline void move_slot(enum layout L, void *slots, size_t to, size_t from)
+{
+    if (L == WIDE)
+        ((struct lw_hmap_slot *)slots)[to] = ((struct lw_hmap_slot *)slots)[from];
+    else
+        ((uint64_t *)slots)[to] = ((uint64_t *)slots)[from];
+}
+
+static inline size_t home_of(enum layout L, const struct view *v, size_t i, size_t mask)
+{
+    if (L == WIDE)
+        return ((const struct lw_hmap_slot *)v->slots)[i].hash & mask;
+    return v->hash(item_at(L, v->slots, i), v->ctx) & mask;
+}
+
+/* The slot of the item matching key (or, with key NULL, the slot holding `item` itself), else the
+ * empty slot that ends the probe run (*found false). The table must have slots. */
+static inline size_t probe(enum layout L, const struct view *v, uint64_t hash, const void *key,
+                           lw_hmap_eq_fn eq, const void *item, bool *found)
+{
+    for (size_t i = hash & v->mask;; i = (i + 1) & v->mask) {
+        void *it = item_at(L, v->slots, i);
+        if (!it || (key ? hash_matches(L, v->slots, i, hash) && eq(it, key) : it == item)) {
+            *found = it != NULL;
+            return i;
+        }
+    }
+}
+
+/* Moves every item into a new array of cap slots. */
+static inline int regrow(enum layout L, struct view *v, size_t cap)
+{
+    void *slots = slots_alloc(cap * slot_size(L));
     if (!slots)
         return LW_ENOMEM;
     size_t mask = cap - 1;
-    if (m->slots) {
-        for (size_t i = 0; i <= m->mask; i++) {
-            struct lw_hmap_slot s = m->slots[i];
-            if (!s.item)
+    if (v->slots) {
+        for (size_t i = 0; i <= v->mask; i++) {
+            /* TAGGED reads each item for its hash: fetch a few slots ahead, so the reads (cache
+             * misses in a large table) overlap instead of following one another. Measured on
+             * the Register path from empty tables: the growth cost 10 % of the shard thread
+             * without this and the peers' kept hash bits (server/peer.c). */
+            if (L == TAGGED && i + C_PREFETCH <= v->mask && item_at(L, v->slots, i + C_PREFETCH))
+                __builtin_prefetch(item_at(L, v->slots, i + C_PREFETCH));
+            if (!item_at(L, v->slots, i))
                 continue;
-            size_t j = s.hash & mask;
-            while (slots[j].item)
+            size_t j = home_of(L, v, i, mask);
+            while (item_at(L, slots, j))
                 j = (j + 1) & mask;
-            slots[j] = s;
+            if (L == WIDE)
+                ((struct lw_hmap_slot *)slots)[j] = ((struct lw_hmap_slot *)v->slots)[i];
+            else
+                ((uint64_t *)slots)[j] = ((uint64_t *)v->slots)[i];
         }
-        slots_free(m->slots, lw_hmap_bytes(m));
+        slots_free(v->slots, (v->mask + 1) * slot_size(L));
     }
-    m->slots = slots;
-    m->mask = mask;
+    v->slots = slots;
+    v->mask = mask;
     return 0;
+}
+
+/* Backward-shift deletion: move later members of the probe run into the hole when their home
+ * slot is not between the hole and their position, so no tombstones are needed. */
+static inline void remove_at(enum layout L, const struct view *v, size_t hole)
+{
+    size_t i = hole;
+    for (;;) {
+        i = (i + 1) & v->mask;
+        if (!item_at(L, v->slots, i))
+            break;
+        size_t home = home_of(L, v, i, v->mask);
+        /* distance from home to i vs from home to hole (cyclic) */
+        if (((i - home) & v->mask) >= ((i - hole) & v->mask)) {
+            move_slot(L, v->slots, hole, i);
+            hole = i;
+        }
+    }
+    set_at(L, v->slots, hole, 0, NULL);
+}
+
+static inline int insert(enum layout L, struct view *v, size_t *count, uint64_t hash, void *item)
+{
+    if (!v->slots || over_load(*count + 1, v->mask)) {
+        int rc = regrow(L, v, v->slots ? (v->mask + 1) * 2 : 8);
+        if (rc)
+            return rc;
+    }
+    bool found;
+    size_t i = probe(L, v, hash, NULL, NULL, NULL, &found); /* the first empty slot */
+    set_at(L, v->slots, i, hash, item);
+    (*count)++;
+    return 0;
+}
+
+static inline int upsert(enum layout L, struct view *v, size_t *count, uint64_t hash,
+                         const void *key, lw_hmap_eq_fn eq, void *item, void **old)
+{
+    *old = NULL;
+    if (v->slots) {
+        bool found;
+        size_t i = probe(L, v, hash, key, eq, NULL, &found);
+        if (found) {
+            *old = item_at(L, v->slots, i);
+            set_at(L, v->slots, i, hash, item);
+            return 0;
+        }
+        /* i is the empty slot ending the run: the item goes there unless the table must grow */
+        if (!over_load(*count + 1, v->mask)) {
+            set_at(L, v->slots, i, hash, item);
+            (*count)++;
+            return 0;
+        }
+    }
+    return insert(L, v, count, hash, item);
+}
+
+static inline void *lookup(enum layout L, const struct view *v, uint64_t hash, const void *key,
+                           lw_hmap_eq_fn eq)
+{
+    bool found = false;
+    size_t i = v->slots ? probe(L, v, hash, key, eq, NULL, &found) : 0;
+    return found ? item_at(L, v->slots, i) : NULL;
+}
+
+/* Removes the item matching key (or `item` itself with key NULL); returns it or NULL. */
+static inline void *erase(enum layout L, const struct view *v, size_t *count, uint64_t hash,
+                          const void *key, lw_hmap_eq_fn eq, const void *item)
+{
+    bool found = false;
+    size_t i = v->slots ? probe(L, v, hash, key, eq, item, &found) : 0;
+    if (!found)
+        return NULL;
+    void *it = item_at(L, v->slots, i);
+    remove_at(L, v, i);
+    (*count)--;
+    return it;
+}
+
+static inline void *next_item(enum layout L, const void *slots, size_t mask, size_t *pos)
+{
+    if (!slots)
+        return NULL;
+    while (*pos <= mask) {
+        void *it = item_at(L, slots, (*pos)++);
+        if (it)
+            return it;
+    }
+    return NULL;
+}
+
+/* ---- lw_hmap ------------------------------------------------------------------------------ */
+
+static struct view h_view(const struct lw_hmap *m)
+{
+    return (struct view){m->slots, m->mask, NULL, NULL};
+}
+
+static void h_store(struct lw_hmap *m, const struct view *v)
+{
+    m->slots = v->slots;
+    m->mask = v->mask;
+}
+
+size_t lw_hmap_mapped_bytes(const struct lw_hmap *m)
+{
+    return mapped_bytes(lw_hmap_bytes(m));
 }
 
 int lw_hmap_init(struct lw_hmap *m, size_t expected)
 {
     *m = (struct lw_hmap){0};
-    return expected ? resize(m, cap_for(expected)) : 0;
+    if (!expected)
+        return 0;
+    struct view v = h_view(m);
+    int rc = regrow(WIDE, &v, cap_for(expected));
+    h_store(m, &v);
+    return rc;
 }
 
 void lw_hmap_deinit(struct lw_hmap *m)
@@ -121,176 +317,71 @@ void lw_hmap_deinit(struct lw_hmap *m)
 
 void *lw_hmap_get(const struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
 {
-    if (!m->slots)
-        return NULL;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        const struct lw_hmap_slot *s = &m->slots[i];
-        if (!s->item)
-            return NULL;
-        if (s->hash == hash && eq(s->item, key))
-            return s->item;
-    }
+    struct view v = h_view(m);
+    return lookup(WIDE, &v, hash, key, eq);
 }
 
 int lw_hmap_put(struct lw_hmap *m, uint64_t hash, void *item)
 {
-    if (!m->slots || over_load(m->count + 1, m->mask)) {
-        int rc = resize(m, m->slots ? (m->mask + 1) * 2 : 8);
-        if (rc)
-            return rc;
-    }
-    size_t i = hash & m->mask;
-    while (m->slots[i].item)
-        i = (i + 1) & m->mask;
-    m->slots[i] = (struct lw_hmap_slot){hash, item};
-    m->count++;
-    return 0;
+    struct view v = h_view(m);
+    int rc = insert(WIDE, &v, &m->count, hash, item);
+    h_store(m, &v);
+    return rc;
 }
 
 int lw_hmap_upsert(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq, void *item,
                    void **old)
 {
-    *old = NULL;
-    size_t i = 0;
-    if (m->slots) {
-        for (i = hash & m->mask; m->slots[i].item; i = (i + 1) & m->mask) {
-            struct lw_hmap_slot *s = &m->slots[i];
-            if (s->hash == hash && eq(s->item, key)) {
-                *old = s->item;
-                s->item = item;
-                return 0;
-            }
-        }
-        /* i is the empty slot ending the run: the item goes there unless the table must grow */
-        if (!over_load(m->count + 1, m->mask)) {
-            m->slots[i] = (struct lw_hmap_slot){hash, item};
-            m->count++;
-            return 0;
-        }
-    }
-    return lw_hmap_put(m, hash, item);
-}
-
-/* Backward-shift deletion: move later members of the probe run into the hole when their home
- * slot is not between the hole and their position, so no tombstones are needed. */
-static void remove_at(struct lw_hmap *m, size_t hole)
-{
-    size_t i = hole;
-    for (;;) {
-        i = (i + 1) & m->mask;
-        struct lw_hmap_slot *s = &m->slots[i];
-        if (!s->item)
-            break;
-        size_t home = s->hash & m->mask;
-        /* distance from home to i vs from home to hole (cyclic) */
-        if (((i - home) & m->mask) >= ((i - hole) & m->mask)) {
-            m->slots[hole] = *s;
-            hole = i;
-        }
-    }
-    m->slots[hole] = (struct lw_hmap_slot){0};
-    m->count--;
+    struct view v = h_view(m);
+    int rc = upsert(WIDE, &v, &m->count, hash, key, eq, item, old);
+    h_store(m, &v);
+    return rc;
 }
 
 void *lw_hmap_del(struct lw_hmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
 {
-    if (!m->slots)
-        return NULL;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        struct lw_hmap_slot *s = &m->slots[i];
-        if (!s->item)
-            return NULL;
-        if (s->hash == hash && eq(s->item, key)) {
-            void *item = s->item;
-            remove_at(m, i);
-            return item;
-        }
-    }
+    struct view v = h_view(m);
+    return erase(WIDE, &v, &m->count, hash, key, eq, NULL);
 }
 
 bool lw_hmap_del_item(struct lw_hmap *m, uint64_t hash, const void *item)
 {
-    if (!m->slots)
-        return false;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        struct lw_hmap_slot *s = &m->slots[i];
-        if (!s->item)
-            return false;
-        if (s->item == item) {
-            remove_at(m, i);
-            return true;
-        }
-    }
+    struct view v = h_view(m);
+    return erase(WIDE, &v, &m->count, hash, NULL, NULL, item) != NULL;
 }
 
 void *lw_hmap_next(const struct lw_hmap *m, size_t *pos)
 {
-    if (!m->slots)
-        return NULL;
-    while (*pos <= m->mask) {
-        void *it = m->slots[(*pos)++].item;
-        if (it)
-            return it;
-    }
-    return NULL;
+    return next_item(WIDE, m->slots, m->mask, pos);
 }
 
-/* ---- compact map ------------------------------------------------------------------------- */
+/* ---- lw_cmap ------------------------------------------------------------------------------ */
 
-#define C_PTR_BITS 48
-#define C_PTR_MASK ((UINT64_C(1) << C_PTR_BITS) - 1)
-#define C_PREFETCH 8 /* slots ahead when growing */
-
-/* The 16 hash bits kept in a slot: above any index bits (a table of 2^40 slots is out of
- * reach) and below the top bits the directory picks its stripe with. */
-static inline uint64_t c_tag(uint64_t hash)
+static struct view c_view(const struct lw_cmap *m)
 {
-    return (hash >> 40) << C_PTR_BITS;
+    return (struct view){m->slots, m->mask, m->hash, m->ctx};
 }
 
-static inline void *c_item(uint64_t slot)
+static void c_store(struct lw_cmap *m, const struct view *v)
 {
-    return (void *)(uintptr_t)(slot & C_PTR_MASK);
+    m->slots = v->slots;
+    m->mask = v->mask;
 }
 
-static inline bool c_match(uint64_t slot, uint64_t hash)
+static bool c_storable(const void *item)
 {
-    return (slot & ~C_PTR_MASK) == c_tag(hash);
-}
-
-static int c_resize(struct lw_cmap *m, size_t cap)
-{
-    uint64_t *slots = slots_alloc(cap * sizeof(*slots));
-    if (!slots)
-        return LW_ENOMEM;
-    size_t mask = cap - 1;
-    if (m->slots) {
-        /* Each item is read for its hash: fetch a few slots ahead, so the reads (cache misses in
-         * a large table: items lie anywhere in the heap) overlap instead of following one
-         * another. Measured on the Register path from empty tables: the growth cost 10 % of the
-         * shard thread without. */
-        for (size_t i = 0; i <= m->mask; i++) {
-            if (i + C_PREFETCH <= m->mask && m->slots[i + C_PREFETCH])
-                __builtin_prefetch(c_item(m->slots[i + C_PREFETCH]));
-            uint64_t s = m->slots[i];
-            if (!s)
-                continue;
-            size_t j = m->hash(c_item(s), m->ctx) & mask;
-            while (slots[j])
-                j = (j + 1) & mask;
-            slots[j] = s;
-        }
-        slots_free(m->slots, lw_cmap_bytes(m));
-    }
-    m->slots = slots;
-    m->mask = mask;
-    return 0;
+    return item && !((uintptr_t)item & ~(uintptr_t)C_PTR_MASK);
 }
 
 int lw_cmap_init(struct lw_cmap *m, size_t expected, lw_cmap_hash_fn hash, const void *ctx)
 {
     *m = (struct lw_cmap){.hash = hash, .ctx = ctx};
-    return expected ? c_resize(m, cap_for(expected)) : 0;
+    if (!expected)
+        return 0;
+    struct view v = c_view(m);
+    int rc = regrow(TAGGED, &v, cap_for(expected));
+    c_store(m, &v);
+    return rc;
 }
 
 void lw_cmap_deinit(struct lw_cmap *m)
@@ -308,117 +399,45 @@ size_t lw_cmap_mapped_bytes(const struct lw_cmap *m)
 
 void *lw_cmap_get(const struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
 {
-    if (!m->slots)
-        return NULL;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        uint64_t s = m->slots[i];
-        if (!s)
-            return NULL;
-        if (c_match(s, hash) && eq(c_item(s), key))
-            return c_item(s);
-    }
+    struct view v = c_view(m);
+    return lookup(TAGGED, &v, hash, key, eq);
 }
 
 int lw_cmap_put(struct lw_cmap *m, uint64_t hash, void *item)
 {
-    if (!item || ((uintptr_t)item & ~(uintptr_t)C_PTR_MASK))
+    if (!c_storable(item))
         return LW_EINVAL;
-    if (!m->slots || over_load(m->count + 1, m->mask)) {
-        int rc = c_resize(m, m->slots ? (m->mask + 1) * 2 : 8);
-        if (rc)
-            return rc;
-    }
-    size_t i = hash & m->mask;
-    while (m->slots[i])
-        i = (i + 1) & m->mask;
-    m->slots[i] = c_tag(hash) | (uintptr_t)item;
-    m->count++;
-    return 0;
+    struct view v = c_view(m);
+    int rc = insert(TAGGED, &v, &m->count, hash, item);
+    c_store(m, &v);
+    return rc;
 }
 
 int lw_cmap_upsert(struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq, void *item,
                    void **old)
 {
     *old = NULL;
-    if (!item || ((uintptr_t)item & ~(uintptr_t)C_PTR_MASK))
+    if (!c_storable(item))
         return LW_EINVAL;
-    if (m->slots) {
-        size_t i;
-        for (i = hash & m->mask; m->slots[i]; i = (i + 1) & m->mask) {
-            uint64_t s = m->slots[i];
-            if (c_match(s, hash) && eq(c_item(s), key)) {
-                *old = c_item(s);
-                m->slots[i] = c_tag(hash) | (uintptr_t)item;
-                return 0;
-            }
-        }
-        if (!over_load(m->count + 1, m->mask)) {
-            m->slots[i] = c_tag(hash) | (uintptr_t)item;
-            m->count++;
-            return 0;
-        }
-    }
-    return lw_cmap_put(m, hash, item);
-}
-
-/* Backward-shift deletion as in remove_at; a member's home slot comes from its recomputed hash
- * (one callback per member of the rest of the probe run: short at load <= 0.75). */
-static void c_remove_at(struct lw_cmap *m, size_t hole)
-{
-    size_t i = hole;
-    for (;;) {
-        i = (i + 1) & m->mask;
-        uint64_t s = m->slots[i];
-        if (!s)
-            break;
-        size_t home = m->hash(c_item(s), m->ctx) & m->mask;
-        if (((i - home) & m->mask) >= ((i - hole) & m->mask)) {
-            m->slots[hole] = s;
-            hole = i;
-        }
-    }
-    m->slots[hole] = 0;
-    m->count--;
+    struct view v = c_view(m);
+    int rc = upsert(TAGGED, &v, &m->count, hash, key, eq, item, old);
+    c_store(m, &v);
+    return rc;
 }
 
 void *lw_cmap_del(struct lw_cmap *m, uint64_t hash, const void *key, lw_hmap_eq_fn eq)
 {
-    if (!m->slots)
-        return NULL;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        uint64_t s = m->slots[i];
-        if (!s)
-            return NULL;
-        if (c_match(s, hash) && eq(c_item(s), key)) {
-            c_remove_at(m, i);
-            return c_item(s);
-        }
-    }
+    struct view v = c_view(m);
+    return erase(TAGGED, &v, &m->count, hash, key, eq, NULL);
 }
 
 bool lw_cmap_del_item(struct lw_cmap *m, uint64_t hash, const void *item)
 {
-    if (!m->slots)
-        return false;
-    for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
-        uint64_t s = m->slots[i];
-        if (!s)
-            return false;
-        if (c_item(s) == item) {
-            c_remove_at(m, i);
-            return true;
-        }
-    }
+    struct view v = c_view(m);
+    return erase(TAGGED, &v, &m->count, hash, NULL, NULL, item) != NULL;
 }
 
 void *lw_cmap_next(const struct lw_cmap *m, size_t *pos)
 {
-    if (!m->slots)
-        return NULL;
-    while (*pos <= m->mask) {
-        uint64_t s = m->slots[(*pos)++];
-        if (s)
-            return c_item(s);
-    }
-    return NULL;
+    return next_item(TAGGED, m->slots, m->mask, pos);
 }
