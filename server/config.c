@@ -34,6 +34,7 @@ struct key {
 static const char *const logfmt_names[] = {"auto", "logfmt", "json", "journal", NULL};
 static const char *const migrate_names[] = {"auto", "off", NULL};
 static const char *const dtlsver_names[] = {"any", "1.2", "1.3", NULL};
+static const char *const steering_names[] = {"kernel", "forward", NULL};
 
 #define OFF(f) offsetof(struct lw_config, f)
 /* The documentation of every key lives in config/lwm2md.conf.example and docs/configuration.md;
@@ -44,6 +45,8 @@ static const struct key keys[] = {
      true},
     {"server", "node_id", K_UINT, OFF(node_id), 0, "0", 0, 255, NULL, false, false, false},
     {"server", "udp_buffer", K_SIZE, OFF(udp_buffer), 0, "4M", 0, 1073741824, NULL, false, false,
+     false},
+    {"server", "steering", K_ENUM, OFF(steering), 0, "kernel", 0, 0, steering_names, false, false,
      false},
     {"coap", "listen", K_LISTEN, OFF(coap_listen), OFF(coap_listen_n), "0.0.0.0:5683, [::]:5683", 0,
      0, NULL, false, false, false},

@@ -23,6 +23,10 @@ enum lw_log_format { LW_LOGFMT_AUTO, LW_LOGFMT_LOGFMT, LW_LOGFMT_JSON, LW_LOGFMT
 enum lw_db_migrate { LW_MIGRATE_AUTO, LW_MIGRATE_OFF };
 enum lw_coaps_versions { LW_COAPS_VANY, LW_COAPS_V12, LW_COAPS_V13 };
 
+/* server.steering: the kernel's CBPF program picks each datagram's shard, or the kernel spreads
+ * them by its own hash and the shards forward what belongs to another (udp.h). */
+enum lw_steering { LW_STEER_KERNEL, LW_STEER_FORWARD };
+
 struct lw_listen {
     char host[64]; /* numeric IPv4/IPv6 address, brackets removed */
     uint16_t port;
@@ -33,7 +37,8 @@ struct lw_config {
     unsigned shards; /* 0 = one per CPU */
     char *state_dir;
     unsigned node_id;
-    size_t udp_buffer; /* kernel receive buffer per UDP socket, bytes; 0 = default */
+    size_t udp_buffer;         /* kernel receive buffer per UDP socket, bytes; 0 = default */
+    enum lw_steering steering; /* who picks each datagram's shard (udp.h) */
     /* [coap] */
     struct lw_listen coap_listen[LW_CFG_MAX_LISTEN];
     unsigned coap_listen_n;

@@ -74,7 +74,8 @@ struct shard {
         size_t len;
         uint8_t sock;
     } tx[TX_BATCH];
-    uint8_t *txbuf; /* TX_BATCH * TX_MAX bytes */
+    uint8_t *txbuf;             /* TX_BATCH * TX_MAX bytes */
+    _Atomic uint64_t forwarded; /* datagrams handed to the shard that owns them */
 };
 
 static struct shard *shards;
@@ -260,6 +261,76 @@ static void tx_flush(struct shard *s)
     s->ntx = 0;
 }
 
+static socklen_t sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* Handles one datagram outside a receive batch, as received on s's socket `sock`. */
+static void input_now(struct shard *s, uint8_t sock, const struct sockaddr *addr,
+                      const uint8_t *data, size_t len)
+{
+    if (sock >= s->ncoap) {
+        if (s->coaps)
+            coaps_input(s->coaps, sock, addr, sa_len(addr), data, len, uv_now(&s->loop));
+    } else {
+        struct peer_addr pa;
+        if (peer_addr_from_sa(&pa, addr, sock) == 0)
+            regsrv_input_hashed(&s->rs, &pa, peer_hash(&s->rs.peers, &pa), data, len,
+                                uv_now(&s->loop));
+    }
+    rearm(s, false);
+}
+
+/* A datagram that reached a socket of the wrong shard (udp.h: the kernel's choice while a group
+ * forms, or every datagram's with server.steering = forward), copied for the shard that owns
+ * its source. Every shard's socket i belongs to the same listen group and address, so the owner
+ * answers from its own socket i with the same source the device wrote to. */
+struct dgram_msg {
+    struct xmsg m;
+    struct sockaddr_storage from;
+    size_t len;
+    uint8_t sock;
+    uint8_t data[];
+};
+
+static void run_dgram(struct shard *s, struct xmsg *m)
+{
+    struct dgram_msg *f = lw_container_of(m, struct dgram_msg, m);
+    if (!s->stopping && f->sock < s->nudp) {
+        input_now(s, f->sock, (const struct sockaddr *)&f->from, f->data, f->len);
+        regsrv_events_flush(&s->rs);
+    }
+    free(f);
+}
+
+/* The shard that owns a datagram received on s's socket `sock` (the rule of the group's
+ * steering program, computed in userspace). */
+static unsigned owner_of(const struct shard *s, uint8_t sock, const struct sockaddr *addr,
+                         const uint8_t *data, size_t len)
+{
+    return sock >= s->ncoap ? udp_steer_dtls(data, len, addr, nshards) : udp_steer(addr, nshards);
+}
+
+static void forward_dgram(struct shard *s, unsigned to, uint8_t sock, const struct sockaddr *addr,
+                          const uint8_t *data, size_t len)
+{
+    struct dgram_msg *f = malloc(sizeof(*f) + len);
+    if (f) {
+        f->m.run = run_dgram;
+        memcpy(&f->from, addr, sa_len(addr));
+        f->len = len;
+        f->sock = sock;
+        memcpy(f->data, data, len);
+        if (shard_post(&shards[to], &f->m)) {
+            atomic_fetch_add_explicit(&s->forwarded, 1, memory_order_relaxed);
+            return;
+        }
+        free(f);
+    }
+    atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_NOMEM], 1, memory_order_relaxed);
+}
+
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags)
 {
@@ -270,14 +341,19 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
      * freed here. Responses produced during a batch are queued and sent with one sendmmsg. */
     s->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
     s->rs.hold_events = s->batching;
+    unsigned to;
     if (nread < 0) {
         log_warn_rl(NET, "shard %u: receive failed: %s", s->id, uv_strerror((int)nread));
+    } else if (addr && nshards > 1 &&
+               (to = owner_of(s, (uint8_t)(h - s->udp), addr, (const uint8_t *)buf->base,
+                              (size_t)nread)) != s->id) {
+        s->rx_n++;
+        forward_dgram(s, to, (uint8_t)(h - s->udp), addr, (const uint8_t *)buf->base,
+                      (size_t)nread);
     } else if ((nread > 0 || addr != NULL) && (unsigned)(h - s->udp) >= s->ncoap) {
         s->rx_n++;
         if (s->coaps && addr)
-            coaps_input(s->coaps, (uint8_t)(h - s->udp), addr,
-                        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                    : sizeof(struct sockaddr_in),
+            coaps_input(s->coaps, (uint8_t)(h - s->udp), addr, sa_len(addr),
                         (const uint8_t *)buf->base, (size_t)nread, uv_now(&s->loop));
         rearm(s, false);
     } else if (nread > 0 || addr != NULL) {
@@ -552,6 +628,11 @@ static void write_metrics(void *ctx, struct lw_buf *out)
     for (unsigned i = 0; i < nshards; i++)
         lw_buf_printf(out, "lwm2md_shard_datagrams_out_total{shard=\"%u\"} %llu\n", i,
                       (unsigned long long)ld(&shards[i].rs.stats.tx));
+    metric_head(out, "lwm2md_shard_datagrams_forwarded_total", "counter",
+                "Datagrams received for another shard and handed to it.");
+    for (unsigned i = 0; i < nshards; i++)
+        lw_buf_printf(out, "lwm2md_shard_datagrams_forwarded_total{shard=\"%u\"} %llu\n", i,
+                      (unsigned long long)ld(&shards[i].forwarded));
     metric_head(out, "lwm2md_shard_drops_total", "counter", "Datagrams dropped, by reason.");
     for (unsigned i = 0; i < nshards; i++)
         for (unsigned k = 0; k < RS_DROP__COUNT; k++)
@@ -717,6 +798,7 @@ int shards_start(unsigned n, const struct lw_config *cfg)
     if (n == 0 || n > 256)
         return LW_EINVAL;
     udp_set_buffer_size(cfg->udp_buffer);
+    udp_set_kernel_steering(cfg->steering == LW_STEER_KERNEL);
     if (reg_global_init(cfg, err, sizeof(err)) != 0) {
         log_err(M2M, "cannot start the registration interface: %s", err);
         return LW_ECONFIG;

@@ -121,6 +121,13 @@ unsigned udp_bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+static atomic_bool steer_kernel = true;
+
+void udp_set_kernel_steering(bool on)
+{
+    atomic_store(&steer_kernel, on);
+}
+
 static _Atomic size_t rcvbuf_want = 4u << 20;
 static atomic_bool rcvbuf_warned;
 
@@ -204,10 +211,12 @@ static int group_open(const struct lw_listen *l, unsigned n, int *fds, char *err
         if (port == 0)
             port = udp_bound_port(fd);
     }
-    if (n > 1 &&
+    if (n > 1 && atomic_load(&steer_kernel) &&
         (dtls ? attach_cbpf_dtls(fds[0], family, n) : attach_cbpf(fds[0], family, n)) != 0) {
         rc = -errno;
-        snprintf(err, errlen, "SO_ATTACH_REUSEPORT_CBPF: %s", strerror(errno));
+        snprintf(err, errlen,
+                 "SO_ATTACH_REUSEPORT_CBPF: %s (without it, set server.steering = forward)",
+                 strerror(errno));
         goto out;
     }
 out:

@@ -7,11 +7,17 @@
  * which udp_steer() computes identically in userspace, so the owner of an address is known
  * without asking the kernel (architecture.md §3, deps.md "Kernel steering for shards").
  * The program reads the IPv4 header at its fixed offsets (no IP options: UDP datagrams carrying
- * IPv4 options are vanishingly rare; such a datagram still lands on a valid shard, just not the
- * one udp_steer names, and the shard then serves it) or the IPv6 header without extension
+ * IPv4 options are vanishingly rare; such a datagram lands on a valid shard, possibly not the
+ * one udp_steer names, which then forwards it as below) or the IPv6 header without extension
  * headers. The hash is not keyed (classic BPF cannot do SipHash): a sender choosing its source
  * port chooses its shard. That only affects load steering, never a table key: shard tables use
  * keyed hashes.
+ *
+ * Until the last socket of a group is bound and the program attached, the kernel spreads
+ * datagrams by its own hash (or gives them all to the first socket); with server.steering =
+ * forward no program is attached at all (kernels or sandboxes that refuse it). Either way a shard
+ * checks each datagram against udp_steer / udp_steer_dtls and forwards one that belongs to
+ * another shard (shard.c), so a device's datagrams always reach the shard holding its state.
  *
  * Threads: the control thread creates the groups before the shards start; each shard then owns
  * its socket. The socket set never changes at runtime (the kernel would re-hash flows).
@@ -21,6 +27,7 @@
 
 #include "config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -31,6 +38,9 @@
 /* Kernel receive buffer (bytes) for the sockets opened after the call (server.udp_buffer); 0 =
  * the kernel's default. Any thread, before the groups open. */
 void udp_set_buffer_size(size_t bytes);
+/* Whether groups opened after the call get the steering program (server.steering = kernel, the
+ * default) or none (forward). Any thread, before the groups open. */
+void udp_set_kernel_steering(bool on);
 int udp_group_open(const struct lw_listen *l, unsigned n, int *fds, char *err, size_t errlen);
 /* The same for a CoAPS group: its program first steers DTLS records that carry a Connection ID
  * to the shard named by the CID's first byte (server-issued CIDs, lib/dtls/dtls.h: DTLS 1.2
