@@ -53,7 +53,8 @@ enum regsrv_drop {
     RS_DROP_MALFORMED, /* not a CoAP message, or rejected by the CoAP layer */
     RS_DROP_PEERS_FULL,
     RS_DROP_NOMEM,
-    RS_DROP_SEND, /* the socket refused a datagram (counted by the shard) */
+    RS_DROP_SEND,    /* the socket refused a datagram (counted by the shard) */
+    RS_DROP_FORWARD, /* for another shard, whose queue of forwarded datagrams was full (shard.c) */
     RS_DROP__COUNT
 };
 

@@ -76,6 +76,7 @@ struct shard {
     } tx[TX_BATCH];
     uint8_t *txbuf;             /* TX_BATCH * TX_MAX bytes */
     _Atomic uint64_t forwarded; /* datagrams handed to the shard that owns them */
+    _Atomic size_t fwd_bytes;   /* forwarded to this shard and not yet handled (fwd_limit) */
 };
 
 static struct shard *shards;
@@ -130,19 +131,27 @@ bool shard_post(struct shard *s, struct xmsg *m)
     return ok;
 }
 
-static void on_wake(uv_async_t *h)
+/* Runs every message queued for s; with close, s accepts no more posts from then on. */
+static void drain_inbox(struct shard *s, bool close)
 {
-    struct shard *s = h->data;
     struct lw_list batch;
     lw_list_init(&batch);
     pthread_mutex_lock(&s->lock);
     lw_list_splice_back(&batch, &s->inbox);
+    if (close)
+        s->closed = true;
     pthread_mutex_unlock(&s->lock);
     struct lw_list *it;
     while ((it = lw_list_pop_front(&batch))) {
         struct xmsg *m = lw_container_of(it, struct xmsg, link);
         m->run(s, m);
     }
+}
+
+static void on_wake(uv_async_t *h)
+{
+    struct shard *s = h->data;
+    drain_inbox(s, false);
     if (s->stopping)
         uv_close((uv_handle_t *)&s->wake, NULL);
 }
@@ -294,9 +303,15 @@ struct dgram_msg {
     uint8_t data[];
 };
 
+/* Bytes of forwarded datagrams one shard may have waiting (server.udp_buffer, at least 1 MiB):
+ * like a socket's receive buffer, it bounds the memory a flood can pin; beyond it they are
+ * dropped and counted (drops{reason="forward_full"}). */
+static size_t fwd_limit = 4u << 20;
+
 static void run_dgram(struct shard *s, struct xmsg *m)
 {
     struct dgram_msg *f = lw_container_of(m, struct dgram_msg, m);
+    atomic_fetch_sub_explicit(&s->fwd_bytes, sizeof(*f) + f->len, memory_order_relaxed);
     if (!s->stopping && f->sock < s->nudp) {
         input_now(s, f->sock, (const struct sockaddr *)&f->from, f->data, f->len);
         regsrv_events_flush(&s->rs);
@@ -315,19 +330,27 @@ static unsigned owner_of(const struct shard *s, uint8_t sock, const struct socka
 static void forward_dgram(struct shard *s, unsigned to, uint8_t sock, const struct sockaddr *addr,
                           const uint8_t *data, size_t len)
 {
-    struct dgram_msg *f = malloc(sizeof(*f) + len);
+    struct shard *t = &shards[to];
+    size_t cost = sizeof(struct dgram_msg) + len;
+    if (atomic_fetch_add_explicit(&t->fwd_bytes, cost, memory_order_relaxed) + cost > fwd_limit) {
+        atomic_fetch_sub_explicit(&t->fwd_bytes, cost, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_FORWARD], 1, memory_order_relaxed);
+        return;
+    }
+    struct dgram_msg *f = malloc(cost);
     if (f) {
         f->m.run = run_dgram;
         memcpy(&f->from, addr, sa_len(addr));
         f->len = len;
         f->sock = sock;
         memcpy(f->data, data, len);
-        if (shard_post(&shards[to], &f->m)) {
+        if (shard_post(t, &f->m)) {
             atomic_fetch_add_explicit(&s->forwarded, 1, memory_order_relaxed);
             return;
         }
-        free(f);
+        free(f); /* the owner stopped: the daemon is shutting down */
     }
+    atomic_fetch_sub_explicit(&t->fwd_bytes, cost, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->rs.stats.drops[RS_DROP_NOMEM], 1, memory_order_relaxed);
 }
 
@@ -605,7 +628,7 @@ static void write_dtls_metrics(struct lw_buf *out)
 static void write_metrics(void *ctx, struct lw_buf *out)
 {
     static const char *const drop_names[RS_DROP__COUNT] = {"malformed", "peers_full", "nomem",
-                                                           "send_failed"};
+                                                           "send_failed", "forward_full"};
     static const char *const res_names[RS__COUNT] = {"register_created",
                                                      "register_replaced",
                                                      "register_bad_request",
@@ -683,6 +706,10 @@ static void shard_main(void *arg)
     rearm(s, true);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     atomic_fetch_sub(&running, 1);
+    /* Posted after the loop's last wake-up (a datagram another shard forwarded, a late
+     * cross-shard message): they run now, in the stopping state like those of the last wake-up,
+     * and no more are accepted, so nothing posted to this shard is left unfreed. */
+    drain_inbox(s, true);
     /* Everything the shard owns is closed by now; close any straggler and drain close callbacks. */
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -799,6 +826,7 @@ int shards_start(unsigned n, const struct lw_config *cfg)
         return LW_EINVAL;
     udp_set_buffer_size(cfg->udp_buffer);
     udp_set_kernel_steering(cfg->steering == LW_STEER_KERNEL);
+    fwd_limit = LW_MAX(cfg->udp_buffer, (size_t)1 << 20);
     if (reg_global_init(cfg, err, sizeof(err)) != 0) {
         log_err(M2M, "cannot start the registration interface: %s", err);
         return LW_ECONFIG;
