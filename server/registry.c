@@ -2623,7 +2623,8 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
     int rc;
     r->now = now;
     int64_t left_ms = sv->expires_ms - lw_clock_wall(r->cfg.clock);
-    if (dir_id_shard(sv->id) != r->shard || eplen == 0 || eplen > DIR_MAX_NAME) {
+    bool foreign = dir_id_shard(sv->id) != r->shard; /* held like a migrated registration */
+    if (eplen == 0 || eplen > DIR_MAX_NAME) {
         rc = LW_EINVAL;
         goto out;
     }
@@ -2631,11 +2632,18 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
         rc = LW_ETIMEDOUT;
         goto out;
     }
-    if ((rc = slots_cover(r, slot)) != 0)
-        goto out;
-    if (!slot_is_free(r->slots[slot])) {
-        rc = LW_EEXIST;
-        goto out;
+    if (foreign) {
+        if (reg_find(r, sv->id)) {
+            rc = LW_EEXIST;
+            goto out;
+        }
+    } else {
+        if ((rc = slots_cover(r, slot)) != 0)
+            goto out;
+        if (!slot_is_free(r->slots[slot]) || slot_is_moved(r->slots[slot])) {
+            rc = LW_EEXIST;
+            goto out;
+        }
     }
     if (sv->links_len && (rc = restore_objs(r, sv->links, sv->links_len, &objs)) != 0)
         goto out;
@@ -2693,7 +2701,14 @@ int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now
         gr = NULL;
         goto out;
     }
-    r->slots[slot] = gr;
+    if (!foreign) {
+        r->slots[slot] = gr;
+    } else if (lw_hmap_put(&r->moved, id_hash(r, sv->id), gr) != 0) {
+        reg_free_detached(gr); /* leaves the directory too */
+        gr = NULL;
+        rc = LW_ENOMEM;
+        goto out;
+    }
     stat_add(&r->stats.regs, 1);
     gr->expires = now + (uint64_t)left_ms + r->cfg.expiry_grace_ms;
     /* busy: bind_peer may drop an older registration of this address, which must not free p */
@@ -2709,6 +2724,20 @@ out:
     objlist_release(objs);
     lw_arena_reset(&r->arena);
     return rc;
+}
+
+int regsrv_restore_moved(struct regsrv *r, uint64_t id, unsigned to)
+{
+    uint32_t slot = slot_of(id);
+    int rc;
+    if (dir_id_shard(id) != r->shard || to == r->shard)
+        return LW_EINVAL;
+    if ((rc = slots_cover(r, slot)) != 0)
+        return rc;
+    if (!slot_is_free(r->slots[slot]) || slot_is_moved(r->slots[slot]))
+        return LW_EEXIST;
+    r->slots[slot] = slot_moved(to);
+    return 0;
 }
 
 void regsrv_restore_done(struct regsrv *r)

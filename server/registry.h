@@ -300,7 +300,7 @@ void regsrv_peer_settle(struct regsrv *r, struct peer *p, uint64_t now);
 
 /* ---- restore at start (store/restore.c), before the shard's thread and sockets run ---- */
 struct regsrv_saved {
-    uint64_t id;           /* registration id as issued (its issuer must be this shard) */
+    uint64_t id;           /* registration id as issued (by this shard or another) */
     const char *ep;        /* endpoint name, NUL-terminated (borrowed) */
     struct peer_addr addr; /* last source address (sock 0) */
     uint8_t ver;           /* major << 4 | minor */
@@ -315,10 +315,16 @@ struct regsrv_saved {
     size_t links_len;
 };
 /* Puts a saved registration back under its id (no event is posted; the directory learns it).
- * Only between regsrv_init and regsrv_restore_done. 0, LW_EINVAL (id of another shard, or bad
- * object list), LW_EEXIST (slot or endpoint already restored), LW_ETIMEDOUT (already expired) or
- * LW_ENOMEM. */
+ * An id another shard issued (or a shard this run does not have) is held as a migrated
+ * registration is: the issuer's slot is marked with regsrv_restore_moved. Only between
+ * regsrv_init and regsrv_restore_done, and for one shard on one thread at a time. 0, LW_EINVAL
+ * (bad name or object list), LW_EEXIST (slot, id or endpoint already restored), LW_ETIMEDOUT
+ * (already expired) or LW_ENOMEM. */
 int regsrv_restore(struct regsrv *r, const struct regsrv_saved *sv, uint64_t now);
+/* On the issuing shard: the registration `id` it issued is restored on shard `to` (where its
+ * device's datagrams arrive), so requests for it are forwarded there. 0, LW_EEXIST (slot in
+ * use) or LW_ENOMEM. Same rules as regsrv_restore. */
+int regsrv_restore_moved(struct regsrv *r, uint64_t id, unsigned to);
 /* Rebuilds the free slot list after restores. */
 void regsrv_restore_done(struct regsrv *r);
 

@@ -68,9 +68,19 @@ struct links {
  * the start-up line counts them all). */
 #define SKIPS_LOGGED 5
 
+/* A row whose registration is held by another shard than the job's (below), copied for the
+ * second pass. */
+struct later {
+    struct regsrv_saved sv; /* its strings and links point into mem */
+    unsigned holder;
+    uint8_t *mem;
+};
+
 struct job {
     const char *url;
     unsigned shard, nshards;
+    struct later *later; /* rows for other shards, restored after every job ended */
+    size_t nlater, caplater;
     uv_thread_t thread;
     bool threaded;        /* thread runs (else the caller ran the job) */
     struct lw_hmap cache; /* struct links by hash of the JSON text */
@@ -247,6 +257,48 @@ static bool text_of(const struct field *f, char *out, size_t cap)
     return true;
 }
 
+#define DEFERRED 1 /* restore_tuple: kept for the second pass, counted then */
+
+/* Keeps a copy of sv for the shard `holder` (restored after every job ended: each shard's tables
+ * have one writer at a time); on the issuing shard its slot is marked as moved there. DEFERRED,
+ * or LW_ETIMEDOUT / LW_EEXIST / LW_ENOMEM like regsrv_restore. */
+static int defer(struct job *j, const struct regsrv_saved *sv, unsigned holder)
+{
+    struct regsrv *r = shard_regsrv(shard_get(j->shard));
+    if (sv->expires_ms <= lw_clock_wall(r->cfg.clock))
+        return LW_ETIMEDOUT;
+    if (dir_id_shard(sv->id) == j->shard) {
+        int rc = regsrv_restore_moved(r, sv->id, holder);
+        if (rc)
+            return rc;
+    }
+    if (j->nlater == j->caplater) {
+        size_t cap = j->caplater ? 2 * j->caplater : 64;
+        struct later *nl = realloc(j->later, cap * sizeof(*nl));
+        if (!nl)
+            return LW_ENOMEM;
+        j->later = nl;
+        j->caplater = cap;
+    }
+    size_t le = strlen(sv->ep) + 1, ls = sv->sms ? strlen(sv->sms) + 1 : 0,
+           lp = sv->pid ? strlen(sv->pid) + 1 : 0;
+    struct later *l = &j->later[j->nlater];
+    if (!(l->mem = malloc(le + ls + lp + sv->links_len + 1)))
+        return LW_ENOMEM;
+    l->sv = *sv;
+    l->holder = holder;
+    char *m = (char *)l->mem;
+    l->sv.ep = memcpy(m, sv->ep, le);
+    m += le;
+    l->sv.sms = sv->sms ? memcpy(m, sv->sms, ls) : NULL;
+    m += ls;
+    l->sv.pid = sv->pid ? memcpy(m, sv->pid, lp) : NULL;
+    m += lp;
+    l->sv.links = sv->links_len ? memcpy(m, sv->links, sv->links_len) : (const uint8_t *)m;
+    j->nlater++;
+    return DEFERRED;
+}
+
 /* One binary COPY tuple into the job's shard: 0, or the LW_E* reason it was skipped. */
 static int restore_tuple(struct job *j, const struct field *f)
 {
@@ -257,7 +309,8 @@ static int restore_tuple(struct job *j, const struct field *f)
     if (!text_of(&f[C_EP], ep, sizeof(ep)) || f[C_ID].len < 0 ||
         regsrv_id_parse((const char *)f[C_ID].p, (size_t)f[C_ID].len, &sv.id) != 0)
         return LW_EMALFORMED;
-    if (dir_id_shard(sv.id) != j->shard)
+    unsigned issuer = dir_id_shard(sv.id);
+    if (issuer != j->shard && !(issuer >= j->nshards && j->shard + 1 == j->nshards))
         return LW_ERANGE;
     /* inet: family (2 = IPv4, 3 = IPv6), bits, is_cidr, address length, address */
     const struct field *a = &f[C_ADDR];
@@ -311,7 +364,21 @@ static int restore_tuple(struct job *j, const struct field *f)
         sv.links_len = (size_t)f[C_OBJS].len;
     }
     struct regsrv *r = shard_regsrv(shard_get(j->shard));
-    int rc = regsrv_restore(r, &sv, r->now);
+    /* The shard that will receive the device's datagrams holds it: for NoSec the owner of its
+     * address (udp.h), which differs from the issuer when the device moved to an address of
+     * another shard before the restart; for DTLS the issuer, whose session it is (an issuer
+     * this run does not have: the address owner, where its records fall back to). */
+    unsigned holder = issuer;
+    if (sv.sec == RS_SEC_NOSEC || issuer >= j->nshards) {
+        struct sockaddr_storage ss;
+        peer_addr_to_sa(&sv.addr, &ss);
+        holder = shard_for_addr((const struct sockaddr *)&ss);
+    }
+    int rc;
+    if (holder != j->shard || issuer != j->shard)
+        rc = defer(j, &sv, holder);
+    else
+        rc = regsrv_restore(r, &sv, r->now);
     if (rc != 0 && rc != LW_ETIMEDOUT && rc != LW_ENOMEM && j->skipped < SKIPS_LOGGED)
         log_warn(STORE, "registration of %s (shard %u) not restored: %s", ep, j->shard,
                  lw_strerror(rc));
@@ -320,6 +387,8 @@ static int restore_tuple(struct job *j, const struct field *f)
 
 static void count(struct job *j, int r)
 {
+    if (r == DEFERRED)
+        return;
     if (r == LW_EMALFORMED && j->skipped < SKIPS_LOGGED)
         log_warn(STORE, "a registration row of shard %u is malformed: not restored", j->shard);
     if (r == 0)
@@ -400,12 +469,14 @@ static void run_job(void *arg)
         snprintf(j->why, sizeof(j->why), "database not reachable");
         goto out;
     }
+    /* The last shard also reads the ids of shards this run does not have (fewer shards than
+     * before the restart): they are held by the owners of their addresses. */
+    bool last = j->shard + 1 == j->nshards;
     regsrv_id_format((uint64_t)j->shard << 56, lo);
-    if (j->shard < 255)
+    if (!last)
         regsrv_id_format((uint64_t)(j->shard + 1) << 56, hi);
-    snprintf(sql, sizeof(sql), restore_sql, lo,
-             j->shard < 255 ? "AND reg_id COLLATE \"C\" < '" : "", j->shard < 255 ? hi : "",
-             j->shard < 255 ? "'" : "");
+    snprintf(sql, sizeof(sql), restore_sql, lo, !last ? "AND reg_id COLLATE \"C\" < '" : "",
+             !last ? hi : "", !last ? "'" : "");
     res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         snprintf(j->why, sizeof(j->why), "%s", PQerrorMessage(pg));
@@ -490,10 +561,28 @@ int lw_store_restore(const struct lw_config *cfg, unsigned nshards)
         if (!j->threaded)
             run_job(j); /* no thread: this one does it */
     }
+    for (unsigned i = 0; i < nshards; i++)
+        if (jobs[i].threaded)
+            uv_thread_join(&jobs[i].thread);
+    /* Second pass, one thread: the rows held by another shard than their job's. */
     for (unsigned i = 0; i < nshards; i++) {
         struct job *j = &jobs[i];
-        if (j->threaded)
-            uv_thread_join(&j->thread);
+        for (size_t k = 0; k < j->nlater; k++) {
+            struct later *l = &j->later[k];
+            struct regsrv *r = shard_regsrv(shard_get(l->holder));
+            if (j->rc != LW_ENOMEM) {
+                int lr = regsrv_restore(r, &l->sv, r->now);
+                if (lr != 0 && lr != LW_ETIMEDOUT && lr != LW_ENOMEM && j->skipped < SKIPS_LOGGED)
+                    log_warn(STORE, "registration of %s (shard %u) not restored: %s", l->sv.ep,
+                             l->holder, lw_strerror(lr));
+                count(j, lr);
+            }
+            free(l->mem);
+        }
+        free(j->later);
+    }
+    for (unsigned i = 0; i < nshards; i++) {
+        struct job *j = &jobs[i];
         restored += j->restored;
         expired += j->expired;
         skipped += j->skipped;

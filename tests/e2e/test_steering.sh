@@ -110,5 +110,116 @@ else
   fail "daemon starts with 4 shards, forward steering"
 fi
 
+# ---- restart: each registration back on the shard that receives its device's datagrams
+# A NoSec device registers from a port of shard 0 and moves (Update) to a port of shard 1; its
+# registration then lives on shard 1 under an id shard 0 issued. After a restart its Send must
+# find it (it used to be restored on the issuer: 4.00 "no registration"), and after a restart
+# with fewer shards a registration of the shard that is gone must still answer (it used to be
+# left out of the restore: 4.04 and a new Register).
+cat > "$LW_TMP/coapc.py" <<'PY'
+"""One CoAP CON request from a given local UDP port; prints the response code (e.g. 2.04) and
+the Location-Path. Usage: coapc.py SRC_PORT DST_PORT METHOD PATH [QUERY] [CF] [PAYLOAD]"""
+import os, socket, struct, sys
+src, dst, method, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+query = sys.argv[5] if len(sys.argv) > 5 else ""
+cf = sys.argv[6] if len(sys.argv) > 6 else ""
+payload = sys.argv[7].encode() if len(sys.argv) > 7 else b""
+def opt(num, last, val):
+    def nib(v):
+        return (v, b"") if v < 13 else ((13, bytes([v - 13])) if v < 269 else (14, struct.pack(">H", v - 269)))
+    d, dx = nib(num - last)
+    l, lx = nib(len(val))
+    return bytes([d << 4 | l]) + dx + lx + val
+opts = [(11, p.encode()) for p in path.strip("/").split("/") if p]
+if cf:
+    n = int(cf)
+    opts.append((12, b"" if n == 0 else n.to_bytes((n.bit_length() + 7) // 8, "big")))
+opts += [(15, q.encode()) for q in query.split("&") if q]
+code = {"GET": 1, "POST": 2, "PUT": 3, "DELETE": 4}[method]
+mid = int.from_bytes(os.urandom(2), "big")
+msg = bytes([0x41, code]) + struct.pack(">H", mid) + os.urandom(1)
+last = 0
+for num, val in opts:
+    msg += opt(num, last, val)
+    last = num
+if payload:
+    msg += b"\xff" + payload
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", src))
+s.settimeout(2)
+for _ in range(3):
+    s.sendto(msg, ("127.0.0.1", dst))
+    try:
+        r, _ = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    if struct.unpack(">H", r[2:4])[0] != mid:
+        continue
+    c, i, num, loc = r[1], 4 + (r[0] & 15), 0, []
+    while i < len(r) and r[i] != 0xFF:
+        d, l = r[i] >> 4, r[i] & 15
+        i += 1
+        ext = lambda v: (r[i], 1) if v == 13 else ((struct.unpack(">H", r[i:i + 2])[0] + 256, 2) if v == 14 else (0, 0))
+        if d >= 13:
+            v, k = ext(d); d = v + 13 if k == 1 else v + 13; i += k
+        if l >= 13:
+            v, k = ext(l); l = v + 13; i += k
+        num += d
+        if num == 8:
+            loc.append(r[i:i + l].decode())
+        i += l
+    print("%d.%02d %s" % (c >> 5, c & 31, "/".join(loc)))
+    break
+else:
+    print("timeout")
+PY
+# A free UDP port on 127.0.0.1 owned by shard $1 of 2 (udp.h: (port ^ 0x0001) % 2).
+port_of() {
+  python3 -c '
+import socket, sys
+while True:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    if (p ^ 1) % 2 == int(sys.argv[1]): print(p); break' "$1"
+}
+c() { python3 "$LW_TMP/coapc.py" "$1" "$LW_COAP_PORT" "${@:2}"; }
+log=$LW_TMP/steer-restart-1.log
+logs+=("$log" "$LW_TMP/steer-restart-2.log" "$LW_TMP/steer-restart-3.log")
+if start_daemon "$log"; then
+  pA=$(port_of 0) pB=$(port_of 1) pC=$(port_of 1)
+  r1=$(c "$pA" POST rd "ep=steer-mig&lt=300&lwm2m=1.1" 40 "</3/0>")
+  loc1=${r1#* }
+  up=$(c "$pB" POST "$loc1")
+  r2=$(c "$pC" POST rd "ep=steer-s1&lt=300&lwm2m=1.1" 40 "</3/0>")
+  loc2=${r2#* }
+  check "restart: Register on shard 0, Update from a port of shard 1, Register on shard 1 ($r1, $up, $r2)" \
+    test "${r1%% *} $up ${r2%% *}" = "2.01 2.04  2.01"
+  moved() { [ "$(psql -tAq "$LW_PG_URL" -c "SELECT port FROM registrations WHERE endpoint = 'steer-mig'")" = "$pB" ]; }
+  check "restart: the moved registration's row has its new port" until_ok 10 moved
+  stop_daemon TERM
+  if restart_daemon "$LW_TMP/steer-restart-2.log"; then
+    snd=$(c "$pB" POST dp "" 110 '[{"n":"/3/0/0","vs":"meter"}]')
+    check "restart: the moved device's Send finds its registration (2.04: $snd)" test "$snd" = "2.04 "
+    check "restart: its Update gets 2.04" test "$(c "$pB" POST "$loc1")" = "2.04 "
+    stop_daemon TERM
+  else
+    fail "restart: daemon starts again"
+  fi
+  if restart_daemon "$LW_TMP/steer-restart-3.log" --set server.shards=1; then
+    check "restart with 1 shard: every registration restored" \
+      grep -q '"msg":"registrations restored: restored=2 ' "$LW_TMP/steer-restart-3.log"
+    check "restart with 1 shard: a registration shard 1 issued answers its Update (2.04)" \
+      test "$(c "$pC" POST "$loc2")" = "2.04 "
+    check "restart with 1 shard: and the moved one" test "$(c "$pB" POST "$loc1")" = "2.04 "
+    stop_daemon TERM
+    check "restart: daemon stops cleanly" test "$LW_DAEMON_RC" = 0
+  else
+    fail "restart with 1 shard: daemon starts"
+  fi
+else
+  fail "restart: daemon starts"
+fi
+
 check "no sanitizer findings in the daemon logs" bash -c "! grep -q 'runtime error\|AddressSanitizer\|LeakSanitizer' ${logs[*]}"
 finish

@@ -1,7 +1,8 @@
 /* Unit tests of the restore of saved registrations (regsrv_restore, server/registry.c) on a fake
  * clock: a restored registration answers Updates under its old id (from its old address, a new
- * one, and through another shard), expires on time, shows its object list; expired, foreign,
- * duplicate and malformed records are refused; new Registers after the restore get free slots. */
+ * one, and through another shard), expires on time, shows its object list; one held by another
+ * shard than its issuer answers there and through the issuer; expired, duplicate and malformed
+ * records are refused; new Registers after the restore get free slots. */
 #include "base/clock.h"
 #include "base/err.h"
 #include "coap/coap.h"
@@ -228,8 +229,6 @@ START_TEST(refused_records)
 {
     struct regsrv_saved sv = saved(0, 1, "rest-a", -1);
     ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), LW_ETIMEDOUT);
-    sv = saved(1, 1, "rest-a", 60000);
-    ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), LW_EINVAL); /* issued by shard 1 */
     sv = saved(0, 1, "rest-a", 60000);
     ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), 0);
     ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), LW_EEXIST); /* same endpoint */
@@ -259,6 +258,58 @@ START_TEST(refused_records)
 END_TEST
 
 /* Two saved registrations with one address: the newer wins, in either order. */
+/* A registration held by another shard than its issuer (its device had moved to an address of
+ * that shard before the restart), and one whose issuer this run does not have (fewer shards):
+ * both answer Updates and Sends' lookups where their address arrives, and through the issuer. */
+START_TEST(restored_on_another_shard)
+{
+    struct regsrv_saved sv = saved(1, 9, "rest-moved", 200000);
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), 0);
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &sv, H.now), LW_EEXIST); /* same id */
+    ck_assert_int_eq(regsrv_restore_moved(&H.rs[1], sv.id, 0), 0);
+    ck_assert_int_eq(regsrv_restore_moved(&H.rs[1], sv.id, 0), LW_EEXIST);
+    ck_assert_int_eq(regsrv_restore_moved(&H.rs[0], sv.id, 1), LW_EINVAL); /* not its issuer */
+    struct regsrv_saved gone = saved(7, 3, "rest-gone-shard", 200000);
+    gone.addr = addr(0x0a000009, 41000);
+    ck_assert_int_eq(regsrv_restore(&H.rs[0], &gone, H.now), 0);
+    regsrv_restore_done(&H.rs[0]);
+    regsrv_restore_done(&H.rs[1]);
+    ck_assert_uint_eq(regsrv_reg_count(&H.rs[0]), 2);
+    ck_assert_uint_eq(regsrv_reg_count(&H.rs[1]), 0);
+    struct dir_ref ref;
+    ck_assert_int_eq(dir_lookup("rest-moved", 10, &ref), 0);
+    ck_assert_uint_eq(ref.shard, 0);
+    ck_assert_uint_eq(ref.id, sv.id);
+    json_t *j = NULL;
+    ck_assert_int_eq(regsrv_get_json(&H.rs[0], ref.id, ref.gen, &j), 0);
+    json_decref(j);
+
+    char id[12], path[32];
+    regsrv_id_format(sv.id, id);
+    snprintf(path, sizeof(path), "rd/%s", id);
+    ck_assert_uint_eq(req(0, sv.addr, LW_COAP_POST, path, "", "", NULL), LW_COAP_CHANGED);
+    /* at the issuer from another address: its slot sends the request on to shard 0 */
+    ck_assert_uint_eq(req(1, addr(0x0a000004, 1234), LW_COAP_POST, path, "", "", NULL),
+                      LW_COAP_CHANGED);
+    regsrv_id_format(gone.id, id);
+    snprintf(path, sizeof(path), "rd/%s", id);
+    ck_assert_uint_eq(req(0, gone.addr, LW_COAP_POST, path, "lt=600", "", NULL), LW_COAP_CHANGED);
+    ck_assert_uint_eq(req(0, gone.addr, LW_COAP_DELETE, path, "", "", NULL), LW_COAP_DELETED);
+    ck_assert_int_ne(dir_lookup("rest-gone-shard", 15, &ref), 0);
+    /* a new Register on shard 1 does not reuse the slot marked as moved */
+    char nid[32];
+    for (unsigned k = 0; k < 12; k++) {
+        char q[64];
+        snprintf(q, sizeof(q), "ep=new-%u&lt=60", k);
+        ck_assert_uint_eq(req(1, addr(0x0c000000 + k, 5683), LW_COAP_POST, "rd", q, "</3/0>", nid),
+                          LW_COAP_CREATED);
+        uint64_t nv;
+        ck_assert_int_eq(regsrv_id_parse(nid, strlen(nid), &nv), 0);
+        ck_assert_uint_ne((nv >> 32) & 0xffffff, 9);
+    }
+}
+END_TEST
+
 START_TEST(same_address_newer_wins)
 {
     struct regsrv_saved a1 = saved(0, 1, "addr-old", 60000);
@@ -355,6 +406,7 @@ Suite *suite_restore(void)
     tcase_add_test(tc, restored_answers_updates);
     tcase_add_test(tc, restored_expires);
     tcase_add_test(tc, refused_records);
+    tcase_add_test(tc, restored_on_another_shard);
     tcase_add_test(tc, same_address_newer_wins);
     tcase_add_test(tc, many_rows_share_lists);
     suite_add_tcase(s, tc);
