@@ -559,6 +559,8 @@ static void reg_free_detached(struct reg *gr)
 static void note_issuer(struct regsrv *r, uint64_t id, uint8_t kind, unsigned where)
 {
     struct regsrv_fwd *f;
+    if (dir_id_shard(id) >= r->cfg.nshards)
+        return; /* issued by a shard this run does not have (restored with fewer shards) */
     if (r->closing || !r->ops->post_fwd || !(f = calloc(1, sizeof(*f))))
         return; /* the issuer's slot stays marked: a bounded leak of 8 bytes */
     f->kind = kind;
